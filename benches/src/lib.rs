@@ -1,0 +1,1 @@
+//! Patches shared by the benchmarks.

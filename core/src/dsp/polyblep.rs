@@ -1,0 +1,1 @@
+//! Band-limited step corrections (PolyBLEP); written with the VCO.

@@ -1,0 +1,1 @@
+//! adsr: being written.

@@ -1,0 +1,1 @@
+//! lfo: being written.

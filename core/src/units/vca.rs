@@ -1,0 +1,1 @@
+//! vca: being written.

@@ -1,0 +1,1 @@
+//! vcf: being written.

@@ -1,0 +1,1 @@
+//! vco: being written.

@@ -1,0 +1,2 @@
+//! The firmware simulation (issue 5) builds here.
+#![no_std]

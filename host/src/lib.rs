@@ -1,0 +1,1 @@
+//! synthpool-host: the std shell around the core.
