@@ -1,1 +1,7 @@
 //! synthpool-host: the std shell around the core.
+//!
+//! For now it renders patch scripts offline in one process ([`render`]); the server (worker
+//! processes over shared memory, OSC in, audio out) grows here next.
+#![deny(unsafe_code)]
+
+pub mod render;

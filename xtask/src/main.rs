@@ -1,1 +1,288 @@
-fn main() {}
+//! `cargo xtask`: the one entry point to synthpool. On a fresh Debian 12 or Raspberry
+//! Pi OS, `cargo xtask demo` and `cargo xtask test` install what they need and run.
+
+mod prereq;
+mod steps;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use prereq::VENV;
+use steps::Step;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "synthpool's tasks: each installs what it needs, then runs",
+    after_help = "Start with `cargo xtask demo`, then `cargo xtask test`.\n\
+                  `cargo xtask help <TASK>` or `cargo xtask <TASK> --help` for the details.",
+    arg_required_else_help = true,
+    subcommand_value_name = "TASK",
+    subcommand_help_heading = "Tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Render the demo patch to a WAV file (offline: the live server is not built yet)
+    #[command(after_help = prereq::help(Task::Demo))]
+    Demo(DemoArgs),
+    /// Build, lint and test everything: what CI runs
+    #[command(after_help = test_help())]
+    Test(YesArgs),
+    /// Time the DSP units and patches with criterion
+    Bench(BenchArgs),
+    /// [issue 5] Run the core on a Cortex-M4F under QEMU against expected output
+    Firmware(PendingArgs),
+    /// [issue 6] Time each worker core
+    Profile(PendingArgs),
+}
+
+#[derive(Args)]
+struct YesArgs {
+    /// Install missing Debian packages without asking (also when stdin is not a terminal)
+    #[arg(long, short)]
+    yes: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Length of the rendering, in seconds
+    #[arg(long, value_name = "S", default_value = "30", value_parser = positive_seconds, allow_negative_numbers = true)]
+    seconds: f64,
+    /// WAV file to write, relative to the current directory
+    #[arg(long, value_name = "FILE", default_value = "demo.wav")]
+    out: PathBuf,
+    #[command(flatten)]
+    yes: YesArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Passed to criterion, e.g. a filter: `cargo xtask bench -- vcf`
+    #[arg(last = true, value_name = "CRITERION ARGS")]
+    criterion: Vec<String>,
+}
+
+#[derive(Args)]
+struct PendingArgs {
+    /// Whatever the finished task will take (e.g. --bless): accepted, not yet used
+    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<String>,
+}
+
+/// The tasks that check prerequisites; see [`prereq::PREREQS`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Demo,
+    Test,
+    Bench,
+}
+
+impl Task {
+    /// The subcommand's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Demo => "demo",
+            Task::Test => "test",
+            Task::Bench => "bench",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Relative paths the user typed (--out) mean the directory they typed them in.
+    let invoked_in =
+        std::env::current_dir().unwrap_or_else(|err| fail(&format!("no current directory: {err}")));
+    let root = workspace_root();
+    if let Err(err) = std::env::set_current_dir(&root) {
+        fail(&format!(
+            "cannot enter the workspace root {}: {err}",
+            root.display()
+        ));
+    }
+    match cli.task {
+        Cmd::Demo(args) => demo(&root, &invoked_in, &args),
+        Cmd::Test(args) => test(&root, &args),
+        Cmd::Bench(args) => bench(&root, &args),
+        Cmd::Firmware(_) => pending(
+            "firmware",
+            5,
+            "runs the core on a Cortex-M4F under QEMU against firmware-sim/expected/",
+        ),
+        Cmd::Profile(_) => pending("profile", 6, "times each worker core"),
+    }
+}
+
+/// The steps of `cargo xtask test`, in order; the first failure stops the run.
+#[rustfmt::skip]
+fn test_steps(root: &Path) -> Vec<Step> {
+    vec![
+        // No `std` exists for thumbv7em-none-eabihf: this fails if the core reaches for it.
+        Step::cargo("core builds for Cortex-M4F (no_std)", &["build", "-p", "synthpool-core", "--target", "thumbv7em-none-eabihf"]),
+        Step::cargo("clippy on the core", &["clippy", "-p", "synthpool-core", "--all-targets", "--", "-D", "warnings"]),
+        // firmware-sim builds for thumbv7em only (see the workspace Cargo.toml); it is
+        // checked by `cargo xtask firmware`. 16 MiB stacks: tests keep whole fixed-size
+        // racks on their threads' stacks. .venv/bin first: the tests run `python3`.
+        Step::cargo("workspace tests", &["test", "--workspace", "--exclude", "firmware-sim"])
+            .env("RUST_MIN_STACK", "16777216")
+            .path_first(&root.join(VENV).join("bin")),
+        // In test mode criterion runs each bench once: they build and their output checks pass.
+        Step::cargo("benches run once (test mode)", &["test", "-p", "synthpool-benches", "--benches"]),
+    ]
+}
+
+fn test_help() -> String {
+    let mut text = String::from("Steps, stopping at the first failure:\n");
+    for (i, step) in test_steps(Path::new("")).iter().enumerate() {
+        text += &format!("  {}. {:<38} {}\n", i + 1, step.title, step.command_line());
+    }
+    text + "\n" + &prereq::help(Task::Test)
+}
+
+fn test(root: &Path, args: &YesArgs) -> ExitCode {
+    prereq::ensure(Task::Test, root, args.yes);
+    steps::run_all("test", &test_steps(root));
+    ExitCode::SUCCESS
+}
+
+fn demo(root: &Path, invoked_in: &Path, args: &DemoArgs) -> ExitCode {
+    prereq::ensure(Task::Demo, root, args.yes.yes);
+    let script = "demo/demo.osc";
+    if !root.join(script).is_file() {
+        fail(&format!(
+            "{script} is missing: the demo patch is not written yet"
+        ));
+    }
+    let out_abs = invoked_in.join(&args.out);
+    // Shown and passed relative to the root when it lies inside: shorter, same file.
+    let out = out_abs
+        .strip_prefix(root)
+        .unwrap_or(&out_abs)
+        .to_string_lossy()
+        .into_owned();
+    let seconds = args.seconds.to_string();
+    println!("The live server is not built yet, so the demo renders offline:");
+    println!("{seconds} s of the demo patch ({script}) to {out}.\n");
+    let render = Step::cargo(
+        "render the demo patch offline",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "synthpool-host",
+            "--bin",
+            "synthpool",
+            "--",
+            "render",
+            "--script",
+            script,
+            "--seconds",
+            &seconds,
+            "--out",
+            &out,
+        ],
+    );
+    if let Some(dir) = out_abs.parent() {
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|err| fail(&format!("cannot create {}: {err}", dir.display())));
+    }
+    steps::run_all("demo", &[render]);
+    if !out_abs.is_file() {
+        fail(&format!("the render passed but wrote no {out}"));
+    }
+    println!();
+    match player() {
+        Some(program) => println!("Wrote {out}. To listen: {program} {}", args.out.display()),
+        None => println!("Wrote {out}. No audio output here: play it on a machine with speakers."),
+    }
+    ExitCode::SUCCESS
+}
+
+/// A player that finds an audio output here, if any: PipeWire, then PulseAudio (each
+/// by its socket), then bare ALSA (by a playback device node).
+fn player() -> Option<&'static str> {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let socket = |name: &str| runtime.as_ref().is_some_and(|dir| dir.join(name).exists());
+    if prereq::found("pw-play") && socket("pipewire-0") {
+        return Some("pw-play");
+    }
+    if prereq::found("paplay") && socket("pulse/native") {
+        return Some("paplay");
+    }
+    // ALSA names playback devices /dev/snd/pcmC<card>D<device>p.
+    let alsa_playback = std::fs::read_dir("/dev/snd").is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("pcmC") && n.ends_with('p'))
+        })
+    });
+    (prereq::found("aplay") && alsa_playback).then_some("aplay")
+}
+
+fn bench(root: &Path, args: &BenchArgs) -> ExitCode {
+    prereq::ensure(Task::Bench, root, false);
+    let mut cargo_args = vec!["bench", "-p", "synthpool-benches"];
+    if !args.criterion.is_empty() {
+        cargo_args.push("--");
+        cargo_args.extend(args.criterion.iter().map(String::as_str));
+    }
+    steps::run_all("bench", &[Step::cargo("criterion benches", &cargo_args)]);
+    ExitCode::SUCCESS
+}
+
+/// For tasks whose issue is still open: says so and exits 2, so scripts cannot mistake
+/// the placeholder for a pass.
+fn pending(task: &str, issue: u32, what: &str) -> ExitCode {
+    eprintln!("`cargo xtask {task}` arrives with issue {issue}: it {what}. Not available yet.");
+    ExitCode::from(2)
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        Ok(_) => Err("must be a positive number of seconds".to_owned()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// Prints `message` as an error and exits with status 1.
+pub fn fail(message: &str) -> ! {
+    eprintln!("\nxtask: error: {message}");
+    std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_must_be_positive_and_finite() {
+        assert_eq!(positive_seconds("2.5"), Ok(2.5));
+        assert!(positive_seconds("0").is_err());
+        assert!(positive_seconds("-1").is_err());
+        assert!(positive_seconds("inf").is_err());
+        assert!(positive_seconds("NaN").is_err());
+        assert!(positive_seconds("abc").is_err());
+    }
+}

@@ -1,1 +1,284 @@
-//! mixer: being written.
+//! Mixer: `out = level * sum(gain_i * in_i)` over four inputs, every gain ramped over each block.
+use crate::block::{BLOCK, Block};
+
+/// Number of mixer inputs (in1..in4, indices 0..MIXER_INPUTS).
+pub const MIXER_INPUTS: usize = 4;
+
+/// Four-input mono mixer with a gain per input and an output level.
+#[derive(Clone, Debug)]
+pub struct Mixer {
+    /// Input gains, linear 0.0..=4.0.
+    gains: [f32; MIXER_INPUTS],
+    /// Output level, linear 0.0..=4.0.
+    level: f32,
+    /// `level * gains[i]` reached at the end of the last block: where the next ramp starts.
+    applied: [f32; MIXER_INPUTS],
+}
+
+impl Default for Mixer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mixer {
+    /// A mixer with every gain and the level at 1.0 (unity sum).
+    pub const fn new() -> Self {
+        Self {
+            gains: [1.0; MIXER_INPUTS],
+            level: 1.0,
+            applied: [1.0; MIXER_INPUTS],
+        }
+    }
+
+    /// Readies the unit for `sample_rate_hz` (the mixer's behaviour does not depend on it) and resets it.
+    pub fn prepare(&mut self, _sample_rate_hz: f32) {
+        self.reset();
+    }
+
+    /// Primes the gain ramps to the current settings (no sweep in the next block).
+    pub fn reset(&mut self) {
+        self.applied = self.targets();
+    }
+
+    /// Gain of input `index` (0..MIXER_INPUTS; others are ignored), linear 0.0..=4.0 (+12 dB),
+    /// default 1.0; ramps over the next block. Clamped; a non-finite value is ignored.
+    pub fn set_gain(&mut self, index: usize, gain: f32) {
+        if let Some(g) = self.gains.get_mut(index)
+            && gain.is_finite()
+        {
+            *g = gain.clamp(0.0, 4.0);
+        }
+    }
+
+    /// Output level, linear 0.0..=4.0 (+12 dB), default 1.0; ramps over the next block.
+    /// Clamped; a non-finite value is ignored.
+    pub fn set_level(&mut self, level: f32) {
+        if level.is_finite() {
+            self.level = level.clamp(0.0, 4.0);
+        }
+    }
+
+    /// Writes `level * sum(gain_i * in_i)` to `out`; unpatched (None) inputs are skipped, and
+    /// with none patched `out` is silence. No state: a NaN input reaches only its own samples.
+    pub fn process(&mut self, inputs: [Option<&Block>; MIXER_INPUTS], out: &mut Block) {
+        out.fill(0.0);
+        let targets = self.targets();
+        for ((input, start), end) in inputs.iter().zip(&self.applied).zip(&targets) {
+            let Some(input) = input else { continue };
+            // One ramp of the product level * gain (linear; by index so LLVM vectorises).
+            let step = (end - start) * (1.0 / BLOCK as f32);
+            for (i, (o, x)) in out.iter_mut().zip(input.iter()).enumerate() {
+                let gain = start + step * (i as i32 + 1) as f32;
+                *o += x * gain;
+            }
+        }
+        self.applied = targets;
+    }
+
+    fn targets(&self) -> [f32; MIXER_INPUTS] {
+        self.gains.map(|g| g * self.level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::SILENCE;
+    use crate::testing::*;
+    use proptest::prelude::*;
+
+    fn prepared() -> Mixer {
+        let mut mixer = Mixer::new();
+        mixer.prepare(FS);
+        mixer
+    }
+
+    fn block_at(x: &[f32], n: usize) -> Block {
+        let mut b = [0.0; BLOCK];
+        b.copy_from_slice(&x[n * BLOCK..(n + 1) * BLOCK]);
+        b
+    }
+
+    /// Mixes the four signals (None = unpatched) block by block, `each` called before each block.
+    fn mix(
+        mixer: &mut Mixer,
+        signals: [Option<&[f32]>; MIXER_INPUTS],
+        mut each: impl FnMut(usize, &mut Mixer),
+    ) -> Vec<f32> {
+        let blocks = signals
+            .iter()
+            .flatten()
+            .map(|s| s.len() / BLOCK)
+            .min()
+            .unwrap_or(0);
+        let mut y = Vec::new();
+        for n in 0..blocks {
+            each(n, mixer);
+            let blocks_in = signals.map(|s| s.map(|s| block_at(s, n)));
+            let mut out = [f32::NAN; BLOCK];
+            mixer.process([0, 1, 2, 3].map(|i| blocks_in[i].as_ref()), &mut out);
+            y.extend_from_slice(&out);
+        }
+        y
+    }
+
+    #[test]
+    fn sums_with_gains_exactly() {
+        let mut mixer = prepared();
+        mixer.set_gain(0, 0.5);
+        mixer.set_gain(1, 0.25);
+        mixer.set_gain(2, 2.0);
+        mixer.set_level(0.5);
+        mixer.reset();
+        let a = sine(200.0, 0.5, 0.5);
+        let b = sine(1000.0, 0.5, 0.5);
+        let c = sine(3000.0, 0.25, 0.5);
+        let y = mix(&mut mixer, [Some(&a), Some(&b), Some(&c), None], |_, _| {});
+        let expected: Vec<f32> = (0..y.len())
+            .map(|i| 0.5 * (0.5 * a[i] + 0.25 * b[i] + 2.0 * c[i]))
+            .collect();
+        // The gains are powers of two: the sum differs from the reference by rounding only.
+        assert!(diff_peak_db(&y, &expected) < -120.0);
+
+        // Level alone: one input at gain 0.5 and level 1 is -6.02 dB.
+        let mut mixer = prepared();
+        mixer.set_gain(3, 0.5);
+        mixer.reset();
+        let y = mix(&mut mixer, [None, None, None, Some(&a)], |_, _| {});
+        let gain_db = rms_db(&y) - rms_db(&a[..y.len()]);
+        // 0.01 dB: the gain is exact; only the dB rounding of 20 log10(0.5) remains.
+        assert!((gain_db - -6.0206).abs() < 0.01, "gain {gain_db} dB");
+
+        // Two equal inputs at unity sum to +6.02 dB.
+        let mut mixer = prepared();
+        let y = mix(&mut mixer, [Some(&a), Some(&a), None, None], |_, _| {});
+        let gain_db = rms_db(&y) - rms_db(&a[..y.len()]);
+        assert!((gain_db - 6.0206).abs() < 0.01, "gain {gain_db} dB");
+    }
+
+    #[test]
+    fn out_of_range_index_and_non_finite_values_are_ignored() {
+        let mut mixer = prepared();
+        mixer.set_gain(MIXER_INPUTS, 0.0);
+        mixer.set_gain(usize::MAX, 0.0);
+        mixer.set_gain(0, f32::NAN);
+        mixer.set_level(f32::INFINITY);
+        mixer.set_gain(1, 9.0); // clamped to 4
+        mixer.set_level(-1.0); // clamped to 0
+        assert_eq!(mixer.gains, [1.0, 4.0, 1.0, 1.0]);
+        assert_eq!(mixer.level, 0.0);
+    }
+
+    #[test]
+    fn silence_in_silence_out() {
+        let mut mixer = prepared();
+        mixer.set_level(4.0);
+        let y = render_s(0.1, |b| mixer.process([None; MIXER_INPUTS], b));
+        assert!(y.iter().all(|&s| s == 0.0));
+        let y = render_s(0.1, |b| mixer.process([Some(&SILENCE); MIXER_INPUTS], b));
+        assert!(y.iter().all(|&s| s == 0.0));
+        // Level 0 silences a loud input.
+        let loud = [1.0; BLOCK];
+        mixer.set_level(0.0);
+        mixer.reset();
+        let y = render_s(0.1, |b| mixer.process([Some(&loud); MIXER_INPUTS], b));
+        assert!(y.iter().all(|&s| s == 0.0));
+    }
+
+    #[test]
+    fn gain_and_level_jumps_have_no_click() {
+        let a = sine(100.0, 0.25, 0.4);
+        let b = sine(150.0, 0.25, 0.4);
+        // Each change jumps far (0 <-> 4 and 1 -> 0), at block 60, on low sines.
+        type Change = fn(&mut Mixer);
+        let changes: [(&str, Change); 4] = [
+            ("gain 0 -> 0", |m| m.set_gain(0, 0.0)),
+            ("gain 1 -> 4", |m| m.set_gain(1, 4.0)),
+            ("level -> 0", |m| m.set_level(0.0)),
+            ("level -> 4", |m| m.set_level(4.0)),
+        ];
+        for (name, change) in changes {
+            let mut mixer = prepared();
+            let y = mix(&mut mixer, [Some(&a), Some(&b), None, None], |n, m| {
+                if n == 60 {
+                    change(m)
+                }
+            });
+            let before = max_step(&y[..60 * BLOCK]);
+            let after = max_step(&y[(y.len() - 60 * BLOCK)..]);
+            let around = max_step(&y[59 * BLOCK..62 * BLOCK]);
+            // The steady step is the larger of the two settings' (a jump up ends louder).
+            let steady = before.max(after);
+            assert!(
+                around <= 2.0 * steady,
+                "{name}: step {around} vs steady {steady}"
+            );
+        }
+    }
+
+    #[test]
+    fn reset_reproduces_the_first_render() {
+        let mut mixer = prepared();
+        let a = sine(220.0, 0.5, 0.2);
+        let b = sine(330.0, 0.5, 0.2);
+        let render = |mixer: &mut Mixer| {
+            mix(mixer, [Some(&a), None, Some(&b), None], |n, m| {
+                if n == 10 {
+                    m.set_gain(2, 0.1)
+                }
+            })
+        };
+        let first = render(&mut mixer);
+        mixer.set_gain(2, 1.0);
+        mixer.reset();
+        let second = render(&mut mixer);
+        assert_eq!(first, second);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Gain(usize, f32),
+        Level(f32),
+        Process([bool; MIXER_INPUTS], f32),
+    }
+
+    fn any_value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            -10.0f32..10.0,
+            Just(f32::NAN),
+            Just(f32::INFINITY),
+            Just(f32::NEG_INFINITY),
+            Just(1.0e30f32),
+            Just(-1.0e30f32),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..6, any_value()).prop_map(|(i, g)| Op::Gain(i, g)),
+            any_value().prop_map(Op::Level),
+            (any::<[bool; MIXER_INPUTS]>(), -1.0f32..1.0).prop_map(|(p, a)| Op::Process(p, a)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_settings_stay_finite_and_bounded(ops in prop::collection::vec(op(), 1..60)) {
+            let mut mixer = prepared();
+            for (k, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Gain(i, g) => mixer.set_gain(i, g),
+                    Op::Level(l) => mixer.set_level(l),
+                    Op::Process(patched, amplitude) => {
+                        let x: Block = core::array::from_fn(|i| amplitude * ((i + k) as f64 * 0.41).sin() as f32);
+                        let mut out = [f32::NAN; BLOCK];
+                        mixer.process(patched.map(|p| p.then_some(&x)), &mut out);
+                        // |out| <= level * sum(gain_i) * |in| <= 4 * 16 * 1.
+                        prop_assert!(out.iter().all(|y| y.is_finite() && y.abs() <= 64.0));
+                    }
+                }
+            }
+        }
+    }
+}

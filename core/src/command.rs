@@ -1,0 +1,368 @@
+//! The command protocol, free of any transport: the host feeds it from OSC, the firmware
+//! from a script compiled into its image.
+//!
+//! A [`Request`] is what a user said, with names (`/module/set 1 freq 220`); the
+//! [`crate::topology::Topology`] checks it against the patch and resolves it into a
+//! [`Command`], which is small, `Copy`, and holds only indices, so it can cross a ring into
+//! the audio side, where applying it cannot fail.
+use crate::module::Kind;
+
+/// A module id: its address in the protocol, 0 ..= MODULES - 1; id 0 is the output.
+pub type ModuleId = u16;
+
+/// The output module's id.
+pub const OUTPUT_ID: ModuleId = 0;
+
+/// A resolved, validated edit of the patch. Applying one on the audio side cannot fail.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Command {
+    /// Create module `id` of `kind`; it fades in over one block.
+    New {
+        /// The new module's id.
+        id: ModuleId,
+        /// What it is.
+        kind: Kind,
+    },
+    /// Fade module `id` out over one block, then remove it and its cables.
+    Free {
+        /// The module to remove.
+        id: ModuleId,
+    },
+    /// Set parameter `param` of module `id`; the unit glides to it over one block.
+    Set {
+        /// The module.
+        id: ModuleId,
+        /// Index into the module kind's [`Kind::params`].
+        param: u8,
+        /// New value (finite; an enumeration's choice index).
+        value: f32,
+    },
+    /// Connect `src`'s output to input `port` of `dst`; the cable fades in over one block.
+    Patch {
+        /// Module whose output is taken.
+        src: ModuleId,
+        /// Module whose input receives it.
+        dst: ModuleId,
+        /// Index into `dst`'s kind's [`Kind::inputs`].
+        port: u8,
+    },
+    /// Remove a cable; it fades out over one block first.
+    Unpatch {
+        /// Module whose output was taken.
+        src: ModuleId,
+        /// Module whose input received it.
+        dst: ModuleId,
+        /// Index into `dst`'s kind's [`Kind::inputs`].
+        port: u8,
+    },
+    /// Free every module but the output (each fades out) and every cable.
+    Clear,
+}
+
+/// A value as a user gave it: OSC has `f`, `i` and `s` arguments; scripts have the same.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    /// A float.
+    Float(f32),
+    /// An integer.
+    Int(i32),
+    /// A string: the name of an enumeration's choice, or a number written as text.
+    Str(&'a str),
+}
+
+/// What a user asked, before it is checked against the patch. Names are still names.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Request<'a> {
+    /// `/module/new s:kind i:id`
+    New {
+        /// Kind name (`vco`).
+        kind: &'a str,
+        /// Wanted id.
+        id: i32,
+    },
+    /// `/module/free i:id`
+    Free {
+        /// Module id.
+        id: i32,
+    },
+    /// `/module/set i:id s:param (f|i|s):value`
+    Set {
+        /// Module id.
+        id: i32,
+        /// Parameter name (`freq_hz`, or an alias such as `freq`).
+        param: &'a str,
+        /// The value.
+        value: Value<'a>,
+    },
+    /// `/patch i:src s:out_port i:dst s:in_port`
+    Patch {
+        /// Source module id.
+        src: i32,
+        /// Source port name (always `out`).
+        out_port: &'a str,
+        /// Destination module id.
+        dst: i32,
+        /// Destination input port name.
+        in_port: &'a str,
+    },
+    /// `/unpatch i:src s:out_port i:dst s:in_port`
+    Unpatch {
+        /// Source module id.
+        src: i32,
+        /// Source port name (always `out`).
+        out_port: &'a str,
+        /// Destination module id.
+        dst: i32,
+        /// Destination input port name.
+        in_port: &'a str,
+    },
+    /// `/patch/clear`
+    Clear,
+}
+
+impl Request<'_> {
+    /// The OSC address this request travels under.
+    pub const fn address(&self) -> &'static str {
+        match self {
+            Request::New { .. } => "/module/new",
+            Request::Free { .. } => "/module/free",
+            Request::Set { .. } => "/module/set",
+            Request::Patch { .. } => "/patch",
+            Request::Unpatch { .. } => "/unpatch",
+            Request::Clear => "/patch/clear",
+        }
+    }
+}
+
+/// Why a request was refused. A refused request changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No such address (`/module/bogus`).
+    UnknownAddress,
+    /// Wrong number or types of arguments for the address.
+    WrongArgs,
+    /// No module kind has this name.
+    UnknownKind,
+    /// The module's kind has no parameter of this name.
+    UnknownParam,
+    /// The module's kind has no port of this name (outputs are all called `out`).
+    UnknownPort,
+    /// Not one of an enumeration's choices (by name or index), or not a number.
+    BadValue,
+    /// A value was NaN or infinite.
+    NotFinite,
+    /// The id is outside 0 ..= max.
+    IdOutOfRange {
+        /// The id given.
+        id: i32,
+        /// The largest id this rack holds.
+        max: u16,
+    },
+    /// A module with this id exists already.
+    IdInUse(ModuleId),
+    /// No module has this id.
+    NoSuchModule(ModuleId),
+    /// The output module (id 0) cannot be created or freed.
+    OutputModule,
+    /// This exact cable exists already.
+    AlreadyPatched,
+    /// No such cable to remove.
+    NoSuchCable,
+    /// No room for another module, delay, reverb or cable.
+    RackFull,
+    /// The cable would close a loop (signal would feed back into itself).
+    WouldCycle,
+}
+
+impl Error {
+    /// The variant's name, as sent in `/fail` replies (`RackFull`).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Error::UnknownAddress => "UnknownAddress",
+            Error::WrongArgs => "WrongArgs",
+            Error::UnknownKind => "UnknownKind",
+            Error::UnknownParam => "UnknownParam",
+            Error::UnknownPort => "UnknownPort",
+            Error::BadValue => "BadValue",
+            Error::NotFinite => "NotFinite",
+            Error::IdOutOfRange { .. } => "IdOutOfRange",
+            Error::IdInUse(_) => "IdInUse",
+            Error::NoSuchModule(_) => "NoSuchModule",
+            Error::OutputModule => "OutputModule",
+            Error::AlreadyPatched => "AlreadyPatched",
+            Error::NoSuchCable => "NoSuchCable",
+            Error::RackFull => "RackFull",
+            Error::WouldCycle => "WouldCycle",
+        }
+    }
+
+    /// A sentence for a performer, without the details carried in the variant.
+    pub const fn message(&self) -> &'static str {
+        match self {
+            Error::UnknownAddress => "no such address",
+            Error::WrongArgs => "wrong number or types of arguments",
+            Error::UnknownKind => "no module kind has this name",
+            Error::UnknownParam => "this module has no parameter of this name",
+            Error::UnknownPort => "this module has no port of this name",
+            Error::BadValue => "not a valid value for this parameter",
+            Error::NotFinite => "value is NaN or infinite",
+            Error::IdOutOfRange { .. } => "id out of range",
+            Error::IdInUse(_) => "a module with this id exists",
+            Error::NoSuchModule(_) => "no module with this id",
+            Error::OutputModule => "the output module (id 0) is always there",
+            Error::AlreadyPatched => "this cable exists already",
+            Error::NoSuchCable => "no such cable",
+            Error::RackFull => "no room left in the rack",
+            Error::WouldCycle => "this cable would make a loop",
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::IdOutOfRange { id, max } => write!(f, "id {id} out of range 0..={max}"),
+            Error::IdInUse(id) => write!(f, "id {id} is in use"),
+            Error::NoSuchModule(id) => write!(f, "no module with id {id}"),
+            other => f.write_str(other.message()),
+        }
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Reads a request from an OSC-style address and arguments (from an OSC message or a
+    /// script line). Ids may come as floats holding whole numbers (controllers like TouchOSC
+    /// send only floats); names must be strings.
+    ///
+    /// # Errors
+    /// `UnknownAddress` for an address not in the protocol; `WrongArgs` for a wrong count or
+    /// type of arguments.
+    pub fn parse(address: &str, args: &[Value<'a>]) -> Result<Request<'a>, Error> {
+        match address {
+            "/module/new" => match args {
+                [Value::Str(kind), id] => Ok(Request::New { kind, id: int(id)? }),
+                _ => Err(Error::WrongArgs),
+            },
+            "/module/free" => match args {
+                [id] => Ok(Request::Free { id: int(id)? }),
+                _ => Err(Error::WrongArgs),
+            },
+            "/module/set" => match args {
+                [id, Value::Str(param), value] => Ok(Request::Set {
+                    id: int(id)?,
+                    param,
+                    value: *value,
+                }),
+                _ => Err(Error::WrongArgs),
+            },
+            "/patch" | "/unpatch" => match args {
+                [src, Value::Str(out_port), dst, Value::Str(in_port)] => {
+                    let (src, dst) = (int(src)?, int(dst)?);
+                    Ok(if address == "/patch" {
+                        Request::Patch {
+                            src,
+                            out_port,
+                            dst,
+                            in_port,
+                        }
+                    } else {
+                        Request::Unpatch {
+                            src,
+                            out_port,
+                            dst,
+                            in_port,
+                        }
+                    })
+                }
+                _ => Err(Error::WrongArgs),
+            },
+            "/patch/clear" => match args {
+                [] => Ok(Request::Clear),
+                _ => Err(Error::WrongArgs),
+            },
+            _ => Err(Error::UnknownAddress),
+        }
+    }
+}
+
+/// An integer argument: an int, or a float holding a whole number in i32's range.
+fn int(value: &Value<'_>) -> Result<i32, Error> {
+    match *value {
+        Value::Int(i) => Ok(i),
+        Value::Float(x) if x.is_finite() && x as i32 as f32 == x => Ok(x as i32),
+        Value::Float(x) if !x.is_finite() => Err(Error::NotFinite),
+        _ => Err(Error::WrongArgs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_address_and_refuses_wrong_args() {
+        let new = Request::parse("/module/new", &[Value::Str("vco"), Value::Int(1)]);
+        assert_eq!(new, Ok(Request::New { kind: "vco", id: 1 }));
+        let from_float = Request::parse("/module/free", &[Value::Float(3.0)]);
+        assert_eq!(from_float, Ok(Request::Free { id: 3 }));
+        let set = Request::parse(
+            "/module/set",
+            &[Value::Int(1), Value::Str("freq"), Value::Float(220.0)],
+        );
+        assert_eq!(
+            set,
+            Ok(Request::Set {
+                id: 1,
+                param: "freq",
+                value: Value::Float(220.0)
+            })
+        );
+        let patch = [
+            Value::Int(1),
+            Value::Str("out"),
+            Value::Int(0),
+            Value::Str("in"),
+        ];
+        assert_eq!(
+            Request::parse("/patch", &patch),
+            Ok(Request::Patch {
+                src: 1,
+                out_port: "out",
+                dst: 0,
+                in_port: "in"
+            })
+        );
+        assert_eq!(
+            Request::parse("/unpatch", &patch),
+            Ok(Request::Unpatch {
+                src: 1,
+                out_port: "out",
+                dst: 0,
+                in_port: "in"
+            })
+        );
+        assert_eq!(Request::parse("/patch/clear", &[]), Ok(Request::Clear));
+
+        assert_eq!(
+            Request::parse("/module/boom", &[]),
+            Err(Error::UnknownAddress)
+        );
+        assert_eq!(
+            Request::parse("/module/new", &[Value::Int(1), Value::Str("vco")]),
+            Err(Error::WrongArgs)
+        );
+        assert_eq!(
+            Request::parse("/module/free", &[Value::Float(1.5)]),
+            Err(Error::WrongArgs)
+        );
+        assert_eq!(
+            Request::parse("/module/free", &[Value::Float(f32::NAN)]),
+            Err(Error::NotFinite)
+        );
+        assert_eq!(Request::parse("/module/free", &[]), Err(Error::WrongArgs));
+        assert_eq!(
+            Request::parse("/patch/clear", &[Value::Int(1)]),
+            Err(Error::WrongArgs)
+        );
+    }
+}

@@ -1,0 +1,1101 @@
+//! The rack: fixed slots of modules, fixed cables, an execution order, declicked edits.
+//!
+//! Slots hold modules, pools hold the long buffers of delays and reverbs, and every count is
+//! a const generic: the host picks a large rack, the firmware a small one, and neither
+//! allocates. Commands are applied between blocks and cannot fail: a [`Command`] was checked
+//! by a [`Topology`] first, and one that does not fit is ignored.
+//!
+//! Declicking: a new module or cable fades in over one block, a freed module or an unpatched
+//! cable fades out over one block and is removed after it ("ghosts"). A ghost holds its slot
+//! until then; if a new module or cable finds no free slot, the oldest ghost is cut at once
+//! (only when more edits than the rack's capacity land within one block).
+//!
+//! The execution order is Kahn's algorithm over the slots, recomputed once per block after a
+//! structural change, with incoming cables grouped per slot (a counting sort) so a block
+//! touches each cable once.
+use crate::block::{BLOCK, Block};
+use crate::command::{Command, Error, ModuleId, OUTPUT_ID, Request};
+use crate::module::{Kind, LANES, MAX_INPUTS, Module, Pools};
+use crate::topology::Topology;
+use crate::units::delay::Delay;
+use crate::units::reverb::Reverb;
+use crate::units::vca::Vca;
+use heapless::Vec;
+
+/// Slot of the output module.
+const OUTPUT_SLOT: usize = 0;
+/// Marks "no module" in `ids` and "free" in the pool owner tables.
+const NONE: u16 = u16::MAX;
+
+/// Gain of sample `i` of a fade-in: (i + 1) / BLOCK, reaching exactly 1.0 at the block's end.
+const RAMP_IN: Block = {
+    let mut ramp = [0.0; BLOCK];
+    let mut i = 0;
+    while i < BLOCK {
+        ramp[i] = (i + 1) as f32 / BLOCK as f32;
+        i += 1;
+    }
+    ramp
+};
+
+/// Where a module or cable is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fade {
+    /// Created since the last block: fades in during the next one.
+    In,
+    /// Fully on.
+    Steady,
+    /// Freed or unpatched: fades out during the next block, then goes.
+    Out,
+}
+
+/// A physical cable, slot to slot.
+#[derive(Clone, Copy, Debug)]
+struct Wire {
+    src: u16,
+    dst: u16,
+    port: u8,
+    fade: Fade,
+}
+
+/// A rack of `MODULES` slots (slot 0 is the output), `CABLES` cables, `DELAYS` delays of
+/// `DELAY_LEN` samples and `REVERBS` reverbs of `COMB_LEN`/`ALLPASS_LEN`-sample lines.
+pub struct Rack<
+    const MODULES: usize,
+    const CABLES: usize,
+    const DELAYS: usize,
+    const DELAY_LEN: usize,
+    const REVERBS: usize,
+    const COMB_LEN: usize,
+    const ALLPASS_LEN: usize,
+> {
+    sample_rate_hz: f32,
+    modules: [Module; MODULES],
+    /// Id of the module in each slot; NONE for an empty slot or a ghost.
+    ids: [ModuleId; MODULES],
+    fades: [Fade; MODULES],
+    outs: [Block; MODULES],
+    wires: Vec<Wire, CABLES>,
+    delays: [Delay<DELAY_LEN>; DELAYS],
+    delay_owner: [u16; DELAYS],
+    reverbs: [Reverb<COMB_LEN, ALLPASS_LEN>; REVERBS],
+    reverb_owner: [u16; REVERBS],
+    order: Vec<u16, MODULES>,
+    /// Incoming wires of slot s are `inbound[first_in[s]..first_in[s] + count_in[s]]`,
+    /// sorted by port.
+    inbound: [u16; CABLES],
+    first_in: [u16; MODULES],
+    count_in: [u16; MODULES],
+    /// Longest path from a source to each slot: equal depths never feed each other.
+    depth: [u16; MODULES],
+    structure_changed: bool,
+    /// Summed inputs and rendered output of each lane (lane 0 serves single modules).
+    scratch: [[Block; MAX_INPUTS]; LANES],
+    rendered: [Block; LANES],
+}
+
+/// The host's rack: 256 modules, 512 cables, 8 delays of 2.73 s, 4 reverbs (48 kHz).
+pub type HostRack = Rack<256, 512, 8, { 1 << 17 }, 4, 4096, 1024>;
+
+/// The firmware's rack: 32 modules, 64 cables, 2 delays of 0.34 s, 1 reverb (48 kHz).
+pub type FirmwareRack = Rack<32, 64, 2, { 1 << 14 }, 1, 2048, 1024>;
+
+impl<
+    const MODULES: usize,
+    const CABLES: usize,
+    const DELAYS: usize,
+    const DELAY_LEN: usize,
+    const REVERBS: usize,
+    const COMB_LEN: usize,
+    const ALLPASS_LEN: usize,
+> Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN>
+{
+    /// A rack holding only the output module, for 48 kHz until [`Rack::prepare`].
+    pub const fn new() -> Self {
+        const {
+            assert!(
+                MODULES >= 1 && MODULES < NONE as usize,
+                "slot indices are u16"
+            );
+            assert!(CABLES < NONE as usize, "cable indices are u16");
+            assert!(
+                DELAYS <= u8::MAX as usize && REVERBS <= u8::MAX as usize,
+                "pool indices are u8"
+            );
+        };
+        let mut modules = [const { Module::Empty }; MODULES];
+        modules[OUTPUT_SLOT] = Module::Output(Vca::new());
+        let mut ids = [NONE; MODULES];
+        ids[OUTPUT_SLOT] = OUTPUT_ID;
+        Self {
+            sample_rate_hz: 48_000.0,
+            modules,
+            ids,
+            fades: [Fade::Steady; MODULES],
+            outs: [[0.0; BLOCK]; MODULES],
+            wires: Vec::new(),
+            delays: [const { Delay::new() }; DELAYS],
+            delay_owner: [NONE; DELAYS],
+            reverbs: [const { Reverb::new() }; REVERBS],
+            reverb_owner: [NONE; REVERBS],
+            order: Vec::new(),
+            inbound: [0; CABLES],
+            first_in: [0; MODULES],
+            count_in: [0; MODULES],
+            depth: [0; MODULES],
+            structure_changed: true,
+            scratch: [[[0.0; BLOCK]; MAX_INPUTS]; LANES],
+            rendered: [[0.0; BLOCK]; LANES],
+        }
+    }
+
+    /// A topology matching this rack's capacity, for checking requests before they reach it.
+    pub fn topology(&self) -> Topology<MODULES, CABLES> {
+        Topology::new(DELAYS, REVERBS)
+    }
+
+    /// Sets the sample rate and resets every module to silence, keeping the patch.
+    pub fn prepare(&mut self, sample_rate_hz: f32) {
+        self.sample_rate_hz = sample_rate_hz;
+        for module in self.modules.iter_mut() {
+            module.prepare(sample_rate_hz);
+        }
+        for (delay, owner) in self.delays.iter_mut().zip(&self.delay_owner) {
+            if *owner != NONE {
+                delay.prepare(sample_rate_hz);
+            }
+        }
+        for (reverb, owner) in self.reverbs.iter_mut().zip(&self.reverb_owner) {
+            if *owner != NONE {
+                reverb.prepare(sample_rate_hz);
+            }
+        }
+        self.outs = [[0.0; BLOCK]; MODULES];
+    }
+
+    /// Sample rate given to [`Rack::prepare`], Hz.
+    pub fn sample_rate_hz(&self) -> f32 {
+        self.sample_rate_hz
+    }
+
+    /// Checks `request` against `topology` (which must describe this rack) and applies it.
+    ///
+    /// # Errors
+    /// As [`Topology::resolve`]; on error neither the topology nor the rack changed.
+    pub fn submit(
+        &mut self,
+        topology: &mut Topology<MODULES, CABLES>,
+        request: &Request<'_>,
+    ) -> Result<(), Error> {
+        let command = topology.submit(request)?;
+        self.apply(&command);
+        Ok(())
+    }
+
+    /// Applies a command checked by a [`Topology`]; takes effect from the next block.
+    /// Cannot fail: a command that does not fit this rack changes nothing.
+    pub fn apply(&mut self, command: &Command) {
+        match *command {
+            Command::New { id, kind } => self.create(id, kind),
+            Command::Free { id } => {
+                if id != OUTPUT_ID
+                    && let Some(slot) = self.slot_of(id)
+                {
+                    self.ids[slot] = NONE;
+                    self.fades[slot] = Fade::Out;
+                }
+            }
+            Command::Set { id, param, value } => {
+                if let Some(slot) = self.slot_of(id) {
+                    let pools = Pools {
+                        delays: &mut self.delays,
+                        reverbs: &mut self.reverbs,
+                    };
+                    self.modules[slot].set(param, value, pools);
+                }
+            }
+            Command::Patch { src, dst, port } => {
+                if let (Some(src), Some(dst)) = (self.slot_of(src), self.slot_of(dst)) {
+                    self.connect(src as u16, dst as u16, port);
+                }
+            }
+            Command::Unpatch { src, dst, port } => {
+                if let (Some(src), Some(dst)) = (self.slot_of(src), self.slot_of(dst))
+                    && let Some(w) = self.wire_index(src as u16, dst as u16, port)
+                {
+                    match self.wires[w].fade {
+                        // Never heard yet: nothing to fade.
+                        Fade::In => {
+                            self.wires.swap_remove(w);
+                            self.structure_changed = true;
+                        }
+                        Fade::Steady | Fade::Out => self.wires[w].fade = Fade::Out,
+                    }
+                }
+            }
+            Command::Clear => {
+                for slot in 1..MODULES {
+                    if self.ids[slot] != NONE {
+                        self.ids[slot] = NONE;
+                        self.fades[slot] = Fade::Out;
+                    }
+                }
+                self.wires.retain(|w| w.fade != Fade::In);
+                self.structure_changed = true;
+                for wire in self.wires.iter_mut() {
+                    wire.fade = Fade::Out;
+                }
+            }
+        }
+    }
+
+    /// Renders one block of the output module into `out`, then retires finished fades.
+    pub fn process(&mut self, out: &mut Block) {
+        if self.structure_changed {
+            self.rebuild_order();
+        }
+        let mut at = 0;
+        while at < self.order.len() {
+            if self.lane_run(at) == LANES {
+                self.process_lanes(at);
+                at += LANES;
+            } else {
+                self.process_slot(self.order[at] as usize);
+                at += 1;
+            }
+        }
+        *out = self.outs[OUTPUT_SLOT];
+        self.retire_fades();
+    }
+
+    /// Number of modules alive (the output included; ghosts fading out excluded).
+    pub fn module_count(&self) -> usize {
+        self.ids.iter().filter(|&&id| id != NONE).count()
+    }
+
+    /// Number of cables alive (ghosts fading out excluded).
+    pub fn cable_count(&self) -> usize {
+        self.wires
+            .iter()
+            .filter(|w| {
+                w.fade != Fade::Out
+                    && self.fades[w.src as usize] != Fade::Out
+                    && self.fades[w.dst as usize] != Fade::Out
+            })
+            .count()
+    }
+
+    /// Last block rendered by module `id`, if it exists.
+    pub fn output_of(&self, id: ModuleId) -> Option<&Block> {
+        self.slot_of(id).map(|slot| &self.outs[slot])
+    }
+
+    fn slot_of(&self, id: ModuleId) -> Option<usize> {
+        if id == NONE {
+            return None;
+        }
+        self.ids.iter().position(|&i| i == id)
+    }
+
+    fn wire_index(&self, src: u16, dst: u16, port: u8) -> Option<usize> {
+        self.wires
+            .iter()
+            .position(|w| w.src == src && w.dst == dst && w.port == port)
+    }
+
+    fn create(&mut self, id: ModuleId, kind: Kind) {
+        if id == NONE || kind == Kind::Output || self.slot_of(id).is_some() {
+            return;
+        }
+        let slot = match self.modules.iter().position(|m| matches!(m, Module::Empty)) {
+            Some(slot) => slot,
+            None => match self.oldest_ghost_slot() {
+                Some(ghost) => {
+                    self.remove_slot(ghost);
+                    ghost
+                }
+                None => return,
+            },
+        };
+        let pool = match kind {
+            Kind::Delay => self.take_pool_entry(Kind::Delay, slot),
+            Kind::Reverb => self.take_pool_entry(Kind::Reverb, slot),
+            _ => Some(0),
+        };
+        let Some(pool) = pool else { return };
+        self.modules[slot] = Module::new(kind, pool, self.sample_rate_hz);
+        self.ids[slot] = id;
+        self.fades[slot] = Fade::In;
+        self.structure_changed = true;
+    }
+
+    /// Claims a free delay or reverb for `slot` (cutting a ghost's if none is free) and
+    /// prepares it with default parameters, in place.
+    fn take_pool_entry(&mut self, kind: Kind, slot: usize) -> Option<u8> {
+        let owners: &[u16] = if kind == Kind::Delay {
+            &self.delay_owner
+        } else {
+            &self.reverb_owner
+        };
+        let index = match owners.iter().position(|&o| o == NONE) {
+            Some(index) => index,
+            None => {
+                let ghost = owners.iter().position(|&o| {
+                    self.fades[o as usize] == Fade::Out && self.ids[o as usize] == NONE
+                })?;
+                self.remove_slot(owners[ghost] as usize);
+                ghost
+            }
+        };
+        let fs = self.sample_rate_hz;
+        if kind == Kind::Delay {
+            self.delay_owner[index] = slot as u16;
+            self.delays[index].set_defaults();
+            self.delays[index].prepare(fs);
+        } else {
+            self.reverb_owner[index] = slot as u16;
+            self.reverbs[index].set_defaults();
+            self.reverbs[index].prepare(fs);
+        }
+        Some(index as u8)
+    }
+
+    fn oldest_ghost_slot(&self) -> Option<usize> {
+        (1..MODULES).find(|&s| {
+            self.fades[s] == Fade::Out
+                && self.ids[s] == NONE
+                && !matches!(self.modules[s], Module::Empty)
+        })
+    }
+
+    fn connect(&mut self, src: u16, dst: u16, port: u8) {
+        if let Some(w) = self.wire_index(src, dst, port) {
+            // Unpatched and re-patched before the fade began: it simply stays.
+            if self.wires[w].fade == Fade::Out {
+                self.wires[w].fade = Fade::Steady;
+            }
+            return;
+        }
+        let wire = Wire {
+            src,
+            dst,
+            port,
+            fade: Fade::In,
+        };
+        if self.wires.is_full() {
+            let ghost = self.wires.iter().position(|w| {
+                w.fade == Fade::Out
+                    || self.fades[w.src as usize] == Fade::Out
+                    || self.fades[w.dst as usize] == Fade::Out
+            });
+            match ghost {
+                Some(g) => {
+                    self.wires.swap_remove(g);
+                }
+                None => return,
+            }
+        }
+        let _ = self.wires.push(wire);
+        self.structure_changed = true;
+    }
+
+    /// Empties `slot` now: its module, its pool entry and every wire touching it.
+    fn remove_slot(&mut self, slot: usize) {
+        match self.modules[slot] {
+            Module::Delay { pool } => {
+                if let Some(owner) = self.delay_owner.get_mut(pool as usize) {
+                    *owner = NONE;
+                }
+            }
+            Module::Reverb { pool } => {
+                if let Some(owner) = self.reverb_owner.get_mut(pool as usize) {
+                    *owner = NONE;
+                }
+            }
+            _ => {}
+        }
+        self.modules[slot] = Module::Empty;
+        self.ids[slot] = NONE;
+        self.fades[slot] = Fade::Steady;
+        self.outs[slot] = [0.0; BLOCK];
+        let s = slot as u16;
+        self.wires.retain(|w| w.src != s && w.dst != s);
+        self.structure_changed = true;
+    }
+
+    /// After a block: fades that ran are over; ghosts go.
+    fn retire_fades(&mut self) {
+        for slot in 1..MODULES {
+            match self.fades[slot] {
+                Fade::In => self.fades[slot] = Fade::Steady,
+                Fade::Out => self.remove_slot(slot),
+                Fade::Steady => {}
+            }
+        }
+        let before = self.wires.len();
+        self.wires.retain(|w| w.fade != Fade::Out);
+        if self.wires.len() != before {
+            self.structure_changed = true;
+        }
+        for wire in self.wires.iter_mut() {
+            wire.fade = Fade::Steady;
+        }
+    }
+
+    /// Kahn's algorithm over occupied slots, and the per-slot inbound wire lists.
+    fn rebuild_order(&mut self) {
+        self.structure_changed = false;
+        // Inbound lists: count per destination, prefix sums, then place sorted by port.
+        self.count_in = [0; MODULES];
+        for wire in self.wires.iter() {
+            self.count_in[wire.dst as usize] += 1;
+        }
+        let mut next = 0u16;
+        for slot in 0..MODULES {
+            self.first_in[slot] = next;
+            next += self.count_in[slot];
+        }
+        let mut filled = [0u16; MODULES];
+        for port in 0..MAX_INPUTS as u8 {
+            for (index, wire) in self
+                .wires
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.port == port)
+            {
+                let dst = wire.dst as usize;
+                self.inbound[(self.first_in[dst] + filled[dst]) as usize] = index as u16;
+                filled[dst] += 1;
+            }
+        }
+        // Kahn: a slot is ready when every wire into it comes from a slot already ordered.
+        let mut waiting = self.count_in;
+        self.order.clear();
+        for (slot, (module, &wait)) in self.modules.iter().zip(&waiting).enumerate() {
+            if !matches!(module, Module::Empty) && wait == 0 {
+                let _ = self.order.push(slot as u16);
+            }
+        }
+        // Outbound lists, the same counting sort by source, so Kahn touches each wire once.
+        let mut first_out = [0u16; MODULES];
+        let mut count_out = [0u16; MODULES];
+        for wire in self.wires.iter() {
+            count_out[wire.src as usize] += 1;
+        }
+        let mut next = 0u16;
+        for slot in 0..MODULES {
+            first_out[slot] = next;
+            next += count_out[slot];
+        }
+        let mut outbound = [0u16; CABLES];
+        let mut placed = [0u16; MODULES];
+        for wire in self.wires.iter() {
+            let src = wire.src as usize;
+            outbound[(first_out[src] + placed[src]) as usize] = wire.dst;
+            placed[src] += 1;
+        }
+        self.depth = [0; MODULES];
+        let mut head = 0;
+        while head < self.order.len() {
+            let from = self.order[head] as usize;
+            head += 1;
+            let first = first_out[from] as usize;
+            for &dst in &outbound[first..first + count_out[from] as usize] {
+                let dst = dst as usize;
+                self.depth[dst] = self.depth[dst].max(self.depth[from] + 1);
+                waiting[dst] -= 1;
+                if waiting[dst] == 0 {
+                    let _ = self.order.push(dst as u16);
+                }
+            }
+        }
+        // By depth, then kind: still a valid order (a cable always leads deeper), and modules
+        // of one kind at one depth sit together, ready to share lanes.
+        let (depth, modules) = (&self.depth, &self.modules);
+        self.order.sort_unstable_by_key(|&slot| {
+            (
+                depth[slot as usize],
+                modules[slot as usize].kind().map(|k| k as u8),
+                slot,
+            )
+        });
+        let occupied = self
+            .modules
+            .iter()
+            .filter(|m| !matches!(m, Module::Empty))
+            .count();
+        if self.order.len() < occupied {
+            // Only ghosts can close a loop (the topology refuses live ones): cut the ghost
+            // wires and order again. Whatever still loops stays silent.
+            let before = self.wires.len();
+            let fades = self.fades;
+            self.wires
+                .retain(|w| w.fade != Fade::Out && fades[w.src as usize] != Fade::Out);
+            if self.wires.len() != before {
+                self.rebuild_order();
+            }
+        }
+    }
+
+    /// How many modules from `order[at]` on can share lanes: same kind (one with a lane
+    /// kernel), same depth, at most [`LANES`].
+    fn lane_run(&self, at: usize) -> usize {
+        let first = self.order[at] as usize;
+        let Some(kind) = self.modules[first].kind() else {
+            return 1;
+        };
+        if !kind.has_lanes() {
+            return 1;
+        }
+        self.order[at..]
+            .iter()
+            .take(LANES)
+            .take_while(|&&s| {
+                self.modules[s as usize].kind() == Some(kind)
+                    && self.depth[s as usize] == self.depth[first]
+            })
+            .count()
+    }
+
+    fn process_slot(&mut self, slot: usize) {
+        let Self {
+            modules,
+            outs,
+            wires,
+            inbound,
+            first_in,
+            count_in,
+            scratch,
+            rendered,
+            delays,
+            reverbs,
+            fades,
+            ..
+        } = self;
+        let Some(kind) = modules[slot].kind() else {
+            return;
+        };
+        let list = inbound_of(slot, inbound, first_in, count_in);
+        let sources = gather(kind, list, wires, outs, &mut scratch[0]);
+        let inputs = resolve(&sources, outs, &scratch[0]);
+        let pools = Pools {
+            delays: &mut delays[..],
+            reverbs: &mut reverbs[..],
+        };
+        modules[slot].process(&inputs, &mut rendered[0], pools);
+        write_faded(&mut outs[slot], &rendered[0], fades[slot]);
+    }
+
+    /// The [`LANES`] modules at `order[at..]`, one kind and one depth, rendered together.
+    fn process_lanes(&mut self, at: usize) {
+        let slots: [usize; LANES] = core::array::from_fn(|l| self.order[at + l] as usize);
+        let Self {
+            modules,
+            outs,
+            wires,
+            inbound,
+            first_in,
+            count_in,
+            scratch,
+            rendered,
+            delays,
+            reverbs,
+            fades,
+            ..
+        } = self;
+        let mut sources = [[Source::Unpatched; MAX_INPUTS]; LANES];
+        for (lane, &slot) in slots.iter().enumerate() {
+            let Some(kind) = modules[slot].kind() else {
+                continue;
+            };
+            let list = inbound_of(slot, inbound, first_in, count_in);
+            sources[lane] = gather(kind, list, wires, outs, &mut scratch[lane]);
+        }
+        let inputs: [[Option<&Block>; MAX_INPUTS]; LANES] =
+            core::array::from_fn(|l| resolve(&sources[l], outs, &scratch[l]));
+        let pools = Pools {
+            delays: &mut delays[..],
+            reverbs: &mut reverbs[..],
+        };
+        // The slots are distinct (each appears once in the order): this cannot fail.
+        if let Ok(units) = modules.get_disjoint_mut(slots) {
+            Module::process_lanes(units, &inputs, rendered.each_mut(), pools);
+        }
+        for (lane, &slot) in slots.iter().enumerate() {
+            write_faded(&mut outs[slot], &rendered[lane], fades[slot]);
+        }
+    }
+}
+
+/// Where a module's input port reads from this block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Unpatched,
+    /// One steady cable: the source slot's block, read in place.
+    Direct(u16),
+    /// Several cables, or a fading one: summed into the lane's scratch block for the port.
+    Summed,
+}
+
+fn inbound_of<'a>(
+    slot: usize,
+    inbound: &'a [u16],
+    first_in: &[u16],
+    count_in: &[u16],
+) -> &'a [u16] {
+    let first = first_in[slot] as usize;
+    inbound
+        .get(first..first + count_in[slot] as usize)
+        .unwrap_or(&[])
+}
+
+/// Works out each input port's source from the wires in `list` (sorted by port), summing
+/// ports with several or fading wires into `scratch`.
+fn gather(
+    kind: Kind,
+    list: &[u16],
+    wires: &[Wire],
+    outs: &[Block],
+    scratch: &mut [Block; MAX_INPUTS],
+) -> [Source; MAX_INPUTS] {
+    let mut sources = [Source::Unpatched; MAX_INPUTS];
+    let mut at = 0;
+    for (port, source) in sources.iter_mut().enumerate().take(kind.inputs().len()) {
+        let start = at;
+        while at < list.len() && wires[list[at] as usize].port == port as u8 {
+            at += 1;
+        }
+        match &list[start..at] {
+            [] => {}
+            [only] if wires[*only as usize].fade == Fade::Steady => {
+                *source = Source::Direct(wires[*only as usize].src)
+            }
+            run => {
+                let sum = &mut scratch[port];
+                *sum = [0.0; BLOCK];
+                for &w in run {
+                    let wire = wires[w as usize];
+                    let src = &outs[wire.src as usize];
+                    match wire.fade {
+                        Fade::Steady => sum.iter_mut().zip(src).for_each(|(s, x)| *s += x),
+                        Fade::In => sum
+                            .iter_mut()
+                            .zip(src)
+                            .zip(&RAMP_IN)
+                            .for_each(|((s, x), g)| *s += x * g),
+                        Fade::Out => sum
+                            .iter_mut()
+                            .zip(src)
+                            .zip(&RAMP_IN)
+                            .for_each(|((s, x), g)| *s += x * (1.0 - g)),
+                    }
+                }
+                *source = Source::Summed;
+            }
+        }
+    }
+    sources
+}
+
+fn resolve<'a>(
+    sources: &[Source; MAX_INPUTS],
+    outs: &'a [Block],
+    scratch: &'a [Block; MAX_INPUTS],
+) -> [Option<&'a Block>; MAX_INPUTS] {
+    core::array::from_fn(|port| match sources[port] {
+        Source::Unpatched => None,
+        Source::Direct(src) => outs.get(src as usize),
+        Source::Summed => Some(&scratch[port]),
+    })
+}
+
+/// Stores a rendered block as a slot's output, through the slot's fade.
+fn write_faded(out: &mut Block, rendered: &Block, fade: Fade) {
+    match fade {
+        Fade::Steady => *out = *rendered,
+        Fade::In => out
+            .iter_mut()
+            .zip(rendered)
+            .zip(&RAMP_IN)
+            .for_each(|((o, x), g)| *o = x * g),
+        Fade::Out => out
+            .iter_mut()
+            .zip(rendered)
+            .zip(&RAMP_IN)
+            .for_each(|((o, x), g)| *o = x * (1.0 - g)),
+    }
+}
+
+impl<
+    const MODULES: usize,
+    const CABLES: usize,
+    const DELAYS: usize,
+    const DELAY_LEN: usize,
+    const REVERBS: usize,
+    const COMB_LEN: usize,
+    const ALLPASS_LEN: usize,
+> Default for Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+    use proptest::prelude::*;
+
+    type TestRack = Rack<16, 32, 2, { 1 << 15 }, 1, 2048, 1024>;
+
+    struct Bench {
+        rack: Box<TestRack>,
+        topology: Topology<16, 32>,
+    }
+
+    impl Bench {
+        fn new() -> Self {
+            let mut rack = Box::new(TestRack::new());
+            rack.prepare(FS);
+            let topology = rack.topology();
+            Self { rack, topology }
+        }
+
+        fn run(&mut self, line: &str) {
+            let (_, request) = crate::script::parse_line(line, 0.0).unwrap();
+            self.rack
+                .submit(&mut self.topology, &request.unwrap())
+                .unwrap();
+        }
+
+        fn try_run(&mut self, line: &str) -> Result<(), Error> {
+            let (_, request) = crate::script::parse_line(line, 0.0)?;
+            self.rack
+                .submit(&mut self.topology, &request.ok_or(Error::WrongArgs)?)
+        }
+
+        fn render(&mut self, seconds: f32) -> std::vec::Vec<f32> {
+            render_s(seconds, |block| self.rack.process(block))
+        }
+    }
+
+    fn sine_to_out(freq: f32) -> Bench {
+        let mut b = Bench::new();
+        b.run("/module/new vco 1");
+        b.run("/module/set 1 wave sine");
+        b.run(&format!("/module/set 1 freq {freq}"));
+        b.run("/patch 1 out 0 in");
+        b
+    }
+
+    #[test]
+    fn a_sine_patched_to_the_output_is_heard_at_its_pitch_and_level() {
+        let mut b = sine_to_out(440.0);
+        let out = b.render(1.0);
+        // 0.5 Hz: zero crossings over 1 s resolve ~0.01 Hz; the rest is start-up margin.
+        assert!((freq_by_zero_crossings(&out[BLOCK..], FS) - 440.0).abs() < 0.5);
+        // Full-scale sine: -3.01 dB RMS; 0.05 dB for the first block's fade-in.
+        assert!((rms_db(&out[BLOCK..]) + 3.01).abs() < 0.05);
+        assert_eq!((b.rack.module_count(), b.rack.cable_count()), (2, 1));
+    }
+
+    #[test]
+    fn an_empty_rack_is_silent() {
+        let mut b = Bench::new();
+        assert_eq!(peak_db(&b.render(0.1)), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn a_new_module_fades_in_over_one_block_without_a_click() {
+        let mut b = Bench::new();
+        b.run("/module/new vco 1");
+        b.run("/module/set 1 wave sine");
+        b.run("/module/set 1 freq 5000"); // a fast sine: its own steps are large
+        b.run("/patch 1 out 0 in");
+        let out = b.render(0.1);
+        assert!(
+            out[0].abs() <= 1.0 / BLOCK as f32 + 1e-6,
+            "first sample {}",
+            out[0]
+        );
+        let steady = max_step(&out[2 * BLOCK..]);
+        assert!(max_step(&out[..2 * BLOCK]) <= 2.0 * steady);
+    }
+
+    #[test]
+    fn freeing_a_module_fades_it_out_in_one_block_then_silence() {
+        let mut b = sine_to_out(220.0);
+        let before = b.render(0.2);
+        b.run("/module/free 1");
+        let after = b.render(0.2);
+        let steady = max_step(&before);
+        let mut joined = before[before.len() - BLOCK..].to_vec();
+        joined.extend_from_slice(&after[..2 * BLOCK]);
+        assert!(max_step(&joined) <= 2.0 * steady, "click on free");
+        assert!(after[BLOCK - 1].abs() < 0.05);
+        assert_eq!(peak_db(&after[BLOCK..]), f32::NEG_INFINITY);
+        assert_eq!((b.rack.module_count(), b.rack.cable_count()), (1, 0));
+    }
+
+    #[test]
+    fn unpatch_fades_out_and_repatch_fades_in_without_clicks() {
+        let mut b = sine_to_out(300.0);
+        let steady_run = b.render(0.2);
+        let steady = max_step(&steady_run);
+        b.run("/unpatch 1 out 0 in");
+        let gone = b.render(0.1);
+        assert_eq!(peak_db(&gone[BLOCK..]), f32::NEG_INFINITY);
+        b.run("/patch 1 out 0 in");
+        let back = b.render(0.1);
+        let mut all = steady_run;
+        all.extend_from_slice(&gone);
+        all.extend_from_slice(&back);
+        assert!(max_step(&all) <= 2.0 * steady);
+        assert!((rms_db(&back[BLOCK..]) + 3.01).abs() < 0.05);
+    }
+
+    #[test]
+    fn unpatch_and_repatch_within_one_block_changes_nothing() {
+        let mut reference = sine_to_out(300.0);
+        let mut edited = sine_to_out(300.0);
+        let _ = (reference.render(0.1), edited.render(0.1));
+        edited.run("/unpatch 1 out 0 in");
+        edited.run("/patch 1 out 0 in");
+        assert!(diff_peak_db(&reference.render(0.1), &edited.render(0.1)) < -90.0);
+    }
+
+    #[test]
+    fn a_parameter_change_glides_without_a_click_and_lands_within_a_block() {
+        let mut b = sine_to_out(440.0);
+        let before = b.render(0.2);
+        b.run("/module/set 1 freq 220");
+        let after = b.render(1.0);
+        let mut joined = before[before.len() - BLOCK..].to_vec();
+        joined.extend_from_slice(&after[..4 * BLOCK]);
+        assert!(max_step(&joined) <= 2.0 * max_step(&before));
+        // From the second block on, the new pitch: 0.5 Hz as above.
+        assert!((freq_by_zero_crossings(&after[BLOCK..], FS) - 220.0).abs() < 0.5);
+    }
+
+    #[test]
+    fn several_cables_into_one_port_are_summed() {
+        let mut b = Bench::new();
+        for (id, hz) in [(1, 200), (2, 300)] {
+            b.run(&format!("/module/new vco {id}"));
+            b.run(&format!("/module/set {id} wave sine"));
+            b.run(&format!("/module/set {id} freq {hz}"));
+            b.run(&format!("/module/set {id} level 0.25"));
+            b.run(&format!("/patch {id} out 0 in"));
+        }
+        let out = b.render(1.0);
+        let spectrum = spectrum_db(&out[4800..4800 + 32768]);
+        // Each at 0.25 (-12.04 dB); 0.9 dB of window scalloping.
+        for hz in [200.0, 300.0] {
+            assert!((level_near_db(&spectrum, FS, hz, 2) + 12.04).abs() < 0.9);
+        }
+    }
+
+    #[test]
+    fn the_standard_voice_sounds_and_stays_in_range() {
+        let mut b = Bench::new();
+        for line in [
+            "/module/new vco 1",
+            "/module/new vcf 2",
+            "/module/new vca 3",
+            "/module/new adsr 4",
+            "/module/set 1 freq 110",
+            "/module/set 2 cutoff_hz 2000",
+            "/module/set 2 q 2",
+            "/module/set 3 gain 0.05",
+            "/module/set 4 gate 1",
+            "/patch 1 out 2 in",
+            "/patch 2 out 3 in",
+            "/patch 4 out 3 cv",
+            "/patch 3 out 0 in",
+        ] {
+            b.run(line);
+        }
+        let out = b.render(1.0);
+        assert!(all_finite(&out));
+        // Saw through a gentle filter at 0.05 * sustain 0.7: about -30 dBFS peak, well below 0.
+        let peak = peak_db(&out[FS as usize / 2..]);
+        assert!(peak < -20.0 && peak > -40.0, "peak {peak}");
+        assert!((freq_by_zero_crossings(&out[FS as usize / 2..], FS) - 110.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn clear_fades_everything_out_and_leaves_the_output() {
+        let mut b = sine_to_out(440.0);
+        b.run("/module/new delay 2");
+        b.run("/patch 1 out 2 in");
+        b.run("/patch 2 out 0 in");
+        let _ = b.render(0.1);
+        b.run("/patch/clear");
+        let after = b.render(0.5);
+        assert_eq!(peak_db(&after[BLOCK..]), f32::NEG_INFINITY);
+        assert_eq!((b.rack.module_count(), b.rack.cable_count()), (1, 0));
+        b.run("/module/new delay 2"); // the pool entry came back
+    }
+
+    #[test]
+    fn free_and_recreate_in_one_block_reuses_the_id_and_fades_between() {
+        let mut b = sine_to_out(200.0);
+        let before = b.render(0.1);
+        b.run("/module/free 1");
+        b.run("/module/new vco 1");
+        b.run("/module/set 1 wave sine");
+        b.run("/module/set 1 freq 200");
+        b.run("/patch 1 out 0 in");
+        let after = b.render(0.2);
+        let mut joined = before;
+        joined.extend_from_slice(&after);
+        assert!(all_finite(&joined));
+        assert!((rms_db(&after[BLOCK..]) + 3.01).abs() < 0.05);
+        assert_eq!(b.rack.module_count(), 2);
+    }
+
+    #[test]
+    fn ghosts_give_way_when_edits_outrun_the_capacity_within_one_block() {
+        let mut b = Bench::new();
+        // 15 modules fill the 16 slots; freeing and re-creating them all in one block needs
+        // 30 slots: the ghosts are cut to make room, and nothing fails.
+        for round in 0..3 {
+            for id in 1..16 {
+                if round > 0 {
+                    b.run(&format!("/module/free {id}"));
+                }
+                b.run(&format!("/module/new vco {id}"));
+                b.run(&format!("/patch {id} out 0 in"));
+            }
+        }
+        let out = b.render(0.1);
+        assert!(all_finite(&out));
+        assert_eq!((b.rack.module_count(), b.rack.cable_count()), (16, 15));
+    }
+
+    #[test]
+    fn a_ghost_cable_reversed_in_one_block_does_not_stall_the_order() {
+        let mut b = Bench::new();
+        b.run("/module/new vca 1");
+        b.run("/module/new vca 2");
+        b.run("/module/new vco 3");
+        b.run("/patch 3 out 1 in");
+        b.run("/patch 1 out 2 in");
+        b.run("/patch 2 out 0 in");
+        let _ = b.render(0.05);
+        b.run("/unpatch 1 out 2 in");
+        b.run("/unpatch 2 out 0 in");
+        b.run("/patch 2 out 1 cv");
+        b.run("/patch 1 out 0 in");
+        let _ = b.render(0.05);
+        assert_eq!(b.rack.order.len(), 4);
+        // vca 2 has no input, so vca 1's cv is 0: silence, once the old path has faded.
+        assert_eq!(peak_db(&b.render(0.1)[BLOCK..]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn refused_requests_change_neither_sound_nor_patch() {
+        let mut reference = sine_to_out(440.0);
+        let mut poked = sine_to_out(440.0);
+        for bad in [
+            "/module/new vco 1",
+            "/module/new vco 0",
+            "/module/free 0",
+            "/module/new kazoo 5",
+            "/module/set 1 freq nan",
+            "/module/set 1 freq inf",
+            "/module/set 1 wave 9",
+            "/module/set 9 freq 1",
+            "/patch 1 out 1 fm",
+            "/patch 1 out 0 in",
+            "/unpatch 0 out 1 fm",
+            "/module/new vco 10000",
+            "/module/new vco -3",
+        ] {
+            assert!(poked.try_run(bad).is_err(), "{bad}");
+        }
+        assert!(diff_peak_db(&reference.render(0.2), &poked.render(0.2)) < -90.0);
+    }
+
+    fn arb_line() -> impl Strategy<Value = String> {
+        let id = 0i32..6;
+        let kind = prop::sample::select(vec![
+            "vco", "vcf", "vca", "adsr", "lfo", "noise", "delay", "reverb", "mixer", "bogus",
+        ]);
+        let param = prop::sample::select(vec![
+            "freq",
+            "wave",
+            "pw",
+            "level",
+            "fm_depth",
+            "cutoff_hz",
+            "q",
+            "mode",
+            "gain",
+            "attack_s",
+            "decay_s",
+            "sustain",
+            "release_s",
+            "gate",
+            "rate_hz",
+            "shape",
+            "depth",
+            "offset",
+            "seed",
+            "color",
+            "time_s",
+            "feedback",
+            "mix",
+            "room",
+            "damp",
+            "gain1",
+            "gain4",
+            "nope",
+        ]);
+        let value = prop_oneof![
+            (-1.0e6f32..1.0e6).prop_map(|v| v.to_string()),
+            (-3i32..8).prop_map(|v| v.to_string()),
+            Just("nan".to_string()),
+            Just("inf".to_string()),
+            Just("-inf".to_string()),
+            Just("square".to_string()),
+        ];
+        let port = prop::sample::select(vec![
+            "in", "cv", "pitch", "fm", "cutoff", "gate", "in1", "in4", "zzz",
+        ]);
+        prop_oneof![
+            (kind, id.clone()).prop_map(|(k, i)| format!("/module/new {k} {i}")),
+            id.clone().prop_map(|i| format!("/module/free {i}")),
+            (id.clone(), param, value).prop_map(|(i, p, v)| format!("/module/set {i} {p} {v}")),
+            (id.clone(), id.clone(), port.clone())
+                .prop_map(|(a, b, p)| format!("/patch {a} out {b} {p}")),
+            (id.clone(), id, port).prop_map(|(a, b, p)| format!("/unpatch {a} out {b} {p}")),
+            Just("/patch/clear".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random edits (valid or not), a few per block: the sound stays finite and the rack
+        /// always agrees with its topology.
+        #[test]
+        fn random_edits_never_panic_or_yield_non_finite_samples(
+            script in prop::collection::vec((arb_line(), 0usize..3), 1..60)
+        ) {
+            let mut b = Bench::new();
+            let mut block = [0.0; BLOCK];
+            for (line, blocks) in &script {
+                let _ = b.try_run(line);
+                for _ in 0..*blocks {
+                    b.rack.process(&mut block);
+                    prop_assert!(block.iter().all(|s| s.is_finite()));
+                    prop_assert!(block.iter().all(|s| s.abs() < 1.0e4));
+                }
+            }
+            b.rack.process(&mut block);
+            prop_assert_eq!(b.rack.module_count(), b.topology.modules().len());
+            prop_assert_eq!(b.rack.cable_count(), b.topology.cables().len());
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! The patch as the user sees it: which ids hold which kinds, which cables exist.
+//!
+//! A `Topology` checks every [`Request`] before anything reaches the audio side and resolves
+//! its names into a [`Command`]. It is small (no DSP state) and `Clone`, so a caller can
+//! check a whole bundle on a copy and keep the copy only if every request passed.
+use crate::command::{Command, Error, ModuleId, OUTPUT_ID, Request, Value};
+use crate::module::{Kind, OUTPUT_PORT, ParamSpec};
+use heapless::Vec;
+
+/// Largest module id the protocol accepts (ids need not be dense: 101, 102, ... is fine).
+pub const MAX_ID: ModuleId = 9_999;
+
+/// A cable from `src`'s output to input `port` of `dst`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cable {
+    /// Module whose output is taken.
+    pub src: ModuleId,
+    /// Module whose input receives it.
+    pub dst: ModuleId,
+    /// Index into `dst`'s kind's inputs.
+    pub port: u8,
+}
+
+/// A module as the topology knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its id.
+    pub id: ModuleId,
+    /// Its kind.
+    pub kind: Kind,
+}
+
+/// Kinds and cables of a patch of at most `MODULES` modules (the output included) and
+/// `CABLES` cables, with at most `max_delays` delays and `max_reverbs` reverbs.
+#[derive(Clone, Debug)]
+pub struct Topology<const MODULES: usize, const CABLES: usize> {
+    modules: Vec<Entry, MODULES>,
+    cables: Vec<Cable, CABLES>,
+    max_delays: usize,
+    max_reverbs: usize,
+}
+
+impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
+    /// A patch holding only the output module (id 0); pools hold `max_delays` delays and
+    /// `max_reverbs` reverbs (the rack's pool sizes).
+    pub fn new(max_delays: usize, max_reverbs: usize) -> Self {
+        const { assert!(MODULES >= 1, "the output module needs a slot") };
+        let mut modules = Vec::new();
+        // Capacity is at least 1 (asserted above): this push cannot fail.
+        let _ = modules.push(Entry {
+            id: OUTPUT_ID,
+            kind: Kind::Output,
+        });
+        Self {
+            modules,
+            cables: Vec::new(),
+            max_delays,
+            max_reverbs,
+        }
+    }
+
+    /// The modules, in the order they were created (the output first).
+    pub fn modules(&self) -> &[Entry] {
+        &self.modules
+    }
+
+    /// The cables, in the order they were patched.
+    pub fn cables(&self) -> &[Cable] {
+        &self.cables
+    }
+
+    /// The kind of module `id`, if it exists.
+    pub fn kind(&self, id: ModuleId) -> Option<Kind> {
+        self.modules.iter().find(|e| e.id == id).map(|e| e.kind)
+    }
+
+    /// Checks `request` against this patch and resolves it into a [`Command`], changing nothing.
+    ///
+    /// # Errors
+    /// Every [`Error`] but `UnknownAddress` and `WrongArgs` (those come from parsing):
+    /// `UnknownKind`, `UnknownParam`, `UnknownPort`, `BadValue`, `NotFinite`, `IdOutOfRange`,
+    /// `IdInUse`, `NoSuchModule`, `OutputModule`, `AlreadyPatched`, `NoSuchCable`, `RackFull`,
+    /// `WouldCycle`.
+    pub fn resolve(&self, request: &Request<'_>) -> Result<Command, Error> {
+        match *request {
+            Request::New { kind, id } => {
+                let kind = Kind::from_name(kind).ok_or(Error::UnknownKind)?;
+                let id = check_id(id)?;
+                if kind == Kind::Output || id == OUTPUT_ID {
+                    return Err(Error::OutputModule);
+                }
+                if self.kind(id).is_some() {
+                    return Err(Error::IdInUse(id));
+                }
+                let full = match kind {
+                    Kind::Delay => self.count(Kind::Delay) >= self.max_delays,
+                    Kind::Reverb => self.count(Kind::Reverb) >= self.max_reverbs,
+                    _ => false,
+                };
+                if full || self.modules.is_full() {
+                    return Err(Error::RackFull);
+                }
+                Ok(Command::New { id, kind })
+            }
+            Request::Free { id } => {
+                let id = self.existing(id)?;
+                if id == OUTPUT_ID {
+                    return Err(Error::OutputModule);
+                }
+                Ok(Command::Free { id })
+            }
+            Request::Set { id, param, value } => {
+                let id = self.existing(id)?;
+                let kind = self.kind(id).ok_or(Error::NoSuchModule(id))?;
+                let index = kind.param_index(param).ok_or(Error::UnknownParam)?;
+                let spec = kind
+                    .params()
+                    .get(index as usize)
+                    .ok_or(Error::UnknownParam)?;
+                let value = param_value(spec, value)?;
+                Ok(Command::Set {
+                    id,
+                    param: index,
+                    value,
+                })
+            }
+            Request::Patch {
+                src,
+                out_port,
+                dst,
+                in_port,
+            } => {
+                let cable = self.cable(src, out_port, dst, in_port)?;
+                if self.cables.contains(&cable) {
+                    return Err(Error::AlreadyPatched);
+                }
+                if self.cables.is_full() {
+                    return Err(Error::RackFull);
+                }
+                if cable.src == cable.dst || self.reaches(cable.dst, cable.src) {
+                    return Err(Error::WouldCycle);
+                }
+                Ok(Command::Patch {
+                    src: cable.src,
+                    dst: cable.dst,
+                    port: cable.port,
+                })
+            }
+            Request::Unpatch {
+                src,
+                out_port,
+                dst,
+                in_port,
+            } => {
+                let cable = self.cable(src, out_port, dst, in_port)?;
+                if !self.cables.contains(&cable) {
+                    return Err(Error::NoSuchCable);
+                }
+                Ok(Command::Unpatch {
+                    src: cable.src,
+                    dst: cable.dst,
+                    port: cable.port,
+                })
+            }
+            Request::Clear => Ok(Command::Clear),
+        }
+    }
+
+    /// Records a command that [`Topology::resolve`] produced from this same state.
+    /// A command that does not fit (it was not resolved here) changes nothing.
+    pub fn apply(&mut self, command: &Command) {
+        match *command {
+            Command::New { id, kind } => {
+                if self.kind(id).is_none() {
+                    let _ = self.modules.push(Entry { id, kind });
+                }
+            }
+            Command::Free { id } => {
+                if id != OUTPUT_ID {
+                    self.modules.retain(|e| e.id != id);
+                    self.cables.retain(|c| c.src != id && c.dst != id);
+                }
+            }
+            Command::Set { .. } => {}
+            Command::Patch { src, dst, port } => {
+                let cable = Cable { src, dst, port };
+                if !self.cables.contains(&cable) {
+                    let _ = self.cables.push(cable);
+                }
+            }
+            Command::Unpatch { src, dst, port } => {
+                let cable = Cable { src, dst, port };
+                self.cables.retain(|c| *c != cable);
+            }
+            Command::Clear => {
+                self.modules.retain(|e| e.id == OUTPUT_ID);
+                self.cables.clear();
+            }
+        }
+    }
+
+    /// [`Topology::resolve`], then [`Topology::apply`] when it passed.
+    ///
+    /// # Errors
+    /// As [`Topology::resolve`]; on error nothing changed.
+    pub fn submit(&mut self, request: &Request<'_>) -> Result<Command, Error> {
+        let command = self.resolve(request)?;
+        self.apply(&command);
+        Ok(command)
+    }
+
+    fn count(&self, kind: Kind) -> usize {
+        self.modules.iter().filter(|e| e.kind == kind).count()
+    }
+
+    fn existing(&self, id: i32) -> Result<ModuleId, Error> {
+        let id = check_id(id)?;
+        match self.kind(id) {
+            Some(_) => Ok(id),
+            None => Err(Error::NoSuchModule(id)),
+        }
+    }
+
+    fn cable(&self, src: i32, out_port: &str, dst: i32, in_port: &str) -> Result<Cable, Error> {
+        let src = self.existing(src)?;
+        let dst = self.existing(dst)?;
+        if out_port != OUTPUT_PORT {
+            return Err(Error::UnknownPort);
+        }
+        let dst_kind = self.kind(dst).ok_or(Error::NoSuchModule(dst))?;
+        let port = dst_kind.input_index(in_port).ok_or(Error::UnknownPort)?;
+        Ok(Cable { src, dst, port })
+    }
+
+    /// True when a path of cables leads from `from` to `to`: a depth-first walk with a fixed
+    /// stack, each module visited once.
+    fn reaches(&self, from: ModuleId, to: ModuleId) -> bool {
+        let mut seen: Vec<ModuleId, MODULES> = Vec::new();
+        let mut stack: Vec<ModuleId, MODULES> = Vec::new();
+        let _ = stack.push(from);
+        let _ = seen.push(from);
+        while let Some(at) = stack.pop() {
+            if at == to {
+                return true;
+            }
+            for cable in self.cables.iter().filter(|c| c.src == at) {
+                // Each module enters `seen` (and `stack`) at most once, and there are at most
+                // MODULES modules: neither push can overflow.
+                if !seen.contains(&cable.dst) {
+                    let _ = seen.push(cable.dst);
+                    let _ = stack.push(cable.dst);
+                }
+            }
+        }
+        false
+    }
+}
+
+fn check_id(id: i32) -> Result<ModuleId, Error> {
+    if (0..=MAX_ID as i32).contains(&id) {
+        Ok(id as ModuleId)
+    } else {
+        Err(Error::IdOutOfRange { id, max: MAX_ID })
+    }
+}
+
+/// A user's value for parameter `spec`: finite, and for an enumeration a valid choice, given
+/// by name, by whole-number index, or by index written as text.
+fn param_value(spec: &ParamSpec, value: Value<'_>) -> Result<f32, Error> {
+    let number = match value {
+        Value::Float(x) => x,
+        Value::Int(i) => i as f32,
+        Value::Str(s) => match spec.choices.iter().position(|&c| c == s) {
+            Some(index) => return Ok(index as f32),
+            None => s.trim().parse::<f32>().map_err(|_| Error::BadValue)?,
+        },
+    };
+    if !number.is_finite() {
+        return Err(Error::NotFinite);
+    }
+    if spec.is_choice() {
+        let whole = number as i64 as f32 == number;
+        if !whole || number < 0.0 || number > spec.max {
+            return Err(Error::BadValue);
+        }
+    }
+    Ok(number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type T = Topology<8, 8>;
+
+    fn new(t: &mut T, kind: &str, id: i32) -> Result<Command, Error> {
+        t.submit(&Request::New { kind, id })
+    }
+
+    fn patch(t: &mut T, src: i32, dst: i32, port: &str) -> Result<Command, Error> {
+        t.submit(&Request::Patch {
+            src,
+            out_port: "out",
+            dst,
+            in_port: port,
+        })
+    }
+
+    #[test]
+    fn builds_a_voice_and_resolves_names() {
+        let mut t = T::new(1, 1);
+        assert_eq!(
+            new(&mut t, "vco", 1),
+            Ok(Command::New {
+                id: 1,
+                kind: Kind::Vco
+            })
+        );
+        new(&mut t, "vcf", 2).unwrap();
+        assert_eq!(
+            patch(&mut t, 1, 2, "in"),
+            Ok(Command::Patch {
+                src: 1,
+                dst: 2,
+                port: 0
+            })
+        );
+        assert_eq!(
+            patch(&mut t, 2, 0, "in"),
+            Ok(Command::Patch {
+                src: 2,
+                dst: 0,
+                port: 0
+            })
+        );
+        let set = Request::Set {
+            id: 1,
+            param: "freq",
+            value: Value::Int(220),
+        };
+        assert_eq!(
+            t.submit(&set),
+            Ok(Command::Set {
+                id: 1,
+                param: 0,
+                value: 220.0
+            })
+        );
+        let wave = Request::Set {
+            id: 1,
+            param: "wave",
+            value: Value::Str("square"),
+        };
+        assert_eq!(
+            t.submit(&wave),
+            Ok(Command::Set {
+                id: 1,
+                param: 1,
+                value: 1.0
+            })
+        );
+        let mode = Request::Set {
+            id: 2,
+            param: "mode",
+            value: Value::Float(2.0),
+        };
+        assert_eq!(
+            t.submit(&mode),
+            Ok(Command::Set {
+                id: 2,
+                param: 2,
+                value: 2.0
+            })
+        );
+        assert_eq!(t.cables().len(), 2);
+    }
+
+    #[test]
+    fn every_refusal_names_its_error_and_changes_nothing() {
+        let mut t = T::new(1, 0);
+        new(&mut t, "vco", 1).unwrap();
+        new(&mut t, "vcf", 2).unwrap();
+        new(&mut t, "delay", 3).unwrap();
+        patch(&mut t, 1, 2, "in").unwrap();
+        let before = t.clone();
+        let cases: [(Request<'_>, Error); 17] = [
+            (
+                Request::New {
+                    kind: "theremin",
+                    id: 5,
+                },
+                Error::UnknownKind,
+            ),
+            (
+                Request::New {
+                    kind: "vco",
+                    id: -1,
+                },
+                Error::IdOutOfRange {
+                    id: -1,
+                    max: MAX_ID,
+                },
+            ),
+            (
+                Request::New {
+                    kind: "vco",
+                    id: 10_000,
+                },
+                Error::IdOutOfRange {
+                    id: 10_000,
+                    max: MAX_ID,
+                },
+            ),
+            (Request::New { kind: "vco", id: 1 }, Error::IdInUse(1)),
+            (
+                Request::New {
+                    kind: "output",
+                    id: 4,
+                },
+                Error::OutputModule,
+            ),
+            (Request::New { kind: "vco", id: 0 }, Error::OutputModule),
+            (
+                Request::New {
+                    kind: "delay",
+                    id: 4,
+                },
+                Error::RackFull,
+            ),
+            (
+                Request::New {
+                    kind: "reverb",
+                    id: 4,
+                },
+                Error::RackFull,
+            ),
+            (Request::Free { id: 0 }, Error::OutputModule),
+            (Request::Free { id: 7 }, Error::NoSuchModule(7)),
+            (
+                Request::Set {
+                    id: 1,
+                    param: "cutoff_hz",
+                    value: Value::Float(1.0),
+                },
+                Error::UnknownParam,
+            ),
+            (
+                Request::Set {
+                    id: 1,
+                    param: "freq",
+                    value: Value::Float(f32::NAN),
+                },
+                Error::NotFinite,
+            ),
+            (
+                Request::Set {
+                    id: 1,
+                    param: "wave",
+                    value: Value::Str("wobble"),
+                },
+                Error::BadValue,
+            ),
+            (
+                Request::Set {
+                    id: 1,
+                    param: "wave",
+                    value: Value::Float(1.5),
+                },
+                Error::BadValue,
+            ),
+            (
+                Request::Patch {
+                    src: 1,
+                    out_port: "out",
+                    dst: 2,
+                    in_port: "in",
+                },
+                Error::AlreadyPatched,
+            ),
+            (
+                Request::Patch {
+                    src: 2,
+                    out_port: "out",
+                    dst: 1,
+                    in_port: "fm",
+                },
+                Error::WouldCycle,
+            ),
+            (
+                Request::Unpatch {
+                    src: 2,
+                    out_port: "out",
+                    dst: 0,
+                    in_port: "in",
+                },
+                Error::NoSuchCable,
+            ),
+        ];
+        for (request, error) in cases {
+            assert_eq!(t.submit(&request), Err(error), "{request:?}");
+            assert_eq!(t.modules(), before.modules());
+            assert_eq!(t.cables(), before.cables());
+        }
+        assert_eq!(patch(&mut t, 1, 2, "nope"), Err(Error::UnknownPort));
+        let bad_out = Request::Patch {
+            src: 1,
+            out_port: "left",
+            dst: 2,
+            in_port: "in",
+        };
+        assert_eq!(t.submit(&bad_out), Err(Error::UnknownPort));
+        assert_eq!(patch(&mut t, 1, 1, "fm"), Err(Error::WouldCycle));
+    }
+
+    #[test]
+    fn full_rack_and_full_cables_are_refused() {
+        let mut t = T::new(0, 0);
+        for id in 1..8 {
+            new(&mut t, "vca", id).unwrap();
+        }
+        assert_eq!(new(&mut t, "vca", 8), Err(Error::RackFull));
+        for id in 1..7 {
+            patch(&mut t, id, id + 1, "in").unwrap();
+        }
+        patch(&mut t, 7, 0, "in").unwrap();
+        patch(&mut t, 1, 3, "cv").unwrap();
+        assert_eq!(t.cables().len(), 8);
+        assert_eq!(patch(&mut t, 1, 4, "cv"), Err(Error::RackFull));
+    }
+
+    #[test]
+    fn free_removes_the_module_and_its_cables_and_frees_the_id() {
+        let mut t = T::new(1, 1);
+        new(&mut t, "vco", 1).unwrap();
+        patch(&mut t, 1, 0, "in").unwrap();
+        t.submit(&Request::Free { id: 1 }).unwrap();
+        assert!(t.cables().is_empty());
+        assert_eq!(t.kind(1), None);
+        new(&mut t, "noise", 1).unwrap();
+        assert_eq!(t.kind(1), Some(Kind::Noise));
+        t.submit(&Request::Clear).unwrap();
+        assert_eq!(
+            t.modules(),
+            &[Entry {
+                id: 0,
+                kind: Kind::Output
+            }]
+        );
+    }
+
+    #[test]
+    fn a_longer_loop_is_refused() {
+        let mut t = T::new(0, 0);
+        for id in 1..=4 {
+            new(&mut t, "vca", id).unwrap();
+        }
+        patch(&mut t, 1, 2, "in").unwrap();
+        patch(&mut t, 2, 3, "cv").unwrap();
+        patch(&mut t, 3, 4, "in").unwrap();
+        assert_eq!(patch(&mut t, 4, 1, "cv"), Err(Error::WouldCycle));
+        assert_eq!(patch(&mut t, 4, 0, "in").map(|_| ()), Ok(()));
+    }
+}
