@@ -18,10 +18,7 @@ fn voices(c: &mut Criterion) {
         let out = render(&mut rack, 0.5);
         assert!(out.iter().all(|s| s.is_finite()), "non-finite output");
         let level = rms(&out[out.len() / 2..]);
-        assert!(
-            level > 0.005 && level < 0.05 * n as f32,
-            "voice x{n}: rms {level}"
-        );
+        assert!(level > 0.005 && level < 0.05 * n as f32, "voice x{n}: rms {level}");
         group.throughput(Throughput::Elements((BLOCK * n) as u64));
         group.bench_with_input(BenchmarkId::new("saw-vcf-vca-adsr", n), &n, |b, _| {
             let mut block = [0.0; BLOCK];

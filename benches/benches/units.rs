@@ -33,18 +33,14 @@ fn units(c: &mut Criterion) {
     let input = saw_block();
     let mut out = [0.0; BLOCK];
 
-    for (name, wave) in [
-        ("vco/saw/block64", Wave::Saw),
-        ("vco/square/block64", Wave::Square),
-        ("vco/sine/block64", Wave::Sine),
-    ] {
+    for (name, wave) in
+        [("vco/saw/block64", Wave::Saw), ("vco/square/block64", Wave::Square), ("vco/sine/block64", Wave::Sine)]
+    {
         let mut vco = Vco::new();
         vco.prepare(FS);
         vco.set_wave(wave);
         vco.set_freq_hz(110.0);
-        group.bench_function(name, |b| {
-            b.iter(|| vco.process(None, None, black_box(&mut out)))
-        });
+        group.bench_function(name, |b| b.iter(|| vco.process(None, None, black_box(&mut out))));
     }
     let mut vcf = Vcf::new();
     vcf.prepare(FS);
@@ -62,19 +58,13 @@ fn units(c: &mut Criterion) {
     let mut adsr = Adsr::new();
     adsr.prepare(FS);
     adsr.set_gate(1.0);
-    group.bench_function("adsr/held/block64", |b| {
-        b.iter(|| adsr.process(None, black_box(&mut out)))
-    });
+    group.bench_function("adsr/held/block64", |b| b.iter(|| adsr.process(None, black_box(&mut out))));
     let mut lfo = Lfo::new();
     lfo.prepare(FS);
-    group.bench_function("lfo/sine/block64", |b| {
-        b.iter(|| lfo.process(black_box(&mut out)))
-    });
+    group.bench_function("lfo/sine/block64", |b| b.iter(|| lfo.process(black_box(&mut out))));
     let mut noise = Noise::new();
     noise.prepare(FS);
-    group.bench_function("noise/white/block64", |b| {
-        b.iter(|| noise.process(black_box(&mut out)))
-    });
+    group.bench_function("noise/white/block64", |b| b.iter(|| noise.process(black_box(&mut out))));
     let mut delay = Box::new(Delay::<{ 1 << 15 }>::new());
     delay.prepare(FS);
     group.bench_function("delay/300ms/block64", |b| {
@@ -90,15 +80,7 @@ fn units(c: &mut Criterion) {
     mixer.prepare(FS);
     group.bench_function("mixer/4in/block64", |b| {
         b.iter(|| {
-            mixer.process(
-                [
-                    Some(black_box(&input)),
-                    Some(&input),
-                    Some(&input),
-                    Some(&input),
-                ],
-                black_box(&mut out),
-            )
+            mixer.process([Some(black_box(&input)), Some(&input), Some(&input), Some(&input)], black_box(&mut out))
         })
     });
     group.finish();

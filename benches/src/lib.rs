@@ -17,11 +17,7 @@ pub fn voice_script(voices: usize) -> String {
     for v in 0..voices {
         let base = 1 + 4 * v;
         let (vco, vcf, vca, adsr) = (base, base + 1, base + 2, base + 3);
-        let octaves = if voices > 1 {
-            4.0 * v as f32 / (voices - 1) as f32
-        } else {
-            0.0
-        };
+        let octaves = if voices > 1 { 4.0 * v as f32 / (voices - 1) as f32 } else { 0.0 };
         let freq = 55.0 * 2f32.powf(octaves);
         s += &format!(
             "/module/new vco {vco}\n/module/set {vco} wave saw\n/module/set {vco} freq_hz {freq}\n\

@@ -248,30 +248,16 @@ impl<'a> Request<'a> {
                 _ => Err(Error::WrongArgs),
             },
             "/module/set" => match args {
-                [id, Value::Str(param), value] => Ok(Request::Set {
-                    id: int(id)?,
-                    param,
-                    value: *value,
-                }),
+                [id, Value::Str(param), value] => Ok(Request::Set { id: int(id)?, param, value: *value }),
                 _ => Err(Error::WrongArgs),
             },
             "/patch" | "/unpatch" => match args {
                 [src, Value::Str(out_port), dst, Value::Str(in_port)] => {
                     let (src, dst) = (int(src)?, int(dst)?);
                     Ok(if address == "/patch" {
-                        Request::Patch {
-                            src,
-                            out_port,
-                            dst,
-                            in_port,
-                        }
+                        Request::Patch { src, out_port, dst, in_port }
                     } else {
-                        Request::Unpatch {
-                            src,
-                            out_port,
-                            dst,
-                            in_port,
-                        }
+                        Request::Unpatch { src, out_port, dst, in_port }
                     })
                 }
                 _ => Err(Error::WrongArgs),
@@ -305,64 +291,24 @@ mod tests {
         assert_eq!(new, Ok(Request::New { kind: "vco", id: 1 }));
         let from_float = Request::parse("/module/free", &[Value::Float(3.0)]);
         assert_eq!(from_float, Ok(Request::Free { id: 3 }));
-        let set = Request::parse(
-            "/module/set",
-            &[Value::Int(1), Value::Str("freq"), Value::Float(220.0)],
-        );
-        assert_eq!(
-            set,
-            Ok(Request::Set {
-                id: 1,
-                param: "freq",
-                value: Value::Float(220.0)
-            })
-        );
-        let patch = [
-            Value::Int(1),
-            Value::Str("out"),
-            Value::Int(0),
-            Value::Str("in"),
-        ];
+        let set = Request::parse("/module/set", &[Value::Int(1), Value::Str("freq"), Value::Float(220.0)]);
+        assert_eq!(set, Ok(Request::Set { id: 1, param: "freq", value: Value::Float(220.0) }));
+        let patch = [Value::Int(1), Value::Str("out"), Value::Int(0), Value::Str("in")];
         assert_eq!(
             Request::parse("/patch", &patch),
-            Ok(Request::Patch {
-                src: 1,
-                out_port: "out",
-                dst: 0,
-                in_port: "in"
-            })
+            Ok(Request::Patch { src: 1, out_port: "out", dst: 0, in_port: "in" })
         );
         assert_eq!(
             Request::parse("/unpatch", &patch),
-            Ok(Request::Unpatch {
-                src: 1,
-                out_port: "out",
-                dst: 0,
-                in_port: "in"
-            })
+            Ok(Request::Unpatch { src: 1, out_port: "out", dst: 0, in_port: "in" })
         );
         assert_eq!(Request::parse("/patch/clear", &[]), Ok(Request::Clear));
 
-        assert_eq!(
-            Request::parse("/module/boom", &[]),
-            Err(Error::UnknownAddress)
-        );
-        assert_eq!(
-            Request::parse("/module/new", &[Value::Int(1), Value::Str("vco")]),
-            Err(Error::WrongArgs)
-        );
-        assert_eq!(
-            Request::parse("/module/free", &[Value::Float(1.5)]),
-            Err(Error::WrongArgs)
-        );
-        assert_eq!(
-            Request::parse("/module/free", &[Value::Float(f32::NAN)]),
-            Err(Error::NotFinite)
-        );
+        assert_eq!(Request::parse("/module/boom", &[]), Err(Error::UnknownAddress));
+        assert_eq!(Request::parse("/module/new", &[Value::Int(1), Value::Str("vco")]), Err(Error::WrongArgs));
+        assert_eq!(Request::parse("/module/free", &[Value::Float(1.5)]), Err(Error::WrongArgs));
+        assert_eq!(Request::parse("/module/free", &[Value::Float(f32::NAN)]), Err(Error::NotFinite));
         assert_eq!(Request::parse("/module/free", &[]), Err(Error::WrongArgs));
-        assert_eq!(
-            Request::parse("/patch/clear", &[Value::Int(1)]),
-            Err(Error::WrongArgs)
-        );
+        assert_eq!(Request::parse("/patch/clear", &[Value::Int(1)]), Err(Error::WrongArgs));
     }
 }

@@ -73,32 +73,12 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    const fn num(
-        name: &'static str,
-        aliases: &'static [&'static str],
-        min: f32,
-        max: f32,
-        default: f32,
-    ) -> Self {
-        Self {
-            name,
-            aliases,
-            min,
-            max,
-            default,
-            choices: &[],
-        }
+    const fn num(name: &'static str, aliases: &'static [&'static str], min: f32, max: f32, default: f32) -> Self {
+        Self { name, aliases, min, max, default, choices: &[] }
     }
 
     const fn choice(name: &'static str, choices: &'static [&'static str], default: f32) -> Self {
-        Self {
-            name,
-            aliases: &[],
-            min: 0.0,
-            max: (choices.len() - 1) as f32,
-            default,
-            choices,
-        }
+        Self { name, aliases: &[], min: 0.0, max: (choices.len() - 1) as f32, default, choices }
     }
 
     /// True when `name` is this parameter's name or one of its aliases.
@@ -124,13 +104,7 @@ const VCO_PARAMS: [ParamSpec; 5] = [
     ParamSpec::num("fm_depth", &[], 0.0, 16.0, 1.0),
 ];
 const VCF_PARAMS: [ParamSpec; 3] = [
-    ParamSpec::num(
-        "cutoff_hz",
-        &["cutoff", "freq_hz", "freq"],
-        20.0,
-        24_000.0,
-        1000.0,
-    ),
+    ParamSpec::num("cutoff_hz", &["cutoff", "freq_hz", "freq"], 20.0, 24_000.0, 1000.0),
     ParamSpec::num("q", &["resonance"], 0.5, 25.0, 0.707),
     ParamSpec::choice("mode", &FilterMode::NAMES, 0.0),
 ];
@@ -240,18 +214,12 @@ impl Kind {
 
     /// Index of the input port called `name`.
     pub fn input_index(self, name: &str) -> Option<u8> {
-        self.inputs()
-            .iter()
-            .position(|&n| n == name)
-            .map(|i| i as u8)
+        self.inputs().iter().position(|&n| n == name).map(|i| i as u8)
     }
 
     /// Index of the parameter called `name` (or one of its aliases).
     pub fn param_index(self, name: &str) -> Option<u8> {
-        self.params()
-            .iter()
-            .position(|p| p.answers_to(name))
-            .map(|i| i as u8)
+        self.params().iter().position(|p| p.answers_to(name)).map(|i| i as u8)
     }
 
     /// True for kinds with a kernel that renders [`LANES`] modules at once.
@@ -312,10 +280,7 @@ pub struct Pools<'a, const DELAY_LEN: usize, const COMB_LEN: usize, const ALLPAS
 impl<const DL: usize, const CL: usize, const AL: usize> Pools<'_, DL, CL, AL> {
     /// The same pools, lent again for a shorter while.
     pub fn reborrow(&mut self) -> Pools<'_, DL, CL, AL> {
-        Pools {
-            delays: self.delays,
-            reverbs: self.reverbs,
-        }
+        Pools { delays: self.delays, reverbs: self.reverbs }
     }
 }
 
@@ -529,12 +494,7 @@ mod tests {
                 for alias in p.aliases {
                     assert_eq!(kind.param_index(alias), Some(i as u8), "{alias}");
                 }
-                assert!(
-                    p.min <= p.default && p.default <= p.max,
-                    "{}.{}",
-                    kind.name(),
-                    p.name
-                );
+                assert!(p.min <= p.default && p.default <= p.max, "{}.{}", kind.name(), p.name);
             }
         }
         assert_eq!(Kind::from_name("VCO"), None);
@@ -542,19 +502,14 @@ mod tests {
 
     #[test]
     fn protocol_md_lists_every_kind_port_and_param() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md"))
-            .unwrap();
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md")).unwrap();
         for kind in Kind::ALL {
             let row = doc
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{}` |", kind.name())))
                 .unwrap_or_else(|| panic!("PROTOCOL.md has no row for {}", kind.name()));
             for name in kind.inputs() {
-                assert!(
-                    row.contains(&format!("`{name}`")),
-                    "{}: input {name}",
-                    kind.name()
-                );
+                assert!(row.contains(&format!("`{name}`")), "{}: input {name}", kind.name());
             }
             for p in kind.params() {
                 // The mixer's gains are written as a range: gain1..gain4.
@@ -562,23 +517,11 @@ mod tests {
                     || p.name.starts_with("gain") && row.contains("`gain1`..`gain4`");
                 assert!(listed, "{}: param {}", kind.name(), p.name);
                 for choice in p.choices {
-                    assert!(
-                        row.contains(&format!("`{choice}`")),
-                        "{}: {} choice {choice}",
-                        kind.name(),
-                        p.name
-                    );
+                    assert!(row.contains(&format!("`{choice}`")), "{}: {} choice {choice}", kind.name(), p.name);
                 }
             }
         }
-        for error in [
-            "UnknownAddress",
-            "WrongArgs",
-            "RackFull",
-            "WouldCycle",
-            "OutputModule",
-            "NotFinite",
-        ] {
+        for error in ["UnknownAddress", "WrongArgs", "RackFull", "WouldCycle", "OutputModule", "NotFinite"] {
             assert!(doc.contains(&format!("| `{error}` |")), "{error}");
         }
     }

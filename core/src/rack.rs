@@ -113,15 +113,9 @@ impl<
     /// A rack holding only the output module, for 48 kHz until [`Rack::prepare`].
     pub const fn new() -> Self {
         const {
-            assert!(
-                MODULES >= 1 && MODULES < NONE as usize,
-                "slot indices are u16"
-            );
+            assert!(MODULES >= 1 && MODULES < NONE as usize, "slot indices are u16");
             assert!(CABLES < NONE as usize, "cable indices are u16");
-            assert!(
-                DELAYS <= u8::MAX as usize && REVERBS <= u8::MAX as usize,
-                "pool indices are u8"
-            );
+            assert!(DELAYS <= u8::MAX as usize && REVERBS <= u8::MAX as usize, "pool indices are u8");
         };
         let mut modules = [const { Module::Empty }; MODULES];
         modules[OUTPUT_SLOT] = Module::Output(Vca::new());
@@ -182,11 +176,7 @@ impl<
     ///
     /// # Errors
     /// As [`Topology::resolve`]; on error neither the topology nor the rack changed.
-    pub fn submit(
-        &mut self,
-        topology: &mut Topology<MODULES, CABLES>,
-        request: &Request<'_>,
-    ) -> Result<(), Error> {
+    pub fn submit(&mut self, topology: &mut Topology<MODULES, CABLES>, request: &Request<'_>) -> Result<(), Error> {
         let command = topology.submit(request)?;
         self.apply(&command);
         Ok(())
@@ -207,10 +197,7 @@ impl<
             }
             Command::Set { id, param, value } => {
                 if let Some(slot) = self.slot_of(id) {
-                    let pools = Pools {
-                        delays: &mut self.delays,
-                        reverbs: &mut self.reverbs,
-                    };
+                    let pools = Pools { delays: &mut self.delays, reverbs: &mut self.reverbs };
                     self.modules[slot].set(param, value, pools);
                 }
             }
@@ -298,9 +285,7 @@ impl<
     }
 
     fn wire_index(&self, src: u16, dst: u16, port: u8) -> Option<usize> {
-        self.wires
-            .iter()
-            .position(|w| w.src == src && w.dst == dst && w.port == port)
+        self.wires.iter().position(|w| w.src == src && w.dst == dst && w.port == port)
     }
 
     fn create(&mut self, id: ModuleId, kind: Kind) {
@@ -332,17 +317,12 @@ impl<
     /// Claims a free delay or reverb for `slot` (cutting a ghost's if none is free) and
     /// prepares it with default parameters, in place.
     fn take_pool_entry(&mut self, kind: Kind, slot: usize) -> Option<u8> {
-        let owners: &[u16] = if kind == Kind::Delay {
-            &self.delay_owner
-        } else {
-            &self.reverb_owner
-        };
+        let owners: &[u16] = if kind == Kind::Delay { &self.delay_owner } else { &self.reverb_owner };
         let index = match owners.iter().position(|&o| o == NONE) {
             Some(index) => index,
             None => {
-                let ghost = owners.iter().position(|&o| {
-                    self.fades[o as usize] == Fade::Out && self.ids[o as usize] == NONE
-                })?;
+                let ghost =
+                    owners.iter().position(|&o| self.fades[o as usize] == Fade::Out && self.ids[o as usize] == NONE)?;
                 self.remove_slot(owners[ghost] as usize);
                 ghost
             }
@@ -361,11 +341,8 @@ impl<
     }
 
     fn oldest_ghost_slot(&self) -> Option<usize> {
-        (1..MODULES).find(|&s| {
-            self.fades[s] == Fade::Out
-                && self.ids[s] == NONE
-                && !matches!(self.modules[s], Module::Empty)
-        })
+        (1..MODULES)
+            .find(|&s| self.fades[s] == Fade::Out && self.ids[s] == NONE && !matches!(self.modules[s], Module::Empty))
     }
 
     fn connect(&mut self, src: u16, dst: u16, port: u8) {
@@ -376,12 +353,7 @@ impl<
             }
             return;
         }
-        let wire = Wire {
-            src,
-            dst,
-            port,
-            fade: Fade::In,
-        };
+        let wire = Wire { src, dst, port, fade: Fade::In };
         if self.wires.is_full() {
             let ghost = self.wires.iter().position(|w| {
                 w.fade == Fade::Out
@@ -457,12 +429,7 @@ impl<
         }
         let mut filled = [0u16; MODULES];
         for port in 0..MAX_INPUTS as u8 {
-            for (index, wire) in self
-                .wires
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| w.port == port)
-            {
+            for (index, wire) in self.wires.iter().enumerate().filter(|(_, w)| w.port == port) {
                 let dst = wire.dst as usize;
                 self.inbound[(self.first_in[dst] + filled[dst]) as usize] = index as u16;
                 filled[dst] += 1;
@@ -512,25 +479,15 @@ impl<
         // By depth, then kind: still a valid order (a cable always leads deeper), and modules
         // of one kind at one depth sit together, ready to share lanes.
         let (depth, modules) = (&self.depth, &self.modules);
-        self.order.sort_unstable_by_key(|&slot| {
-            (
-                depth[slot as usize],
-                modules[slot as usize].kind().map(|k| k as u8),
-                slot,
-            )
-        });
-        let occupied = self
-            .modules
-            .iter()
-            .filter(|m| !matches!(m, Module::Empty))
-            .count();
+        self.order
+            .sort_unstable_by_key(|&slot| (depth[slot as usize], modules[slot as usize].kind().map(|k| k as u8), slot));
+        let occupied = self.modules.iter().filter(|m| !matches!(m, Module::Empty)).count();
         if self.order.len() < occupied {
             // Only ghosts can close a loop (the topology refuses live ones): cut the ghost
             // wires and order again. Whatever still loops stays silent.
             let before = self.wires.len();
             let fades = self.fades;
-            self.wires
-                .retain(|w| w.fade != Fade::Out && fades[w.src as usize] != Fade::Out);
+            self.wires.retain(|w| w.fade != Fade::Out && fades[w.src as usize] != Fade::Out);
             if self.wires.len() != before {
                 self.rebuild_order();
             }
@@ -551,26 +508,14 @@ impl<
             .iter()
             .take(LANES)
             .take_while(|&&s| {
-                self.modules[s as usize].kind() == Some(kind)
-                    && self.depth[s as usize] == self.depth[first]
+                self.modules[s as usize].kind() == Some(kind) && self.depth[s as usize] == self.depth[first]
             })
             .count()
     }
 
     fn process_slot(&mut self, slot: usize) {
         let Self {
-            modules,
-            outs,
-            wires,
-            inbound,
-            first_in,
-            count_in,
-            scratch,
-            rendered,
-            delays,
-            reverbs,
-            fades,
-            ..
+            modules, outs, wires, inbound, first_in, count_in, scratch, rendered, delays, reverbs, fades, ..
         } = self;
         let Some(kind) = modules[slot].kind() else {
             return;
@@ -578,10 +523,7 @@ impl<
         let list = inbound_of(slot, inbound, first_in, count_in);
         let sources = gather(kind, list, wires, outs, &mut scratch[0]);
         let inputs = resolve(&sources, outs, &scratch[0]);
-        let pools = Pools {
-            delays: &mut delays[..],
-            reverbs: &mut reverbs[..],
-        };
+        let pools = Pools { delays: &mut delays[..], reverbs: &mut reverbs[..] };
         modules[slot].process(&inputs, &mut rendered[0], pools);
         write_faded(&mut outs[slot], &rendered[0], fades[slot]);
     }
@@ -590,18 +532,7 @@ impl<
     fn process_lanes(&mut self, at: usize) {
         let slots: [usize; LANES] = core::array::from_fn(|l| self.order[at + l] as usize);
         let Self {
-            modules,
-            outs,
-            wires,
-            inbound,
-            first_in,
-            count_in,
-            scratch,
-            rendered,
-            delays,
-            reverbs,
-            fades,
-            ..
+            modules, outs, wires, inbound, first_in, count_in, scratch, rendered, delays, reverbs, fades, ..
         } = self;
         let mut sources = [[Source::Unpatched; MAX_INPUTS]; LANES];
         for (lane, &slot) in slots.iter().enumerate() {
@@ -613,10 +544,7 @@ impl<
         }
         let inputs: [[Option<&Block>; MAX_INPUTS]; LANES] =
             core::array::from_fn(|l| resolve(&sources[l], outs, &scratch[l]));
-        let pools = Pools {
-            delays: &mut delays[..],
-            reverbs: &mut reverbs[..],
-        };
+        let pools = Pools { delays: &mut delays[..], reverbs: &mut reverbs[..] };
         // The slots are distinct (each appears once in the order): this cannot fail.
         if let Ok(units) = modules.get_disjoint_mut(slots) {
             Module::process_lanes(units, &inputs, rendered.each_mut(), pools);
@@ -637,16 +565,9 @@ enum Source {
     Summed,
 }
 
-fn inbound_of<'a>(
-    slot: usize,
-    inbound: &'a [u16],
-    first_in: &[u16],
-    count_in: &[u16],
-) -> &'a [u16] {
+fn inbound_of<'a>(slot: usize, inbound: &'a [u16], first_in: &[u16], count_in: &[u16]) -> &'a [u16] {
     let first = first_in[slot] as usize;
-    inbound
-        .get(first..first + count_in[slot] as usize)
-        .unwrap_or(&[])
+    inbound.get(first..first + count_in[slot] as usize).unwrap_or(&[])
 }
 
 /// Works out each input port's source from the wires in `list` (sorted by port), summing
@@ -667,9 +588,7 @@ fn gather(
         }
         match &list[start..at] {
             [] => {}
-            [only] if wires[*only as usize].fade == Fade::Steady => {
-                *source = Source::Direct(wires[*only as usize].src)
-            }
+            [only] if wires[*only as usize].fade == Fade::Steady => *source = Source::Direct(wires[*only as usize].src),
             run => {
                 let sum = &mut scratch[port];
                 *sum = [0.0; BLOCK];
@@ -678,16 +597,8 @@ fn gather(
                     let src = &outs[wire.src as usize];
                     match wire.fade {
                         Fade::Steady => sum.iter_mut().zip(src).for_each(|(s, x)| *s += x),
-                        Fade::In => sum
-                            .iter_mut()
-                            .zip(src)
-                            .zip(&RAMP_IN)
-                            .for_each(|((s, x), g)| *s += x * g),
-                        Fade::Out => sum
-                            .iter_mut()
-                            .zip(src)
-                            .zip(&RAMP_IN)
-                            .for_each(|((s, x), g)| *s += x * (1.0 - g)),
+                        Fade::In => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * g),
+                        Fade::Out => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * (1.0 - g)),
                     }
                 }
                 *source = Source::Summed;
@@ -713,16 +624,8 @@ fn resolve<'a>(
 fn write_faded(out: &mut Block, rendered: &Block, fade: Fade) {
     match fade {
         Fade::Steady => *out = *rendered,
-        Fade::In => out
-            .iter_mut()
-            .zip(rendered)
-            .zip(&RAMP_IN)
-            .for_each(|((o, x), g)| *o = x * g),
-        Fade::Out => out
-            .iter_mut()
-            .zip(rendered)
-            .zip(&RAMP_IN)
-            .for_each(|((o, x), g)| *o = x * (1.0 - g)),
+        Fade::In => out.iter_mut().zip(rendered).zip(&RAMP_IN).for_each(|((o, x), g)| *o = x * g),
+        Fade::Out => out.iter_mut().zip(rendered).zip(&RAMP_IN).for_each(|((o, x), g)| *o = x * (1.0 - g)),
     }
 }
 
@@ -764,15 +667,12 @@ mod tests {
 
         fn run(&mut self, line: &str) {
             let (_, request) = crate::script::parse_line(line, 0.0).unwrap();
-            self.rack
-                .submit(&mut self.topology, &request.unwrap())
-                .unwrap();
+            self.rack.submit(&mut self.topology, &request.unwrap()).unwrap();
         }
 
         fn try_run(&mut self, line: &str) -> Result<(), Error> {
             let (_, request) = crate::script::parse_line(line, 0.0)?;
-            self.rack
-                .submit(&mut self.topology, &request.ok_or(Error::WrongArgs)?)
+            self.rack.submit(&mut self.topology, &request.ok_or(Error::WrongArgs)?)
         }
 
         fn render(&mut self, seconds: f32) -> std::vec::Vec<f32> {
@@ -814,11 +714,7 @@ mod tests {
         b.run("/module/set 1 freq 5000"); // a fast sine: its own steps are large
         b.run("/patch 1 out 0 in");
         let out = b.render(0.1);
-        assert!(
-            out[0].abs() <= 1.0 / BLOCK as f32 + 1e-6,
-            "first sample {}",
-            out[0]
-        );
+        assert!(out[0].abs() <= 1.0 / BLOCK as f32 + 1e-6, "first sample {}", out[0]);
         let steady = max_step(&out[2 * BLOCK..]);
         assert!(max_step(&out[..2 * BLOCK]) <= 2.0 * steady);
     }
@@ -1061,15 +957,12 @@ mod tests {
             Just("-inf".to_string()),
             Just("square".to_string()),
         ];
-        let port = prop::sample::select(vec![
-            "in", "cv", "pitch", "fm", "cutoff", "gate", "in1", "in4", "zzz",
-        ]);
+        let port = prop::sample::select(vec!["in", "cv", "pitch", "fm", "cutoff", "gate", "in1", "in4", "zzz"]);
         prop_oneof![
             (kind, id.clone()).prop_map(|(k, i)| format!("/module/new {k} {i}")),
             id.clone().prop_map(|i| format!("/module/free {i}")),
             (id.clone(), param, value).prop_map(|(i, p, v)| format!("/module/set {i} {p} {v}")),
-            (id.clone(), id.clone(), port.clone())
-                .prop_map(|(a, b, p)| format!("/patch {a} out {b} {p}")),
+            (id.clone(), id.clone(), port.clone()).prop_map(|(a, b, p)| format!("/patch {a} out {b} {p}")),
             (id.clone(), id, port).prop_map(|(a, b, p)| format!("/unpatch {a} out {b} {p}")),
             Just("/patch/clear".to_string()),
         ]

@@ -49,11 +49,7 @@ pub struct Player<'a> {
 impl<'a> Player<'a> {
     /// A player at the start of `script`.
     pub fn new(script: &'a str) -> Self {
-        Self {
-            lines: script.lines().enumerate(),
-            now_s: 0.0,
-            pending: None,
-        }
+        Self { lines: script.lines().enumerate(), now_s: 0.0, pending: None }
     }
 
     /// The next line due before `before_s` seconds, if any. Lines are due in file order; a
@@ -82,11 +78,7 @@ impl<'a> Player<'a> {
     ///
     /// # Errors
     /// As [`Player::next_due`].
-    pub fn next_due_for_block(
-        &mut self,
-        block_index: u64,
-        sample_rate_hz: f32,
-    ) -> Option<Result<Line<'a>, LineError>> {
+    pub fn next_due_for_block(&mut self, block_index: u64, sample_rate_hz: f32) -> Option<Result<Line<'a>, LineError>> {
         // Due when its time falls before the middle of the block, so a line lands on the
         // block boundary nearest its time (at most half a block, 0.67 ms at 48 kHz, off).
         let middle_s = ((block_index as f64 + 0.5) * BLOCK as f64 / sample_rate_hz as f64) as f32;
@@ -105,11 +97,7 @@ impl<'a> Player<'a> {
                 Ok((at_s, None)) => self.now_s = at_s,
                 Ok((at_s, Some(request))) => {
                     self.now_s = at_s;
-                    return Some(Ok(Line {
-                        at_s,
-                        request,
-                        number,
-                    }));
+                    return Some(Ok(Line { at_s, request, number }));
                 }
                 Err(error) => return Some(Err(LineError { number, error })),
             }
@@ -159,13 +147,10 @@ pub fn parse_line(line: &str, now_s: f32) -> Result<(f32, Option<Request<'_>>), 
             let (word, tail) = inner.split_once('"').ok_or(Error::WrongArgs)?;
             (word, tail, true)
         } else {
-            let (word, tail) = args_text
-                .split_once(char::is_whitespace)
-                .unwrap_or((args_text, ""));
+            let (word, tail) = args_text.split_once(char::is_whitespace).unwrap_or((args_text, ""));
             (word, tail, false)
         };
-        args.push(value_of(token, quoted))
-            .map_err(|_| Error::WrongArgs)?;
+        args.push(value_of(token, quoted)).map_err(|_| Error::WrongArgs)?;
         args_text = tail;
     }
     Request::parse(address, &args).map(|r| (at_s, Some(r)))
@@ -196,47 +181,23 @@ mod tests {
         assert_eq!(parse_line("@2.5", 1.0), Ok((2.5, None)));
         assert_eq!(
             parse_line("@1.5 /module/set 1 freq 220.5 # comment", 0.0),
-            Ok((
-                1.5,
-                Some(Request::Set {
-                    id: 1,
-                    param: "freq",
-                    value: Value::Float(220.5)
-                })
-            ))
+            Ok((1.5, Some(Request::Set { id: 1, param: "freq", value: Value::Float(220.5) })))
         );
-        assert_eq!(
-            parse_line("/module/new \"vco\" 3", 4.0),
-            Ok((4.0, Some(Request::New { kind: "vco", id: 3 })))
-        );
+        assert_eq!(parse_line("/module/new \"vco\" 3", 4.0), Ok((4.0, Some(Request::New { kind: "vco", id: 3 }))));
         assert_eq!(
             parse_line("/module/set 1 wave saw", 0.0).map(|(_, r)| r),
-            Ok(Some(Request::Set {
-                id: 1,
-                param: "wave",
-                value: Value::Str("saw")
-            }))
+            Ok(Some(Request::Set { id: 1, param: "wave", value: Value::Str("saw") }))
         );
         assert_eq!(parse_line("@x /patch/clear", 0.0), Err(Error::BadValue));
         assert_eq!(parse_line("@-1 /patch/clear", 0.0), Err(Error::BadValue));
-        assert_eq!(
-            parse_line("module/new vco 1", 0.0),
-            Err(Error::UnknownAddress)
-        );
-        assert_eq!(
-            parse_line("/module/new \"vco 1", 0.0),
-            Err(Error::WrongArgs)
-        );
-        assert_eq!(
-            parse_line("/patch/clear 1 2 3 4 5 6 7 8 9", 0.0),
-            Err(Error::WrongArgs)
-        );
+        assert_eq!(parse_line("module/new vco 1", 0.0), Err(Error::UnknownAddress));
+        assert_eq!(parse_line("/module/new \"vco 1", 0.0), Err(Error::WrongArgs));
+        assert_eq!(parse_line("/patch/clear 1 2 3 4 5 6 7 8 9", 0.0), Err(Error::WrongArgs));
     }
 
     #[test]
     fn player_releases_lines_when_due_and_reports_bad_ones() {
-        let script =
-            "/module/new vco 1\n@0.01 /module/set 1 freq 220\n/bogus\n@1 /patch/clear\n\n# end\n";
+        let script = "/module/new vco 1\n@0.01 /module/set 1 freq 220\n/bogus\n@1 /patch/clear\n\n# end\n";
         let mut player = Player::new(script);
         let first = player.next_due_for_block(0, 48_000.0).unwrap().unwrap();
         assert_eq!((first.number, first.at_s), (1, 0.0));
@@ -252,13 +213,7 @@ mod tests {
         assert!((7..=8).contains(&block), "block {block}");
         assert_eq!(second.number, 2);
         let bad = player.next_due_for_block(block, 48_000.0).unwrap();
-        assert_eq!(
-            bad,
-            Err(LineError {
-                number: 3,
-                error: Error::UnknownAddress
-            })
-        );
+        assert_eq!(bad, Err(LineError { number: 3, error: Error::UnknownAddress }));
         assert!(!player.finished());
         let last = player.next_due(2.0).unwrap().unwrap();
         assert_eq!(last.request, Request::Clear);

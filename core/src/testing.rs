@@ -50,8 +50,7 @@ pub fn freq_by_zero_crossings(x: &[f32], fs: f32) -> f32 {
 
 /// RMS level in dBFS (-inf for silence).
 pub fn rms_db(x: &[f32]) -> f32 {
-    let power: f64 =
-        x.iter().map(|&s| (s as f64) * (s as f64)).sum::<f64>() / x.len().max(1) as f64;
+    let power: f64 = x.iter().map(|&s| (s as f64) * (s as f64)).sum::<f64>() / x.len().max(1) as f64;
     (10.0 * power.log10()) as f32
 }
 
@@ -89,16 +88,9 @@ pub fn spectrum_db(x: &[f32]) -> Vec<f32> {
         })
         .collect();
     let window_sum: f64 = window.iter().sum();
-    let mut buf: Vec<Complex<f64>> = x
-        .iter()
-        .zip(&window)
-        .map(|(&s, w)| Complex::new(s as f64 * w, 0.0))
-        .collect();
+    let mut buf: Vec<Complex<f64>> = x.iter().zip(&window).map(|(&s, w)| Complex::new(s as f64 * w, 0.0)).collect();
     FftPlanner::new().plan_fft_forward(n).process(&mut buf);
-    buf[..n / 2]
-        .iter()
-        .map(|c| (20.0 * (2.0 * c.norm() / window_sum).log10()) as f32)
-        .collect()
+    buf[..n / 2].iter().map(|c| (20.0 * (2.0 * c.norm() / window_sum).log10()) as f32).collect()
 }
 
 /// Highest level in dB of `spectrum` within `half_width` bins of the bin nearest `hz`.
@@ -107,10 +99,7 @@ pub fn level_near_db(spectrum: &[f32], fs: f32, hz: f32, half_width: usize) -> f
     let centre = (hz as f64 * n as f64 / fs as f64).round() as usize;
     let lo = centre.saturating_sub(half_width);
     let hi = (centre + half_width).min(spectrum.len() - 1);
-    spectrum[lo..=hi]
-        .iter()
-        .cloned()
-        .fold(f32::NEG_INFINITY, f32::max)
+    spectrum[lo..=hi].iter().cloned().fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// Frequency in Hz of the strongest bin of `spectrum`.
@@ -119,20 +108,14 @@ pub fn peak_hz(spectrum: &[f32], fs: f32) -> f32 {
         .iter()
         .enumerate()
         .skip(1)
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv { (i, v) } else { (bi, bv) }
-        });
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
     bin as f32 * fs / (spectrum.len() * 2) as f32
 }
 
 /// A sine of `hz` at `amplitude`, `seconds` long, from phase 0: test input.
 pub fn sine(hz: f32, amplitude: f32, seconds: f32) -> Vec<f32> {
     let n = (seconds * FS) as usize;
-    (0..n)
-        .map(|i| {
-            amplitude * (std::f64::consts::TAU * hz as f64 * i as f64 / FS as f64).sin() as f32
-        })
-        .collect()
+    (0..n).map(|i| amplitude * (std::f64::consts::TAU * hz as f64 * i as f64 / FS as f64).sin() as f32).collect()
 }
 
 /// Feeds `input` through `process` block by block (a tail shorter than a block is zero-padded).

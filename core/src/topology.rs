@@ -47,16 +47,8 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
         const { assert!(MODULES >= 1, "the output module needs a slot") };
         let mut modules = Vec::new();
         // Capacity is at least 1 (asserted above): this push cannot fail.
-        let _ = modules.push(Entry {
-            id: OUTPUT_ID,
-            kind: Kind::Output,
-        });
-        Self {
-            modules,
-            cables: Vec::new(),
-            max_delays,
-            max_reverbs,
-        }
+        let _ = modules.push(Entry { id: OUTPUT_ID, kind: Kind::Output });
+        Self { modules, cables: Vec::new(), max_delays, max_reverbs }
     }
 
     /// The modules, in the order they were created (the output first).
@@ -113,23 +105,11 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                 let id = self.existing(id)?;
                 let kind = self.kind(id).ok_or(Error::NoSuchModule(id))?;
                 let index = kind.param_index(param).ok_or(Error::UnknownParam)?;
-                let spec = kind
-                    .params()
-                    .get(index as usize)
-                    .ok_or(Error::UnknownParam)?;
+                let spec = kind.params().get(index as usize).ok_or(Error::UnknownParam)?;
                 let value = param_value(spec, value)?;
-                Ok(Command::Set {
-                    id,
-                    param: index,
-                    value,
-                })
+                Ok(Command::Set { id, param: index, value })
             }
-            Request::Patch {
-                src,
-                out_port,
-                dst,
-                in_port,
-            } => {
+            Request::Patch { src, out_port, dst, in_port } => {
                 let cable = self.cable(src, out_port, dst, in_port)?;
                 if self.cables.contains(&cable) {
                     return Err(Error::AlreadyPatched);
@@ -140,27 +120,14 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                 if cable.src == cable.dst || self.reaches(cable.dst, cable.src) {
                     return Err(Error::WouldCycle);
                 }
-                Ok(Command::Patch {
-                    src: cable.src,
-                    dst: cable.dst,
-                    port: cable.port,
-                })
+                Ok(Command::Patch { src: cable.src, dst: cable.dst, port: cable.port })
             }
-            Request::Unpatch {
-                src,
-                out_port,
-                dst,
-                in_port,
-            } => {
+            Request::Unpatch { src, out_port, dst, in_port } => {
                 let cable = self.cable(src, out_port, dst, in_port)?;
                 if !self.cables.contains(&cable) {
                     return Err(Error::NoSuchCable);
                 }
-                Ok(Command::Unpatch {
-                    src: cable.src,
-                    dst: cable.dst,
-                    port: cable.port,
-                })
+                Ok(Command::Unpatch { src: cable.src, dst: cable.dst, port: cable.port })
             }
             Request::Clear => Ok(Command::Clear),
         }
@@ -257,11 +224,7 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
 }
 
 fn check_id(id: i32) -> Result<ModuleId, Error> {
-    if (0..=MAX_ID as i32).contains(&id) {
-        Ok(id as ModuleId)
-    } else {
-        Err(Error::IdOutOfRange { id, max: MAX_ID })
-    }
+    if (0..=MAX_ID as i32).contains(&id) { Ok(id as ModuleId) } else { Err(Error::IdOutOfRange { id, max: MAX_ID }) }
 }
 
 /// A user's value for parameter `spec`: finite, and for an enumeration a valid choice, given
@@ -298,80 +261,22 @@ mod tests {
     }
 
     fn patch(t: &mut T, src: i32, dst: i32, port: &str) -> Result<Command, Error> {
-        t.submit(&Request::Patch {
-            src,
-            out_port: "out",
-            dst,
-            in_port: port,
-        })
+        t.submit(&Request::Patch { src, out_port: "out", dst, in_port: port })
     }
 
     #[test]
     fn builds_a_voice_and_resolves_names() {
         let mut t = T::new(1, 1);
-        assert_eq!(
-            new(&mut t, "vco", 1),
-            Ok(Command::New {
-                id: 1,
-                kind: Kind::Vco
-            })
-        );
+        assert_eq!(new(&mut t, "vco", 1), Ok(Command::New { id: 1, kind: Kind::Vco }));
         new(&mut t, "vcf", 2).unwrap();
-        assert_eq!(
-            patch(&mut t, 1, 2, "in"),
-            Ok(Command::Patch {
-                src: 1,
-                dst: 2,
-                port: 0
-            })
-        );
-        assert_eq!(
-            patch(&mut t, 2, 0, "in"),
-            Ok(Command::Patch {
-                src: 2,
-                dst: 0,
-                port: 0
-            })
-        );
-        let set = Request::Set {
-            id: 1,
-            param: "freq",
-            value: Value::Int(220),
-        };
-        assert_eq!(
-            t.submit(&set),
-            Ok(Command::Set {
-                id: 1,
-                param: 0,
-                value: 220.0
-            })
-        );
-        let wave = Request::Set {
-            id: 1,
-            param: "wave",
-            value: Value::Str("square"),
-        };
-        assert_eq!(
-            t.submit(&wave),
-            Ok(Command::Set {
-                id: 1,
-                param: 1,
-                value: 1.0
-            })
-        );
-        let mode = Request::Set {
-            id: 2,
-            param: "mode",
-            value: Value::Float(2.0),
-        };
-        assert_eq!(
-            t.submit(&mode),
-            Ok(Command::Set {
-                id: 2,
-                param: 2,
-                value: 2.0
-            })
-        );
+        assert_eq!(patch(&mut t, 1, 2, "in"), Ok(Command::Patch { src: 1, dst: 2, port: 0 }));
+        assert_eq!(patch(&mut t, 2, 0, "in"), Ok(Command::Patch { src: 2, dst: 0, port: 0 }));
+        let set = Request::Set { id: 1, param: "freq", value: Value::Int(220) };
+        assert_eq!(t.submit(&set), Ok(Command::Set { id: 1, param: 0, value: 220.0 }));
+        let wave = Request::Set { id: 1, param: "wave", value: Value::Str("square") };
+        assert_eq!(t.submit(&wave), Ok(Command::Set { id: 1, param: 1, value: 1.0 }));
+        let mode = Request::Set { id: 2, param: "mode", value: Value::Float(2.0) };
+        assert_eq!(t.submit(&mode), Ok(Command::Set { id: 2, param: 2, value: 2.0 }));
         assert_eq!(t.cables().len(), 2);
     }
 
@@ -384,117 +289,23 @@ mod tests {
         patch(&mut t, 1, 2, "in").unwrap();
         let before = t.clone();
         let cases: [(Request<'_>, Error); 17] = [
-            (
-                Request::New {
-                    kind: "theremin",
-                    id: 5,
-                },
-                Error::UnknownKind,
-            ),
-            (
-                Request::New {
-                    kind: "vco",
-                    id: -1,
-                },
-                Error::IdOutOfRange {
-                    id: -1,
-                    max: MAX_ID,
-                },
-            ),
-            (
-                Request::New {
-                    kind: "vco",
-                    id: 10_000,
-                },
-                Error::IdOutOfRange {
-                    id: 10_000,
-                    max: MAX_ID,
-                },
-            ),
+            (Request::New { kind: "theremin", id: 5 }, Error::UnknownKind),
+            (Request::New { kind: "vco", id: -1 }, Error::IdOutOfRange { id: -1, max: MAX_ID }),
+            (Request::New { kind: "vco", id: 10_000 }, Error::IdOutOfRange { id: 10_000, max: MAX_ID }),
             (Request::New { kind: "vco", id: 1 }, Error::IdInUse(1)),
-            (
-                Request::New {
-                    kind: "output",
-                    id: 4,
-                },
-                Error::OutputModule,
-            ),
+            (Request::New { kind: "output", id: 4 }, Error::OutputModule),
             (Request::New { kind: "vco", id: 0 }, Error::OutputModule),
-            (
-                Request::New {
-                    kind: "delay",
-                    id: 4,
-                },
-                Error::RackFull,
-            ),
-            (
-                Request::New {
-                    kind: "reverb",
-                    id: 4,
-                },
-                Error::RackFull,
-            ),
+            (Request::New { kind: "delay", id: 4 }, Error::RackFull),
+            (Request::New { kind: "reverb", id: 4 }, Error::RackFull),
             (Request::Free { id: 0 }, Error::OutputModule),
             (Request::Free { id: 7 }, Error::NoSuchModule(7)),
-            (
-                Request::Set {
-                    id: 1,
-                    param: "cutoff_hz",
-                    value: Value::Float(1.0),
-                },
-                Error::UnknownParam,
-            ),
-            (
-                Request::Set {
-                    id: 1,
-                    param: "freq",
-                    value: Value::Float(f32::NAN),
-                },
-                Error::NotFinite,
-            ),
-            (
-                Request::Set {
-                    id: 1,
-                    param: "wave",
-                    value: Value::Str("wobble"),
-                },
-                Error::BadValue,
-            ),
-            (
-                Request::Set {
-                    id: 1,
-                    param: "wave",
-                    value: Value::Float(1.5),
-                },
-                Error::BadValue,
-            ),
-            (
-                Request::Patch {
-                    src: 1,
-                    out_port: "out",
-                    dst: 2,
-                    in_port: "in",
-                },
-                Error::AlreadyPatched,
-            ),
-            (
-                Request::Patch {
-                    src: 2,
-                    out_port: "out",
-                    dst: 1,
-                    in_port: "fm",
-                },
-                Error::WouldCycle,
-            ),
-            (
-                Request::Unpatch {
-                    src: 2,
-                    out_port: "out",
-                    dst: 0,
-                    in_port: "in",
-                },
-                Error::NoSuchCable,
-            ),
+            (Request::Set { id: 1, param: "cutoff_hz", value: Value::Float(1.0) }, Error::UnknownParam),
+            (Request::Set { id: 1, param: "freq", value: Value::Float(f32::NAN) }, Error::NotFinite),
+            (Request::Set { id: 1, param: "wave", value: Value::Str("wobble") }, Error::BadValue),
+            (Request::Set { id: 1, param: "wave", value: Value::Float(1.5) }, Error::BadValue),
+            (Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in" }, Error::AlreadyPatched),
+            (Request::Patch { src: 2, out_port: "out", dst: 1, in_port: "fm" }, Error::WouldCycle),
+            (Request::Unpatch { src: 2, out_port: "out", dst: 0, in_port: "in" }, Error::NoSuchCable),
         ];
         for (request, error) in cases {
             assert_eq!(t.submit(&request), Err(error), "{request:?}");
@@ -502,12 +313,7 @@ mod tests {
             assert_eq!(t.cables(), before.cables());
         }
         assert_eq!(patch(&mut t, 1, 2, "nope"), Err(Error::UnknownPort));
-        let bad_out = Request::Patch {
-            src: 1,
-            out_port: "left",
-            dst: 2,
-            in_port: "in",
-        };
+        let bad_out = Request::Patch { src: 1, out_port: "left", dst: 2, in_port: "in" };
         assert_eq!(t.submit(&bad_out), Err(Error::UnknownPort));
         assert_eq!(patch(&mut t, 1, 1, "fm"), Err(Error::WouldCycle));
     }
@@ -539,13 +345,7 @@ mod tests {
         new(&mut t, "noise", 1).unwrap();
         assert_eq!(t.kind(1), Some(Kind::Noise));
         t.submit(&Request::Clear).unwrap();
-        assert_eq!(
-            t.modules(),
-            &[Entry {
-                id: 0,
-                kind: Kind::Output
-            }]
-        );
+        assert_eq!(t.modules(), &[Entry { id: 0, kind: Kind::Output }]);
     }
 
     #[test]

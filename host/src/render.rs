@@ -18,11 +18,7 @@ pub struct ScriptProblem {
 
 /// Renders `seconds` of `script` at `sample_rate_hz`; returns the samples (mono) and every
 /// line that was refused (those change nothing, as they would live).
-pub fn render_script(
-    script: &str,
-    seconds: f64,
-    sample_rate_hz: u32,
-) -> (Vec<f32>, Vec<ScriptProblem>) {
+pub fn render_script(script: &str, seconds: f64, sample_rate_hz: u32) -> (Vec<f32>, Vec<ScriptProblem>) {
     // The host rack is ~5 MB of fixed arrays: build it on a thread whose stack holds it
     // rather than risk the main thread's.
     let script = script.to_owned();
@@ -32,21 +28,11 @@ pub fn render_script(
         .spawn(move || render_on_this_thread(&script, seconds, sample_rate_hz));
     match worker.map(|handle| handle.join()) {
         Ok(Ok(result)) => result,
-        _ => (
-            Vec::new(),
-            vec![ScriptProblem {
-                line: 0,
-                message: "render thread failed".into(),
-            }],
-        ),
+        _ => (Vec::new(), vec![ScriptProblem { line: 0, message: "render thread failed".into() }]),
     }
 }
 
-fn render_on_this_thread(
-    script: &str,
-    seconds: f64,
-    sample_rate_hz: u32,
-) -> (Vec<f32>, Vec<ScriptProblem>) {
+fn render_on_this_thread(script: &str, seconds: f64, sample_rate_hz: u32) -> (Vec<f32>, Vec<ScriptProblem>) {
     let mut rack = Box::new(HostRack::new());
     rack.prepare(sample_rate_hz as f32);
     let mut topology = rack.topology();
@@ -57,15 +43,11 @@ fn render_on_this_thread(
     let mut block = [0.0; BLOCK];
     for index in 0..blocks {
         while let Some(due) = player.next_due_for_block(index, sample_rate_hz as f32) {
-            let outcome = due.map_err(|e| (e.number, e.error)).and_then(|line| {
-                rack.submit(&mut topology, &line.request)
-                    .map_err(|error| (line.number, error))
-            });
+            let outcome = due
+                .map_err(|e| (e.number, e.error))
+                .and_then(|line| rack.submit(&mut topology, &line.request).map_err(|error| (line.number, error)));
             if let Err((line, error)) = outcome {
-                problems.push(ScriptProblem {
-                    line,
-                    message: format!("{}: {error}", error.name()),
-                });
+                problems.push(ScriptProblem { line, message: format!("{}: {error}", error.name()) });
             }
         }
         rack.process(&mut block);

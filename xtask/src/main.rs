@@ -99,24 +99,18 @@ impl Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Relative paths the user typed (--out) mean the directory they typed them in.
-    let invoked_in =
-        std::env::current_dir().unwrap_or_else(|err| fail(&format!("no current directory: {err}")));
+    let invoked_in = std::env::current_dir().unwrap_or_else(|err| fail(&format!("no current directory: {err}")));
     let root = workspace_root();
     if let Err(err) = std::env::set_current_dir(&root) {
-        fail(&format!(
-            "cannot enter the workspace root {}: {err}",
-            root.display()
-        ));
+        fail(&format!("cannot enter the workspace root {}: {err}", root.display()));
     }
     match cli.task {
         Cmd::Demo(args) => demo(&root, &invoked_in, &args),
         Cmd::Test(args) => test(&root, &args),
         Cmd::Bench(args) => bench(&root, &args),
-        Cmd::Firmware(_) => pending(
-            "firmware",
-            5,
-            "runs the core on a Cortex-M4F under QEMU against firmware-sim/expected/",
-        ),
+        Cmd::Firmware(_) => {
+            pending("firmware", 5, "runs the core on a Cortex-M4F under QEMU against firmware-sim/expected/")
+        }
         Cmd::Profile(_) => pending("profile", 6, "times each worker core"),
     }
 }
@@ -157,17 +151,11 @@ fn demo(root: &Path, invoked_in: &Path, args: &DemoArgs) -> ExitCode {
     prereq::ensure(Task::Demo, root, args.yes.yes);
     let script = "demo/demo.osc";
     if !root.join(script).is_file() {
-        fail(&format!(
-            "{script} is missing: the demo patch is not written yet"
-        ));
+        fail(&format!("{script} is missing: the demo patch is not written yet"));
     }
     let out_abs = invoked_in.join(&args.out);
     // Shown and passed relative to the root when it lies inside: shorter, same file.
-    let out = out_abs
-        .strip_prefix(root)
-        .unwrap_or(&out_abs)
-        .to_string_lossy()
-        .into_owned();
+    let out = out_abs.strip_prefix(root).unwrap_or(&out_abs).to_string_lossy().into_owned();
     let seconds = args.seconds.to_string();
     println!("The live server is not built yet, so the demo renders offline:");
     println!("{seconds} s of the demo patch ({script}) to {out}.\n");
@@ -191,8 +179,7 @@ fn demo(root: &Path, invoked_in: &Path, args: &DemoArgs) -> ExitCode {
         ],
     );
     if let Some(dir) = out_abs.parent() {
-        std::fs::create_dir_all(dir)
-            .unwrap_or_else(|err| fail(&format!("cannot create {}: {err}", dir.display())));
+        std::fs::create_dir_all(dir).unwrap_or_else(|err| fail(&format!("cannot create {}: {err}", dir.display())));
     }
     steps::run_all("demo", &[render]);
     if !out_abs.is_file() {
@@ -219,11 +206,7 @@ fn player() -> Option<&'static str> {
     }
     // ALSA names playback devices /dev/snd/pcmC<card>D<device>p.
     let alsa_playback = std::fs::read_dir("/dev/snd").is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with("pcmC") && n.ends_with('p'))
-        })
+        entries.flatten().any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("pcmC") && n.ends_with('p')))
     });
     (prereq::found("aplay") && alsa_playback).then_some("aplay")
 }

@@ -54,10 +54,7 @@ pub enum Need {
     /// A rustup component: `rustup component add`.
     RustComponent(&'static str),
     /// A PyPI package in `.venv`; `version` is a pip version pattern such as `1.10.*`.
-    Python {
-        name: &'static str,
-        version: &'static str,
-    },
+    Python { name: &'static str, version: &'static str },
 }
 
 impl Need {
@@ -98,14 +95,10 @@ pub fn ensure(task: Task, root: &Path, assume_yes: bool) {
         return;
     }
     println!("==> prerequisites for `cargo xtask {}`", task.name());
-    let of = |kind: fn(&Need) -> bool| -> Vec<&Prereq> {
-        needed.iter().copied().filter(|p| kind(&p.need)).collect()
-    };
+    let of = |kind: fn(&Need) -> bool| -> Vec<&Prereq> { needed.iter().copied().filter(|p| kind(&p.need)).collect() };
     // Order matters: python3-venv (apt) before the venv, the venv before pip.
-    let actions = ensure_apt(
-        &of(|n| matches!(n, Apt(_))),
-        assume_yes || !std::io::stdin().is_terminal(),
-    ) + ensure_rustup("target", &of(|n| matches!(n, RustTarget(_))))
+    let actions = ensure_apt(&of(|n| matches!(n, Apt(_))), assume_yes || !std::io::stdin().is_terminal())
+        + ensure_rustup("target", &of(|n| matches!(n, RustTarget(_))))
         + ensure_rustup("component", &of(|n| matches!(n, RustComponent(_))))
         + ensure_python(root, &of(|n| matches!(n, Python { .. })));
     if actions == 0 {
@@ -116,20 +109,13 @@ pub fn ensure(task: Task, root: &Path, assume_yes: bool) {
 
 /// Installs the missing Debian packages among `pkgs`; returns the number of actions.
 fn ensure_apt(pkgs: &[&Prereq], assume_yes: bool) -> usize {
-    let missing: Vec<&Prereq> = pkgs
-        .iter()
-        .copied()
-        .filter(|p| !apt_installed(name(p)))
-        .collect();
+    let missing: Vec<&Prereq> = pkgs.iter().copied().filter(|p| !apt_installed(name(p))).collect();
     if missing.is_empty() {
         return 0;
     }
     let names: Vec<&str> = missing.iter().map(|p| name(p)).collect();
     if !found("apt-get") {
-        println!(
-            "    ! no apt-get (not Debian?): install the equivalents of {} yourself",
-            names.join(" ")
-        );
+        println!("    ! no apt-get (not Debian?): install the equivalents of {} yourself", names.join(" "));
         return 1;
     }
     let mut sudo: Vec<&str> = Vec::new();
@@ -145,11 +131,7 @@ fn ensure_apt(pkgs: &[&Prereq], assume_yes: bool) -> usize {
     }
     // apt-get asks only when it would install more than the packages named, so the
     // question is asked here, before the slow update; a yes then passes -y.
-    let assume_yes = assume_yes
-        || confirm(&format!(
-            "install the Debian packages {} with apt-get?",
-            names.join(" ")
-        ));
+    let assume_yes = assume_yes || confirm(&format!("install the Debian packages {} with apt-get?", names.join(" ")));
     if !assume_yes {
         fail(&format!(
             "not installing. To install them yourself: {}apt-get install {}",
@@ -166,10 +148,7 @@ fn ensure_apt(pkgs: &[&Prereq], assume_yes: bool) -> usize {
     let mut install = sudo;
     install.extend(["apt-get", "install", "-y"]);
     install.extend(&names);
-    action(
-        &install,
-        &missing.iter().map(|p| p.why).collect::<Vec<_>>().join("; "),
-    );
+    action(&install, &missing.iter().map(|p| p.why).collect::<Vec<_>>().join("; "));
     2
 }
 
@@ -183,10 +162,7 @@ fn confirm(question: &str) -> bool {
         println!();
         return false;
     }
-    matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "" | "y" | "yes"
-    )
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "" | "y" | "yes")
 }
 
 /// `dpkg-query` says "install ok installed" (once per architecture: with multiarch it
@@ -196,11 +172,7 @@ fn apt_installed(pkg: &str) -> bool {
         .args(["-W", "-f=${Status}\\n", pkg])
         .stderr(Stdio::null())
         .output()
-        .is_ok_and(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .any(|l| l == "install ok installed")
-        })
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "install ok installed"))
 }
 
 /// Adds the rustup `kind`s ("target" or "component") among `needed` that are missing;
@@ -209,31 +181,18 @@ fn ensure_rustup(kind: &str, needed: &[&Prereq]) -> usize {
     if needed.is_empty() {
         return 0;
     }
-    let list = Command::new("rustup")
-        .args([kind, "list", "--installed"])
-        .stderr(Stdio::inherit())
-        .output();
+    let list = Command::new("rustup").args([kind, "list", "--installed"]).stderr(Stdio::inherit()).output();
     let installed = match list {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Ok(_) => fail(&format!(
-            "`rustup {kind} list --installed` failed (see above)"
-        )),
+        Ok(_) => fail(&format!("`rustup {kind} list --installed` failed (see above)")),
         Err(_) => fail(&format!(
             "rustup not found, and it manages the {kind}s this needs ({}).\n\
              Install it from https://rustup.rs, then run this again.",
-            needed
-                .iter()
-                .map(|p| name(p))
-                .collect::<Vec<_>>()
-                .join(", ")
+            needed.iter().map(|p| name(p)).collect::<Vec<_>>().join(", ")
         )),
     };
     // Components are listed with their host triple: "clippy-x86_64-unknown-linux-gnu".
-    let present = |n: &str| {
-        installed
-            .lines()
-            .any(|l| l == n || l.starts_with(&format!("{n}-")))
-    };
+    let present = |n: &str| installed.lines().any(|l| l == n || l.starts_with(&format!("{n}-")));
     let mut actions = 0;
     for p in needed.iter().filter(|p| !present(name(p))) {
         action(&["rustup", kind, "add", name(p)], p.why);
@@ -250,23 +209,12 @@ fn ensure_python(root: &Path, needed: &[&Prereq]) -> usize {
     }
     let mut actions = 0;
     let python = root.join(VENV).join("bin/python");
-    if !Command::new(&python)
-        .args(["-c", ""])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
+    if !Command::new(&python).args(["-c", ""]).status().is_ok_and(|s| s.success()) {
         // Debian's interpreter, not whatever `python3` comes first on PATH (pyenv,
         // conda): python3-venv is what makes its `-m venv` work. --clear rebuilds a
         // broken .venv, say one whose interpreter was upgraded away.
-        let system = if Path::new("/usr/bin/python3").exists() {
-            "/usr/bin/python3"
-        } else {
-            "python3"
-        };
-        action(
-            &[system, "-m", "venv", "--clear", VENV],
-            "project-local Python for the tests",
-        );
+        let system = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+        action(&[system, "-m", "venv", "--clear", VENV], "project-local Python for the tests");
         actions += 1;
     }
     let mut specs: Vec<String> = Vec::new();
@@ -300,11 +248,7 @@ fn name(p: &Prereq) -> &'static str {
 /// (`1.10.*` or an exact `1.10.2`).
 fn python_has(python: &Path, name: &str, version: &str) -> bool {
     let script = format!("import importlib.metadata as m; print(m.version({name:?}))");
-    let Ok(out) = Command::new(python)
-        .args(["-c", &script])
-        .stderr(Stdio::null())
-        .output()
-    else {
+    let Ok(out) = Command::new(python).args(["-c", &script]).stderr(Stdio::null()).output() else {
         return false;
     };
     out.status.success() && version_matches(String::from_utf8_lossy(&out.stdout).trim(), version)
@@ -330,25 +274,19 @@ fn action(argv: &[&str], why: &str) {
     }
     match Command::new(argv[0]).args(&argv[1..]).status() {
         Ok(status) if status.success() => {}
-        Ok(status) => fail(&format!(
-            "`{line}` failed ({status}); fix that, or run it yourself, then run this again"
-        )),
+        Ok(status) => fail(&format!("`{line}` failed ({status}); fix that, or run it yourself, then run this again")),
         Err(err) => fail(&format!("could not start `{}`: {err}", argv[0])),
     }
 }
 
 /// Whether `program` is on PATH.
 pub fn found(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 fn is_root() -> bool {
     // std has no getuid(); `id -u` is in coreutils, on every Debian.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+    Command::new("id").arg("-u").output().is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 #[cfg(test)]
@@ -367,10 +305,6 @@ mod tests {
 
     #[test]
     fn every_prereq_belongs_to_a_task() {
-        assert!(
-            PREREQS
-                .iter()
-                .all(|p| !p.tasks.is_empty() && !p.why.is_empty())
-        );
+        assert!(PREREQS.iter().all(|p| !p.tasks.is_empty() && !p.why.is_empty()));
     }
 }

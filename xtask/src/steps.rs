@@ -23,13 +23,7 @@ impl Step {
     /// `cargo ARGS`, with the cargo that runs xtask (the toolchain rustup picked).
     pub fn cargo(title: &'static str, args: &[&str]) -> Self {
         let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        Self {
-            title,
-            program,
-            args: args.iter().map(|&a| a.to_owned()).collect(),
-            envs: Vec::new(),
-            path_shown: None,
-        }
+        Self { title, program, args: args.iter().map(|&a| a.to_owned()).collect(), envs: Vec::new(), path_shown: None }
     }
 
     /// Sets `key` to `value` for this step only.
@@ -41,11 +35,7 @@ impl Step {
     /// Puts `dir` first on PATH for this step only.
     pub fn path_first(self, dir: &Path) -> Self {
         let mut dirs = vec![dir.to_path_buf()];
-        dirs.extend(
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths),
-        );
+        dirs.extend(std::env::var_os("PATH").iter().flat_map(std::env::split_paths));
         let path = std::env::join_paths(dirs)
             .unwrap_or_else(|err| fail(&format!("cannot put {} on PATH: {err}", dir.display())));
         let mut step = self.env("PATH", path);
@@ -55,10 +45,7 @@ impl Step {
 
     /// The command as the user would type it (`cargo`, not the toolchain's full path).
     pub fn command_line(&self) -> String {
-        let program = Path::new(&self.program)
-            .file_name()
-            .unwrap_or(self.program.as_os_str())
-            .to_string_lossy();
+        let program = Path::new(&self.program).file_name().unwrap_or(self.program.as_os_str()).to_string_lossy();
         let mut line = self.path_shown.clone().map(|p| p + " ").unwrap_or_default();
         for (key, value) in &self.envs {
             if *key != "PATH" {
@@ -92,20 +79,12 @@ pub fn run_all(task: &str, steps: &[Step]) {
         println!("    $ {}", step.command_line());
         let start = Instant::now();
         let mut command = Command::new(&step.program);
-        command
-            .args(&step.args)
-            .envs(step.envs.iter().map(|(k, v)| (k, v)));
+        command.args(&step.args).envs(step.envs.iter().map(|(k, v)| (k, v)));
         let result = command.status();
         let took = start.elapsed();
         match result {
             Ok(status) if status.success() => {
-                println!(
-                    "<== [{}/{}] {} passed in {}\n",
-                    i + 1,
-                    steps.len(),
-                    step.title,
-                    secs(took)
-                );
+                println!("<== [{}/{}] {} passed in {}\n", i + 1, steps.len(), step.title, secs(took));
                 outcomes[i] = Outcome::Passed(took);
             }
             Ok(status) => {
@@ -142,13 +121,7 @@ fn summary(task: &str, steps: &[Step], outcomes: &[Outcome], total: Duration) {
             Outcome::Failed(took, why) => (secs(*took), format!("FAILED ({why})")),
             Outcome::NotRun => (String::new(), "not run".to_owned()),
         };
-        println!(
-            "    {}. {:<width$}  {:>8}  {}",
-            i + 1,
-            step.title,
-            time,
-            result
-        );
+        println!("    {}. {:<width$}  {:>8}  {}", i + 1, step.title, time, result);
     }
     println!("    {:<w$}  {:>8}", "total", secs(total), w = width + 3);
 }
@@ -156,9 +129,5 @@ fn summary(task: &str, steps: &[Step], outcomes: &[Outcome], total: Duration) {
 /// `12.3 s`, or `2 min 05 s` past a minute.
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s < 60.0 {
-        format!("{s:.1} s")
-    } else {
-        format!("{} min {:02} s", d.as_secs() / 60, d.as_secs() % 60)
-    }
+    if s < 60.0 { format!("{s:.1} s") } else { format!("{} min {:02} s", d.as_secs() / 60, d.as_secs() % 60) }
 }

@@ -12,11 +12,7 @@ const TINY: f32 = 1.0e-30;
 pub fn flush(x: f32) -> f32 {
     // One compare covers all three: NaN fails it, and so does |inf| < 1e30.
     let magnitude = x.abs();
-    if magnitude > TINY && magnitude < 1.0e30 {
-        x
-    } else {
-        0.0
-    }
+    if magnitude > TINY && magnitude < 1.0e30 { x } else { 0.0 }
 }
 
 #[cfg(test)]

@@ -79,8 +79,7 @@ pub fn sin_turns(phase: f32) -> f32 {
     let x = t * TAU;
     let x2 = x * x;
     // Taylor to x^9: the first omitted term, x^11 / 11!, is 3.6e-6 at x = pi / 2.
-    x * (1.0
-        + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362_880.0)))))
+    x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362_880.0)))))
 }
 
 /// 2^x for x in -126.0..=127.0 by exponent bits and a degree-6 polynomial: relative error
@@ -103,9 +102,7 @@ pub fn exp2_fast(x: f32) -> f32 {
                     * (0.240_226_5
                         + frac
                             * (0.055_504_11
-                                + frac
-                                    * (0.009_618_129
-                                        + frac * (0.001_333_355 + frac * 0.000_154_035_3)))));
+                                + frac * (0.009_618_129 + frac * (0.001_333_355 + frac * 0.000_154_035_3)))));
     // `whole` is an integer in -126..=127, so the biased exponent is 1..=254: a normal float.
     let bits = ((whole + 127) as u32) << 23;
     f32::from_bits(bits) * p
@@ -120,8 +117,7 @@ mod tests {
         let mut worst = 0.0f32;
         for i in -4000..4000 {
             let phase = i as f32 / 1000.0 + 0.000_37;
-            let err =
-                (sin_turns(phase) - libm::sin(phase as f64 * core::f64::consts::TAU) as f32).abs();
+            let err = (sin_turns(phase) - libm::sin(phase as f64 * core::f64::consts::TAU) as f32).abs();
             worst = worst.max(err);
         }
         assert!(worst < 4.0e-6, "worst error {worst}");

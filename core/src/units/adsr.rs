@@ -178,11 +178,8 @@ impl Adsr {
                 self.anchor_here(sustain);
             }
         }
-        self.sustain_step = if self.stage == Stage::Sustain {
-            (sustain - self.level) * (1.0 / BLOCK as f32)
-        } else {
-            0.0
-        };
+        self.sustain_step =
+            if self.stage == Stage::Sustain { (sustain - self.level) * (1.0 / BLOCK as f32) } else { 0.0 };
 
         // A gate that does not change within the block (the usual case) is rendered in one
         // run; counting is vectorisable where scanning for the changes is not.
@@ -203,21 +200,13 @@ impl Adsr {
                 Some(on) => (on, BLOCK),
                 None => {
                     let on = input.get(i).is_some_and(|&g| g > 0.5);
-                    let same = input
-                        .iter()
-                        .skip(i + 1)
-                        .take_while(|&&g| (g > 0.5) == on)
-                        .count();
+                    let same = input.iter().skip(i + 1).take_while(|&&g| (g > 0.5) == on).count();
                     (on, i + 1 + same)
                 }
             };
             if gate_on != self.gate_was {
                 self.gate_was = gate_on;
-                self.stage = if gate_on {
-                    Stage::Attack
-                } else {
-                    Stage::Release
-                };
+                self.stage = if gate_on { Stage::Attack } else { Stage::Release };
                 self.target = -TARGET_RATIO * self.level; // used by a release only
                 self.anchor_here(sustain);
             }
@@ -273,36 +262,18 @@ impl Adsr {
                 Some((1.0, Stage::Decay, false))
             }
             Stage::Decay => {
-                exponential(
-                    run,
-                    self.target,
-                    self.anchor,
-                    self.decay_log,
-                    elapsed,
-                    &self.decay_pow,
-                );
+                exponential(run, self.target, self.anchor, self.decay_log, elapsed, &self.decay_pow);
                 Some((sustain, Stage::Sustain, true))
             }
             Stage::Release => {
-                exponential(
-                    run,
-                    self.target,
-                    self.anchor,
-                    self.release_log,
-                    elapsed,
-                    &self.release_pow,
-                );
+                exponential(run, self.target, self.anchor, self.release_log, elapsed, &self.release_pow);
                 Some((0.0, Stage::Idle, true))
             }
         };
         let last = run.last().copied().unwrap_or(level);
         if let Some((end_level, next, falling)) = finish {
             let reached = |y: f32| {
-                if falling {
-                    y <= end_level
-                } else {
-                    y >= end_level
-                }
+                if falling { y <= end_level } else { y >= end_level }
             };
             // The stages are monotonic: check the last sample, and only then find the first.
             if reached(last)
@@ -342,20 +313,9 @@ fn decay_target(sustain: f32) -> f32 {
 
 /// `run[k] = target + distance * c^(elapsed + k + 1)` with ln c = `log_c`: an exponential
 /// approach to `target`, `distance` away at the anchor `elapsed` samples ago.
-fn exponential(
-    run: &mut [f32],
-    target: f32,
-    distance: f32,
-    log_c: f32,
-    elapsed: f32,
-    pow: &[f32; BLOCK],
-) {
+fn exponential(run: &mut [f32], target: f32, distance: f32, log_c: f32, elapsed: f32, pow: &[f32; BLOCK]) {
     // One libm exp per run (at most a few per block), and none right after an anchor.
-    let scale = if elapsed > 0.0 {
-        distance * math::exp(log_c * elapsed)
-    } else {
-        distance
-    };
+    let scale = if elapsed > 0.0 { distance * math::exp(log_c * elapsed) } else { distance };
     for (o, p) in run.iter_mut().zip(pow) {
         *o = target + scale * p;
     }
@@ -368,11 +328,7 @@ fn power_table(pow: &mut [f32; BLOCK], log_c: f32) {
     let mut p = 1.0;
     for (k, slot) in pow.iter_mut().enumerate() {
         let n = k + 1;
-        p = if n % 8 == 0 {
-            math::exp(log_c * n as f32)
-        } else {
-            p * c
-        };
+        p = if n % 8 == 0 { math::exp(log_c * n as f32) } else { p * c };
         *slot = p;
     }
 }
@@ -423,11 +379,8 @@ mod tests {
             let at_sustain = first_index(&y, peak, |v| v == s);
             let gate_off = render_len(gate_s);
             let at_zero = first_index(&y, gate_off, |v| v == 0.0);
-            let (attack, decay, release) = (
-                peak as f32 + 1.0,
-                (at_sustain - peak) as f32,
-                (at_zero - gate_off) as f32 + 1.0,
-            );
+            let (attack, decay, release) =
+                (peak as f32 + 1.0, (at_sustain - peak) as f32, (at_zero - gate_off) as f32 + 1.0);
             eprintln!(
                 "adsr {a}/{d}/{s}/{r}: attack {attack} (set {}), decay {decay} (set {}), release {release} (set {}) samples",
                 a * FS,
@@ -437,10 +390,7 @@ mod tests {
             // One block: the brief's tolerance; the design lands within a sample or two.
             assert!((attack - a * FS).abs() <= BLOCK as f32, "attack {attack}");
             assert!((decay - d * FS).abs() <= BLOCK as f32, "decay {decay}");
-            assert!(
-                (release - r * FS).abs() <= BLOCK as f32,
-                "release {release}"
-            );
+            assert!((release - r * FS).abs() <= BLOCK as f32, "release {release}");
             // Exactly 1.0 at the top, exactly the sustain level while held, exactly 0 after.
             assert!(y[at_sustain..gate_off].iter().all(|&v| v == s));
             assert!(y[at_zero..].iter().all(|&v| v == 0.0));
@@ -449,10 +399,7 @@ mod tests {
             // distance to sustain is sqrt(1001)^-1 of the start (minus the overshoot), ~3%.
             let mid = peak + (d * FS / 2.0) as usize;
             let remaining = (y[mid] - s) / (1.0 - s);
-            assert!(
-                (remaining - 0.0306).abs() < 0.003,
-                "half-decay remaining {remaining}"
-            );
+            assert!((remaining - 0.0306).abs() < 0.003, "half-decay remaining {remaining}");
         }
     }
 
@@ -490,21 +437,11 @@ mod tests {
         env.set_gate(1.0);
         y.extend(render_s(0.1, |b| env.process(None, b)));
         for at in [retrigger_1, retrigger_2] {
-            assert!(
-                y[at - 1] > 0.1 && y[at - 1] < 0.99,
-                "retrigger from {}",
-                y[at - 1]
-            );
+            assert!(y[at - 1] > 0.1 && y[at - 1] < 0.99, "retrigger from {}", y[at - 1]);
             let step = max_step(&y[at - 1..at + 200]);
-            eprintln!(
-                "adsr retrigger from {:.4}: max step {step:.6} (attack step {attack_step:.6})",
-                y[at - 1]
-            );
+            eprintln!("adsr retrigger from {:.4}: max step {step:.6} (attack step {attack_step:.6})", y[at - 1]);
             // A float rounding of the attack step is the only slack.
-            assert!(
-                step <= attack_step * 1.0001,
-                "step {step} vs attack step {attack_step}"
-            );
+            assert!(step <= attack_step * 1.0001, "step {step} vs attack step {attack_step}");
             assert!(y[at] > y[at - 1]);
         }
     }
@@ -522,16 +459,10 @@ mod tests {
             // The release starts at its steepest: ln(1001) * (1.001 * level) / (release_s * fs).
             let release_slope = LN_OVERSHOOT * 1.001 * from / (release_s * FS);
             let step = y[off - 1] - y[off];
-            assert!(
-                step > 0.0 && step <= release_slope * 1.001,
-                "step {step} vs slope {release_slope}"
-            );
+            assert!(step > 0.0 && step <= release_slope * 1.001, "step {step} vs slope {release_slope}");
             let at_zero = first_index(&y, off, |v| v == 0.0);
             let release = (at_zero - off + 1) as f32;
-            assert!(
-                (release - release_s * FS).abs() <= 2.0,
-                "release took {release} samples"
-            );
+            assert!((release - release_s * FS).abs() <= 2.0, "release took {release} samples");
         }
     }
 
@@ -543,11 +474,7 @@ mod tests {
         let y = render_s(0.1, |b| {
             let gate: Block = core::array::from_fn(|i| {
                 let t = n * BLOCK + i;
-                if (10..20 * BLOCK + 40).contains(&t) {
-                    1.0
-                } else {
-                    0.0
-                }
+                if (10..20 * BLOCK + 40).contains(&t) { 1.0 } else { 0.0 }
             });
             n += 1;
             env.process(Some(&gate), b)
@@ -560,10 +487,7 @@ mod tests {
         assert_eq!(y[20 * BLOCK + 39], 0.5);
         assert!(y[20 * BLOCK + 40] < 0.5);
         let at_zero = first_index(&y, 20 * BLOCK + 40, |v| v == 0.0);
-        assert!(
-            (at_zero as i64 - (20 * BLOCK + 40 + 480 - 1) as i64).abs() <= 2,
-            "release ends at {at_zero}"
-        );
+        assert!((at_zero as i64 - (20 * BLOCK + 40 + 480 - 1) as i64).abs() <= 2, "release ends at {at_zero}");
         // The gate parameter ORs with the input: parameter on keeps the note held.
         env.reset();
         env.set_gate(1.0);
@@ -643,15 +567,9 @@ mod tests {
             let before = max_step(&y[at - 2 * BLOCK..at]);
             let after = max_step(&y[at + 1..at + 2 * BLOCK]);
             let around = max_step(&y[at - 2..at + 2]);
-            assert!(
-                around <= 2.0 * before.max(after),
-                "{name}: step {around} vs steady {before} / {after}"
-            );
+            assert!(around <= 2.0 * before.max(after), "{name}: step {around} vs steady {before} / {after}");
             let level = y[at - 1];
-            assert!(
-                level > 0.05 && level < 0.99 && level != 0.3,
-                "{name}: changed at {level}"
-            );
+            assert!(level > 0.05 && level < 0.99 && level != 0.3, "{name}: changed at {level}");
         }
     }
 

@@ -146,12 +146,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
         let mix_start = self.mix_now;
         let mix_step = (self.mix - mix_start) * (1.0 / BLOCK as f32);
         self.mix_now = self.mix;
-        let ramps = Ramps {
-            feedback_start,
-            feedback_step,
-            mix_start,
-            mix_step,
-        };
+        let ramps = Ramps { feedback_start, feedback_step, mix_start, mix_step };
 
         let whole = self.target_samples as usize; // >= 1, so truncation is floor
         let frac = self.target_samples - whole as f32;
@@ -164,14 +159,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
 
     /// Steady length of more than a block: every tap of this block was written before it,
     /// so the block is computed from one slice of the buffer into another (vectorised).
-    fn process_block(
-        &mut self,
-        input: &Block,
-        out: &mut Block,
-        whole: usize,
-        frac: f32,
-        ramps: &Ramps,
-    ) {
+    fn process_block(&mut self, input: &Block, out: &mut Block, whole: usize, frac: f32, ramps: &Ramps) {
         // Taps: the BLOCK + 1 samples from `whole + 1` before this block's first sample.
         let start = self.write.wrapping_sub(whole + 1) & Self::MASK;
         let write = self.write;
@@ -181,17 +169,13 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
         if write + BLOCK <= MAX_SAMPLES {
             if start + BLOCK < write {
                 let (head, tail) = self.buf.split_at_mut(write);
-                if let (Some(taps), Some(dst)) =
-                    (head.get(start..start + BLOCK + 1), tail.get_mut(..BLOCK))
-                {
+                if let (Some(taps), Some(dst)) = (head.get(start..start + BLOCK + 1), tail.get_mut(..BLOCK)) {
                     block_kernel(taps, dst, input, out, frac, ramps);
                     return;
                 }
             } else if write + BLOCK <= start && start + BLOCK < MAX_SAMPLES {
                 let (head, tail) = self.buf.split_at_mut(start);
-                if let (Some(taps), Some(dst)) =
-                    (tail.get(..BLOCK + 1), head.get_mut(write..write + BLOCK))
-                {
+                if let (Some(taps), Some(dst)) = (tail.get(..BLOCK + 1), head.get_mut(write..write + BLOCK)) {
                     block_kernel(taps, dst, input, out, frac, ramps);
                     return;
                 }
@@ -207,25 +191,14 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     }
 
     /// Gliding length, or one within a block: sample by sample.
-    fn process_per_sample(
-        &mut self,
-        input: &Block,
-        out: &mut Block,
-        whole: usize,
-        frac: f32,
-        ramps: &Ramps,
-    ) {
+    fn process_per_sample(&mut self, input: &Block, out: &mut Block, whole: usize, frac: f32, ramps: &Ramps) {
         if self.glide_offset == 0.0 {
             self.per_sample::<false>(input, out, whole, frac, ramps, &[0.0; BLOCK]);
         } else {
             let offsets = self.glide_offsets();
             self.per_sample::<true>(input, out, whole, frac, ramps, &offsets);
             let last = offsets[BLOCK - 1];
-            self.glide_offset = if last.abs() < GLIDE_SNAP {
-                0.0
-            } else {
-                flush(last)
-            };
+            self.glide_offset = if last.abs() < GLIDE_SNAP { 0.0 } else { flush(last) };
         }
     }
 
@@ -246,11 +219,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
                 // Length = whole + frac + offset, split into integer and fraction without floor().
                 let part = frac + offset;
                 let truncated = part as i32;
-                let floor = if (truncated as f32) > part {
-                    truncated - 1
-                } else {
-                    truncated
-                };
+                let floor = if (truncated as f32) > part { truncated - 1 } else { truncated };
                 // At least one sample: the slot at `write` is not yet written.
                 ((whole as i32 + floor).max(1) as usize, part - floor as f32)
             } else {
@@ -281,11 +250,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             }
         } else if (start.abs() - MAX_GLIDE_RATE * BLOCK as f32) * k > MAX_GLIDE_RATE {
             // Rate-capped all block: a straight line.
-            let step = if start > 0.0 {
-                -MAX_GLIDE_RATE
-            } else {
-                MAX_GLIDE_RATE
-            };
+            let step = if start > 0.0 { -MAX_GLIDE_RATE } else { MAX_GLIDE_RATE };
             for (i, o) in offsets.iter_mut().enumerate() {
                 *o = start + step * (i as i32 + 1) as f32;
             }
@@ -309,20 +274,9 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
 /// One steady block: sample i reads between x[n - whole] = `taps[i + 1]` and
 /// x[n - whole - 1] = `taps[i]`, writes `dst[i]` and outputs `out[i]`.
 #[inline(always)]
-fn block_kernel(
-    taps: &[f32],
-    dst: &mut [f32],
-    input: &Block,
-    out: &mut Block,
-    frac: f32,
-    ramps: &Ramps,
-) {
+fn block_kernel(taps: &[f32], dst: &mut [f32], input: &Block, out: &mut Block, frac: f32, ramps: &Ramps) {
     let (older, newer) = (taps, taps.get(1..).unwrap_or_default());
-    let rows = out
-        .iter_mut()
-        .zip(dst)
-        .zip(input)
-        .zip(newer.iter().zip(older));
+    let rows = out.iter_mut().zip(dst).zip(input).zip(newer.iter().zip(older));
     for (i, (((o, y), x), (newer, older))) in rows.enumerate() {
         let wet = newer + frac * (older - newer);
         *y = ramps.write(i, *x, wet);
@@ -417,33 +371,15 @@ mod tests {
                 let lo = centre as usize - 2;
                 let window = &y[lo..lo + 6];
                 let energy: f32 = window.iter().sum();
-                let com = lo as f32
-                    + window
-                        .iter()
-                        .enumerate()
-                        .map(|(i, v)| i as f32 * v)
-                        .sum::<f32>()
-                        / energy;
+                let com = lo as f32 + window.iter().enumerate().map(|(i, v)| i as f32 * v).sum::<f32>() / energy;
                 let expected_gain = 0.5f64.powi(k - 1) as f32;
-                eprintln!(
-                    "delay {time_s} s echo {k}: at {com:.3} (expected {centre:.3}), gain {energy:.5}"
-                );
-                assert!(
-                    (com - centre).abs() < 1.0,
-                    "echo {k} at {com}, expected {centre}"
-                );
+                eprintln!("delay {time_s} s echo {k}: at {com:.3} (expected {centre:.3}), gain {energy:.5}");
+                assert!((com - centre).abs() < 1.0, "echo {k} at {com}, expected {centre}");
                 // Linear interpolation passes DC exactly: each echo's sum is feedback^(k-1).
-                assert!(
-                    (energy - expected_gain).abs() < 1e-4,
-                    "echo {k} gain {energy}"
-                );
+                assert!((energy - expected_gain).abs() < 1e-4, "echo {k} gain {energy}");
             }
             // Nothing before the first echo.
-            assert!(
-                y[..(delay as usize).saturating_sub(1)]
-                    .iter()
-                    .all(|&v| v == 0.0)
-            );
+            assert!(y[..(delay as usize).saturating_sub(1)].iter().all(|&v| v == 0.0));
         }
     }
 
@@ -538,10 +474,7 @@ mod tests {
             });
             let steady = max_step(&y[300 * BLOCK..400 * BLOCK]).max(max_step(&y[700 * BLOCK..]));
             let around = max_step(&y[399 * BLOCK..402 * BLOCK]);
-            assert!(
-                around <= 2.0 * steady,
-                "{name}: step {around} vs steady {steady}"
-            );
+            assert!(around <= 2.0 * steady, "{name}: step {around} vs steady {steady}");
         }
     }
 
@@ -571,10 +504,7 @@ mod tests {
         let _ = through(&mut *d, &sine(100.0, 1.0, 0.5));
         let tail = render_s(8.0, |b| d.process(None, b));
         let last_nonzero = tail.iter().rposition(|&v| v != 0.0).unwrap_or(0);
-        eprintln!(
-            "delay 50 ms, feedback 0.5: tail exactly 0.0 after {:.2} s",
-            last_nonzero as f32 / FS
-        );
+        eprintln!("delay 50 ms, feedback 0.5: tail exactly 0.0 after {:.2} s", last_nonzero as f32 / FS);
         assert!(all_finite(&tail));
         assert!(tail[tail.len() - 20_000..].iter().all(|&v| v == 0.0));
         assert!(d.buf.iter().all(|&v| v == 0.0));

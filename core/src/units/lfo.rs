@@ -199,12 +199,7 @@ impl Lfo {
     }
 
     /// Shape values -1..=1 for the block's phases; sample-and-hold draws at each wrap.
-    fn shape_values(
-        &mut self,
-        shape: LfoShape,
-        phases: &[u32; BLOCK],
-        inc: &[u32; BLOCK],
-    ) -> [f32; BLOCK] {
+    fn shape_values(&mut self, shape: LfoShape, phases: &[u32; BLOCK], inc: &[u32; BLOCK]) -> [f32; BLOCK] {
         let mut v = [0.0f32; BLOCK];
         match shape {
             LfoShape::Sine => {
@@ -284,18 +279,12 @@ mod tests {
     }
 
     fn min_max(x: &[f32]) -> (f32, f32) {
-        x.iter()
-            .fold((f32::MAX, f32::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)))
+        x.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)))
     }
 
     #[test]
     fn rate_by_zero_crossings() {
-        for shape in [
-            LfoShape::Sine,
-            LfoShape::Triangle,
-            LfoShape::Saw,
-            LfoShape::Square,
-        ] {
+        for shape in [LfoShape::Sine, LfoShape::Triangle, LfoShape::Saw, LfoShape::Square] {
             for rate in [2.0f32, 10.0, 200.0] {
                 let mut l = lfo(shape, rate);
                 let out = render(&mut l, 4.0);
@@ -317,22 +306,14 @@ mod tests {
 
     #[test]
     fn depth_and_offset_set_the_range() {
-        for shape in [
-            LfoShape::Sine,
-            LfoShape::Triangle,
-            LfoShape::Saw,
-            LfoShape::Square,
-        ] {
+        for shape in [LfoShape::Sine, LfoShape::Triangle, LfoShape::Saw, LfoShape::Square] {
             let mut l = lfo(shape, 5.0);
             l.set_depth(2.5);
             l.set_offset(-1.0);
             l.prepare(FS);
             let (lo, hi) = min_max(&render(&mut l, 1.0));
             // 1e-3: 9600 samples per cycle put a sample within 1e-6 of each extreme.
-            assert!(
-                (hi - 1.5).abs() < 1e-3 && (lo - -3.5).abs() < 1e-3,
-                "{shape:?}: {lo}..{hi}"
-            );
+            assert!((hi - 1.5).abs() < 1e-3 && (lo - -3.5).abs() < 1e-3, "{shape:?}: {lo}..{hi}");
         }
         let mut l = lfo(LfoShape::Sine, 5.0);
         l.set_depth(-0.5);
@@ -369,10 +350,7 @@ mod tests {
         fresh.prepare(FS);
         assert_eq!(render(&mut l, 1.0), render(&mut fresh, 1.0));
         assert_ne!(a, c);
-        assert!(
-            all_finite(&zero) && zero.iter().any(|&s| s != zero[0]),
-            "seed 0 works"
-        );
+        assert!(all_finite(&zero) && zero.iter().any(|&s| s != zero[0]), "seed 0 works");
         // One value per cycle: 200 cycles in 2 s, so ~200 changes (+1 for the start).
         let changes = a.windows(2).filter(|w| w[0] != w[1]).count();
         assert!((199..=201).contains(&changes), "{changes} changes");
@@ -397,13 +375,7 @@ mod tests {
 
     #[test]
     fn reset_reproduces_the_first_render() {
-        for shape in [
-            LfoShape::Sine,
-            LfoShape::Triangle,
-            LfoShape::Saw,
-            LfoShape::Square,
-            LfoShape::SampleHold,
-        ] {
+        for shape in [LfoShape::Sine, LfoShape::Triangle, LfoShape::Saw, LfoShape::Square, LfoShape::SampleHold] {
             let mut l = lfo(shape, 37.0);
             l.set_depth(3.0);
             l.set_offset(0.5);
@@ -453,10 +425,7 @@ mod tests {
             let mut l = lfo(LfoShape::Sine, 1.3);
             let (step, steady) = steps_around(&mut l, change);
             let glide = change_size / BLOCK as f32;
-            assert!(
-                step <= steady + glide * 1.01,
-                "{name}: {step} vs glide {glide}"
-            );
+            assert!(step <= steady + glide * 1.01, "{name}: {step} vs glide {glide}");
         }
         // A shape change crossfades over one block: its steps are at most the gap between
         // the shapes (2 * depth) spread over 64 samples, plus the steady step.

@@ -24,11 +24,7 @@ impl Default for Mixer {
 impl Mixer {
     /// A mixer with every gain and the level at 1.0 (unity sum).
     pub const fn new() -> Self {
-        Self {
-            gains: [1.0; MIXER_INPUTS],
-            level: 1.0,
-            applied: [1.0; MIXER_INPUTS],
-        }
+        Self { gains: [1.0; MIXER_INPUTS], level: 1.0, applied: [1.0; MIXER_INPUTS] }
     }
 
     /// Readies the unit for `sample_rate_hz` (the mixer's behaviour does not depend on it) and resets it.
@@ -106,12 +102,7 @@ mod tests {
         signals: [Option<&[f32]>; MIXER_INPUTS],
         mut each: impl FnMut(usize, &mut Mixer),
     ) -> Vec<f32> {
-        let blocks = signals
-            .iter()
-            .flatten()
-            .map(|s| s.len() / BLOCK)
-            .min()
-            .unwrap_or(0);
+        let blocks = signals.iter().flatten().map(|s| s.len() / BLOCK).min().unwrap_or(0);
         let mut y = Vec::new();
         for n in 0..blocks {
             each(n, mixer);
@@ -135,9 +126,7 @@ mod tests {
         let b = sine(1000.0, 0.5, 0.5);
         let c = sine(3000.0, 0.25, 0.5);
         let y = mix(&mut mixer, [Some(&a), Some(&b), Some(&c), None], |_, _| {});
-        let expected: Vec<f32> = (0..y.len())
-            .map(|i| 0.5 * (0.5 * a[i] + 0.25 * b[i] + 2.0 * c[i]))
-            .collect();
+        let expected: Vec<f32> = (0..y.len()).map(|i| 0.5 * (0.5 * a[i] + 0.25 * b[i] + 2.0 * c[i])).collect();
         // The gains are powers of two: the sum differs from the reference by rounding only.
         assert!(diff_peak_db(&y, &expected) < -120.0);
 
@@ -210,10 +199,7 @@ mod tests {
             let around = max_step(&y[59 * BLOCK..62 * BLOCK]);
             // The steady step is the larger of the two settings' (a jump up ends louder).
             let steady = before.max(after);
-            assert!(
-                around <= 2.0 * steady,
-                "{name}: step {around} vs steady {steady}"
-            );
+            assert!(around <= 2.0 * steady, "{name}: step {around} vs steady {steady}");
         }
     }
 

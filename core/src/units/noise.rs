@@ -42,14 +42,7 @@ const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
 const GOLDEN: u32 = 0x9E37_79B9;
 /// Kellet's poles and input weights for b0..b5 (b6 is a one-sample delay of 0.115926 x).
 const POLES: [f32; 6] = [0.998_86, 0.993_32, 0.969, 0.8665, 0.55, -0.7616];
-const WEIGHTS: [f32; 6] = [
-    0.055_517_9,
-    0.075_075_9,
-    0.153_852,
-    0.310_485_6,
-    0.532_952_2,
-    -0.016_898,
-];
+const WEIGHTS: [f32; 6] = [0.055_517_9, 0.075_075_9, 0.153_852, 0.310_485_6, 0.532_952_2, -0.016_898];
 const DELAYED: f32 = 0.115_926;
 const DIRECT: f32 = 0.5362;
 /// 1 / sqrt(sum of the filter's squared impulse response, 9.3179): pink RMS = white RMS.
@@ -186,15 +179,7 @@ impl Noise {
             b6 = DELAYED * x;
         }
         // flush: zero denormals, inf and NaN before they feed back (SC's zapgremlins).
-        self.pink = [
-            flush(b0),
-            flush(b1),
-            flush(b2),
-            flush(b3),
-            flush(b4),
-            flush(b5),
-            flush(b6),
-        ];
+        self.pink = [flush(b0), flush(b1), flush(b2), flush(b3), flush(b4), flush(b5), flush(b6)];
     }
 }
 
@@ -240,10 +225,7 @@ mod tests {
             }
         }
         let bin_hz = FS as f64 / n as f64;
-        let (a, b) = (
-            (lo as f64 / bin_hz).ceil() as usize,
-            (hi as f64 / bin_hz).floor() as usize,
-        );
+        let (a, b) = ((lo as f64 / bin_hz).ceil() as usize, (hi as f64 / bin_hz).floor() as usize);
         let mean = power[a..b].iter().sum::<f64>() / ((b - a) * segments.len()) as f64;
         (10.0 * mean.log10()) as f32
     }
@@ -291,21 +273,15 @@ mod tests {
         assert!((rms - -4.771).abs() < 0.03, "rms {rms} dB");
         assert!(x.iter().all(|&s| (-1.0..1.0).contains(&s)));
         // Neighbours uncorrelated: lag-1 correlation within 4 standard errors (0.0014).
-        let r1 =
-            x.windows(2).map(|w| w[0] as f64 * w[1] as f64).sum::<f64>() / x.len() as f64 * 3.0;
+        let r1 = x.windows(2).map(|w| w[0] as f64 * w[1] as f64).sum::<f64>() / x.len() as f64 * 3.0;
         assert!(r1.abs() < 0.006, "lag-1 correlation {r1}");
     }
 
     #[test]
     fn white_is_flat() {
         let x = render(&mut noise(NoiseColor::White, 3), 10.0);
-        let bands: Vec<f32> = (0..7)
-            .map(|k| (100u32 << k) as f32)
-            .map(|lo| band_db(&x, lo, 2.0 * lo))
-            .collect();
-        let (lo, hi) = bands
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let bands: Vec<f32> = (0..7).map(|k| (100u32 << k) as f32).map(|lo| band_db(&x, lo, 2.0 * lo)).collect();
+        let (lo, hi) = bands.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         eprintln!("white octave bands 100 Hz..12.8 kHz: {bands:?}");
         // 0.5 dB: the 100-200 Hz band averages 9 bins x 117 segments (+-0.15 dB).
         assert!(hi - lo < 0.5, "white bands {bands:?}");
@@ -394,22 +370,10 @@ mod tests {
         // The filter only sees the generator, so check the flush directly: a denormal state
         // is zeroed at the end of a block.
         let mut n = noise(NoiseColor::Pink, 1);
-        n.pink = [
-            f32::MIN_POSITIVE / 4.0,
-            f32::NAN,
-            0.5,
-            0.0,
-            0.0,
-            0.0,
-            f32::INFINITY,
-        ];
+        n.pink = [f32::MIN_POSITIVE / 4.0, f32::NAN, 0.5, 0.0, 0.0, 0.0, f32::INFINITY];
         let mut out = [0.0; BLOCK];
         n.process(&mut out);
-        assert!(
-            n.pink
-                .iter()
-                .all(|s| s.is_finite() && (*s == 0.0 || s.abs() > 1e-30))
-        );
+        assert!(n.pink.iter().all(|s| s.is_finite() && (*s == 0.0 || s.abs() > 1e-30)));
         n.process(&mut out);
         assert!(all_finite(&out));
     }

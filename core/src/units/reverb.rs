@@ -83,7 +83,7 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
     /// A silent reverb: room 0.5, damp 0.5, mix 0.3, loops tuned for 48 kHz.
     pub const fn new() -> Self {
         // Whole blocks of ring plus a block of mirror, and every loop at least a block long.
-        const { assert!(COMB_LEN >= 3 * BLOCK && COMB_LEN % BLOCK == 0 && ALLPASS_LEN >= BLOCK) };
+        const { assert!(COMB_LEN >= 3 * BLOCK && COMB_LEN.is_multiple_of(BLOCK) && ALLPASS_LEN >= BLOCK) };
         Self {
             frames: [[0.0; COMBS]; COMB_LEN],
             comb_write: 0,
@@ -168,12 +168,7 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
         let input = input.unwrap_or(&SILENCE);
         let mut wet = [0.0f32; BLOCK];
         self.combs(input, &mut wet);
-        for ((allpass, &len), pos) in self
-            .allpasses
-            .iter_mut()
-            .zip(&self.allpass_len)
-            .zip(&mut self.allpass_pos)
-        {
+        for ((allpass, &len), pos) in self.allpasses.iter_mut().zip(&self.allpass_len).zip(&mut self.allpass_pos) {
             let (first, second) = ring_split_mut(allpass, len, *pos);
             let (wet_first, wet_second) = wet.split_at_mut(first.len());
             let loud = allpass_run(wet_first, first) | allpass_run(wet_second, second);
@@ -206,21 +201,13 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
         let (before, after): (&[[f32; COMBS]], &[[f32; COMBS]]) = (before, after);
         let reads: [&[[f32; COMBS]; BLOCK]; COMBS] = core::array::from_fn(|c| {
             let len = self.comb_len[c]; // BLOCK..=MAX_COMB
-            let start = if write >= len {
-                write - len
-            } else {
-                write + Self::RING - len
-            };
+            let start = if write >= len { write - len } else { write + Self::RING - len };
             let slice = if start + BLOCK <= write {
                 before.get(start..start + BLOCK)
             } else {
-                after
-                    .get(start.wrapping_sub(write + BLOCK)..)
-                    .and_then(|s| s.get(..BLOCK))
+                after.get(start.wrapping_sub(write + BLOCK)..).and_then(|s| s.get(..BLOCK))
             };
-            slice
-                .and_then(|s| s.try_into().ok())
-                .unwrap_or(&SILENT_FRAMES)
+            slice.and_then(|s| s.try_into().ok()).unwrap_or(&SILENT_FRAMES)
         });
 
         let feedback_end = self.room * ROOM_SCALE + ROOM_OFFSET;
@@ -282,60 +269,32 @@ fn comb_loop<const RAMP: bool>(
     let (mut peak_lo, mut peak_hi) = ([0.0f32; 4], [0.0f32; 4]);
     let (mut feedback, mut damp) = (ramp.feedback, ramp.damp);
     let mut gain = feedback * (1.0 - damp);
-    for (i, ((frame, w), &x)) in run
-        .iter_mut()
-        .zip(wet.iter_mut())
-        .zip(comb_input)
-        .enumerate()
-    {
+    for (i, ((frame, w), &x)) in run.iter_mut().zip(wet.iter_mut()).zip(comb_input).enumerate() {
         if RAMP {
             feedback += ramp.feedback_step;
             damp += ramp.damp_step;
             gain = feedback * (1.0 - damp);
         }
-        let t_lo = [
-            reads[0][i][0],
-            reads[1][i][1],
-            reads[2][i][2],
-            reads[3][i][3],
-        ];
-        let t_hi = [
-            reads[4][i][4],
-            reads[5][i][5],
-            reads[6][i][6],
-            reads[7][i][7],
-        ];
+        let t_lo = [reads[0][i][0], reads[1][i][1], reads[2][i][2], reads[3][i][3]];
+        let t_hi = [reads[4][i][4], reads[5][i][5], reads[6][i][6], reads[7][i][7]];
         for j in 0..4 {
             lo[j] = t_lo[j] * gain + lo[j] * damp;
             hi[j] = t_hi[j] * gain + hi[j] * damp;
         }
         let f_lo = [x + lo[0], x + lo[1], x + lo[2], x + lo[3]];
         let f_hi = [x + hi[0], x + hi[1], x + hi[2], x + hi[3]];
-        *frame = [
-            f_lo[0], f_lo[1], f_lo[2], f_lo[3], f_hi[0], f_hi[1], f_hi[2], f_hi[3],
-        ];
+        *frame = [f_lo[0], f_lo[1], f_lo[2], f_lo[3], f_hi[0], f_hi[1], f_hi[2], f_hi[3]];
         for j in 0..4 {
             let (a, b) = (f_lo[j].abs(), f_hi[j].abs());
             peak_lo[j] = if a > peak_lo[j] { a } else { peak_lo[j] };
             peak_hi[j] = if b > peak_hi[j] { b } else { peak_hi[j] };
         }
         // Freeverb's output is the sum of the comb reads, before damping.
-        let v = [
-            t_lo[0] + t_hi[0],
-            t_lo[1] + t_hi[1],
-            t_lo[2] + t_hi[2],
-            t_lo[3] + t_hi[3],
-        ];
+        let v = [t_lo[0] + t_hi[0], t_lo[1] + t_hi[1], t_lo[2] + t_hi[2], t_lo[3] + t_hi[3]];
         *w = (v[0] + v[2]) + (v[1] + v[3]);
     }
-    let peak = peak_lo
-        .iter()
-        .chain(&peak_hi)
-        .fold(0.0f32, |m, &p| if p > m { p } else { m });
-    (
-        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]],
-        peak,
-    )
+    let peak = peak_lo.iter().chain(&peak_hi).fold(0.0f32, |m, &p| if p > m { p } else { m });
+    ([lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]], peak)
 }
 
 /// Freeverb's allpass over a run, in place: out = buffered - in; buffer = in + 0.5 buffered.
@@ -354,11 +313,7 @@ fn allpass_run(signal: &mut [f32], buf: &mut [f32]) -> bool {
 
 /// Loop lengths for `tunings` (samples at 44.1 kHz) at `fs_hz`, rounded, clamped to
 /// BLOCK..=`capacity`.
-const fn tuned_lengths<const N: usize>(
-    tunings: &[usize; N],
-    fs_hz: usize,
-    capacity: usize,
-) -> [usize; N] {
+const fn tuned_lengths<const N: usize>(tunings: &[usize; N], fs_hz: usize, capacity: usize) -> [usize; N] {
     let mut lengths = [0; N];
     let mut i = 0;
     while i < N {
@@ -430,9 +385,7 @@ mod tests {
         }
         let db = |i: usize| 10.0 * (edc[i] / edc[0]).log10();
         let t5 = (0..ir.len()).position(|i| db(i) < -5.0).unwrap_or(0);
-        let t35 = (0..ir.len())
-            .position(|i| db(i) < -35.0)
-            .unwrap_or(ir.len());
+        let t35 = (0..ir.len()).position(|i| db(i) < -35.0).unwrap_or(ir.len());
         (2.0 * (t35 - t5) as f64 / FS as f64) as f32
     }
 
@@ -440,11 +393,7 @@ mod tests {
     /// mean comb loop, seconds (the low-frequency RT60 of the comb bank).
     fn comb_rt60_s(room: f32) -> f32 {
         let feedback = (room * ROOM_SCALE + ROOM_OFFSET) as f64;
-        let mean_len: f64 = COMB_TUNINGS
-            .iter()
-            .map(|&t| t as f64 * 48_000.0 / 44_100.0)
-            .sum::<f64>()
-            / 8.0;
+        let mean_len: f64 = COMB_TUNINGS.iter().map(|&t| t as f64 * 48_000.0 / 44_100.0).sum::<f64>() / 8.0;
         (-3.0 * mean_len / (48_000.0 * feedback.log10())) as f32
     }
 
@@ -455,11 +404,9 @@ mod tests {
         let damp1 = damp * DAMP_SCALE;
         let damp2 = 1.0 - damp1;
         let lengths = tuned_lengths(&COMB_TUNINGS, 48_000, 4096);
-        let mut combs: Vec<(Vec<f32>, usize, f32)> =
-            lengths.iter().map(|&l| (vec![0.0; l], 0, 0.0)).collect();
+        let mut combs: Vec<(Vec<f32>, usize, f32)> = lengths.iter().map(|&l| (vec![0.0; l], 0, 0.0)).collect();
         let lengths = tuned_lengths(&ALLPASS_TUNINGS, 48_000, 1024);
-        let mut allpasses: Vec<(Vec<f32>, usize)> =
-            lengths.iter().map(|&l| (vec![0.0; l], 0)).collect();
+        let mut allpasses: Vec<(Vec<f32>, usize)> = lengths.iter().map(|&l| (vec![0.0; l], 0)).collect();
         x.iter()
             .map(|&x| {
                 let input = x * INPUT_GAIN;
@@ -521,10 +468,7 @@ mod tests {
             let theory = comb_rt60_s(room);
             eprintln!("reverb room {room}, damp 0: RT60 {t:.2} s (comb theory {theory:.2} s)");
             // 15%: the comb lengths spread +-15% around their mean, and the allpasses smear.
-            assert!(
-                (t / theory - 1.0).abs() < 0.15,
-                "room {room}: RT60 {t} s vs {theory} s"
-            );
+            assert!((t / theory - 1.0).abs() < 0.15, "room {room}: RT60 {t} s vs {theory} s");
             times.push(t);
         }
         assert!(times[0] < times[1] && times[1] < times[2], "{times:?}");
@@ -541,10 +485,7 @@ mod tests {
             let s = spectrum_db(&ir[9600..9600 + 32768]);
             let band_db = |lo: f32, hi: f32| {
                 let bin = |hz: f32| (hz * 32768.0 / FS) as usize;
-                let power: f64 = s[bin(lo)..bin(hi)]
-                    .iter()
-                    .map(|&d| 10f64.powf(d as f64 / 10.0))
-                    .sum();
+                let power: f64 = s[bin(lo)..bin(hi)].iter().map(|&d| 10f64.powf(d as f64 / 10.0)).sum();
                 10.0 * power.log10()
             };
             let diff = (band_db(5000.0, 10_000.0) - band_db(200.0, 1000.0)) as f32;
@@ -570,19 +511,10 @@ mod tests {
         let _ = through(&mut *r, &sine(300.0, 1.0, 0.5));
         let tail = render_s(30.0, |b| r.process(None, b));
         let last_nonzero = tail.iter().rposition(|&v| v != 0.0).unwrap_or(0);
-        eprintln!(
-            "reverb room 0.5: tail exactly 0.0 after {:.1} s",
-            last_nonzero as f32 / FS
-        );
+        eprintln!("reverb room 0.5: tail exactly 0.0 after {:.1} s", last_nonzero as f32 / FS);
         // Comb feedback 0.84 over ~31 ms loops: 1e-30 (-600 dB) is reached in ~12 s.
         assert!(last_nonzero < (20.0 * FS) as usize);
-        assert!(
-            r.frames
-                .iter()
-                .flatten()
-                .chain(r.allpasses.iter().flatten())
-                .all(|&v| v == 0.0)
-        );
+        assert!(r.frames.iter().flatten().chain(r.allpasses.iter().flatten()).all(|&v| v == 0.0));
         assert_eq!(r.comb_state, [0.0; COMBS]);
     }
 
@@ -625,10 +557,7 @@ mod tests {
             });
             let steady = max_step(&y[800 * BLOCK..1000 * BLOCK]).max(max_step(&y[1300 * BLOCK..]));
             let around = max_step(&y[999 * BLOCK..1002 * BLOCK]);
-            assert!(
-                around <= 2.0 * steady,
-                "{name}: step {around} vs steady {steady}"
-            );
+            assert!(around <= 2.0 * steady, "{name}: step {around} vs steady {steady}");
         }
     }
 

@@ -22,10 +22,7 @@ impl Default for Vca {
 impl Vca {
     /// A VCA at gain 1.0.
     pub const fn new() -> Self {
-        Self {
-            gain: 1.0,
-            gain_now: 1.0,
-        }
+        Self { gain: 1.0, gain_now: 1.0 }
     }
 
     /// Readies the unit for `sample_rate_hz` (the VCA's behaviour does not depend on it) and resets it.
@@ -122,10 +119,7 @@ mod tests {
         vca.process(Some(&ones), None, &mut out);
         // Linear ramp from 1.0 to 0.0: sample i is 1 - (i + 1) / 64.
         for (i, y) in out.iter().enumerate() {
-            assert!(
-                (y - (1.0 - (i + 1) as f32 / BLOCK as f32)).abs() < 1e-6,
-                "sample {i}: {y}"
-            );
+            assert!((y - (1.0 - (i + 1) as f32 / BLOCK as f32)).abs() < 1e-6, "sample {i}: {y}");
         }
         vca.process(Some(&ones), None, &mut out);
         assert!(out.iter().all(|&y| y == 0.0));
@@ -144,12 +138,7 @@ mod tests {
             vca.process(Some(&block_of(xc)), Some(&block_of(cc)), &mut out);
             y.extend_from_slice(&out);
         }
-        let expected: Vec<f32> = x
-            .iter()
-            .zip(&cv)
-            .take(y.len())
-            .map(|(a, c)| a * 2.0 * c)
-            .collect();
+        let expected: Vec<f32> = x.iter().zip(&cv).take(y.len()).map(|(a, c)| a * 2.0 * c).collect();
         assert!(diff_peak_db(&y, &expected) < -120.0);
     }
 
@@ -186,10 +175,7 @@ mod tests {
         // 0 -> 4 is a bigger jump; it is compared with the steady step at gain 4.
         let around_up = max_step(&y[119 * BLOCK..122 * BLOCK]);
         let steady_up = max_step(&y[130 * BLOCK..]);
-        assert!(
-            around_up <= 2.0 * steady_up,
-            "step {around_up} vs steady {steady_up}"
-        );
+        assert!(around_up <= 2.0 * steady_up, "step {around_up} vs steady {steady_up}");
     }
 
     #[test]
@@ -228,12 +214,7 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         Gain(f32),
-        Process {
-            input: bool,
-            cv: bool,
-            amplitude: f32,
-            cv_scale: f32,
-        },
+        Process { input: bool, cv: bool, amplitude: f32, cv_scale: f32 },
     }
 
     fn any_value() -> impl Strategy<Value = f32> {
@@ -250,14 +231,8 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             any_value().prop_map(Op::Gain),
-            (any::<bool>(), any::<bool>(), -4.0f32..4.0, -4.0f32..4.0).prop_map(
-                |(input, cv, amplitude, cv_scale)| Op::Process {
-                    input,
-                    cv,
-                    amplitude,
-                    cv_scale
-                }
-            ),
+            (any::<bool>(), any::<bool>(), -4.0f32..4.0, -4.0f32..4.0)
+                .prop_map(|(input, cv, amplitude, cv_scale)| Op::Process { input, cv, amplitude, cv_scale }),
         ]
     }
 

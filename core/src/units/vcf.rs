@@ -142,20 +142,12 @@ impl Vcf {
         cutoffs: [Option<&Block>; LANES],
         mut outs: [&mut Block; LANES],
     ) {
-        let ramps: [(Coefs<f32>, Coefs<f32>); LANES] =
-            core::array::from_fn(|l| units[l].ramp(cutoffs[l]));
+        let ramps: [(Coefs<f32>, Coefs<f32>); LANES] = core::array::from_fn(|l| units[l].ramp(cutoffs[l]));
         let mut coefs = Coefs::lanes(ramps.map(|r| r.0));
         let step = Coefs::lanes(ramps.map(|r| r.1));
         let mut ic1 = units.each_ref().map(|u| u.ic1);
         let mut ic2 = units.each_ref().map(|u| u.ic2);
-        render(
-            &mut coefs,
-            &step,
-            &mut ic1,
-            &mut ic2,
-            inputs.map(|x| x.unwrap_or(&SILENCE)),
-            &mut outs,
-        );
+        render(&mut coefs, &step, &mut ic1, &mut ic2, inputs.map(|x| x.unwrap_or(&SILENCE)), &mut outs);
         for ((u, ic1), ic2) in units.iter_mut().zip(ic1).zip(ic2) {
             // flush: zero denormals, inf and NaN before they feed back (SC's zapgremlins).
             u.ic1 = flush(ic1);
@@ -168,16 +160,9 @@ impl Vcf {
     /// then starts from.
     fn ramp(&mut self, cutoff_oct: Option<&Block>) -> (Coefs<f32>, Coefs<f32>) {
         let octaves = cutoff_oct.map_or(0.0, |m| m[BLOCK - 1]);
-        let octaves = if octaves.is_finite() {
-            octaves.clamp(-MAX_MOD_OCT, MAX_MOD_OCT)
-        } else {
-            0.0
-        };
-        let cutoff_norm = limit(
-            self.cutoff_hz * exp2(octaves) / self.fs_hz,
-            MIN_CUTOFF_HZ / self.fs_hz,
-            MAX_CUTOFF_NORM,
-        );
+        let octaves = if octaves.is_finite() { octaves.clamp(-MAX_MOD_OCT, MAX_MOD_OCT) } else { 0.0 };
+        let cutoff_norm =
+            limit(self.cutoff_hz * exp2(octaves) / self.fs_hz, MIN_CUTOFF_HZ / self.fs_hz, MAX_CUTOFF_NORM);
         let target = Coefs::new(cutoff_norm, self.q, self.mode);
         let start = core::mem::replace(&mut self.coefs, target);
         (start, target.minus(&start).scaled(INV_BLOCK))
@@ -196,17 +181,7 @@ fn render<const L: usize>(
     inputs: [&Block; L],
     outs: &mut [&mut Block; L],
 ) {
-    let Coefs {
-        mut a11,
-        mut a12,
-        mut a21,
-        mut a22,
-        mut b1,
-        mut b2,
-        mut c1,
-        mut c2,
-        mut d,
-    } = *coefs;
+    let Coefs { mut a11, mut a12, mut a21, mut a22, mut b1, mut b2, mut c1, mut c2, mut d } = *coefs;
     let (mut s1, mut s2) = (*ic1, *ic2);
     for i in 0..BLOCK {
         for l in 0..L {
@@ -227,17 +202,7 @@ fn render<const L: usize>(
             s2[l] = next2;
         }
     }
-    *coefs = Coefs {
-        a11,
-        a12,
-        a21,
-        a22,
-        b1,
-        b2,
-        c1,
-        c2,
-        d,
-    };
+    *coefs = Coefs { a11, a12, a21, a22, b1, b2, c1, c2, d };
     (*ic1, *ic2) = (s1, s2);
 }
 
@@ -264,17 +229,7 @@ struct Coefs<T> {
 }
 
 impl Coefs<f32> {
-    const ZERO: Self = Self {
-        a11: 0.0,
-        a12: 0.0,
-        a21: 0.0,
-        a22: 0.0,
-        b1: 0.0,
-        b2: 0.0,
-        c1: 0.0,
-        c2: 0.0,
-        d: 0.0,
-    };
+    const ZERO: Self = Self { a11: 0.0, a12: 0.0, a21: 0.0, a22: 0.0, b1: 0.0, b2: 0.0, c1: 0.0, c2: 0.0, d: 0.0 };
 
     /// Coefficients for `cutoff_norm` (cycles per sample, below 0.5), `q` and `mode`.
     fn new(cutoff_norm: f32, q: f32, mode: FilterMode) -> Self {
@@ -431,16 +386,9 @@ mod tests {
                 assert!((at - -3.01).abs() < 0.5, "{mode:?} {fc} Hz: {at} dB");
                 // One octave into the stop band: 12 dB/octave, nearly -12.3 dB (analogue
                 // Butterworth) below fs/8; the warp only deepens it near Nyquist.
-                let away = if mode == FilterMode::LowPass {
-                    2.0 * fc
-                } else {
-                    0.5 * fc
-                };
+                let away = if mode == FilterMode::LowPass { 2.0 * fc } else { 0.5 * fc };
                 let stop = gain_db(&mut f, away);
-                assert!(
-                    stop < -11.5 && stop > -14.5,
-                    "{mode:?} {fc} Hz: {stop} dB an octave out"
-                );
+                assert!(stop < -11.5 && stop > -14.5, "{mode:?} {fc} Hz: {stop} dB an octave out");
             }
         }
     }
@@ -449,20 +397,11 @@ mod tests {
     fn bandpass_peaks_at_the_cutoff_with_gain_q() {
         for fc in [300.0f32, 1000.0, 5000.0] {
             let mut f = vcf(FilterMode::BandPass, fc, 4.0);
-            let gains: Vec<f32> = (-6..=6)
-                .map(|k| gain_db(&mut f, fc * exp2(k as f32 / 24.0)))
-                .collect();
-            let (best, _) = gains
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |m, (i, &g)| if g > m.1 { (i, g) } else { m });
+            let gains: Vec<f32> = (-6..=6).map(|k| gain_db(&mut f, fc * exp2(k as f32 / 24.0))).collect();
+            let (best, _) = gains.iter().enumerate().fold((0, f32::MIN), |m, (i, &g)| if g > m.1 { (i, g) } else { m });
             assert_eq!(best, 6, "{fc} Hz: gains {gains:?}");
             // Gain Q = 4 (12.04 dB) exactly at the cutoff; 0.1 dB measurement margin.
-            assert!(
-                (gains[6] - 12.04).abs() < 0.1,
-                "{fc} Hz: peak {} dB",
-                gains[6]
-            );
+            assert!((gains[6] - 12.04).abs() < 0.1, "{fc} Hz: peak {} dB", gains[6]);
         }
     }
 
@@ -505,17 +444,8 @@ mod tests {
     #[test]
     fn state_space_form_equals_simpers_textbook_form() {
         let x = noise(0.5);
-        for mode in [
-            FilterMode::LowPass,
-            FilterMode::HighPass,
-            FilterMode::BandPass,
-        ] {
-            for (fc, q) in [
-                (100.0f32, 0.707f32),
-                (1000.0, 0.707),
-                (3000.0, 5.0),
-                (15_000.0, 2.0),
-            ] {
+        for mode in [FilterMode::LowPass, FilterMode::HighPass, FilterMode::BandPass] {
+            for (fc, q) in [(100.0f32, 0.707f32), (1000.0, 0.707), (3000.0, 5.0), (15_000.0, 2.0)] {
                 let mut f = vcf(mode, fc, q);
                 let ours = filter(&mut f, &x);
                 let theirs = textbook(&x, fc, q, mode);
@@ -548,10 +478,7 @@ mod tests {
             filter(&mut f, &loud);
             // 40 Hz at Q 25 rings longest: its envelope falls 69 nepers (1e30) in 11 s.
             let tail = render_s(15.0, |b| f.process(None, None, b));
-            assert!(
-                tail[tail.len() - BLOCK..].iter().all(|&s| s == 0.0),
-                "{mode:?} {fc} Hz Q {q}"
-            );
+            assert!(tail[tail.len() - BLOCK..].iter().all(|&s| s == 0.0), "{mode:?} {fc} Hz Q {q}");
             assert_eq!((f.ic1, f.ic2), (0.0, 0.0));
         }
     }
@@ -596,25 +523,11 @@ mod tests {
         // A 1 kHz sine into a filter at 1 kHz: every mode passes it at gain Q with its own
         // phase, so a switch without the crossfade would jump by up to twice the amplitude.
         let cases: [(&str, FilterMode, f32, f32, Change); 5] = [
-            ("cutoff down", FilterMode::LowPass, 4000.0, 0.707, |f| {
-                f.set_cutoff_hz(300.0)
-            }),
-            (
-                "highpass cutoff down",
-                FilterMode::HighPass,
-                4000.0,
-                0.707,
-                |f| f.set_cutoff_hz(300.0),
-            ),
-            ("q down", FilterMode::LowPass, 1000.0, 20.0, |f| {
-                f.set_q(0.707)
-            }),
-            ("mode lp to hp", FilterMode::LowPass, 1000.0, 0.707, |f| {
-                f.set_mode(FilterMode::HighPass)
-            }),
-            ("mode hp to bp", FilterMode::HighPass, 1000.0, 2.0, |f| {
-                f.set_mode(FilterMode::BandPass)
-            }),
+            ("cutoff down", FilterMode::LowPass, 4000.0, 0.707, |f| f.set_cutoff_hz(300.0)),
+            ("highpass cutoff down", FilterMode::HighPass, 4000.0, 0.707, |f| f.set_cutoff_hz(300.0)),
+            ("q down", FilterMode::LowPass, 1000.0, 20.0, |f| f.set_q(0.707)),
+            ("mode lp to hp", FilterMode::LowPass, 1000.0, 0.707, |f| f.set_mode(FilterMode::HighPass)),
+            ("mode hp to bp", FilterMode::HighPass, 1000.0, 2.0, |f| f.set_mode(FilterMode::BandPass)),
         ];
         for (name, mode, fc, q, change) in cases {
             let mut f = vcf(mode, fc, q);
@@ -627,10 +540,7 @@ mod tests {
             let mut around = before[before.len() - BLOCK..].to_vec();
             around.extend_from_slice(&after[..BLOCK * 3]);
             let step = max_step(&around);
-            assert!(
-                step <= 2.0 * steady,
-                "{name}: step {step} vs steady {steady}"
-            );
+            assert!(step <= 2.0 * steady, "{name}: step {step} vs steady {steady}");
         }
     }
 

@@ -208,18 +208,11 @@ impl Vco {
 
         let mut work = [0.0f32; WORK];
         work[..TAPS].copy_from_slice(&self.carry);
-        let edges = Edges {
-            phases: &phases,
-            inc: &inc,
-            start_phase,
-        };
+        let edges = Edges { phases: &phases, inc: &inc, start_phase };
         let pw = if self.wave == Wave::Square || self.wave_now == Wave::Square {
             self.pulse_width_thresholds()
         } else {
-            PulseWidth {
-                start: 0,
-                at: [0; BLOCK],
-            }
+            PulseWidth { start: 0, at: [0; BLOCK] }
         };
         if self.fresh {
             // The wave's first value, at the previous sample's phase 0, stepping from silence.
@@ -235,37 +228,10 @@ impl Vco {
             self.fresh = false;
         }
         if self.wave_now == self.wave {
-            add_wave(
-                self.wave,
-                &edges,
-                &pw,
-                Gain {
-                    start: 1.0,
-                    step: 0.0,
-                },
-                &mut work,
-            );
+            add_wave(self.wave, &edges, &pw, Gain { start: 1.0, step: 0.0 }, &mut work);
         } else {
-            add_wave(
-                self.wave_now,
-                &edges,
-                &pw,
-                Gain {
-                    start: 1.0,
-                    step: -INV_BLOCK,
-                },
-                &mut work,
-            );
-            add_wave(
-                self.wave,
-                &edges,
-                &pw,
-                Gain {
-                    start: 0.0,
-                    step: INV_BLOCK,
-                },
-                &mut work,
-            );
+            add_wave(self.wave_now, &edges, &pw, Gain { start: 1.0, step: -INV_BLOCK }, &mut work);
+            add_wave(self.wave, &edges, &pw, Gain { start: 0.0, step: INV_BLOCK }, &mut work);
             self.wave_now = self.wave;
         }
 
@@ -289,10 +255,7 @@ impl Vco {
         for (i, a) in at.iter_mut().enumerate() {
             *a = pw_phase(start + step * (i + 1) as f32);
         }
-        PulseWidth {
-            start: pw_phase(start),
-            at,
-        }
+        PulseWidth { start: pw_phase(start), at }
     }
 }
 
@@ -447,10 +410,7 @@ fn add_moving_steps(edges: &Edges, pw: &PulseWidth, gain: Gain, work: &mut [f32;
             (since as f32 / moved as f32, -2.0)
         } else if moved < 0 && since != 0 && since.wrapping_neg() <= moved.unsigned_abs() {
             // Backwards (the edge overtook the phase): from -1 up to +1. d is in (0, 1].
-            (
-                since.wrapping_neg() as f32 / moved.unsigned_abs() as f32,
-                2.0,
-            )
+            (since.wrapping_neg() as f32 / moved.unsigned_abs() as f32, 2.0)
         } else {
             continue;
         };
@@ -524,10 +484,7 @@ mod tests {
         for wave in [Wave::Square, Wave::Triangle] {
             let (worst, at_hz) = worst_alias_db(wave, 1760.0);
             eprintln!("{wave:?} 1760 Hz: worst alias {worst:.1} dB at {at_hz} Hz");
-            assert!(
-                worst < -50.0,
-                "{wave:?}: worst alias {worst} dB at {at_hz} Hz"
-            );
+            assert!(worst < -50.0, "{wave:?}: worst alias {worst} dB at {at_hz} Hz");
         }
     }
 
@@ -543,10 +500,7 @@ mod tests {
         for n in [2u32, 3, 5, 8] {
             let rel = level_near_db(&s, FS, 440.0 * n as f32, 3) - h1;
             let expected = (-20.0 * (n as f64).log10()) as f32;
-            assert!(
-                (rel - expected).abs() < 0.1,
-                "harmonic {n}: {rel} vs {expected}"
-            );
+            assert!((rel - expected).abs() < 0.1, "harmonic {n}: {rel} vs {expected}");
         }
     }
 
@@ -555,10 +509,7 @@ mod tests {
         let mut v = vco(Wave::Saw, 440.0);
         let out = render(&mut v, 1.0);
         let hz = freq_by_zero_crossings(&out, FS);
-        eprintln!(
-            "saw 440 Hz: {hz:.4} Hz by zero crossings, peak {:.2} dB",
-            peak_db(&out)
-        );
+        eprintln!("saw 440 Hz: {hz:.4} Hz by zero crossings, peak {:.2} dB", peak_db(&out));
         // 0.5 Hz: crossings over 1 s resolve ~0.01 Hz; the u32 phase is exact to 1e-5 Hz.
         assert!((hz - 440.0).abs() < 0.5, "{hz} Hz");
         // Nominal amplitude: peaks near +-1 (the kernel's ripple adds a few percent).
@@ -592,10 +543,7 @@ mod tests {
         assert!((h1 - -1.82).abs() < 0.1, "fundamental {h1} dB");
         let h3 = level_near_db(&s, FS, 1320.0, 3) - h1;
         assert!((h3 - -19.08).abs() < 0.1, "3rd harmonic {h3} dB");
-        assert!(
-            level_near_db(&s, FS, 880.0, 3) - h1 < -90.0,
-            "even harmonic present"
-        );
+        assert!(level_near_db(&s, FS, 880.0, 3) - h1 < -90.0, "even harmonic present");
         assert!((freq_by_zero_crossings(&out, FS) - 440.0).abs() < 0.5);
     }
 
@@ -721,11 +669,7 @@ mod tests {
         let out = render(&mut v, 0.01);
         assert!(out[0].abs() < 0.01 && (out[LATENCY - 1] - 0.5).abs() < 0.01);
         // A band-limited step of 1 rises by at most 0.45 per sample (the kernel's peak).
-        assert!(
-            max_step(&out[..100]) < 0.5,
-            "start step {}",
-            max_step(&out[..100])
-        );
+        assert!(max_step(&out[..100]) < 0.5, "start step {}", max_step(&out[..100]));
     }
 
     /// Largest sample step in the two blocks around a parameter change made after `before`
@@ -748,15 +692,9 @@ mod tests {
             ("freq down", Wave::Sine, 2000.0, |v| v.set_freq_hz(150.0)),
             ("level down", Wave::Sine, 100.0, |v| v.set_level(0.05)),
             ("level up", Wave::Triangle, 100.0, |v| v.set_level(1.0)),
-            ("wave saw to sine", Wave::Saw, 100.0, |v| {
-                v.set_wave(Wave::Sine)
-            }),
-            ("wave sine to triangle", Wave::Sine, 100.0, |v| {
-                v.set_wave(Wave::Triangle)
-            }),
-            ("pulse width", Wave::Square, 200.0, |v| {
-                v.set_pulse_width(0.05)
-            }),
+            ("wave saw to sine", Wave::Saw, 100.0, |v| v.set_wave(Wave::Sine)),
+            ("wave sine to triangle", Wave::Sine, 100.0, |v| v.set_wave(Wave::Triangle)),
+            ("pulse width", Wave::Square, 200.0, |v| v.set_pulse_width(0.05)),
         ];
         for (name, wave, hz, change) in cases {
             let mut v = vco(wave, hz);
@@ -765,10 +703,7 @@ mod tests {
                 v.prepare(FS);
             }
             let (around, steady) = steps_around(&mut v, None, change);
-            assert!(
-                around <= 2.0 * steady,
-                "{name}: step {around} vs steady {steady}"
-            );
+            assert!(around <= 2.0 * steady, "{name}: step {around} vs steady {steady}");
         }
         // FM depth glides when fm is patched.
         let mut v = vco(Wave::Sine, 100.0);
@@ -776,10 +711,7 @@ mod tests {
         v.prepare(FS);
         let fm = [0.5f32; BLOCK];
         let (around, steady) = steps_around(&mut v, Some(&fm), |v| v.set_fm_depth(2.0));
-        assert!(
-            around <= 2.0 * steady,
-            "fm depth: step {around} vs steady {steady}"
-        );
+        assert!(around <= 2.0 * steady, "fm depth: step {around} vs steady {steady}");
     }
 
     #[test]

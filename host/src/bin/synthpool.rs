@@ -37,12 +37,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Render {
-            script,
-            seconds,
-            out,
-            sample_rate,
-        } => {
+        Command::Render { script, seconds, out, sample_rate } => {
             let text = match std::fs::read_to_string(&script) {
                 Ok(text) => text,
                 Err(e) => {
@@ -53,12 +48,7 @@ fn main() -> ExitCode {
             let started = Instant::now();
             let (samples, problems) = render_script(&text, seconds, sample_rate);
             for p in &problems {
-                eprintln!(
-                    "synthpool: {}:{}: refused: {}",
-                    script.display(),
-                    p.line,
-                    p.message
-                );
+                eprintln!("synthpool: {}:{}: refused: {}", script.display(), p.line, p.message);
             }
             if let Err(e) = write_wav(&out, &samples, sample_rate) {
                 eprintln!("synthpool: cannot write {}: {e}", out.display());
@@ -71,11 +61,7 @@ fn main() -> ExitCode {
                 out.display(),
                 seconds / took.max(1e-9)
             );
-            if problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
     }
 }
