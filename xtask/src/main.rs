@@ -2,6 +2,7 @@
 //! Pi OS, `cargo xtask demo` and `cargo xtask test` install what they need and run.
 
 mod prereq;
+mod report;
 mod steps;
 
 use std::path::{Path, PathBuf};
@@ -219,6 +220,19 @@ fn bench(root: &Path, args: &BenchArgs) -> ExitCode {
         cargo_args.extend(args.criterion.iter().map(String::as_str));
     }
     steps::run_all("bench", &[Step::cargo("criterion benches", &cargo_args)]);
+    if !args.criterion.is_empty() {
+        println!("a filtered run: BENCHMARKS.md left as it is (run `cargo xtask bench` alone to rewrite it)");
+        return ExitCode::SUCCESS;
+    }
+    let results = report::read_criterion(root);
+    let header = format!("Measured {} on {} by `cargo xtask bench`.", report::provenance(root), report::machine());
+    let path = root.join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# synthpool benchmarks\n".to_owned());
+    let doc = report::splice(&doc, &report::core_tables(&results, &header));
+    if let Err(err) = std::fs::write(&path, doc) {
+        fail(&format!("cannot write {}: {err}", path.display()));
+    }
+    println!("rewrote {} from {} criterion results", path.display(), results.len());
     ExitCode::SUCCESS
 }
 

@@ -422,7 +422,7 @@ mod tests {
     fn retrigger_mid_release_and_mid_decay_has_no_jump() {
         let (a, d, s, r) = (0.01, 0.3, 0.4, 1.0);
         let attack_step = 1.0 / (a * FS);
-        // Mid-decay: gate off for one block, then on again; mid-release: gate back on.
+        // Mid-decay: gate off for two ms, then on again; mid-release: gate back on.
         let mut env = adsr(a, d, s, r);
         env.set_gate(1.0);
         let mut y = render_s(0.1, |b| env.process(None, b)); // well into the decay
@@ -436,7 +436,20 @@ mod tests {
         let retrigger_2 = y.len();
         env.set_gate(1.0);
         y.extend(render_s(0.1, |b| env.process(None, b)));
-        for at in [retrigger_1, retrigger_2] {
+        // Mid-decay through the gate input: it drops for one sample (sample 10 of a block).
+        let mut env_in = adsr(a, d, s, r);
+        let high = [1.0; BLOCK];
+        let mut dip = [1.0; BLOCK];
+        dip[10] = 0.0;
+        let mut z = render_s(0.1, |b| env_in.process(Some(&high), b));
+        let retrigger_3 = z.len() + 11;
+        let mut dip_block = [0.0; BLOCK];
+        env_in.process(Some(&dip), &mut dip_block);
+        z.extend_from_slice(&dip_block);
+        z.extend(render_s(0.1, |b| env_in.process(Some(&high), b)));
+        let offset = y.len();
+        y.extend(z);
+        for at in [retrigger_1, retrigger_2, offset + retrigger_3] {
             assert!(y[at - 1] > 0.1 && y[at - 1] < 0.99, "retrigger from {}", y[at - 1]);
             let step = max_step(&y[at - 1..at + 200]);
             eprintln!("adsr retrigger from {:.4}: max step {step:.6} (attack step {attack_step:.6})", y[at - 1]);

@@ -64,7 +64,8 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             time_s: 0.3,
             feedback: 0.4,
             mix: 0.3,
-            target_samples: 14_400.0,
+            // 0.3 s at 48 kHz, or the capacity if that is less.
+            target_samples: if MAX_SAMPLES - 4 < 14_400 { (MAX_SAMPLES - 4) as f32 } else { 14_400.0 },
             glide_offset: 0.0,
             glide_coef: 1.0 / (GLIDE_S * 48_000.0),
             glide_pow: glide_powers(1.0 / (GLIDE_S * 48_000.0)),
@@ -228,7 +229,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             let newer = self.buf[write.wrapping_sub(length) & Self::MASK];
             let older = self.buf[write.wrapping_sub(length + 1) & Self::MASK];
             let wet = newer + fraction * (older - newer);
-            self.buf[write] = ramps.write(i, *x, wet);
+            self.buf[write & Self::MASK] = ramps.write(i, *x, wet);
             *o = ramps.mix(i, *x, wet);
             write = (write + 1) & Self::MASK;
         }

@@ -58,16 +58,27 @@ impl Mixer {
     /// Writes `level * sum(gain_i * in_i)` to `out`; unpatched (None) inputs are skipped, and
     /// with none patched `out` is silence. No state: a NaN input reaches only its own samples.
     pub fn process(&mut self, inputs: [Option<&Block>; MIXER_INPUTS], out: &mut Block) {
-        out.fill(0.0);
         let targets = self.targets();
+        let mut written = false;
         for ((input, start), end) in inputs.iter().zip(&self.applied).zip(&targets) {
             let Some(input) = input else { continue };
             // One ramp of the product level * gain (linear; by index so LLVM vectorises).
             let step = (end - start) * (1.0 / BLOCK as f32);
-            for (i, (o, x)) in out.iter_mut().zip(input.iter()).enumerate() {
-                let gain = start + step * (i as i32 + 1) as f32;
-                *o += x * gain;
+            let gains = (0..BLOCK as i32).map(|i| start + step * (i + 1) as f32);
+            if written {
+                for ((o, x), gain) in out.iter_mut().zip(input.iter()).zip(gains) {
+                    *o += x * gain;
+                }
+            } else {
+                // The first patched input writes: no pass to clear `out` first.
+                for ((o, x), gain) in out.iter_mut().zip(input.iter()).zip(gains) {
+                    *o = x * gain;
+                }
+                written = true;
             }
+        }
+        if !written {
+            out.fill(0.0);
         }
         self.applied = targets;
     }

@@ -145,10 +145,10 @@ impl Vcf {
         let ramps: [(Coefs<f32>, Coefs<f32>); LANES] = core::array::from_fn(|l| units[l].ramp(cutoffs[l]));
         let mut coefs = Coefs::lanes(ramps.map(|r| r.0));
         let step = Coefs::lanes(ramps.map(|r| r.1));
-        let mut ic1 = units.each_ref().map(|u| u.ic1);
-        let mut ic2 = units.each_ref().map(|u| u.ic2);
+        let mut ic1 = Lanes(units.each_ref().map(|u| u.ic1));
+        let mut ic2 = Lanes(units.each_ref().map(|u| u.ic2));
         render(&mut coefs, &step, &mut ic1, &mut ic2, inputs.map(|x| x.unwrap_or(&SILENCE)), &mut outs);
-        for ((u, ic1), ic2) in units.iter_mut().zip(ic1).zip(ic2) {
+        for ((u, ic1), ic2) in units.iter_mut().zip(core::hint::black_box(ic1).0).zip(ic2.0) {
             // flush: zero denormals, inf and NaN before they feed back (SC's zapgremlins).
             u.ic1 = flush(ic1);
             u.ic2 = flush(ic2);
@@ -172,38 +172,64 @@ impl Vcf {
 /// The per-sample kernel, shared by one filter (`L` = 1) and several side by side: each lane
 /// runs exactly the scalar sequence of operations, so lanes equal scalar runs bit for bit.
 /// `coefs` ramps by `step` each sample; `ic1`, `ic2` are the state, left unflushed.
+/// Every operation spans all lanes at once so that LLVM's SLP vectoriser packs the lanes
+/// (not the two state variables of one lane) into one register.
 #[inline(always)]
 fn render<const L: usize>(
-    coefs: &mut Coefs<[f32; L]>,
-    step: &Coefs<[f32; L]>,
-    ic1: &mut [f32; L],
-    ic2: &mut [f32; L],
+    coefs: &mut Coefs<Lanes<L>>,
+    step: &Coefs<Lanes<L>>,
+    ic1: &mut Lanes<L>,
+    ic2: &mut Lanes<L>,
     inputs: [&Block; L],
     outs: &mut [&mut Block; L],
 ) {
-    let Coefs { mut a11, mut a12, mut a21, mut a22, mut b1, mut b2, mut c1, mut c2, mut d } = *coefs;
+    let mut c = *coefs;
     let (mut s1, mut s2) = (*ic1, *ic2);
-    for i in 0..BLOCK {
-        for l in 0..L {
-            a11[l] += step.a11[l];
-            a12[l] += step.a12[l];
-            a21[l] += step.a21[l];
-            a22[l] += step.a22[l];
-            b1[l] += step.b1[l];
-            b2[l] += step.b2[l];
-            c1[l] += step.c1[l];
-            c2[l] += step.c2[l];
-            d[l] += step.d[l];
-            let x = inputs[l][i];
-            outs[l][i] = c1[l] * s1[l] + c2[l] * s2[l] + d[l] * x;
-            let next1 = a11[l] * s1[l] + a12[l] * s2[l] + b1[l] * x;
-            let next2 = a21[l] * s1[l] + a22[l] * s2[l] + b2[l] * x;
-            s1[l] = next1;
-            s2[l] = next2;
+    let mut ys = [Lanes([0.0; L]); BLOCK];
+    for (i, y) in ys.iter_mut().enumerate() {
+        c = c.plus(step);
+        let x = Lanes(inputs.map(|input| input[i]));
+        *y = c.c1 * s1 + c.c2 * s2 + c.d * x;
+        let next1 = c.a11 * s1 + c.a12 * s2 + c.b1 * x;
+        let next2 = c.a21 * s1 + c.a22 * s2 + c.b2 * x;
+        s1 = next1;
+        s2 = next2;
+    }
+    *coefs = c;
+    (*ic1, *ic2) = (s1, s2);
+    for (l, out) in outs.iter_mut().enumerate() {
+        for (o, y) in out.iter_mut().zip(&ys) {
+            *o = y.0[l];
         }
     }
-    *coefs = Coefs { a11, a12, a21, a22, b1, b2, c1, c2, d };
-    (*ic1, *ic2) = (s1, s2);
+}
+
+/// One `f32` per filter, operated on lane by lane.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Lanes<const L: usize>([f32; L]);
+
+impl<const L: usize> core::ops::Add for Lanes<L> {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        let mut r = self.0;
+        for (r, o) in r.iter_mut().zip(o.0) {
+            *r += o;
+        }
+        Lanes(r)
+    }
+}
+
+impl<const L: usize> core::ops::Mul for Lanes<L> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        let mut r = self.0;
+        for (r, o) in r.iter_mut().zip(o.0) {
+            *r *= o;
+        }
+        Lanes(r)
+    }
 }
 
 /// `x` limited to `lo ..= hi` without `f32::clamp`'s panic path (for bounds that depend on
@@ -214,7 +240,7 @@ fn limit(x: f32, lo: f32, hi: f32) -> f32 {
 }
 
 /// The state-space coefficients: of one mode at one cutoff and Q (`T` = `f32`), or of `L`
-/// filters side by side (`T` = `[f32; L]`, one lane per filter).
+/// filters side by side (`T` = [`Lanes<L>`], one lane per filter).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Coefs<T> {
     a11: T,
@@ -286,19 +312,35 @@ impl Coefs<f32> {
     }
 }
 
-impl<const L: usize> Coefs<[f32; L]> {
+impl<const L: usize> Coefs<Lanes<L>> {
     /// Lane l of every coefficient from `per_lane[l]`.
     fn lanes(per_lane: [Coefs<f32>; L]) -> Self {
         Self {
-            a11: per_lane.map(|c| c.a11),
-            a12: per_lane.map(|c| c.a12),
-            a21: per_lane.map(|c| c.a21),
-            a22: per_lane.map(|c| c.a22),
-            b1: per_lane.map(|c| c.b1),
-            b2: per_lane.map(|c| c.b2),
-            c1: per_lane.map(|c| c.c1),
-            c2: per_lane.map(|c| c.c2),
-            d: per_lane.map(|c| c.d),
+            a11: Lanes(per_lane.map(|c| c.a11)),
+            a12: Lanes(per_lane.map(|c| c.a12)),
+            a21: Lanes(per_lane.map(|c| c.a21)),
+            a22: Lanes(per_lane.map(|c| c.a22)),
+            b1: Lanes(per_lane.map(|c| c.b1)),
+            b2: Lanes(per_lane.map(|c| c.b2)),
+            c1: Lanes(per_lane.map(|c| c.c1)),
+            c2: Lanes(per_lane.map(|c| c.c2)),
+            d: Lanes(per_lane.map(|c| c.d)),
+        }
+    }
+
+    /// One ramp step: every coefficient plus its step.
+    #[inline(always)]
+    fn plus(self, step: &Self) -> Self {
+        Self {
+            a11: self.a11 + step.a11,
+            a12: self.a12 + step.a12,
+            a21: self.a21 + step.a21,
+            a22: self.a22 + step.a22,
+            b1: self.b1 + step.b1,
+            b2: self.b2 + step.b2,
+            c1: self.c1 + step.c1,
+            c2: self.c2 + step.c2,
+            d: self.d + step.d,
         }
     }
 }
