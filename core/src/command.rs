@@ -229,6 +229,36 @@ impl core::fmt::Display for Error {
     }
 }
 
+impl Command {
+    /// The command as four words (tag, id or src, a, b), the start of a
+    /// [`crate::ring::Message`].
+    pub fn to_words(&self) -> [u32; 4] {
+        match *self {
+            Command::New { id, kind } => [1, id as u32, kind as u32, 0],
+            Command::Free { id } => [2, id as u32, 0, 0],
+            Command::Set { id, param, value } => [3, id as u32, param as u32, value.to_bits()],
+            Command::Patch { src, dst, port } => [4, src as u32, dst as u32, port as u32],
+            Command::Unpatch { src, dst, port } => [5, src as u32, dst as u32, port as u32],
+            Command::Clear => [6, 0, 0, 0],
+        }
+    }
+
+    /// Reads [`Command::to_words`] back; None for words no command produces.
+    pub fn from_words(words: [u32; 4]) -> Option<Command> {
+        let [tag, a, b, c] = words;
+        let id = u16::try_from(a).ok();
+        Some(match tag {
+            1 => Command::New { id: id?, kind: *Kind::ALL.get(b as usize)? },
+            2 => Command::Free { id: id? },
+            3 => Command::Set { id: id?, param: u8::try_from(b).ok()?, value: f32::from_bits(c) },
+            4 => Command::Patch { src: id?, dst: u16::try_from(b).ok()?, port: u8::try_from(c).ok()? },
+            5 => Command::Unpatch { src: id?, dst: u16::try_from(b).ok()?, port: u8::try_from(c).ok()? },
+            6 => Command::Clear,
+            _ => return None,
+        })
+    }
+}
+
 impl<'a> Request<'a> {
     /// Reads a request from an OSC-style address and arguments (from an OSC message or a
     /// script line). Ids may come as floats holding whole numbers (controllers like TouchOSC
@@ -284,6 +314,24 @@ fn int(value: &Value<'_>) -> Result<i32, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_survive_the_trip_through_words() {
+        let all = [
+            Command::New { id: 9999, kind: Kind::Mixer },
+            Command::Free { id: 3 },
+            Command::Set { id: 7, param: 4, value: -0.25 },
+            Command::Patch { src: 1, dst: 0, port: 3 },
+            Command::Unpatch { src: 2, dst: 5, port: 1 },
+            Command::Clear,
+        ];
+        for command in all {
+            assert_eq!(Command::from_words(command.to_words()), Some(command));
+        }
+        assert_eq!(Command::from_words([0; 4]), None);
+        assert_eq!(Command::from_words([1, 1, 99, 0]), None);
+        assert_eq!(Command::from_words([2, 70_000, 0, 0]), None);
+    }
 
     #[test]
     fn parses_each_address_and_refuses_wrong_args() {

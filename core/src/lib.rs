@@ -16,6 +16,7 @@ pub mod command;
 pub mod dsp;
 pub mod module;
 pub mod rack;
+pub mod ring;
 pub mod script;
 pub mod topology;
 pub mod units;

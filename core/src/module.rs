@@ -237,6 +237,9 @@ impl Kind {
 // Slots are a fixed array sized for the largest unit whatever the variants: boxing the large
 // ones is not possible without an allocator, and would not save memory here.
 #[allow(clippy::large_enum_variant)]
+// repr(u8): a defined layout whose tag 0 is `Empty`, so all-zero memory (a fresh shared
+// memory region) holds valid empty slots.
+#[repr(u8)]
 #[derive(Clone, Debug)]
 pub enum Module {
     /// A free slot.

@@ -38,7 +38,8 @@ const RAMP_IN: Block = {
     ramp
 };
 
-/// Where a module or cable is in its life.
+/// Where a module or cable is in its life. repr(u8): all-zero memory is a valid `In`.
+#[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fade {
     /// Created since the last block: fades in during the next one.
@@ -141,6 +142,35 @@ impl<
             scratch: [[[0.0; BLOCK]; MAX_INPUTS]; LANES],
             rendered: [[0.0; BLOCK]; LANES],
         }
+    }
+
+    /// Returns the rack to the state [`Rack::new`] gives (prepared for `sample_rate_hz`),
+    /// in place, writing every part but the delay and reverb buffers, which are prepared when
+    /// a module claims them. For racks placed in fresh shared memory: no multi-megabyte
+    /// temporary, and a worker touches (pre-faults) exactly its working set.
+    pub fn clear_in_place(&mut self, sample_rate_hz: f32) {
+        self.sample_rate_hz = sample_rate_hz;
+        for module in self.modules.iter_mut() {
+            *module = Module::Empty;
+        }
+        self.modules[OUTPUT_SLOT] = Module::new(Kind::Output, 0, sample_rate_hz);
+        self.ids = [NONE; MODULES];
+        self.ids[OUTPUT_SLOT] = OUTPUT_ID;
+        self.fades = [Fade::Steady; MODULES];
+        for out in self.outs.iter_mut() {
+            *out = [0.0; BLOCK];
+        }
+        self.wires.clear();
+        self.delay_owner = [NONE; DELAYS];
+        self.reverb_owner = [NONE; REVERBS];
+        self.order.clear();
+        self.inbound = [0; CABLES];
+        self.first_in = [0; MODULES];
+        self.count_in = [0; MODULES];
+        self.depth = [0; MODULES];
+        self.structure_changed = true;
+        self.scratch = [[[0.0; BLOCK]; MAX_INPUTS]; LANES];
+        self.rendered = [[0.0; BLOCK]; LANES];
     }
 
     /// A topology matching this rack's capacity, for checking requests before they reach it.
@@ -698,6 +728,21 @@ mod tests {
         // Full-scale sine: -3.01 dB RMS; 0.05 dB for the first block's fade-in.
         assert!((rms_db(&out[BLOCK..]) + 3.01).abs() < 0.05);
         assert_eq!((b.rack.module_count(), b.rack.cable_count()), (2, 1));
+    }
+
+    #[test]
+    fn clear_in_place_gives_what_new_gives() {
+        let mut used = sine_to_out(440.0);
+        used.run("/module/new delay 2");
+        let _ = used.render(0.1);
+        used.rack.clear_in_place(FS);
+        let mut fresh = sine_to_out(440.0);
+        used.topology = used.rack.topology();
+        for line in ["/module/new vco 1", "/module/set 1 wave sine", "/module/set 1 freq 440", "/patch 1 out 0 in"] {
+            used.run(line);
+        }
+        assert_eq!(used.rack.module_count(), 2);
+        assert!(diff_peak_db(&used.render(0.2), &fresh.render(0.2)) < -90.0);
     }
 
     #[test]

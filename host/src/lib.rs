@@ -4,4 +4,9 @@
 //! processes over shared memory, OSC in, audio out) grows here next.
 #![deny(unsafe_code)]
 
+pub mod engine;
+pub mod pool;
 pub mod render;
+#[allow(unsafe_code)]
+pub mod shm;
+pub mod worker;

@@ -1,0 +1,43 @@
+//! What the OSC side needs from the audio side: a way to hand commands to a worker, and
+//! figures for `/status`. The pool implements it; tests can implement it with a fake.
+use synthpool_core::command::Command;
+
+/// A worker's command ring was full: the command was not queued (reply `/fail busy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy;
+
+/// One worker as `/status` reports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerStatus {
+    /// Process id of the worker process.
+    pub pid: u32,
+    /// CPU core it is pinned to.
+    pub core: usize,
+    /// Median share of the block budget its last blocks took, 0.0..=1.0 (and above when late).
+    pub load: f32,
+    /// Blocks it did not finish by the deadline.
+    pub late_blocks: u64,
+    /// Blocks it rendered.
+    pub blocks: u64,
+}
+
+/// The audio side, as the control side sees it.
+pub trait Engine: Send + Sync {
+    /// Number of workers.
+    fn workers(&self) -> usize;
+    /// Queues `command` for `worker`; it applies at that worker's next block. Only one
+    /// thread sends (the OSC thread): the rings are single-producer.
+    ///
+    /// # Errors
+    /// [`Busy`] when the worker's ring is full.
+    fn send(&self, worker: usize, command: &Command) -> Result<(), Busy>;
+    /// Queues `commands` so that they all apply in the same block (a bundle): all or none.
+    ///
+    /// # Errors
+    /// [`Busy`] when any ring lacks room for its share; then none was queued.
+    fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy>;
+    /// Per-worker figures for `/status`.
+    fn status(&self) -> Vec<WorkerStatus>;
+    /// Sample rate, Hz.
+    fn sample_rate_hz(&self) -> u32;
+}

@@ -1,0 +1,401 @@
+//! The one place with `unsafe`: the shared memory region every process maps, its `repr(C)`
+//! layout, futex wait and wake on its words, and the few OS calls the audio path needs.
+//!
+//! Layout (one memfd, laid out once by the host before any worker starts):
+//! ```text
+//! [Control: clock words, per-worker rings/outputs/stats]  (atomics only, any bits valid)
+//! [pad to 4 KiB][HostRack worker 0][pad][HostRack worker 1]...
+//! ```
+//! Everything in `Control` is an atomic, so both sides may touch it at any time. A worker's
+//! `HostRack` is plain memory that only that worker touches while it runs.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::Duration;
+
+use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+use rustix::thread::futex;
+use synthpool_core::BLOCK;
+use synthpool_core::rack::HostRack;
+use synthpool_core::ring::Ring;
+
+/// Most workers one region holds.
+pub const MAX_WORKERS: usize = 64;
+/// Commands a worker's ring holds before the host answers `/fail busy`.
+pub const RING_SLOTS: usize = 1024;
+/// Block timings each worker keeps (a ring of the most recent), for `/status` and profiling.
+pub const TIMING_SLOTS: usize = 1024;
+
+const PAGE: usize = 4096;
+/// Region marker: a tag and the sizes of the layout, so a worker from another build (whose
+/// layout may differ) refuses to attach instead of misreading memory.
+const MAGIC: u64 = 0x5350_0000_0000_0000 ^ ((size_of::<Control>() as u64) << 24) ^ size_of::<HostRack>() as u64;
+
+/// Words every process watches: the block clock.
+#[repr(C)]
+pub struct Clock {
+    /// Region format marker, written last by the host when the layout is ready.
+    pub magic: AtomicU64,
+    /// Block generation: the host bumps it and wakes the workers (futex) for each block.
+    pub generation: AtomicU32,
+    /// Bumped by each worker after finishing a block (futex the host sleeps on).
+    pub done: AtomicU32,
+    /// Nonzero: workers exit.
+    pub stop: AtomicU32,
+    /// Workers the region was laid out for.
+    pub workers: AtomicU32,
+    /// Sample rate, Hz.
+    pub sample_rate_hz: AtomicU32,
+}
+
+/// One block's timing, as the worker measured it (CLOCK_MONOTONIC, ns).
+#[repr(C)]
+pub struct BlockTiming {
+    /// The generation this block answered.
+    pub generation: AtomicU32,
+    /// From the host's wake to the worker starting, ns.
+    pub wake_ns: AtomicU32,
+    /// From start to output written, ns.
+    pub work_ns: AtomicU32,
+}
+
+/// What the host and one worker share, besides the worker's rack.
+#[repr(C)]
+pub struct WorkerShared {
+    /// Host -> worker: commands, each tagged with the generation it waits for.
+    pub commands: Ring<RING_SLOTS>,
+    /// 0 starting, 1 ready, 2 exited (futex the host waits on at start-up).
+    pub state: AtomicU32,
+    /// Pid of the process that claimed this slot's rack (0: none). The host clears it
+    /// before launching a worker and only touches the rack while it is 0.
+    pub claimed_by: AtomicU32,
+    /// The worker's process id.
+    pub pid: AtomicU32,
+    /// The core it pinned itself to.
+    pub core: AtomicU32,
+    /// The last generation whose output this worker finished.
+    pub done_generation: AtomicU32,
+    /// When the host woke the workers for the current generation (monotonic ns).
+    pub woken_at_ns: AtomicU64,
+    /// Blocks rendered.
+    pub blocks: AtomicU64,
+    /// Blocks finished after the host's deadline (the host counts them).
+    pub late_blocks: AtomicU64,
+    /// This block's output, f32 bits.
+    pub output: [AtomicU32; BLOCK],
+    /// Recent block timings, indexed by `blocks % TIMING_SLOTS`.
+    pub timing: [BlockTiming; TIMING_SLOTS],
+}
+
+/// The atomics part of the region.
+#[repr(C)]
+pub struct Control {
+    /// The clock.
+    pub clock: Clock,
+    /// One entry per possible worker.
+    pub workers: [WorkerShared; MAX_WORKERS],
+}
+
+fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+fn rack_offset(index: usize) -> usize {
+    round_up(size_of::<Control>(), PAGE) + index * round_up(size_of::<HostRack>(), PAGE)
+}
+
+fn region_len(workers: usize) -> usize {
+    rack_offset(workers)
+}
+
+/// The mapped region. Dropping it unmaps it.
+pub struct Region {
+    base: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+    workers: usize,
+}
+
+// SAFETY: the region is shared memory; `Control` is made of atomics only, and racks are
+// handed out only through `rack_mut`, whose contract gives each rack a single user.
+unsafe impl Send for Region {}
+// SAFETY: as above: shared access goes through atomics.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Creates and maps a zeroed region for `workers` workers and lays it out: every rack is
+    /// cleared in place for `sample_rate_hz`. The memfd is inheritable (no CLOEXEC) so that
+    /// workers started later find it at [`Region::raw_fd`].
+    ///
+    /// # Errors
+    /// memfd_create, ftruncate or mmap failed, or `workers` is 0 or above [`MAX_WORKERS`].
+    pub fn create(workers: usize, sample_rate_hz: u32) -> io::Result<Region> {
+        if workers == 0 || workers > MAX_WORKERS {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("1..={MAX_WORKERS} workers")));
+        }
+        let fd = memfd_create("synthpool", MemfdFlags::empty())?;
+        let len = region_len(workers);
+        ftruncate(&fd, len as u64)?;
+        let mut region = Self::map(fd, len, workers)?;
+        for index in 0..workers {
+            // A fresh memfd reads as zeros, which is a valid HostRack (see `rack_mut`).
+            // SAFETY: no worker exists yet, so nothing else uses this rack.
+            unsafe { region.rack_mut(index) }.clear_in_place(sample_rate_hz as f32);
+        }
+        let clock = &region.control().clock;
+        clock.workers.store(workers as u32, std::sync::atomic::Ordering::Relaxed);
+        clock.sample_rate_hz.store(sample_rate_hz, std::sync::atomic::Ordering::Relaxed);
+        clock.magic.store(MAGIC, std::sync::atomic::Ordering::Release);
+        region.workers = workers;
+        Ok(region)
+    }
+
+    /// Maps the region a host created, from the inherited descriptor `raw_fd`.
+    ///
+    /// # Errors
+    /// The descriptor is not an open memfd of a laid-out region.
+    pub fn attach(raw_fd: RawFd) -> io::Result<Region> {
+        // SAFETY: `raw_fd` was inherited from the host for this purpose and nothing else in
+        // this process owns it; fstat below checks it is open before we rely on it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw_fd) };
+        let len = rustix::fs::fstat(&fd)?.st_size as usize;
+        if len < size_of::<Control>() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "region too small"));
+        }
+        let mut region = Self::map(fd, len, 0)?;
+        let clock = &region.control().clock;
+        if clock.magic.load(std::sync::atomic::Ordering::Acquire) != MAGIC {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a synthpool region"));
+        }
+        let workers = clock.workers.load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if workers > MAX_WORKERS || region_len(workers) > len {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "region layout does not match this build"));
+        }
+        region.workers = workers;
+        Ok(region)
+    }
+
+    fn map(fd: OwnedFd, len: usize, workers: usize) -> io::Result<Region> {
+        // SAFETY: a fresh shared mapping of `len` bytes of `fd`, at an address the kernel picks;
+        // no existing memory is affected.
+        let ptr =
+            unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)? };
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Region { base, len, fd, workers })
+    }
+
+    /// The atomics every process shares.
+    pub fn control(&self) -> &Control {
+        // SAFETY: the mapping is at least size_of::<Control>() bytes (checked at create and
+        // attach), page-aligned (so aligned for Control), lives as long as `self`, and Control
+        // is repr(C) of atomics only, for which every bit pattern (zeros included) is valid.
+        unsafe { self.base.cast::<Control>().as_ref() }
+    }
+
+    /// Worker `index`'s rack.
+    ///
+    /// # Safety
+    /// While the returned reference lives, nothing else (in this process or another) may
+    /// access that rack: only the worker that owns `index` calls this, once, and the host
+    /// calls it only before that worker starts or after it is gone.
+    pub unsafe fn rack_mut(&mut self, index: usize) -> &mut HostRack {
+        assert!(index < MAX_WORKERS && rack_offset(index + 1) <= self.len, "rack {index} outside the region");
+        // SAFETY: the offset is page-aligned and inside the mapping (asserted), the memory is
+        // either zeros from the fresh memfd or a rack left by `clear_in_place`. Zeros are a valid
+        // HostRack: `Module` is repr(u8) with tag 0 = Empty, heapless vectors of length 0,
+        // integer and float arrays, and `Fade` whose tag 0 is a valid variant; the delay and
+        // reverb pools hold only f32 and usize. Exclusive access is the caller's contract.
+        unsafe { &mut *self.base.as_ptr().add(rack_offset(index)).cast::<HostRack>() }
+    }
+
+    /// Makes this process the user of worker `index`'s rack, if no process holds it
+    /// (`claimed_by` is 0). The host clears `claimed_by` only when no worker for `index` is
+    /// alive, and touches a rack only while it is unclaimed: so the rack has one user.
+    ///
+    /// # Errors
+    /// `index` is outside the region, or another process holds the slot.
+    pub fn claim_worker(self, index: usize) -> io::Result<WorkerRegion> {
+        if index >= self.workers {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("worker {index} outside the region")));
+        }
+        let me = std::process::id();
+        let claimed = &self.control().workers[index].claimed_by;
+        match claimed.compare_exchange(0, me, std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire)
+        {
+            Ok(_) => Ok(WorkerRegion { region: self, index }),
+            Err(holder) => {
+                Err(io::Error::new(io::ErrorKind::AddrInUse, format!("worker {index} is held by pid {holder}")))
+            }
+        }
+    }
+
+    /// The descriptor number workers inherit.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The descriptor, borrowed.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Workers this region was laid out for.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty mapping (never: a region holds at least its control block).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A region as one worker process sees it: the shared atomics and its own rack.
+pub struct WorkerRegion {
+    region: Region,
+    index: usize,
+}
+
+impl WorkerRegion {
+    /// The shared atomics and this worker's rack, borrowed together.
+    pub fn parts(&mut self) -> (&Control, &mut HostRack) {
+        let index = self.index;
+        let rack: *mut HostRack = {
+            // SAFETY: this process claimed rack `index` (`claim_worker`), so it is its only
+            // user; see `rack_mut` for layout and validity.
+            unsafe { self.region.rack_mut(index) }
+        };
+        // SAFETY: the rack lies after the control block (rack_offset >= its page-rounded
+        // size), so the shared `&Control` and the `&mut HostRack` never overlap; both borrow
+        // `self`, so neither outlives the mapping.
+        (self.region.control(), unsafe { &mut *rack })
+    }
+
+    /// The worker slot this process owns.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly the mapping made in `map`, and every reference into
+        // it borrows `self`, so none outlives this point.
+        let _ = unsafe { munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (None: until woken). Returns at
+/// once if the word differs. A shared (not PRIVATE) futex: it works across processes.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let timespec =
+        timeout.map(|t| rustix::time::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: t.subsec_nanos() as i64 });
+    // Errors are EAGAIN (the word changed), ETIMEDOUT and EINTR: all mean "look again".
+    let _ = futex::wait(word, futex::Flags::empty(), expected, timespec.as_ref());
+}
+
+/// Wake everyone: the kernel reads the count as an i32, so u32::MAX would mean -1 (one).
+pub const ALL: u32 = i32::MAX as u32;
+
+/// Wakes up to `count` processes sleeping on `word` (at most [`ALL`]).
+pub fn futex_wake(word: &AtomicU32, count: u32) {
+    let _ = futex::wake(word, futex::Flags::empty(), count);
+}
+
+/// Monotonic clock, ns (CLOCK_MONOTONIC; comparable across processes).
+pub fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Asks for SCHED_FIFO at `priority` for the calling thread.
+///
+/// # Errors
+/// The OS refused (no CAP_SYS_NICE or RLIMIT_RTPRIO).
+pub fn set_realtime(priority: i32) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: priority };
+    // SAFETY: pthread_self() is the calling thread; `param` is a valid sched_param for the call.
+    let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+}
+
+/// Makes denormal floats flush to zero on this thread (FTZ and DAZ on x86-64, FZ on aarch64):
+/// feedback paths that decay into denormals then cost nothing extra.
+pub fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // MXCSR bit 15 is flush-to-zero, bit 6 denormals-are-zero.
+        #[allow(deprecated)]
+        // SAFETY: reading and writing MXCSR only changes this thread's float rounding/denormal
+        // modes; SSE is always present on x86-64.
+        unsafe {
+            let csr = std::arch::x86_64::_mm_getcsr();
+            std::arch::x86_64::_mm_setcsr(csr | (1 << 15) | (1 << 6));
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // FPCR bit 24 is FZ (flush-to-zero).
+        // SAFETY: reading and writing FPCR only changes this thread's float modes.
+        unsafe {
+            let fpcr: u64;
+            std::arch::asm!("mrs {}, fpcr", out(reg) fpcr);
+            std::arch::asm!("msr fpcr, {}", in(reg) fpcr | (1 << 24));
+        }
+    }
+}
+
+/// Clears close-on-exec on `fd` so a child process inherits it.
+///
+/// # Errors
+/// fcntl failed.
+pub fn inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::io::fcntl_getfd(fd)?;
+    rustix::io::fcntl_setfd(fd, flags - rustix::io::FdFlags::CLOEXEC)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_created_region_attaches_and_its_racks_play() {
+        let mut region = Region::create(2, 48_000).unwrap();
+        assert!(region.len() >= 2 * size_of::<HostRack>());
+        // SAFETY: test-only, single user.
+        let rack = unsafe { region.rack_mut(1) };
+        let mut topology = rack.topology();
+        for line in ["/module/new vco 1", "/module/set 1 wave sine", "/patch 1 out 0 in"] {
+            let (_, request) = synthpool_core::script::parse_line(line, 0.0).unwrap();
+            rack.submit(&mut topology, &request.unwrap()).unwrap();
+        }
+        let mut block = [0.0; BLOCK];
+        rack.process(&mut block);
+        rack.process(&mut block);
+        assert!(block.iter().any(|&s| s.abs() > 0.1));
+        let dup = rustix::io::dup(region.fd()).unwrap();
+        let attached = Region::attach(std::os::fd::IntoRawFd::into_raw_fd(dup)).unwrap();
+        assert_eq!(attached.workers(), 2);
+        attached.control().workers[0].pid.store(7, Ordering::Relaxed);
+        assert_eq!(region.control().workers[0].pid.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn futex_wait_returns_when_the_word_differs_or_times_out() {
+        let word = AtomicU32::new(1);
+        futex_wait(&word, 0, None); // differs: returns at once
+        futex_wait(&word, 1, Some(Duration::from_millis(1)));
+        futex_wake(&word, 1);
+    }
+}

@@ -1,0 +1,101 @@
+//! The worker process's loop: wait for the block clock, apply due commands, render, report.
+//!
+//! A worker maps the region the host created, pins itself to its core, asks for real-time
+//! scheduling, pre-faults its rack by clearing it in place, says it is ready and then lives
+//! in [`run`]: sleep on the generation word (futex), wake, drain its command ring (commands
+//! wait for the generation they name), render one block of its rack, publish the block and
+//! its timing, bump the done word, sleep again. Nothing here allocates or locks.
+use std::sync::atomic::Ordering;
+
+use synthpool_core::BLOCK;
+use synthpool_core::command::Command;
+
+use crate::shm::{self, ALL, Region, TIMING_SLOTS};
+
+/// Real-time priority asked for by workers (below the host's audio thread).
+pub const WORKER_PRIORITY: i32 = 70;
+
+/// What a worker was told on its command line.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerArgs {
+    /// The inherited memfd.
+    pub fd: i32,
+    /// Which worker slot of the region it owns.
+    pub index: usize,
+    /// The core to pin itself to.
+    pub core: usize,
+}
+
+/// Runs a worker until the host sets the stop word. Returns the process exit code.
+pub fn run(args: WorkerArgs) -> i32 {
+    let region = match Region::attach(args.fd).and_then(|r| r.claim_worker(args.index)) {
+        Ok(region) => region,
+        Err(e) => {
+            eprintln!("synthpool-worker {}: cannot map the shared region: {e}", args.index);
+            return 2;
+        }
+    };
+    let mut region = region;
+    let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: args.core });
+    let realtime = std::env::var_os("SYNTHPOOL_NO_RT").is_none() && shm::set_realtime(WORKER_PRIORITY).is_ok();
+    shm::flush_denormals();
+    let (control, rack) = region.parts();
+    let sample_rate_hz = control.clock.sample_rate_hz.load(Ordering::Relaxed) as f32;
+    let me = &control.workers[args.index];
+    // The host cleared the rack when it created the region; a replacement worker finds the
+    // state its predecessor left. Preparing again resets units to silence but keeps the patch.
+    rack.prepare(sample_rate_hz);
+    me.pid.store(std::process::id(), Ordering::Relaxed);
+    me.core.store(if pinned { args.core as u32 } else { u32::MAX }, Ordering::Relaxed);
+    if !realtime && args.index == 0 {
+        eprintln!("synthpool-worker: real-time scheduling refused; running at normal priority");
+    }
+    // Read the clock before saying ready: the host may start the first block right after.
+    let clock = &control.clock;
+    let mut seen = clock.generation.load(Ordering::Acquire);
+    me.state.store(1, Ordering::Release);
+    shm::futex_wake(&me.state, ALL);
+
+    let mut block = [0.0f32; BLOCK];
+    loop {
+        while clock.generation.load(Ordering::Acquire) == seen && clock.stop.load(Ordering::Acquire) == 0 {
+            shm::futex_wait(&clock.generation, seen, None);
+        }
+        if clock.stop.load(Ordering::Acquire) != 0 {
+            break;
+        }
+        let start_ns = shm::now_ns();
+        let generation = clock.generation.load(Ordering::Acquire);
+        seen = generation;
+        // Commands wait for the generation they name (a bundle's share all wait for the same).
+        while let Some(message) = me.commands.peek() {
+            if generation.wrapping_sub(message[4]) as i32 >= 0 {
+                let _ = me.commands.pop();
+                if let Some(command) = Command::from_words([message[0], message[1], message[2], message[3]]) {
+                    rack.apply(&command);
+                }
+            } else {
+                break;
+            }
+        }
+        rack.process(&mut block);
+        for (word, sample) in me.output.iter().zip(&block) {
+            word.store(sample.to_bits(), Ordering::Relaxed);
+        }
+        let end_ns = shm::now_ns();
+        let blocks = me.blocks.load(Ordering::Relaxed);
+        let timing = &me.timing[blocks as usize % TIMING_SLOTS];
+        timing.generation.store(generation, Ordering::Relaxed);
+        let woken = me.woken_at_ns.load(Ordering::Relaxed);
+        timing.wake_ns.store(start_ns.saturating_sub(woken).min(u32::MAX as u64) as u32, Ordering::Relaxed);
+        timing.work_ns.store((end_ns - start_ns).min(u32::MAX as u64) as u32, Ordering::Relaxed);
+        me.blocks.store(blocks + 1, Ordering::Relaxed);
+        // Release: the output words above are visible before the host sees this generation.
+        me.done_generation.store(generation, Ordering::Release);
+        clock.done.fetch_add(1, Ordering::AcqRel);
+        shm::futex_wake(&clock.done, 1);
+    }
+    me.state.store(2, Ordering::Release);
+    me.claimed_by.store(0, Ordering::Release);
+    0
+}
