@@ -1,7 +1,7 @@
 //! The patches the benchmarks time, as scripts, and a rack large enough for them.
 use synthpool_core::BLOCK;
 use synthpool_core::rack::Rack;
-use synthpool_core::script::Player;
+use synthpool_core::script::{Player, write_voice_script};
 
 /// Frames per second of the benchmarks.
 pub const SAMPLE_RATE_HZ: f32 = 48_000.0;
@@ -9,25 +9,11 @@ pub const SAMPLE_RATE_HZ: f32 = 48_000.0;
 /// A rack for 256 standard voices (4 modules and 4 cables each) and the fx patch.
 pub type BenchRack = Rack<1040, 1040, 1, { 1 << 15 }, 1, 2048, 1024>;
 
-/// The standard voice, `voices` times: vco (band-limited saw, 55..880 Hz spread evenly in
-/// pitch) -> vcf (low-pass 2000 Hz, Q 2) -> vca (x 0.05) <- adsr (10 ms, 100 ms, 0.7,
-/// 200 ms, gate held), every vca into the output.
+/// The standard voice, `voices` times (see [`write_voice_script`]).
 pub fn voice_script(voices: usize) -> String {
     let mut s = String::new();
-    for v in 0..voices {
-        let base = 1 + 4 * v;
-        let (vco, vcf, vca, adsr) = (base, base + 1, base + 2, base + 3);
-        let octaves = if voices > 1 { 4.0 * v as f32 / (voices - 1) as f32 } else { 0.0 };
-        let freq = 55.0 * 2f32.powf(octaves);
-        s += &format!(
-            "/module/new vco {vco}\n/module/set {vco} wave saw\n/module/set {vco} freq_hz {freq}\n\
-             /module/new vcf {vcf}\n/module/set {vcf} mode lowpass\n/module/set {vcf} cutoff_hz 2000\n/module/set {vcf} q 2\n\
-             /module/new vca {vca}\n/module/set {vca} gain 0.05\n\
-             /module/new adsr {adsr}\n/module/set {adsr} attack_s 0.01\n/module/set {adsr} decay_s 0.1\n\
-             /module/set {adsr} sustain 0.7\n/module/set {adsr} release_s 0.2\n/module/set {adsr} gate 1\n\
-             /patch {vco} out {vcf} in\n/patch {vcf} out {vca} in\n/patch {adsr} out {vca} cv\n/patch {vca} out 0 in\n"
-        );
-    }
+    // Writing to a String cannot fail.
+    let _ = write_voice_script(voices, &mut s);
     s
 }
 
@@ -50,10 +36,12 @@ pub fn rack_playing(script: &str) -> Box<BenchRack> {
     rack.prepare(SAMPLE_RATE_HZ);
     let mut topology = rack.topology();
     let mut player = Player::new(script);
-    while let Some(line) = player.next_due(f32::INFINITY) {
-        let line = line.unwrap_or_else(|e| panic!("script line {}: {:?}", e.number, e.error));
-        if let Err(e) = rack.submit(&mut topology, &line.request) {
-            panic!("script line {}: {e}", line.number);
+    let mut refused = None;
+    // Every line is due before the first block of a script without `@` times.
+    while !player.finished() {
+        rack.apply_due(&mut topology, &mut player, u64::MAX / 2, |line, error| refused = Some((line, error)));
+        if let Some((line, error)) = refused {
+            panic!("script line {line}: {error}");
         }
     }
     rack

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod block;
+pub mod checksum;
 pub mod command;
 pub mod dsp;
 pub mod module;

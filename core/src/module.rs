@@ -474,8 +474,17 @@ impl Module {
         outs: [&mut Block; LANES],
         mut pools: Pools<'_, DL, CL, AL>,
     ) {
-        for ((unit, inputs), out) in units.into_iter().zip(inputs).zip(outs) {
-            unit.process(inputs, out, pools.reborrow());
+        match units {
+            [Module::Vcf(a), Module::Vcf(b), Module::Vcf(c), Module::Vcf(d)] => {
+                let ins = [inputs[0][0], inputs[1][0], inputs[2][0], inputs[3][0]];
+                let cutoffs = [inputs[0][1], inputs[1][1], inputs[2][1], inputs[3][1]];
+                Vcf::process_lanes([a, b, c, d], ins, cutoffs, outs);
+            }
+            units => {
+                for ((unit, inputs), out) in units.into_iter().zip(inputs).zip(outs) {
+                    unit.process(inputs, out, pools.reborrow());
+                }
+            }
         }
     }
 }

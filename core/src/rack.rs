@@ -16,6 +16,7 @@
 use crate::block::{BLOCK, Block};
 use crate::command::{Command, Error, ModuleId, OUTPUT_ID, Request};
 use crate::module::{Kind, LANES, MAX_INPUTS, Module, Pools};
+use crate::script::Player;
 use crate::topology::Topology;
 use crate::units::delay::Delay;
 use crate::units::reverb::Reverb;
@@ -210,6 +211,33 @@ impl<
         let command = topology.submit(request)?;
         self.apply(&command);
         Ok(())
+    }
+
+    /// Applies the lines of `player` due before block `index` renders (see
+    /// [`Player::next_due_for_block`]): what every renderer (host, firmware, benches) does
+    /// before each block. Returns how many lines were applied and how many refused; a refused
+    /// line changes nothing, and `on_refused(line number, error)` hears of it.
+    pub fn apply_due(
+        &mut self,
+        topology: &mut Topology<MODULES, CABLES>,
+        player: &mut Player<'_>,
+        index: u64,
+        mut on_refused: impl FnMut(usize, Error),
+    ) -> (u32, u32) {
+        let (mut applied, mut refused) = (0, 0);
+        while let Some(due) = player.next_due_for_block(index, self.sample_rate_hz) {
+            let outcome = due
+                .map_err(|e| (e.number, e.error))
+                .and_then(|line| self.submit(topology, &line.request).map_err(|error| (line.number, error)));
+            match outcome {
+                Ok(()) => applied += 1,
+                Err((line, error)) => {
+                    refused += 1;
+                    on_refused(line, error);
+                }
+            }
+        }
+        (applied, refused)
     }
 
     /// Applies a command checked by a [`Topology`]; takes effect from the next block.
@@ -743,6 +771,50 @@ mod tests {
         }
         assert_eq!(used.rack.module_count(), 2);
         assert!(diff_peak_db(&used.render(0.2), &fresh.render(0.2)) < -90.0);
+    }
+
+    #[test]
+    fn filters_sharing_lanes_render_exactly_what_lone_filters_do() {
+        // Five voices: four filters share lanes, the fifth runs alone; each must equal the
+        // same voice in a rack of its own, bit for bit.
+        let voice = |b: &mut Bench, v: i32, hz: f32| {
+            let (osc, flt) = (10 + v, 20 + v);
+            for line in [
+                format!("/module/new vco {osc}"),
+                format!("/module/set {osc} freq {hz}"),
+                format!("/module/new vcf {flt}"),
+                format!("/module/set {flt} cutoff_hz {}", 300.0 * (v + 1) as f32),
+                format!("/module/set {flt} q {}", 0.7 + v as f32),
+                format!("/module/set {flt} mode {}", v % 3),
+                format!("/patch {osc} out {flt} in"),
+                format!("/patch {flt} out 0 in"),
+            ] {
+                b.run(&line);
+            }
+        };
+        let hz = [110.0, 220.0, 330.0, 440.0, 550.0];
+        let mut together = Bench::new();
+        for (v, &f) in hz.iter().enumerate() {
+            voice(&mut together, v as i32, f);
+        }
+        let mut alone: std::vec::Vec<Bench> = hz
+            .iter()
+            .enumerate()
+            .map(|(v, &f)| {
+                let mut b = Bench::new();
+                voice(&mut b, v as i32, f);
+                b
+            })
+            .collect();
+        let mut block = [0.0; BLOCK];
+        for n in 0..50 {
+            together.rack.process(&mut block);
+            for (v, b) in alone.iter_mut().enumerate() {
+                b.rack.process(&mut block);
+                let id = 20 + v as u16;
+                assert_eq!(together.rack.output_of(id), b.rack.output_of(id), "voice {v}, block {n}");
+            }
+        }
     }
 
     #[test]

@@ -156,6 +156,32 @@ pub fn parse_line(line: &str, now_s: f32) -> Result<(f32, Option<Request<'_>>), 
     Request::parse(address, &args).map(|r| (at_s, Some(r)))
 }
 
+/// Writes the standard voice `voices` times, as a script: vco (band-limited saw, 55..880 Hz
+/// spread evenly in pitch) -> vcf (low-pass 2000 Hz, Q 2) -> vca (x 0.05) <- adsr (10 ms,
+/// 100 ms, 0.7, 200 ms, gate held), every vca into the output; ids 1 ..= 4 * voices. The
+/// benchmarks and the firmware's instruction counts play this same text.
+///
+/// # Errors
+/// `out` refused a write (a fixed-size string that is full: about 700 bytes a voice).
+pub fn write_voice_script(voices: usize, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+    for v in 0..voices {
+        let base = 1 + 4 * v;
+        let (vco, vcf, vca, adsr) = (base, base + 1, base + 2, base + 3);
+        let octaves = if voices > 1 { 4.0 * v as f32 / (voices - 1) as f32 } else { 0.0 };
+        let freq = 55.0 * crate::dsp::math::exp2(octaves);
+        write!(
+            out,
+            "/module/new vco {vco}\n/module/set {vco} wave saw\n/module/set {vco} freq_hz {freq}\n\
+             /module/new vcf {vcf}\n/module/set {vcf} mode lowpass\n/module/set {vcf} cutoff_hz 2000\n/module/set {vcf} q 2\n\
+             /module/new vca {vca}\n/module/set {vca} gain 0.05\n\
+             /module/new adsr {adsr}\n/module/set {adsr} attack_s 0.01\n/module/set {adsr} decay_s 0.1\n\
+             /module/set {adsr} sustain 0.7\n/module/set {adsr} release_s 0.2\n/module/set {adsr} gate 1\n\
+             /patch {vco} out {vcf} in\n/patch {vcf} out {vca} in\n/patch {adsr} out {vca} cv\n/patch {vca} out 0 in\n"
+        )?;
+    }
+    Ok(())
+}
+
 fn value_of(token: &str, quoted: bool) -> Value<'_> {
     if quoted {
         return Value::Str(token);

@@ -36,6 +36,20 @@ pub trait Engine: Send + Sync {
     /// # Errors
     /// [`Busy`] when any ring lacks room for its share; then none was queued.
     fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy>;
+    /// Queues `commands` to apply together at the block of generation `due` (or at the next
+    /// block if `due` has passed): scripts and timetagged bundles. Engines without a clock
+    /// apply them at once.
+    ///
+    /// # Errors
+    /// As [`Engine::send_together`].
+    fn send_together_at(&self, commands: &[(usize, Command)], due: u32) -> Result<(), Busy> {
+        let _ = due;
+        self.send_together(commands)
+    }
+    /// The generation of the block rendered last (0 before the first).
+    fn generation(&self) -> u32 {
+        0
+    }
     /// Per-worker figures for `/status`.
     fn status(&self) -> Vec<WorkerStatus>;
     /// Sample rate, Hz.

@@ -188,6 +188,12 @@ impl Engine for Pool {
     }
 
     fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy> {
+        // Two blocks ahead: every worker reads the whole bundle at the same block, even if
+        // one wakes while the bundle is still being pushed.
+        self.send_together_at(commands, self.generation().wrapping_add(2))
+    }
+
+    fn send_together_at(&self, commands: &[(usize, Command)], due: u32) -> Result<(), Busy> {
         let control = self.region.control();
         let mut wanted = vec![0usize; self.region.workers()];
         for (worker, _) in commands {
@@ -200,13 +206,14 @@ impl Engine for Pool {
                 return Err(Busy);
             }
         }
-        // Two blocks ahead: every worker reads the whole bundle at the same block, even if
-        // one wakes while the bundle is still being pushed.
-        let due = self.generation().wrapping_add(2);
         for (worker, command) in commands {
             self.push(*worker, command, due)?;
         }
         Ok(())
+    }
+
+    fn generation(&self) -> u32 {
+        Pool::generation(self)
     }
 
     fn status(&self) -> Vec<WorkerStatus> {
@@ -261,51 +268,4 @@ fn default_worker_exe() -> io::Result<PathBuf> {
         }
     }
     Err(io::Error::new(io::ErrorKind::NotFound, format!("synthpool-worker not found beside {}", me.display())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use synthpool_core::command::Request;
-
-    fn pool(workers: usize) -> Pool {
-        // Tests run from target/debug/deps; the worker binary is built beside them by cargo
-        // for integration tests only, so build it first (cargo test builds bins of the package).
-        Pool::start(&PoolConfig { workers, sample_rate_hz: 48_000, worker_exe: None }).unwrap().0
-    }
-
-    #[test]
-    fn two_workers_each_play_their_own_module() {
-        let pool = pool(2);
-        let mut topologies = [pool_topology(), pool_topology()];
-        for (worker, (id, hz)) in [(0usize, (1, 441.0)), (1, (2, 882.0))] {
-            for request in [
-                Request::New { kind: "vco", id },
-                Request::Set { id, param: "wave", value: synthpool_core::command::Value::Str("sine") },
-                Request::Set { id, param: "freq", value: synthpool_core::command::Value::Float(hz) },
-                Request::Patch { src: id, out_port: "out", dst: 0, in_port: "in" },
-            ] {
-                let command = topologies[worker].submit(&request).unwrap();
-                pool.send(worker, &command).unwrap();
-            }
-        }
-        let mut out = [0.0; BLOCK];
-        let mut all = Vec::new();
-        for _ in 0..200 {
-            let late = pool.render_block(&mut out, Duration::from_secs(2));
-            assert_eq!(late, 0, "block {} status {:?}", all.len() / BLOCK, pool.status());
-            all.extend_from_slice(&out);
-        }
-        // Both sines at full scale: the sum peaks near 2 (they line up every 1/441 s).
-        let peak = all[BLOCK * 2..].iter().fold(0.0f32, |m, s| m.max(s.abs()));
-        assert!(peak > 1.5 && peak <= 2.0, "peak {peak}");
-        let status = pool.status();
-        assert_eq!(status.len(), 2);
-        assert!(status.iter().all(|s| s.pid != 0 && s.blocks >= 200));
-        assert_ne!(status[0].pid, status[1].pid);
-    }
-
-    fn pool_topology() -> synthpool_core::topology::Topology<256, 512> {
-        synthpool_core::topology::Topology::new(8, 4)
-    }
 }

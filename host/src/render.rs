@@ -42,14 +42,9 @@ fn render_on_this_thread(script: &str, seconds: f64, sample_rate_hz: u32) -> (Ve
     let mut problems = Vec::new();
     let mut block = [0.0; BLOCK];
     for index in 0..blocks {
-        while let Some(due) = player.next_due_for_block(index, sample_rate_hz as f32) {
-            let outcome = due
-                .map_err(|e| (e.number, e.error))
-                .and_then(|line| rack.submit(&mut topology, &line.request).map_err(|error| (line.number, error)));
-            if let Err((line, error)) = outcome {
-                problems.push(ScriptProblem { line, message: format!("{}: {error}", error.name()) });
-            }
-        }
+        rack.apply_due(&mut topology, &mut player, index, |line, error| {
+            problems.push(ScriptProblem { line, message: format!("{}: {error}", error.name()) })
+        });
         rack.process(&mut block);
         samples.extend_from_slice(&block);
     }

@@ -28,6 +28,13 @@ pub struct WorkerArgs {
 
 /// Runs a worker until the host sets the stop word. Returns the process exit code.
 pub fn run(args: WorkerArgs) -> i32 {
+    // A worker never outlives its host: if the host dies (even by kill -9), so does it.
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM)) {
+        eprintln!("synthpool-worker {}: cannot tie its life to the host's: {e}", args.index);
+    }
+    if rustix::process::getppid().is_none() {
+        return 2; // the host is already gone
+    }
     let region = match Region::attach(args.fd).and_then(|r| r.claim_worker(args.index)) {
         Ok(region) => region,
         Err(e) => {

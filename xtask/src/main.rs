@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point to synthpool. On a fresh Debian 12 or Raspberry
 //! Pi OS, `cargo xtask demo` and `cargo xtask test` install what they need and run.
 
+mod firmware;
 mod prereq;
 mod report;
 mod steps;
@@ -39,8 +40,9 @@ enum Cmd {
     Test(YesArgs),
     /// Time the DSP units and patches with criterion
     Bench(BenchArgs),
-    /// [issue 5] Run the core on a Cortex-M4F under QEMU against expected output
-    Firmware(PendingArgs),
+    /// Run the core on a Cortex-M4F under QEMU against firmware-sim/expected/
+    #[command(after_help = firmware::help())]
+    Firmware(firmware::FirmwareArgs),
     /// [issue 6] Time each worker core
     Profile(PendingArgs),
 }
@@ -84,6 +86,7 @@ pub enum Task {
     Demo,
     Test,
     Bench,
+    Firmware,
 }
 
 impl Task {
@@ -93,6 +96,7 @@ impl Task {
             Task::Demo => "demo",
             Task::Test => "test",
             Task::Bench => "bench",
+            Task::Firmware => "firmware",
         }
     }
 }
@@ -109,9 +113,7 @@ fn main() -> ExitCode {
         Cmd::Demo(args) => demo(&root, &invoked_in, &args),
         Cmd::Test(args) => test(&root, &args),
         Cmd::Bench(args) => bench(&root, &args),
-        Cmd::Firmware(_) => {
-            pending("firmware", 5, "runs the core on a Cortex-M4F under QEMU against firmware-sim/expected/")
-        }
+        Cmd::Firmware(args) => firmware::run(&root, &args),
         Cmd::Profile(_) => pending("profile", 6, "times each worker core"),
     }
 }

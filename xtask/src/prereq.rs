@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::Task::{self, Demo, Test};
+use crate::Task::{self, Demo, Firmware, Test};
 use crate::fail;
 use Need::{Apt, Python, RustComponent, RustTarget};
 
@@ -16,14 +16,18 @@ use Need::{Apt, Python, RustComponent, RustTarget};
 /// `--help` text follow from here. Rows of one kind install in table order.
 #[rustfmt::skip]
 pub const PREREQS: &[Prereq] = &[
-    //          what                                                 needed by      why
-    Prereq::new(Apt("pkg-config"),                                   &[Demo, Test], "finds ALSA when the host builds"),
-    Prereq::new(Apt("libasound2-dev"),                               &[Demo, Test], "ALSA headers for the host's audio output"),
-    Prereq::new(Apt("python3-venv"),                                 &[Test],       "lets Debian's Python create .venv"),
-    Prereq::new(Apt("liblo-tools"),                                  &[Test],       "oscsend/oscdump: a second OSC implementation for the tests"),
-    Prereq::new(RustTarget("thumbv7em-none-eabihf"),                 &[Test],       "builds the core for a Cortex-M4F: proves it is no_std"),
-    Prereq::new(RustComponent("clippy"),                             &[Test],       "lints the core"),
-    Prereq::new(Python { name: "python-osc", version: "1.10.*" },    &[Test],       "the OSC client the end-to-end tests perform with"),
+    //          what                                                 needed by           why
+    Prereq::new(Apt("pkg-config"),                                   &[Demo, Test],      "finds ALSA when the host builds"),
+    Prereq::new(Apt("libasound2-dev"),                               &[Demo, Test],      "ALSA headers for the host's audio output"),
+    Prereq::new(Apt("python3-venv"),                                 &[Test],            "lets Debian's Python create .venv"),
+    Prereq::new(Apt("liblo-tools"),                                  &[Test],            "oscsend/oscdump: a second OSC implementation for the tests"),
+    Prereq::new(RustTarget("thumbv7em-none-eabihf"),                 &[Test, Firmware],  "builds the core for a Cortex-M4F: proves it is no_std"),
+    // Debian 12's QEMU 7.2: it replaces a newer qemu-utils (e.g. from backports) if installed.
+    Prereq::new(Apt("qemu-system-arm"),                              &[Test, Firmware],  "runs the firmware on an emulated Cortex-M4F (mps2-an386)"),
+    Prereq::new(Apt("gcc"),                                          &[Test, Firmware],  "builds the QEMU plugin that counts the firmware's instructions"),
+    Prereq::new(Apt("libc6-dev"),                                    &[Test, Firmware],  "C headers for that plugin"),
+    Prereq::new(RustComponent("clippy"),                             &[Test],            "lints the core"),
+    Prereq::new(Python { name: "python-osc", version: "1.10.*" },    &[Test],            "the OSC client the end-to-end tests perform with"),
 ];
 
 /// The project-local virtualenv, relative to the workspace root.

@@ -6,17 +6,26 @@
 //! `v3 = x - ic2; v1 = a1 ic1 + a2 v3; v2 = ic2 + a2 ic1 + a3 v3;
 //!  ic1 = 2 v1 - ic1; ic2 = 2 v2 - ic2;` low = v2, band = v1, high = x - k v1 - v2.
 //!
-//! It is linear in (ic1, ic2, x), so here it runs as the equivalent 2x2 state-space system
-//! `ic' = A ic + B x`, `y = C ic + D x`, with `A = [[2 a1 - 1, -2 a2], [2 a2, 1 - 2 a3]]`,
-//! `B = [2 a2, 2 a3]` and C, D picked by the mode. The loop-carried chain per sample is then
-//! one multiply and two adds (Simper's form chains a subtract, two multiplies and three adds).
-//! A, B, C, D are computed once per block (one `tan`) and ramped linearly per sample, so a
-//! cutoff, Q or mode change glides over one block; ramping C and D from one mode's to the
-//! other's is exactly a crossfade of the two outputs, which share the state.
+//! Expanded, the new state is `ic1 = (2 a1 - 1) ic1 + 2 a2 v3`, `ic2 = ic2 + 2 a2 ic1 + 2 a3 v3`,
+//! and every output is `c1 ic1 + c2 ic2 + d v3`, with (c1, c2, d) = (a2, 1, a3) for low,
+//! (a1, 0, a2) for band and (-(k a1 + a2), 0, 1 - k a2 - a3) for high. The loop-carried chain
+//! per sample is then a subtract, a multiply and an add (Simper's literal form chains a
+//! subtract, two multiplies and three adds), and a sample costs 6 ramp steps and 13 operations. The six coefficients are
+//! computed once per block (one `tan`, skipped while cutoff, modulation, Q and mode stay put)
+//! and ramped linearly per sample, so a cutoff, Q or mode change glides over one block;
+//! ramping (c1, c2, d) from one mode's to the other's is exactly a crossfade of the two
+//! outputs, which share the state.
 //!
-//! Every ramped matrix is stable: along a linear path of (a1, a2, a3) the trace stays linear,
+//! As a state-space system `ic' = A ic + B x` this is `A = [[2 a1 - 1, -2 a2], [2 a2,
+//! 1 - 2 a3]]`, `B = [2 a2, 2 a3]`, and the ramp moves (a1, a2, a3) linearly. Every ramped
+//! matrix is stable: along a linear path of (a1, a2, a3) the trace stays linear,
 //! `a2^2 <= a1 a3` holds (Cauchy-Schwarz, with equality at the end points), and with
 //! `0 < a1, a3` and `a1 + a3 < 1` that keeps (trace, det) inside the stability triangle.
+//!
+//! SIMD across voices: [`Vcf::process_lanes`] runs several filters in lock step, one per lane
+//! of `[f32; LANES]` arrays that LLVM packs into one SSE / NEON register, so the latency of the
+//! chain is paid once for all of them. `process` is the same code with one lane, so lanes and
+//! single filters agree bit for bit.
 use crate::block::{BLOCK, Block, SILENCE};
 use crate::dsp::flush;
 use crate::dsp::math::{PI, exp2, tan};
@@ -51,19 +60,28 @@ const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
 const MIN_CUTOFF_HZ: f32 = 20.0;
 /// 0.45 * fs: tan(pi f / fs) has its pole at fs / 2.
 const MAX_CUTOFF_NORM: f32 = 0.45;
-/// Beyond +-40 octaves the cutoff is at a clamp anyway; keeps exp2 finite.
+/// Beyond +-40 octaves the cutoff is at a clamp anyway; keeps the ratio finite.
 const MAX_MOD_OCT: f32 = 40.0;
 
 /// Resonant state-variable filter: low-pass, high-pass or band-pass, 12 dB/octave.
+// repr(C) with ic1 first and ic2 last: were they adjacent, LLVM would pair their two stores at
+// the end of a block into one vector, and from there pack ic1 and ic2 of one filter into one
+// register throughout the loop, instead of the lanes (2.3x slower with 4 lanes, 1.7x with one).
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Vcf {
+    /// Integrator state 1 (Simper's ic1eq).
+    ic1: f32,
     fs_hz: f32,
     cutoff_hz: f32,
     q: f32,
     mode: FilterMode,
     /// Coefficients the last block ended on: the start of the next ramp.
     coefs: Coefs<f32>,
-    ic1: f32,
+    /// Cutoff modulation (octaves), cutoff, Q and mode `coefs` were computed for (NaN: not
+    /// computed yet); the sample rate only changes through `prepare`, which recomputes them.
+    coefs_for: (f32, f32, f32, FilterMode),
+    /// Integrator state 2 (Simper's ic2eq).
     ic2: f32,
 }
 
@@ -82,6 +100,7 @@ impl Vcf {
             q: 0.707,
             mode: FilterMode::LowPass,
             coefs: Coefs::ZERO,
+            coefs_for: (f32::NAN, f32::NAN, f32::NAN, FilterMode::LowPass),
             ic1: 0.0,
             ic2: 0.0,
         }
@@ -102,7 +121,8 @@ impl Vcf {
     pub fn reset(&mut self) {
         self.ic1 = 0.0;
         self.ic2 = 0.0;
-        self.coefs = Coefs::new(self.cutoff_hz / self.fs_hz, self.q, self.mode);
+        self.coefs_for = (0.0, self.cutoff_hz, self.q, self.mode);
+        self.coefs = Coefs::new(self.cutoff_norm(0.0), self.q, self.mode);
     }
 
     /// Cutoff in Hz, clamped to 20 ..= 0.45 * fs; glides over one block.
@@ -132,10 +152,15 @@ impl Vcf {
         Self::process_lanes([self], [input], [cutoff_oct], [out]);
     }
 
-    /// Renders `LANES` filters at once, lane l being exactly what
-    /// `units[l].process(inputs[l], cutoffs[l], outs[l])` gives, bit for bit: the per-sample
-    /// recursion of all lanes runs side by side (SIMD across voices, 4 lanes fill an SSE or
-    /// NEON register), so its latency is shared. Lanes never mix, so a NaN stays in its lane.
+    /// Filters `LANES` independent filters at once, lane l giving exactly (bit for bit) what
+    /// `units[l].process(inputs[l], cutoffs[l], outs[l])` gives: the per-sample recursion of
+    /// all lanes runs side by side (SIMD across voices; 4 lanes fill an SSE or NEON register),
+    /// so its latency is shared. Lanes never mix: a NaN stays in its lane. Any `LANES` works,
+    /// but 4 is the width to use: 2 and 3 cost more than 4 (pad them with idle filters), and
+    /// 8 gains nothing over 2 x 4; a lone filter is cheapest through `process`.
+    // Never inlined: LLVM packs the lanes only as long as no caller's code around the kernel
+    // offers it other pairings (e.g. ic1 and ic2 of one filter).
+    #[inline(never)]
     pub fn process_lanes<const LANES: usize>(
         mut units: [&mut Vcf; LANES],
         inputs: [Option<&Block>; LANES],
@@ -143,12 +168,11 @@ impl Vcf {
         mut outs: [&mut Block; LANES],
     ) {
         let ramps: [(Coefs<f32>, Coefs<f32>); LANES] = core::array::from_fn(|l| units[l].ramp(cutoffs[l]));
-        let mut coefs = Coefs::lanes(ramps.map(|r| r.0));
+        let start = Coefs::lanes(ramps.map(|r| r.0));
         let step = Coefs::lanes(ramps.map(|r| r.1));
-        let mut ic1 = Lanes(units.each_ref().map(|u| u.ic1));
-        let mut ic2 = Lanes(units.each_ref().map(|u| u.ic2));
-        render(&mut coefs, &step, &mut ic1, &mut ic2, inputs.map(|x| x.unwrap_or(&SILENCE)), &mut outs);
-        for ((u, ic1), ic2) in units.iter_mut().zip(core::hint::black_box(ic1).0).zip(ic2.0) {
+        let state = (Lanes(units.each_ref().map(|u| u.ic1)), Lanes(units.each_ref().map(|u| u.ic2)));
+        let (ic1, ic2) = render(start, &step, state, inputs.map(|x| x.unwrap_or(&SILENCE)), &mut outs);
+        for ((u, ic1), ic2) in units.iter_mut().zip(ic1.0).zip(ic2.0) {
             // flush: zero denormals, inf and NaN before they feed back (SC's zapgremlins).
             u.ic1 = flush(ic1);
             u.ic2 = flush(ic2);
@@ -161,47 +185,67 @@ impl Vcf {
     fn ramp(&mut self, cutoff_oct: Option<&Block>) -> (Coefs<f32>, Coefs<f32>) {
         let octaves = cutoff_oct.map_or(0.0, |m| m[BLOCK - 1]);
         let octaves = if octaves.is_finite() { octaves.clamp(-MAX_MOD_OCT, MAX_MOD_OCT) } else { 0.0 };
-        let cutoff_norm =
-            limit(self.cutoff_hz * exp2(octaves) / self.fs_hz, MIN_CUTOFF_HZ / self.fs_hz, MAX_CUTOFF_NORM);
-        let target = Coefs::new(cutoff_norm, self.q, self.mode);
+        // The same modulation and parameters as the last block (no sweep): the same
+        // coefficients, without the tan and divisions.
+        let key = (octaves, self.cutoff_hz, self.q, self.mode);
+        let target =
+            if key == self.coefs_for { self.coefs } else { Coefs::new(self.cutoff_norm(octaves), self.q, self.mode) };
+        self.coefs_for = key;
         let start = core::mem::replace(&mut self.coefs, target);
-        (start, target.minus(&start).scaled(INV_BLOCK))
+        (start, start.step_to(&target))
+    }
+
+    /// The cutoff in cycles per sample, modulated by `octaves` and clamped to 20 Hz ..= 0.45 fs.
+    fn cutoff_norm(&self, octaves: f32) -> f32 {
+        limit(self.cutoff_hz * exp2(octaves) / self.fs_hz, MIN_CUTOFF_HZ / self.fs_hz, MAX_CUTOFF_NORM)
     }
 }
 
 /// The per-sample kernel, shared by one filter (`L` = 1) and several side by side: each lane
 /// runs exactly the scalar sequence of operations, so lanes equal scalar runs bit for bit.
-/// `coefs` ramps by `step` each sample; `ic1`, `ic2` are the state, left unflushed.
-/// Every operation spans all lanes at once so that LLVM's SLP vectoriser packs the lanes
-/// (not the two state variables of one lane) into one register.
+/// Ramps `c` by `step` each sample from the state `(ic1, ic2)`, and returns the new state,
+/// unflushed.
 #[inline(always)]
 fn render<const L: usize>(
-    coefs: &mut Coefs<Lanes<L>>,
+    mut c: Coefs<Lanes<L>>,
     step: &Coefs<Lanes<L>>,
-    ic1: &mut Lanes<L>,
-    ic2: &mut Lanes<L>,
+    (mut ic1, mut ic2): (Lanes<L>, Lanes<L>),
     inputs: [&Block; L],
     outs: &mut [&mut Block; L],
-) {
-    let mut c = *coefs;
-    let (mut s1, mut s2) = (*ic1, *ic2);
-    let mut ys = [Lanes([0.0; L]); BLOCK];
-    for (i, y) in ys.iter_mut().enumerate() {
+) -> (Lanes<L>, Lanes<L>) {
+    let mut tick = |i: usize| {
         c = c.plus(step);
         let x = Lanes(inputs.map(|input| input[i]));
-        *y = c.c1 * s1 + c.c2 * s2 + c.d * x;
-        let next1 = c.a11 * s1 + c.a12 * s2 + c.b1 * x;
-        let next2 = c.a21 * s1 + c.a22 * s2 + c.b2 * x;
-        s1 = next1;
-        s2 = next2;
-    }
-    *coefs = c;
-    (*ic1, *ic2) = (s1, s2);
-    for (l, out) in outs.iter_mut().enumerate() {
-        for (o, y) in out.iter_mut().zip(&ys) {
-            *o = y.0[l];
+        let v3 = x - ic2;
+        let y = c.c1 * ic1 + c.c2 * ic2 + c.d * v3;
+        let next1 = c.a11 * ic1 + c.a21 * v3;
+        // `- (-B2) v3` is exactly `+ B2 v3`; with different operations LLVM no longer pairs
+        // the two updates of one filter into one register, whose shuffles would lengthen the
+        // chain (with one lane: 235 instead of 342 ns per block).
+        let next2 = (ic2 + c.a21 * ic1) - c.neg_b2 * v3;
+        ic1 = next1;
+        ic2 = next2;
+        y
+    };
+    if L == 1 {
+        // One lane: straight into `out`, without the copy below.
+        for i in 0..BLOCK {
+            for (out, y) in outs.iter_mut().zip(tick(i).0) {
+                out[i] = y;
+            }
+        }
+    } else {
+        // Lane-interleaved outputs, transposed afterwards: their vector stores are what
+        // leads LLVM's SLP vectoriser to pack the lanes into one register (rather than
+        // ic1 and ic2 of one lane, as it does when the outputs are stored sample by sample).
+        let ys: [Lanes<L>; BLOCK] = core::array::from_fn(tick);
+        for (l, out) in outs.iter_mut().enumerate() {
+            for (o, y) in out.iter_mut().zip(&ys) {
+                *o = y.0[l];
+            }
         }
     }
+    (ic1, ic2)
 }
 
 /// One `f32` per filter, operated on lane by lane.
@@ -215,6 +259,18 @@ impl<const L: usize> core::ops::Add for Lanes<L> {
         let mut r = self.0;
         for (r, o) in r.iter_mut().zip(o.0) {
             *r += o;
+        }
+        Lanes(r)
+    }
+}
+
+impl<const L: usize> core::ops::Sub for Lanes<L> {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        let mut r = self.0;
+        for (r, o) in r.iter_mut().zip(o.0) {
+            *r -= o;
         }
         Lanes(r)
     }
@@ -239,23 +295,26 @@ fn limit(x: f32, lo: f32, hi: f32) -> f32 {
     x.max(lo).min(hi)
 }
 
-/// The state-space coefficients: of one mode at one cutoff and Q (`T` = `f32`), or of `L`
-/// filters side by side (`T` = [`Lanes<L>`], one lane per filter).
+/// The coefficients of one mode at one cutoff and Q (`T` = `f32`), or of `L` filters side
+/// by side (`T` = [`Lanes<L>`], one lane per filter).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Coefs<T> {
+    /// `A11 = 2 a1 - 1`.
     a11: T,
-    a12: T,
+    /// `A21 = -A12 = B1 = 2 a2`.
     a21: T,
-    a22: T,
-    b1: T,
-    b2: T,
+    /// `-B2 = A22 - 1 = -2 a3`: subtracted, see [`render`].
+    neg_b2: T,
+    /// Output weight of ic1.
     c1: T,
+    /// Output weight of ic2.
     c2: T,
+    /// Output weight of `v3 = x - ic2`.
     d: T,
 }
 
 impl Coefs<f32> {
-    const ZERO: Self = Self { a11: 0.0, a12: 0.0, a21: 0.0, a22: 0.0, b1: 0.0, b2: 0.0, c1: 0.0, c2: 0.0, d: 0.0 };
+    const ZERO: Self = Self { a11: 0.0, a21: 0.0, neg_b2: 0.0, c1: 0.0, c2: 0.0, d: 0.0 };
 
     /// Coefficients for `cutoff_norm` (cycles per sample, below 0.5), `q` and `mode`.
     fn new(cutoff_norm: f32, q: f32, mode: FilterMode) -> Self {
@@ -264,50 +323,25 @@ impl Coefs<f32> {
         let a1 = 1.0 / (1.0 + g * (g + k));
         let a2 = g * a1;
         let a3 = g * a2;
-        // Outputs from the old state and the input, expanding Simper's v1, v2.
+        // Simper's outputs in ic1, ic2 and v3: low = v2, band = v1,
+        // high = x - k v1 - v2 = v3 - (k a1 + a2) ic1 - (k a2 + a3) v3.
         let (c1, c2, d) = match mode {
-            FilterMode::LowPass => (a2, 1.0 - a3, a3),
-            FilterMode::BandPass => (a1, -a2, a2),
-            FilterMode::HighPass => (-(k * a1 + a2), k * a2 + a3 - 1.0, 1.0 - k * a2 - a3),
+            FilterMode::LowPass => (a2, 1.0, a3),
+            FilterMode::BandPass => (a1, 0.0, a2),
+            FilterMode::HighPass => (-(k * a1 + a2), 0.0, 1.0 - k * a2 - a3),
         };
-        Self {
-            a11: 2.0 * a1 - 1.0,
-            a12: -2.0 * a2,
-            a21: 2.0 * a2,
-            a22: 1.0 - 2.0 * a3,
-            b1: 2.0 * a2,
-            b2: 2.0 * a3,
-            c1,
-            c2,
-            d,
-        }
+        Self { a11: 2.0 * a1 - 1.0, a21: 2.0 * a2, neg_b2: -2.0 * a3, c1, c2, d }
     }
 
-    fn minus(&self, o: &Self) -> Self {
+    /// Per-sample step of a linear ramp from `self` to `target` over one block.
+    fn step_to(&self, target: &Self) -> Self {
         Self {
-            a11: self.a11 - o.a11,
-            a12: self.a12 - o.a12,
-            a21: self.a21 - o.a21,
-            a22: self.a22 - o.a22,
-            b1: self.b1 - o.b1,
-            b2: self.b2 - o.b2,
-            c1: self.c1 - o.c1,
-            c2: self.c2 - o.c2,
-            d: self.d - o.d,
-        }
-    }
-
-    fn scaled(&self, s: f32) -> Self {
-        Self {
-            a11: self.a11 * s,
-            a12: self.a12 * s,
-            a21: self.a21 * s,
-            a22: self.a22 * s,
-            b1: self.b1 * s,
-            b2: self.b2 * s,
-            c1: self.c1 * s,
-            c2: self.c2 * s,
-            d: self.d * s,
+            a11: (target.a11 - self.a11) * INV_BLOCK,
+            a21: (target.a21 - self.a21) * INV_BLOCK,
+            neg_b2: (target.neg_b2 - self.neg_b2) * INV_BLOCK,
+            c1: (target.c1 - self.c1) * INV_BLOCK,
+            c2: (target.c2 - self.c2) * INV_BLOCK,
+            d: (target.d - self.d) * INV_BLOCK,
         }
     }
 }
@@ -317,11 +351,8 @@ impl<const L: usize> Coefs<Lanes<L>> {
     fn lanes(per_lane: [Coefs<f32>; L]) -> Self {
         Self {
             a11: Lanes(per_lane.map(|c| c.a11)),
-            a12: Lanes(per_lane.map(|c| c.a12)),
             a21: Lanes(per_lane.map(|c| c.a21)),
-            a22: Lanes(per_lane.map(|c| c.a22)),
-            b1: Lanes(per_lane.map(|c| c.b1)),
-            b2: Lanes(per_lane.map(|c| c.b2)),
+            neg_b2: Lanes(per_lane.map(|c| c.neg_b2)),
             c1: Lanes(per_lane.map(|c| c.c1)),
             c2: Lanes(per_lane.map(|c| c.c2)),
             d: Lanes(per_lane.map(|c| c.d)),
@@ -333,11 +364,8 @@ impl<const L: usize> Coefs<Lanes<L>> {
     fn plus(self, step: &Self) -> Self {
         Self {
             a11: self.a11 + step.a11,
-            a12: self.a12 + step.a12,
             a21: self.a21 + step.a21,
-            a22: self.a22 + step.a22,
-            b1: self.b1 + step.b1,
-            b2: self.b2 + step.b2,
+            neg_b2: self.neg_b2 + step.neg_b2,
             c1: self.c1 + step.c1,
             c2: self.c2 + step.c2,
             d: self.d + step.d,
@@ -586,6 +614,127 @@ mod tests {
         }
     }
 
+    /// Equal bits, or both NaN (NaN payloads may differ with operand order).
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    /// Block `n` of `x`, or silence past its end.
+    fn block_of(x: &[f32], n: usize) -> Block {
+        core::array::from_fn(|i| x.get(n * BLOCK + i).copied().unwrap_or(0.0))
+    }
+
+    /// Renders `blocks` blocks through `lanes` side by side and through clones one by one, with
+    /// `inputs(lane, block)` and `mods(lane, block)` (None: unpatched), calling `change` on
+    /// every filter before each block; asserts equal bits (or both NaN) everywhere.
+    fn assert_lanes_equal_scalar<const L: usize>(
+        mut lanes: [Vcf; L],
+        blocks: usize,
+        inputs: impl Fn(usize, usize) -> Option<Block>,
+        mods: impl Fn(usize, usize) -> Option<Block>,
+        change: impl Fn(usize, usize, &mut Vcf),
+    ) {
+        let mut alone = lanes.clone();
+        for n in 0..blocks {
+            for (l, (a, b)) in lanes.iter_mut().zip(alone.iter_mut()).enumerate() {
+                change(l, n, a);
+                change(l, n, b);
+            }
+            let xs: [Option<Block>; L] = core::array::from_fn(|l| inputs(l, n));
+            let ms: [Option<Block>; L] = core::array::from_fn(|l| mods(l, n));
+            let mut ys = [[f32::NAN; BLOCK]; L];
+            Vcf::process_lanes(
+                lanes.each_mut(),
+                xs.each_ref().map(Option::as_ref),
+                ms.each_ref().map(Option::as_ref),
+                ys.each_mut(),
+            );
+            for (l, f) in alone.iter_mut().enumerate() {
+                let mut y = [f32::NAN; BLOCK];
+                f.process(xs[l].as_ref(), ms[l].as_ref(), &mut y);
+                assert!(y.iter().zip(&ys[l]).all(|(&a, &b)| same(a, b)), "lane {l} of {L}, block {n}");
+                assert_eq!((f.ic1.to_bits(), f.ic2.to_bits()), (lanes[l].ic1.to_bits(), lanes[l].ic2.to_bits()));
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_equal_filters_processed_one_by_one_bit_for_bit() {
+        let x =
+            [noise(1.0), sine(220.0, 0.8, 1.0), noise(1.0).iter().map(|s| s * 50.0).collect(), sine(3000.0, 0.5, 1.0)];
+        let blocks = 600;
+        let lanes = [
+            vcf(FilterMode::LowPass, 800.0, 0.707),
+            vcf(FilterMode::HighPass, 300.0, 8.0),
+            vcf(FilterMode::BandPass, 2500.0, 25.0),
+            vcf(FilterMode::LowPass, 12_000.0, 2.0),
+        ];
+        // Lane 2 unpatched half the time, lane 3 always; modulation swept, constant, absent,
+        // and with a NaN now and then (counts as 0).
+        let inputs = |l: usize, n: usize| match (l, n) {
+            (3, _) => None,
+            (2, n) if (n / 50) % 2 == 1 => None,
+            (l, n) => Some(block_of(&x[l], n % 750)),
+        };
+        let mods = |l: usize, n: usize| match l {
+            0 => Some([(n % 40) as f32 * 0.25 - 5.0; BLOCK]),
+            1 => Some([1.5; BLOCK]),
+            2 => None,
+            _ => Some([if n.is_multiple_of(7) { f32::NAN } else { -2.0 + (n % 9) as f32 }; BLOCK]),
+        };
+        // Every setter mid-way, in different blocks per lane, plus a reset and a new rate.
+        let change = |l: usize, n: usize, f: &mut Vcf| match (n + 37 * l) % 150 {
+            20 => f.set_cutoff_hz(150.0 * (l + 1) as f32),
+            45 => f.set_q(0.5 + 6.0 * l as f32),
+            70 => f.set_mode(FilterMode::from_index((l + n) as u32 % 3).unwrap_or(FilterMode::LowPass)),
+            95 if l == 1 => f.reset(),
+            120 if l == 2 => f.prepare(44_100.0),
+            130 => f.set_cutoff_hz(f32::NAN),
+            _ => {}
+        };
+        assert_lanes_equal_scalar(lanes.clone(), blocks, inputs, mods, change);
+        // Any width: 1, 2 and 3 lanes too.
+        let [a, b, c, _] = lanes;
+        assert_lanes_equal_scalar([a.clone()], 200, inputs, mods, change);
+        assert_lanes_equal_scalar([a.clone(), b.clone()], 200, inputs, mods, change);
+        assert_lanes_equal_scalar([c, b, a], 200, inputs, mods, change);
+    }
+
+    #[test]
+    fn a_nan_in_one_lane_stays_in_that_lane() {
+        let x = sine(440.0, 0.5, 0.5);
+        let mut bad = [0.1f32; BLOCK];
+        bad[10] = f32::NAN;
+        bad[20] = f32::INFINITY;
+        let make = || core::array::from_fn::<Vcf, 4, _>(|l| vcf(FilterMode::LowPass, 500.0 * (l + 1) as f32, 5.0));
+        let (mut lanes, mut clean) = (make(), make());
+        let mut poisoned = vcf(FilterMode::LowPass, 1000.0, 5.0);
+        let mut ys = [[0.0; BLOCK]; 4];
+        let mut y = [0.0; BLOCK];
+        for n in 0..x.len() / BLOCK {
+            let xb = block_of(&x, n);
+            let lane1 = if n == 3 { &bad } else { &xb };
+            Vcf::process_lanes(
+                lanes.each_mut(),
+                [Some(&xb), Some(lane1), Some(&xb), Some(&xb)],
+                [None; 4],
+                ys.each_mut(),
+            );
+            poisoned.process(Some(lane1), None, &mut y);
+            for (l, f) in clean.iter_mut().enumerate() {
+                let mut c = [0.0; BLOCK];
+                f.process(Some(&xb), None, &mut c);
+                if l == 1 {
+                    // The bad lane gives what a lone filter gives: poisoned in its block only.
+                    assert!(y.iter().zip(&ys[1]).all(|(&a, &b)| same(a, b)), "block {n}");
+                    assert_eq!(all_finite(&ys[1]), n != 3, "block {n}");
+                } else {
+                    assert_eq!(ys[l], c, "lane {l}, block {n}");
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
@@ -619,6 +768,9 @@ mod tests {
                     });
                     let mut y = [0.0; BLOCK];
                     f.process(Some(&x), Some(&m), &mut y);
+                    // The block ended on (and the next starts from) freshly computed
+                    // coefficients, whether or not they came from the cache.
+                    prop_assert_eq!(f.coefs, Coefs::new(f.cutoff_norm(m[0].clamp(-40.0, 40.0)), f.q, f.mode));
                     prop_assert!(all_finite(&y));
                     peak = peak.max(y.iter().fold(0.0f32, |a, s| a.max(s.abs())));
                 }

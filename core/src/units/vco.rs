@@ -2,15 +2,20 @@
 //! [`crate::dsp::polyblep`] (Välimäki & Huovilainen 2007; Esqueda, Välimäki & Bilbao 2016).
 //!
 //! The phase is a `u32` (2^32 per cycle): it wraps by itself, is exact on every target, and a
-//! threshold crossing and its fractional position come from one subtraction. Each block:
-//! per-sample increments (a linear glide, times 2^pitch and (1 + depth * fm) when patched),
-//! a phase scan, the naive wave, then a correction at each jump (saw, square) or corner
-//! (triangle). The corrections reach 4 samples before the crossing, so the output is delayed
-//! by [`LATENCY`] samples (83 us at 48 kHz); a carry of 8 samples spans block boundaries.
-//! The sine needs no correction. All waves but the square start at 0.0 rising from phase 0;
-//! the square's start is itself a band-limited step.
+//! threshold crossing and its fractional position come from one subtraction. Each block: the
+//! naive wave, then a correction at each jump (saw, square) or corner (triangle). The
+//! corrections reach 4 samples before the crossing, so the output is delayed by [`LATENCY`]
+//! samples (83 us at 48 kHz); the 8 samples after the block carry into the next. The sine
+//! needs no correction. All waves but the square start at 0.0 rising from phase 0; the
+//! square's start is itself a band-limited step.
+//!
+//! Two ways through a block, with identical results. A steady block (no pitch or FM input, no
+//! glide of frequency, wave or the square's width) advances by one constant increment: the
+//! naive wave is one vectorised pass, and the few samples where the phase crosses a jump
+//! follow from one integer division each, not a scan. Otherwise the per-sample increments (a
+//! linear glide, times 2^pitch and (1 + depth * fm) when patched) are summed into the phases
+//! and their running total, where each crossing is found by bisection.
 use crate::block::{BLOCK, Block};
-use crate::dsp::math::{exp2_fast, sin_turns};
 use crate::dsp::polyblep::{self, LOOKBACK, TAPS};
 
 /// Output delay in samples: the polyBLEP kernel reaches this far before a jump.
@@ -52,14 +57,30 @@ const MAX_FREQ_NORM: f32 = 0.45;
 /// Lowest settable frequency, Hz.
 const MIN_FREQ_HZ: f32 = 0.01;
 const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
+/// 1.0, 2.0 ..= 64.0: sample `i` of a glide is `start + step * RAMP[i]`. A table, because
+/// loops converting their `usize` index to f32 do not vectorise (SSE2 has no such convert).
+const RAMP: [f32; BLOCK] = {
+    let mut ramp = [0.0; BLOCK];
+    let mut i = 0;
+    while i < BLOCK {
+        ramp[i] = (i + 1) as f32;
+        i += 1;
+    }
+    ramp
+};
 /// Phase of the saw's jump (half a cycle).
 const HALF: u32 = 0x8000_0000;
 /// Phase of the triangle's peak (a quarter cycle) and trough (three quarters).
 const QUARTER: u32 = 0x4000_0000;
 const THREE_QUARTERS: u32 = 0xC000_0000;
-/// Work buffer: the carried delay line, then this block's samples, then the corrections that
-/// reach past the block's end.
-const WORK: usize = BLOCK + TAPS;
+/// sin(pi / 2 x) = x (S1 + S3 x^2 + S5 x^4 + S7 x^6 + S9 x^8) on -1..=1: minimax (Remez,
+/// absolute error 3.3e-9 in exact arithmetic; f32 rounding, ~2e-7, dominates). S1 rounds to
+/// pi / 2 in f32.
+const S1: f32 = core::f32::consts::FRAC_PI_2;
+const S3: f32 = -0.645_963_4;
+const S5: f32 = 0.079_688_48;
+const S7: f32 = -0.004_672_228;
+const S9: f32 = 0.000_150_820_56;
 
 /// Band-limited oscillator: saw, square (pulse width), triangle, sine, with exponential pitch
 /// and linear FM inputs. Output nominally -level..=level.
@@ -79,7 +100,8 @@ pub struct Vco {
     wave_now: Wave,
     /// Phase of the last sample generated.
     phase: u32,
-    /// Delay line and pending corrections carried into the next block.
+    /// The 8 samples after the last block: its last 4 naive samples (not yet output) and
+    /// the corrections that reach into the next block.
     carry: [f32; TAPS],
     /// Set by `reset`: the next block starts the wave (a band-limited step from silence).
     fresh: bool,
@@ -171,91 +193,103 @@ impl Vco {
     /// frequency); `fm`: per-sample linear FM, scaled by the FM depth. The instantaneous
     /// frequency is clamped to 0 ..= 0.45 * fs (no through-zero). Unpatched inputs cost nothing.
     pub fn process(&mut self, pitch_oct: Option<&Block>, fm: Option<&Block>, out: &mut Block) {
-        // Frequency in cycles per sample, gliding from last block's value.
-        let f_start = self.freq_norm;
         let f_end = self.freq_hz / self.fs_hz;
-        let f_step = (f_end - f_start) * INV_BLOCK;
-        let mut freq = [0.0f32; BLOCK];
-        for (i, f) in freq.iter_mut().enumerate() {
-            *f = f_start + f_step * (i + 1) as f32;
-        }
-        if let Some(pitch) = pitch_oct {
-            for (f, &octaves) in freq.iter_mut().zip(pitch) {
-                *f *= exp2_fast(octaves);
-            }
-        }
-        let depth_start = self.fm_depth_now;
-        let depth_step = (self.fm_depth - depth_start) * INV_BLOCK;
-        if let Some(fm) = fm {
-            for (i, (f, &x)) in freq.iter_mut().zip(fm).enumerate() {
-                *f *= 1.0 + (depth_start + depth_step * (i + 1) as f32) * x;
-            }
-        }
-        let mut inc = [0u32; BLOCK];
-        for (step, &f) in inc.iter_mut().zip(&freq) {
-            // Below 2^31: fits an i32. NaN (from non-finite inputs) casts to 0: 0 Hz.
-            *step = (f.clamp(0.0, MAX_FREQ_NORM) * TURN) as i32 as u32;
-        }
-
-        let start_phase = self.phase;
-        let mut phases = [0u32; BLOCK];
-        let mut phase = start_phase;
-        for (p, &step) in phases.iter_mut().zip(&inc) {
-            phase = phase.wrapping_add(step);
-            *p = phase;
-        }
-        self.phase = phase;
-
-        let mut work = [0.0f32; WORK];
-        work[..TAPS].copy_from_slice(&self.carry);
-        let edges = Edges { phases: &phases, inc: &inc, start_phase };
-        let pw = if self.wave == Wave::Square || self.wave_now == Wave::Square {
-            self.pulse_width_thresholds()
-        } else {
-            PulseWidth { start: 0, at: [0; BLOCK] }
-        };
+        let mut carried = self.carry;
         if self.fresh {
-            // The wave's first value, at the previous sample's phase 0, stepping from silence.
-            let first = naive(self.wave, 0, pw_phase(self.pulse_width_now));
-            if first != 0.0 {
-                let r = polyblep::blep(0.0);
-                for (w, &c) in work[..TAPS - 1].iter_mut().zip(&r[1..]) {
-                    *w += first * c;
-                }
-                work[LATENCY - 1] += first;
-            }
-            self.wave_now = self.wave;
-            self.fresh = false;
+            self.start_from_silence(&mut carried);
         }
-        if self.wave_now == self.wave {
-            add_wave(self.wave, &edges, &pw, Gain { start: 1.0, step: 0.0 }, &mut work);
+        let mut work = Work { now: out, next: [0.0; TAPS] };
+        let start = self.phase;
+        let square = self.wave == Wave::Square || self.wave_now == Wave::Square;
+        let pw_steady = self.pulse_width_now == self.pulse_width || !square;
+        if pitch_oct.is_none() && fm.is_none() && f_end == self.freq_norm && self.wave_now == self.wave && pw_steady {
+            let steady = Steady { start, inc: increment(f_end) };
+            self.phase = start.wrapping_add(steady.inc.wrapping_mul(BLOCK as u32));
+            let pw = PulseWidth::fixed(self.pulse_width);
+            add_wave(self.wave, &steady, &pw, None, Some(&carried), &mut work);
         } else {
-            add_wave(self.wave_now, &edges, &pw, Gain { start: 1.0, step: -INV_BLOCK }, &mut work);
-            add_wave(self.wave, &edges, &pw, Gain { start: 0.0, step: INV_BLOCK }, &mut work);
-            self.wave_now = self.wave;
+            let mut gliding = Gliding { start, inc: [0; BLOCK], phases: [0; BLOCK], total: [0; BLOCK] };
+            self.glide(&mut gliding, f_end, pitch_oct, fm);
+            self.phase = gliding.phases[BLOCK - 1];
+            let mut edges = [0; BLOCK];
+            let pw = if pw_steady {
+                PulseWidth::fixed(self.pulse_width)
+            } else {
+                PulseWidth::gliding(self.pulse_width_now, self.pulse_width, &mut edges)
+            };
+            if self.wave_now == self.wave {
+                add_wave(self.wave, &gliding, &pw, None, Some(&carried), &mut work);
+            } else {
+                let fade_out = Some(Gain { start: 1.0, step: -INV_BLOCK });
+                add_wave(self.wave_now, &gliding, &pw, fade_out, Some(&carried), &mut work);
+                let fade_in = Some(Gain { start: 0.0, step: INV_BLOCK });
+                add_wave(self.wave, &gliding, &pw, fade_in, None, &mut work);
+                self.wave_now = self.wave;
+            }
         }
+        self.carry = work.next;
 
-        let level_start = self.level_now;
-        let level_step = (self.level - level_start) * INV_BLOCK;
-        for (i, (o, &w)) in out.iter_mut().zip(&work).enumerate() {
-            *o = w * (level_start + level_step * (i + 1) as f32);
+        // At full level, the usual case, the samples stay as they are (times 1.0 is exact).
+        if self.level_now != 1.0 || self.level != 1.0 {
+            let level_start = self.level_now;
+            let level_step = (self.level - level_start) * INV_BLOCK;
+            for (o, &k) in out.iter_mut().zip(&RAMP) {
+                *o *= level_start + level_step * k;
+            }
         }
-        self.carry.copy_from_slice(&work[BLOCK..]);
         self.freq_norm = f_end;
         self.level_now = self.level;
         self.pulse_width_now = self.pulse_width;
         self.fm_depth_now = self.fm_depth;
     }
 
-    /// The square's falling-edge phase per sample, gliding from last block's pulse width.
-    fn pulse_width_thresholds(&self) -> PulseWidth {
-        let start = self.pulse_width_now;
-        let step = (self.pulse_width - start) * INV_BLOCK;
-        let mut at = [0u32; BLOCK];
-        for (i, a) in at.iter_mut().enumerate() {
-            *a = pw_phase(start + step * (i + 1) as f32);
+    /// Adds the wave's first value, at the previous sample's phase 0, as a band-limited step
+    /// from silence to the `carried` samples; no crossfade follows.
+    fn start_from_silence(&mut self, carried: &mut [f32; TAPS]) {
+        let first = naive(self.wave, 0, pw_phase(self.pulse_width_now));
+        if first != 0.0 {
+            let r = polyblep::blep(0.0);
+            for (w, &c) in carried.iter_mut().zip(&r[1..]) {
+                *w += first * c;
+            }
+            carried[LATENCY - 1] += first;
         }
-        PulseWidth { start: pw_phase(start), at }
+        self.wave_now = self.wave;
+        self.fresh = false;
+    }
+
+    /// Fills in the per-sample increments, phases and running total of a block whose
+    /// frequency glides from last block's value or is modulated.
+    fn glide(&self, g: &mut Gliding, f_end: f32, pitch_oct: Option<&Block>, fm: Option<&Block>) {
+        let f_start = self.freq_norm;
+        let f_step = (f_end - f_start) * INV_BLOCK;
+        // Separate passes, each vectorised with short chains of dependent operations (one
+        // fused loop is slower: the chains of its iterations do not overlap enough).
+        let mut freq = [0.0f32; BLOCK];
+        for (f, &k) in freq.iter_mut().zip(&RAMP) {
+            *f = f_start + f_step * k;
+        }
+        if let Some(pitch) = pitch_oct {
+            for (f, &octaves) in freq.iter_mut().zip(pitch) {
+                *f *= exp2_smooth(octaves);
+            }
+        }
+        if let Some(fm) = fm {
+            let depth_start = self.fm_depth_now;
+            let depth_step = (self.fm_depth - depth_start) * INV_BLOCK;
+            for ((f, &x), &k) in freq.iter_mut().zip(fm).zip(&RAMP) {
+                *f *= 1.0 + (depth_start + depth_step * k) * x;
+            }
+        }
+        for (inc, &f) in g.inc.iter_mut().zip(&freq) {
+            *inc = increment(f);
+        }
+        let (start, mut total) = (g.start, 0u64);
+        for ((&inc, phase), sum) in g.inc.iter().zip(&mut g.phases).zip(&mut g.total) {
+            total += u64::from(inc);
+            *sum = total;
+            *phase = start.wrapping_add(total as u32);
+        }
     }
 }
 
@@ -266,6 +300,43 @@ fn limit(x: f32, lo: f32, hi: f32) -> f32 {
     x.max(lo).min(hi)
 }
 
+/// The phase increment for `freq_norm` cycles per sample, clamped to 0 ..= 0.45 (NaN, from
+/// non-finite inputs, gives 0 Hz): `freq_norm * 2^32` rounded to the nearest integer.
+#[inline]
+fn increment(freq_norm: f32) -> u32 {
+    // No float-to-int cast: Rust's saturating casts do not vectorise on SSE2. Adding 2^23
+    // rounds a value in 0 .. 2^23 to an integer that then sits in the low mantissa bits.
+    const ROUND: f32 = 8_388_608.0;
+    let turns = limit(freq_norm, 0.0, MAX_FREQ_NORM) * TURN; // 0 .. 2^31, NaN gone
+    // Its upper part, round(turns / 256) < 2^23, then the rest, -128 ..= 128: exact, as
+    // `turns` and `upper` are within a factor 2 of each other (Sterbenz) or `upper` is 0.
+    let upper = turns * (1.0 / 256.0) + ROUND;
+    let rest = turns - (upper - ROUND) * 256.0 + 1.5 * ROUND;
+    // Shifted left by 8, `upper`'s bits lose the exponent; `rest` is 1.5 * 2^23 + its value.
+    (upper.to_bits() << 8).wrapping_add(rest.to_bits()).wrapping_sub((1.5 * ROUND).to_bits())
+}
+
+/// 2^x for x in -126.0..=127.0 (clamped), exactly 1.0 at 0.0: the polynomial of
+/// [`crate::dsp::math::exp2_fast`] (relative error below 5e-7), rounding by adding 1.5 * 2^23
+/// instead of a float-to-int cast, so that a loop of it vectorises.
+#[inline]
+fn exp2_smooth(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-126.0, 127.0);
+    let rounded = x + ROUND; // 1.5 * 2^23 + round(x): round(x) in the low mantissa bits
+    let frac = x - (rounded - ROUND); // -0.5 ..= 0.5, exact
+    // Taylor series of e^(f ln 2): on |f| <= 0.5 the first omitted term, (0.5 ln 2)^7 / 7!,
+    // is 1.2e-7; the rest of the budget is f32 rounding. Evaluated by Estrin's scheme: a
+    // shorter chain of dependent operations than Horner's, so loop iterations overlap.
+    let f2 = frac * frac;
+    let f4 = f2 * f2;
+    let low = (1.0 + core::f32::consts::LN_2 * frac) + f2 * (0.240_226_5 + 0.055_504_11 * frac);
+    let p = low + f4 * ((0.009_618_129 + 0.001_333_355 * frac) + 0.000_154_035_3 * f2);
+    // round(x) + 127 is 1 ..= 254: a normal float's biased exponent.
+    let whole = f32::from_bits(rounded.to_bits().wrapping_sub(ROUND.to_bits() - 127) << 23);
+    whole * p
+}
+
 /// A pulse width (0.01..=0.99) as a phase threshold.
 #[inline]
 fn pw_phase(pw: f32) -> u32 {
@@ -273,30 +344,176 @@ fn pw_phase(pw: f32) -> u32 {
     (((pw - 0.5) * TURN) as i32 as u32).wrapping_add(HALF)
 }
 
-/// The block's phases, each sample's increment, and the phase before the block.
-struct Edges<'a> {
-    phases: &'a [u32; BLOCK],
-    inc: &'a [u32; BLOCK],
-    start_phase: u32,
+/// Where a block is rendered: its output, then the 8 samples after it (the last 4 naive
+/// samples and the corrections that reach past the block), which carry into the next block.
+/// Sample `i` of the block's naive wave goes to position `i + LATENCY`.
+struct Work<'a> {
+    now: &'a mut Block,
+    next: [f32; TAPS],
 }
 
-/// The square's falling-edge phases for this block and the one before it.
-struct PulseWidth {
+impl Work<'_> {
+    /// Adds `scale * taps[k]` at position `n + k` for each of the 8 taps.
+    #[inline]
+    fn add_taps(&mut self, n: usize, taps: [f32; TAPS], scale: f32) {
+        if let Some(window) = self.now.get_mut(n..n + TAPS) {
+            for (w, &r) in window.iter_mut().zip(&taps) {
+                *w += scale * r;
+            }
+        } else {
+            let (_, now) = self.now.split_at_mut(n.min(BLOCK));
+            for (w, &r) in now.iter_mut().chain(&mut self.next).zip(&taps) {
+                *w += scale * r;
+            }
+        }
+    }
+}
+
+/// How the phase moves through one block: the phase of each sample, and where it crosses a
+/// fixed phase.
+trait Advance {
+    /// The phase before the block.
+    fn start(&self) -> u32;
+    /// The phases of samples 0..BLOCK.
+    fn phases(&self) -> impl Iterator<Item = u32>;
+    /// Calls `visit(w, ramp, phase)` for each slot of `body`, which holds samples `first..`:
+    /// with its position in a glide ([`RAMP`]) and its phase. The loop a naive wave runs in.
+    fn render(&self, first: usize, body: &mut [f32], visit: impl FnMut(&mut f32, f32, u32));
+    /// Calls `visit(n, since, step)` for each sample `n` (in order) whose phase passed `at`
+    /// since the sample before: `since` is how far past `at` it is now, `step` its increment
+    /// (`since < step`).
+    fn crossings(&self, at: u32, visit: impl FnMut(usize, u32, u32));
+}
+
+/// A steady block: every sample advances by `inc`, from `start` (the phase before the block).
+struct Steady {
     start: u32,
-    at: [u32; BLOCK],
+    inc: u32,
 }
 
-/// A linear gain ramp over the block: sample `i` gets `start + step * (i + 1)`.
+impl Advance for Steady {
+    #[inline]
+    fn start(&self) -> u32 {
+        self.start
+    }
+
+    #[inline]
+    fn phases(&self) -> impl Iterator<Item = u32> {
+        let (start, inc) = (self.start, self.inc);
+        (1..BLOCK as u32 + 1).map(move |k| start.wrapping_add(inc.wrapping_mul(k)))
+    }
+
+    #[inline(always)]
+    fn render(&self, first: usize, body: &mut [f32], mut visit: impl FnMut(&mut f32, f32, u32)) {
+        // An induction, not `start + inc * k`: SSE2 has no 32-bit vector multiply.
+        let mut phase = self.start.wrapping_add(self.inc.wrapping_mul(first as u32));
+        for (w, &k) in body.iter_mut().zip(RAMP.get(first..).unwrap_or_default()) {
+            phase = phase.wrapping_add(self.inc);
+            visit(w, k, phase);
+        }
+    }
+
+    #[inline(always)]
+    fn crossings(&self, at: u32, mut visit: impl FnMut(usize, u32, u32)) {
+        let inc = self.inc;
+        // How far past `at` the phase is before the block; no crossing unless the block's
+        // advance carries it round to `at` again (this also excludes inc == 0).
+        let before = self.start.wrapping_sub(at);
+        if u64::from(before) + u64::from(inc) * BLOCK as u64 <= u64::from(u32::MAX) {
+            return;
+        }
+        // From `since` past `at`, the phase reaches `at` again after
+        // ceil((2^32 - since) / inc) = (!since) / inc + 1 samples.
+        let mut n = !before / inc;
+        while n < BLOCK as u32 {
+            let since = self.start.wrapping_add(inc.wrapping_mul(n + 1)).wrapping_sub(at);
+            visit(n as usize, since, inc);
+            n = n.saturating_add(!since / inc).saturating_add(1);
+        }
+    }
+}
+
+/// A gliding or modulated block: the phase before it, then per sample the increment, the
+/// phase, and the running total of the increments (not wrapped: under 2^35 per block).
+struct Gliding {
+    start: u32,
+    inc: [u32; BLOCK],
+    phases: [u32; BLOCK],
+    total: [u64; BLOCK],
+}
+
+impl Advance for Gliding {
+    #[inline]
+    fn start(&self) -> u32 {
+        self.start
+    }
+
+    #[inline]
+    fn phases(&self) -> impl Iterator<Item = u32> {
+        self.phases.iter().copied()
+    }
+
+    #[inline(always)]
+    fn render(&self, first: usize, body: &mut [f32], mut visit: impl FnMut(&mut f32, f32, u32)) {
+        let ramp = RAMP.get(first..).unwrap_or_default();
+        let phases = self.phases.get(first..).unwrap_or_default();
+        for ((w, &k), &phase) in body.iter_mut().zip(ramp).zip(phases) {
+            visit(w, k, phase);
+        }
+    }
+
+    fn crossings(&self, at: u32, mut visit: impl FnMut(usize, u32, u32)) {
+        // The total advance at which the phase next reaches `at`; the total never decreases,
+        // so the sample that reaches it is found by bisection.
+        let mut edge = (1u64 << 32) - u64::from(self.start.wrapping_sub(at));
+        let last = self.total[BLOCK - 1];
+        while edge <= last {
+            let n = self.total.partition_point(|&t| t < edge);
+            let (Some(&total), Some(&step)) = (self.total.get(n), self.inc.get(n)) else {
+                return;
+            };
+            // total - edge < step < 2^31: fits.
+            visit(n, (total - edge) as u32, step);
+            edge += 1 << 32;
+        }
+    }
+}
+
+/// The square's falling-edge phase: fixed, or gliding over the block from last block's width
+/// (`start` before the block, `at` each sample).
+enum PulseWidth<'a> {
+    Fixed(u32),
+    Gliding { start: u32, at: &'a [u32; BLOCK] },
+}
+
+impl<'a> PulseWidth<'a> {
+    fn fixed(pw: f32) -> Self {
+        Self::Fixed(pw_phase(pw))
+    }
+
+    /// The edge gliding from width `from` to `to`, its phases per sample kept in `at`.
+    fn gliding(from: f32, to: f32, at: &'a mut [u32; BLOCK]) -> Self {
+        let step = (to - from) * INV_BLOCK;
+        for (a, &k) in at.iter_mut().zip(&RAMP) {
+            *a = pw_phase(from + step * k);
+        }
+        Self::Gliding { start: pw_phase(from), at }
+    }
+}
+
+/// A linear gain ramp over the block: sample `i` gets `start + step * RAMP[i]`.
 #[derive(Clone, Copy)]
 struct Gain {
     start: f32,
     step: f32,
 }
 
-impl Gain {
-    #[inline]
-    fn at(self, i: usize) -> f32 {
-        self.start + self.step * (i + 1) as f32
+/// `gain` at sample `n`, 1.0 for no gain ramp.
+#[inline]
+fn gain_at(gain: Option<Gain>, n: usize) -> f32 {
+    match (gain, RAMP.get(n)) {
+        (Some(g), Some(&k)) => g.start + g.step * k,
+        _ => 1.0,
     }
 }
 
@@ -329,79 +546,126 @@ fn triangle_at(phase: u32) -> f32 {
 
 #[inline]
 fn sine_at(phase: u32) -> f32 {
-    sin_turns(phase as i32 as f32 * (1.0 / TURN))
+    // Fold the phase onto x = -1..=1 in integers (a triangle: 0 at phase 0, +-1 at the
+    // quarters), where sin(pi / 2 x) is odd and the polynomial converges: no branches.
+    let q = phase.wrapping_add(QUARTER) as i32;
+    // q ^ (q >> 31) is |q| (minus 1 below zero): 0 ..= 2^31 - 1, minus 2^30 cannot overflow.
+    let x = ((q ^ (q >> 31)) - QUARTER as i32) as f32 * (1.0 / 1_073_741_824.0);
+    // Estrin's scheme: a shorter chain of dependent operations than Horner's.
+    let x2 = x * x;
+    let x4 = x2 * x2;
+    x * ((S1 + S3 * x2) + x4 * ((S5 + S7 * x2) + S9 * x4))
 }
 
-/// Adds `gain` times the band-limited `wave` to `work` (this block's samples start at index
-/// [`LATENCY`]).
-fn add_wave(wave: Wave, edges: &Edges, pw: &PulseWidth, gain: Gain, work: &mut [f32; WORK]) {
-    let body = work.iter_mut().skip(LATENCY).take(BLOCK);
-    match wave {
-        Wave::Saw => {
-            for (i, (w, &p)) in body.zip(edges.phases).enumerate() {
-                *w += gain.at(i) * saw_at(p);
+/// Renders `wave(phase)` for samples `first..` into `body`: added, times `gain` when there is
+/// one, or with `store`, overwriting `body`.
+#[inline(always)]
+fn accumulate(
+    advance: &impl Advance,
+    first: usize,
+    body: &mut [f32],
+    gain: Option<Gain>,
+    store: bool,
+    wave: impl Fn(u32) -> f32,
+) {
+    match (gain, store) {
+        (None, true) => advance.render(first, body, |w, _, p| *w = wave(p)),
+        (None, false) => advance.render(first, body, |w, _, p| *w += wave(p)),
+        (Some(g), true) => advance.render(first, body, |w, k, p| *w = (g.start + g.step * k) * wave(p)),
+        (Some(g), false) => advance.render(first, body, |w, k, p| *w += (g.start + g.step * k) * wave(p)),
+    }
+}
+
+/// Renders the naive `wave` of the whole block into `work`: [`accumulate`] over the output
+/// after the delay, then over the start of the samples carried on.
+#[inline(always)]
+fn accumulate_all(advance: &impl Advance, work: &mut Work, gain: Option<Gain>, store: bool, wave: impl Fn(u32) -> f32) {
+    let (_, body) = work.now.split_at_mut(LATENCY);
+    accumulate(advance, 0, body, gain, store, &wave);
+    let (tail, _) = work.next.split_at_mut(LATENCY);
+    accumulate(advance, BLOCK - LATENCY, tail, gain, store, &wave);
+}
+
+/// Adds `gain` times the band-limited `wave` to `work`. The first wave of a block overwrites
+/// `work.now` (garbage on entry) and brings in the `carried` samples: every sum is the same as
+/// if `work` had started from them (addition commutes exactly), just without a pass to copy.
+fn add_wave(
+    wave: Wave,
+    advance: &impl Advance,
+    pw: &PulseWidth,
+    gain: Option<Gain>,
+    carried: Option<&[f32; TAPS]>,
+    work: &mut Work,
+) {
+    let store = carried.is_some();
+    match (wave, pw) {
+        (Wave::Saw, _) => accumulate_all(advance, work, gain, store, saw_at),
+        (Wave::Square, PulseWidth::Fixed(at)) => accumulate_all(advance, work, gain, store, |p| square_at(p, *at)),
+        (Wave::Square, PulseWidth::Gliding { at, .. }) => {
+            let (_, body) = work.now.split_at_mut(LATENCY);
+            let slots = body.iter_mut().chain(&mut work.next);
+            for ((w, p), (&at, &k)) in slots.zip(advance.phases()).zip(at.iter().zip(&RAMP)) {
+                let value = gain.map_or(1.0, |g| g.start + g.step * k) * square_at(p, at);
+                *w = if store { value } else { *w + value };
             }
-            add_steps(edges, HALF, -2.0, gain, work);
         }
+        (Wave::Triangle, _) => accumulate_all(advance, work, gain, store, triangle_at),
+        (Wave::Sine, _) => accumulate_all(advance, work, gain, store, sine_at),
+    }
+    if let Some(carried) = carried {
+        let (delayed, pending) = carried.split_at(LATENCY);
+        let (head, body) = work.now.split_at_mut(LATENCY);
+        head.copy_from_slice(delayed);
+        // w + c == c + w exactly: as if the block had started from them.
+        for (w, &c) in body.iter_mut().zip(pending) {
+            *w += c;
+        }
+    }
+    match wave {
+        Wave::Saw => add_steps(advance, HALF, -2.0, gain, work),
         Wave::Square => {
-            for (i, ((w, &p), &at)) in body.zip(edges.phases).zip(&pw.at).enumerate() {
-                *w += gain.at(i) * square_at(p, at);
+            add_steps(advance, 0, 2.0, gain, work);
+            match pw {
+                PulseWidth::Fixed(at) => add_steps(advance, *at, -2.0, gain, work),
+                PulseWidth::Gliding { start, at } => add_moving_steps(advance, *start, at, gain, work),
             }
-            add_steps(edges, 0, 2.0, gain, work);
-            add_moving_steps(edges, pw, gain, work);
         }
         Wave::Triangle => {
-            for (i, (w, &p)) in body.zip(edges.phases).enumerate() {
-                *w += gain.at(i) * triangle_at(p);
-            }
             // The slope is +-4 per cycle: it changes by 8 per cycle at each corner.
-            add_corners(edges, QUARTER, -8.0, gain, work);
-            add_corners(edges, THREE_QUARTERS, 8.0, gain, work);
+            add_corners(advance, QUARTER, -8.0, gain, work);
+            add_corners(advance, THREE_QUARTERS, 8.0, gain, work);
         }
-        Wave::Sine => {
-            for (i, (w, &p)) in body.zip(edges.phases).enumerate() {
-                *w += gain.at(i) * sine_at(p);
-            }
-        }
+        Wave::Sine => {}
     }
 }
 
 /// Adds step corrections where the phase crossed the fixed phase `at`, each jumping by
 /// `height`.
-fn add_steps(edges: &Edges, at: u32, height: f32, gain: Gain, work: &mut [f32; WORK]) {
-    for (n, (&p, &step)) in edges.phases.iter().zip(edges.inc).enumerate() {
-        // The phase moved forward by `step`: it crossed `at` iff it is now less than `step`
-        // past it (then `step` > 0, so the division is safe).
-        let since = p.wrapping_sub(at);
-        if since < step {
-            let d = since as f32 / step as f32;
-            if let Some(window) = work.get_mut(n..n + TAPS) {
-                polyblep::add_blep(window, d, height * gain.at(n));
-            }
-        }
-    }
+#[inline]
+fn add_steps(advance: &impl Advance, at: u32, height: f32, gain: Option<Gain>, work: &mut Work) {
+    advance.crossings(at, |n, since, step| {
+        // The phase moved forward by `step` > `since` and crossed `at` `since` ago.
+        let d = since as f32 / step as f32;
+        work.add_taps(n, polyblep::blep(d), height * gain_at(gain, n));
+    });
 }
 
 /// Adds ramp corrections where the phase crossed `at`, the slope changing by
 /// `change_per_cycle` (per cycle: scaled by the frequency of that sample).
-fn add_corners(edges: &Edges, at: u32, change_per_cycle: f32, gain: Gain, work: &mut [f32; WORK]) {
-    for (n, (&p, &step)) in edges.phases.iter().zip(edges.inc).enumerate() {
-        let since = p.wrapping_sub(at);
-        if since < step {
-            let d = since as f32 / step as f32;
-            let change_per_sample = change_per_cycle * (step as f32 * (1.0 / TURN));
-            if let Some(window) = work.get_mut(n..n + TAPS) {
-                polyblep::add_blamp(window, d, change_per_sample * gain.at(n));
-            }
-        }
-    }
+fn add_corners(advance: &impl Advance, at: u32, change_per_cycle: f32, gain: Option<Gain>, work: &mut Work) {
+    advance.crossings(at, |n, since, step| {
+        let d = since as f32 / step as f32;
+        let change_per_sample = change_per_cycle * (step as f32 * (1.0 / TURN));
+        work.add_taps(n, polyblep::blamp(d), change_per_sample * gain_at(gain, n));
+    });
 }
 
 /// Adds step corrections for the square's falling edge, whose phase glides with the pulse
-/// width: the phase relative to it can move backwards, and then the edge is crossed upwards.
-fn add_moving_steps(edges: &Edges, pw: &PulseWidth, gain: Gain, work: &mut [f32; WORK]) {
-    let mut since_before = edges.start_phase.wrapping_sub(pw.start);
-    for (n, (&p, &at)) in edges.phases.iter().zip(&pw.at).enumerate() {
+/// width from `pw_start` (before the block) through `at` (each sample): the phase relative to
+/// it can move backwards, and then the edge is crossed upwards.
+fn add_moving_steps(advance: &impl Advance, pw_start: u32, at: &[u32; BLOCK], gain: Option<Gain>, work: &mut Work) {
+    let mut since_before = advance.start().wrapping_sub(pw_start);
+    for (n, (p, &at)) in advance.phases().zip(at).enumerate() {
         let since = p.wrapping_sub(at);
         let moved = since.wrapping_sub(since_before) as i32;
         since_before = since;
@@ -414,9 +678,7 @@ fn add_moving_steps(edges: &Edges, pw: &PulseWidth, gain: Gain, work: &mut [f32;
         } else {
             continue;
         };
-        if let Some(window) = work.get_mut(n..n + TAPS) {
-            polyblep::add_blep(window, d, height * gain.at(n));
-        }
+        work.add_taps(n, polyblep::blep(d), height * gain_at(gain, n));
     }
 }
 
@@ -730,6 +992,112 @@ mod tests {
         assert!(peak_db(&out) < 3.0);
     }
 
+    #[test]
+    fn steady_and_modulated_paths_give_identical_samples() {
+        // Unpatched, a steady block advances by one constant increment; with a pitch input of
+        // zeros (2^0 is exactly 1.0) or an FM input of zeros (1 + depth * 0 is exactly 1.0) the
+        // same tone takes the general path. Both do the same arithmetic: equal bit for bit,
+        // through a glide of the frequency (both general) and back.
+        let zeros = [0.0f32; BLOCK];
+        for wave in [Wave::Saw, Wave::Square, Wave::Triangle, Wave::Sine] {
+            for hz in [0.5f32, 55.0, 440.0, 1760.0, 7000.0, 21_000.0] {
+                let renders: Vec<Vec<u32>> = (0..3)
+                    .map(|patch| {
+                        let mut v = vco(wave, hz);
+                        v.set_pulse_width(0.3);
+                        v.set_level(0.7);
+                        v.prepare(FS);
+                        let mut k = 0;
+                        let out = render_s(0.3, |b| {
+                            k += 1;
+                            if k == 40 {
+                                v.set_freq_hz(hz * 1.5);
+                            }
+                            match patch {
+                                0 => v.process(None, None, b),
+                                1 => v.process(Some(&zeros), None, b),
+                                _ => v.process(None, Some(&zeros), b),
+                            }
+                        });
+                        out.iter().map(|s| s.to_bits()).collect()
+                    })
+                    .collect();
+                assert!(renders[0].iter().any(|&s| s != 0), "{wave:?} {hz} Hz: silent");
+                assert!(renders[0] == renders[1], "{wave:?} {hz} Hz: pitch input of zeros differs");
+                assert!(renders[0] == renders[2], "{wave:?} {hz} Hz: fm input of zeros differs");
+            }
+        }
+    }
+
+    /// Every sample whose phase passed `at`, by scanning: (sample, since, step).
+    fn scanned(start: u32, inc: &[u32; BLOCK], at: u32) -> Vec<(usize, u32, u32)> {
+        let mut phase = start;
+        let mut found = Vec::new();
+        for (n, &step) in inc.iter().enumerate() {
+            phase = phase.wrapping_add(step);
+            if phase.wrapping_sub(at) < step {
+                found.push((n, phase.wrapping_sub(at), step));
+            }
+        }
+        found
+    }
+
+    fn crossings_of(advance: &impl Advance, at: u32) -> Vec<(usize, u32, u32)> {
+        let mut found = Vec::new();
+        advance.crossings(at, |n, since, step| found.push((n, since, step)));
+        found
+    }
+
+    #[test]
+    fn increment_rounds_to_the_nearest_phase_step() {
+        let mut f = 1.0e-12f32;
+        while f < 0.45 {
+            let exact = f as f64 * 4_294_967_296.0;
+            assert!((increment(f) as f64 - exact).abs() <= 0.5, "{f}: {} vs {exact}", increment(f));
+            f *= 1.000_37;
+        }
+        for i in 0..100_000u32 {
+            let f = i as f32 * (0.45 / 100_000.0);
+            let exact = f as f64 * 4_294_967_296.0;
+            assert!((increment(f) as f64 - exact).abs() <= 0.5, "{f}");
+        }
+        let top = (0.45f32 as f64 * 4_294_967_296.0).round() as u32;
+        assert_eq!((increment(f32::NAN), increment(-1.0), increment(0.0)), (0, 0, 0));
+        assert_eq!((increment(f32::INFINITY), increment(0.9)), (top, top));
+    }
+
+    #[test]
+    fn exp2_smooth_is_within_5e7_of_libm() {
+        let mut worst = 0.0f64;
+        for i in -40_000..40_000 {
+            let x = i as f32 * 0.000_5 + 0.000_013;
+            let exact = libm::exp2(x as f64);
+            worst = worst.max((exp2_smooth(x) as f64 - exact).abs() / exact);
+        }
+        eprintln!("exp2_smooth: worst relative error {worst:e}");
+        assert!(worst < 5.0e-7, "{worst}");
+        // Whole octaves are exact (so a pitch input of 0.0 changes nothing); the ends clamp.
+        for k in -126..=127 {
+            assert_eq!(exp2_smooth(k as f32), libm::exp2(k as f64) as f32, "{k}");
+        }
+        assert_eq!(exp2_smooth(-1000.0), exp2_smooth(-126.0));
+        assert_eq!(exp2_smooth(1000.0), exp2_smooth(127.0));
+        assert!(exp2_smooth(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn sine_is_within_3e7_of_libm() {
+        let mut worst = 0.0f64;
+        for i in 0..1_000_003u64 {
+            let phase = (i * 4_294_967_296 / 1_000_003) as u32;
+            let exact = libm::sin(phase as f64 / 4_294_967_296.0 * core::f64::consts::TAU);
+            worst = worst.max((sine_at(phase) as f64 - exact).abs());
+        }
+        eprintln!("sine: worst error {worst:e}");
+        // 2.2e-7 (-133 dB) measured: f32 rounding in the polynomial, whose own error is 3e-9.
+        assert!(worst < 3.0e-7, "{worst}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
@@ -765,6 +1133,34 @@ mod tests {
             }
             // 1.6: +-1 plus the kernel's ripple where several edges overlap near 0.45 fs.
             prop_assert!(peak <= 1.6, "peak {}", peak);
+        }
+
+        #[test]
+        fn crossings_are_found_where_a_scan_finds_them(
+            start in any::<u32>(),
+            at in prop_oneof![any::<u32>(), Just(0u32), Just(HALF)],
+            inc in prop_oneof![0u32..3000, 0u32..=1_932_735_283, Just(1_932_735_283u32)],
+            wobble in proptest::collection::vec(0u32..400_000_000, BLOCK),
+            near in prop_oneof![Just(0u32), 0u32..200_000],
+            close in any::<bool>(),
+        ) {
+            // Sometimes the phase before the block is on the threshold or just short of it,
+            // so that slow phases cross too.
+            let start = if close { at.wrapping_sub(near) } else { start };
+            let steady = Steady { start, inc };
+            prop_assert_eq!(crossings_of(&steady, at), scanned(start, &[inc; BLOCK], at));
+
+            let mut gliding = Gliding { start, inc: [0; BLOCK], phases: [0; BLOCK], total: [0; BLOCK] };
+            for (step, &w) in gliding.inc.iter_mut().zip(&wobble) {
+                *step = inc.saturating_sub(w % (inc / 2 + 1)).saturating_add(w % 7);
+            }
+            let mut total = 0u64;
+            for ((&step, phase), sum) in gliding.inc.iter().zip(&mut gliding.phases).zip(&mut gliding.total) {
+                total += u64::from(step);
+                *sum = total;
+                *phase = start.wrapping_add(total as u32);
+            }
+            prop_assert_eq!(crossings_of(&gliding, at), scanned(start, &gliding.inc, at));
         }
     }
 }

@@ -1,21 +1,63 @@
 //! `synthpool`: the modular synthesizer server's command line.
 use clap::{Parser, Subcommand};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use synthpool_host::render::{render_script, write_wav};
+use synthpool_host::audio::AudioChoice;
+use synthpool_host::server::{ServeOptions, render, serve};
 
 /// synthpool: a real-time modular synthesizer you patch live over OSC.
+///
+/// Start it, point an OSC controller at it (UDP, port 57130 by default) and patch:
+///   /module/new vco 1        /module/set 1 freq 220       /patch 1 out 0 in
+/// Every request is answered /done or /fail. See PROTOCOL.md for every address.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// UDP port for OSC.
+    #[arg(long, default_value_t = 57130)]
+    port: u16,
+    /// Address to listen on. 0.0.0.0 lets anyone on the network play it.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Worker processes, each pinned to a core [default: one per core].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Audio output: the default device (auto), JACK, ALSA, or a silent null sink.
+    #[arg(long, value_enum, default_value_t = AudioChoice::Auto)]
+    audio: AudioChoice,
+    /// Audio device id (e.g. alsa:hw:0,0 or jack:output).
+    #[arg(long)]
+    device: Option<String>,
+    /// Also write what is played to this 32-bit float WAV file.
+    #[arg(long, value_name = "FILE.wav")]
+    record: Option<PathBuf>,
+    /// Play the demo patch (demo/demo.osc).
+    #[arg(long)]
+    demo: bool,
+    /// Sample rate, Hz.
+    #[arg(long, default_value_t = 48_000)]
+    sample_rate: u32,
+    /// Frames per block (64 is the only size this build renders).
+    #[arg(long, default_value_t = 64)]
+    block: usize,
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+    #[arg(long)]
+    seconds: Option<f64>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Render a patch script offline to a WAV file, as fast as the CPU allows.
+    /// Render a patch script offline through the same worker pool, as fast as the CPU allows.
     ///
     /// A script is text, one OSC message a line (`/module/new vco 1`), `@SECONDS` before a
     /// line to schedule it, `#` for comments. See demo/demo.osc.
@@ -29,15 +71,23 @@ enum Command {
         /// Where to write the 32-bit float mono WAV.
         #[arg(long)]
         out: PathBuf,
-        /// Sample rate in Hz.
+        /// Worker processes [default: one per core].
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Sample rate, Hz.
         #[arg(long, default_value_t = 48_000)]
         sample_rate: u32,
     },
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Render { script, seconds, out, sample_rate } => {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Render { script, seconds, out, workers, sample_rate }) => {
             let text = match std::fs::read_to_string(&script) {
                 Ok(text) => text,
                 Err(e) => {
@@ -46,22 +96,47 @@ fn main() -> ExitCode {
                 }
             };
             let started = Instant::now();
-            let (samples, problems) = render_script(&text, seconds, sample_rate);
-            for p in &problems {
-                eprintln!("synthpool: {}:{}: refused: {}", script.display(), p.line, p.message);
+            match render(&text, seconds, sample_rate, workers.unwrap_or_else(cores), &out) {
+                Ok(refused) => {
+                    for line in &refused {
+                        eprintln!("synthpool: {}: refused {line}", script.display());
+                    }
+                    let took = started.elapsed().as_secs_f64();
+                    println!(
+                        "synthpool: rendered {seconds} s of {} to {} in {took:.2} s ({:.0}x real time)",
+                        script.display(),
+                        out.display(),
+                        seconds / took.max(1e-9)
+                    );
+                    if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("synthpool: render failed: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            if let Err(e) = write_wav(&out, &samples, sample_rate) {
-                eprintln!("synthpool: cannot write {}: {e}", out.display());
-                return ExitCode::FAILURE;
+        }
+        None => {
+            let a = cli.serve;
+            if a.block != synthpool_core::BLOCK {
+                eprintln!(
+                    "synthpool: --block {}: this build renders blocks of {} frames only",
+                    a.block,
+                    synthpool_core::BLOCK
+                );
+                return ExitCode::from(2);
             }
-            let took = started.elapsed().as_secs_f64();
-            println!(
-                "synthpool: rendered {seconds} s of {} to {} in {took:.2} s ({:.0}x real time)",
-                script.display(),
-                out.display(),
-                seconds / took.max(1e-9)
-            );
-            if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            let options = ServeOptions {
+                listen: SocketAddr::new(a.bind, a.port),
+                workers: a.workers.unwrap_or_else(cores).max(1),
+                audio: a.audio,
+                device: a.device,
+                record: a.record,
+                demo: a.demo,
+                sample_rate_hz: a.sample_rate,
+                seconds: a.seconds,
+            };
+            ExitCode::from(serve(&options) as u8)
         }
     }
 }

@@ -1,0 +1,350 @@
+//! Sound out: the audio thread that drives the block clock, and where its blocks go.
+//!
+//! One [`Clocked`] source renders blocks from the pool on demand. It is driven by a cpal
+//! stream (the default device, JACK, or a named ALSA device), by a null sink paced by the
+//! system clock when no device is there, or as fast as the CPU allows when rendering
+//! offline. Whatever is played can also be recorded: the audio thread hands samples to a
+//! writer thread through a lock-free ring (ringbuf, inside one process) and never touches
+//! the file itself.
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use ringbuf::HeapRb;
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
+use synthpool_core::BLOCK;
+
+use crate::pool::Pool;
+use crate::shm;
+
+/// Real-time priority of the host's audio thread (above the workers').
+pub const AUDIO_PRIORITY: i32 = 80;
+
+/// Which output to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AudioChoice {
+    /// The default device; else JACK if a server runs; else the null sink.
+    Auto,
+    /// A running JACK server.
+    Jack,
+    /// ALSA (the default device, or --device).
+    Alsa,
+    /// No device: a null sink paced by the system clock (use --record to hear it later).
+    Null,
+}
+
+/// Counters the audio thread keeps (read by `/status`).
+#[derive(Debug, Default)]
+pub struct AudioStats {
+    /// Blocks rendered.
+    pub blocks: AtomicU64,
+    /// Blocks where at least one worker missed the deadline.
+    pub late_blocks: AtomicU64,
+    /// Samples the recorder could not take (its ring was full).
+    pub dropped_record_samples: AtomicU64,
+}
+
+/// Renders blocks from the pool and hands out any number of frames: cpal does not promise
+/// one callback per block, so a partly used block waits in `pending` for the next call.
+pub struct Clocked {
+    pool: Arc<Pool>,
+    deadline: Duration,
+    pending: [f32; BLOCK],
+    pending_at: usize,
+    recorder: Option<ringbuf::HeapProd<f32>>,
+    stats: Arc<AudioStats>,
+}
+
+impl Clocked {
+    /// A source for `pool`; each block waits for the workers at most `deadline`.
+    pub fn new(
+        pool: Arc<Pool>,
+        deadline: Duration,
+        recorder: Option<ringbuf::HeapProd<f32>>,
+        stats: Arc<AudioStats>,
+    ) -> Self {
+        Self { pool, deadline, pending: [0.0; BLOCK], pending_at: BLOCK, recorder, stats }
+    }
+
+    /// Fills `out` (interleaved, `channels` per frame, the mono signal on each), rendering
+    /// blocks as needed. Allocation-free and lock-free.
+    pub fn fill<T: cpal::FromSample<f32> + Copy>(&mut self, out: &mut [T], channels: usize) {
+        for frame in out.chunks_mut(channels.max(1)) {
+            if self.pending_at == BLOCK {
+                self.render_one();
+            }
+            let sample = T::from_sample_(self.pending[self.pending_at]);
+            self.pending_at += 1;
+            frame.fill(sample);
+        }
+    }
+
+    /// Renders the next block into `out` (for offline rendering and the null sink).
+    pub fn next_block(&mut self, out: &mut [f32; BLOCK]) {
+        self.render_one();
+        *out = self.pending;
+        self.pending_at = BLOCK;
+    }
+
+    fn render_one(&mut self) {
+        let late = self.pool.render_block(&mut self.pending, self.deadline);
+        self.pending_at = 0;
+        self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+        if late > 0 {
+            self.stats.late_blocks.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(recorder) = self.recorder.as_mut() {
+            let taken = recorder.push_slice(&self.pending);
+            if taken < BLOCK {
+                self.stats.dropped_record_samples.fetch_add((BLOCK - taken) as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Writes what the audio thread plays to a 32-bit float WAV file, off the audio thread.
+pub struct Recorder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<u64>>>,
+    path: PathBuf,
+}
+
+impl Recorder {
+    /// Starts the writer thread; the returned producer goes to the audio thread. Its ring
+    /// holds 10 s, far more than the writer's 20 ms naps need.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn start(path: &Path, sample_rate_hz: u32) -> io::Result<(Recorder, ringbuf::HeapProd<f32>)> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: sample_rate_hz,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut writer = hound::WavWriter::create(path, spec).map_err(io::Error::other)?;
+        let (producer, mut consumer) = HeapRb::<f32>::new(sample_rate_hz as usize * 10).split();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new().name("recorder".into()).spawn(move || {
+            let mut chunk = vec![0.0f32; 4096];
+            let mut written = 0u64;
+            loop {
+                let done = stopping.load(Ordering::Acquire);
+                loop {
+                    let n = consumer.pop_slice(&mut chunk);
+                    if n == 0 {
+                        break;
+                    }
+                    for &s in &chunk[..n] {
+                        writer.write_sample(s).map_err(io::Error::other)?;
+                    }
+                    written += n as u64;
+                }
+                if done && consumer.occupied_len() == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            writer.finalize().map_err(io::Error::other)?;
+            Ok(written)
+        })?;
+        Ok((Recorder { stop, thread: Some(thread), path: path.to_owned() }, producer))
+    }
+
+    /// Drains what is left, finalises the file; returns the samples written.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn finish(mut self) -> io::Result<u64> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            _ => Err(io::Error::other(format!("recorder thread for {} failed", self.path.display()))),
+        }
+    }
+}
+
+/// A playing output; dropping it stops the sound.
+pub enum Output {
+    /// A cpal stream on a device.
+    Device {
+        /// The stream (kept alive).
+        stream: cpal::Stream,
+        /// What was opened, for the log.
+        description: String,
+    },
+    /// The null sink's thread, paced by the system clock.
+    Null {
+        /// Set to stop the thread.
+        stop: Arc<AtomicBool>,
+        /// The thread.
+        thread: Option<JoinHandle<()>>,
+    },
+}
+
+impl Output {
+    /// Opens the output `choice` asks for and starts it. With `Auto`, falls back to JACK,
+    /// then the null sink, and says so in the returned description.
+    ///
+    /// # Errors
+    /// An explicitly chosen device cannot be opened.
+    pub fn open(
+        choice: AudioChoice,
+        device: Option<&str>,
+        sample_rate_hz: u32,
+        source: Clocked,
+    ) -> io::Result<(Output, String)> {
+        let source = std::sync::Mutex::new(Some(source));
+        let take = || source.lock().ok().and_then(|mut s| s.take());
+        let attempts: &[(&str, AudioChoice)] = match choice {
+            AudioChoice::Auto => &[("default", AudioChoice::Alsa), ("jack", AudioChoice::Jack)],
+            AudioChoice::Jack => &[("jack", AudioChoice::Jack)],
+            AudioChoice::Alsa => &[("alsa", AudioChoice::Alsa)],
+            AudioChoice::Null => &[],
+        };
+        let mut failures = Vec::new();
+        for (name, kind) in attempts {
+            match open_cpal(*kind, device, sample_rate_hz) {
+                Ok((dev, config, description)) => {
+                    let Some(source) = take() else { break };
+                    match start_stream(&dev, config, source) {
+                        Ok(stream) => {
+                            return Ok((Output::Device { stream, description: description.clone() }, description));
+                        }
+                        Err((e, _)) => {
+                            failures.push(format!("{name}: {e}"));
+                            break; // the source is gone with the failed stream
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("{name}: {e}")),
+            }
+        }
+        if choice != AudioChoice::Auto && choice != AudioChoice::Null {
+            return Err(io::Error::new(io::ErrorKind::NotFound, failures.join("; ")));
+        }
+        let Some(source) = take() else {
+            return Err(io::Error::other(format!("audio device failed: {}", failures.join("; "))));
+        };
+        let why =
+            if failures.is_empty() { String::new() } else { format!(" (no audio device: {})", failures.join("; ")) };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_null_sink(source, sample_rate_hz, stop.clone())?;
+        Ok((Output::Null { stop, thread: Some(thread) }, format!("null sink paced by the system clock{why}")))
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        match self {
+            Output::Device { stream, .. } => {
+                let _ = stream.pause();
+            }
+            Output::Null { stop, thread } => {
+                stop.store(true, Ordering::Release);
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+            }
+        }
+    }
+}
+
+fn open_cpal(
+    kind: AudioChoice,
+    device: Option<&str>,
+    sample_rate_hz: u32,
+) -> Result<(cpal::Device, cpal::StreamConfig, String), String> {
+    let host = match kind {
+        AudioChoice::Jack => cpal::host_from_id(cpal::HostId::Jack).map_err(|e| e.to_string())?,
+        _ => cpal::default_host(),
+    };
+    let dev = match device {
+        Some(name) => {
+            let id = name.parse().map_err(|e| format!("bad device id {name}: {e}"))?;
+            host.device_by_id(&id).ok_or_else(|| format!("no device {name}"))?
+        }
+        None => host.default_output_device().ok_or("no default output device")?,
+    };
+    let supported = dev.default_output_config().map_err(|e| e.to_string())?;
+    if supported.sample_format() != cpal::SampleFormat::F32 && supported.sample_format() != cpal::SampleFormat::I16 {
+        return Err(format!("sample format {} not supported here", supported.sample_format()));
+    }
+    let mut config: cpal::StreamConfig = supported.config();
+    if config.sample_rate != sample_rate_hz {
+        return Err(format!(
+            "device runs at {} Hz, not {sample_rate_hz} Hz (use --sample-rate {})",
+            config.sample_rate, config.sample_rate
+        ));
+    }
+    config.buffer_size = cpal::BufferSize::Default;
+    let id = dev.id().map(|i| i.to_string()).unwrap_or_else(|_| "unknown".into());
+    Ok((dev, config, format!("{id}, {} channels at {} Hz", config.channels, config.sample_rate)))
+}
+
+fn start_stream(
+    dev: &cpal::Device,
+    config: cpal::StreamConfig,
+    mut source: Clocked,
+) -> Result<cpal::Stream, (String, ())> {
+    let channels = config.channels as usize;
+    let format = dev.default_output_config().map(|c| c.sample_format()).map_err(|e| (e.to_string(), ()))?;
+    let mut realtime_asked = false;
+    let err_fn = |e: cpal::Error| eprintln!("synthpool: audio stream: {e}");
+    let stream = match format {
+        cpal::SampleFormat::I16 => dev.build_output_stream(
+            config,
+            move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {
+                if !realtime_asked {
+                    realtime_asked = true;
+                    shm::flush_denormals();
+                }
+                source.fill(data, channels)
+            },
+            err_fn,
+            None,
+        ),
+        _ => dev.build_output_stream(
+            config,
+            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                if !realtime_asked {
+                    realtime_asked = true;
+                    shm::flush_denormals();
+                }
+                source.fill(data, channels)
+            },
+            err_fn,
+            None,
+        ),
+    }
+    .map_err(|e| (e.to_string(), ()))?;
+    stream.play().map_err(|e| (e.to_string(), ()))?;
+    Ok(stream)
+}
+
+fn spawn_null_sink(mut source: Clocked, sample_rate_hz: u32, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("audio-null".into()).spawn(move || {
+        if shm::set_realtime(AUDIO_PRIORITY).is_err() {
+            eprintln!("synthpool: real-time scheduling refused for the audio thread; running at normal priority");
+        }
+        shm::flush_denormals();
+        let period = Duration::from_secs_f64(BLOCK as f64 / sample_rate_hz as f64);
+        let mut block = [0.0f32; BLOCK];
+        let mut next = Instant::now();
+        while !stop.load(Ordering::Acquire) {
+            source.next_block(&mut block);
+            next += period;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            } else if now - next > period * 8 {
+                next = now; // fell far behind (machine busy): resume pacing from now
+            }
+        }
+    })
+}

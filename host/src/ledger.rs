@@ -1,0 +1,635 @@
+//! The ledger: the patch as the user built it, in ordinary memory, off the audio path.
+//!
+//! It checks every request against the whole patch (one core [`Topology`] spanning all
+//! workers, and each worker's rack capacity through [`Placement`]), keeps every module's
+//! parameter values as set, knows which worker owns each module, and turns a request into the
+//! commands each worker must apply. It answers `/patch/dump` with script lines that rebuild
+//! the patch ([`Ledger::dump`]) and gives the commands that rebuild one worker's rack
+//! ([`Ledger::worker_commands`]).
+//!
+//! A refused request, or a bundle with one refused request, changes nothing. Checking and
+//! recording are two steps ([`Ledger::check_bundle`], [`Ledger::commit`]) so that the caller
+//! can hand the commands to the workers in between and record them only if they were queued
+//! ([`Ledger::submit_with`] does all three).
+use crate::placement::{Move, Placement, RACK_DELAYS, RACK_REVERBS, Usage};
+use std::collections::BTreeMap;
+use synthpool_core::command::{Command, Error, ModuleId, OUTPUT_ID, Request};
+use synthpool_core::module::{Kind, MAX_PARAMS, OUTPUT_PORT, ParamSpec};
+use synthpool_core::topology::{Cable, MAX_ID, Topology};
+
+/// Cables the whole patch holds, over all workers: 32 workers' racks of 512 (each rack's own
+/// limit is checked by [`Placement`]; this one only bounds the ledger's memory, 98 KiB).
+pub const PATCH_CABLES: usize = 16_384;
+
+/// The whole patch's topology: every id of the protocol (0 ..= [`MAX_ID`]) fits.
+pub type PatchTopology = Topology<{ MAX_ID as usize + 1 }, PATCH_CABLES>;
+
+/// Commands for workers: (worker index, command), in the order they must be applied.
+pub type Commands = Vec<(usize, Command)>;
+
+/// The patch: modules, their parameters and owners, cables.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    // Boxed: 138 KiB of fixed arrays, cloned for each bundle.
+    topology: Box<PatchTopology>,
+    /// Values as set (a choice's index for an enumeration), by module, by parameter index.
+    params: BTreeMap<ModuleId, [f32; MAX_PARAMS]>,
+    placement: Placement,
+    /// Counts commits, so a [`Staged`] is committed only to the state it was checked against.
+    revision: u64,
+}
+
+/// One checked request, ready to be recorded.
+#[derive(Clone, Debug, PartialEq)]
+enum Change {
+    New { id: ModuleId, kind: Kind, worker: usize },
+    Free { id: ModuleId },
+    Set { id: ModuleId, param: u8, value: f32 },
+    Patch { cable: Cable, moved: Option<Move> },
+    Unpatch { cable: Cable },
+    Clear,
+}
+
+/// Requests checked by [`Ledger::check_bundle`]: the commands to queue, and what
+/// [`Ledger::commit`] records once they are queued.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    changes: Vec<Change>,
+    commands: Commands,
+    revision: u64,
+}
+
+impl Staged {
+    /// The commands to queue, all in the same block, each worker's in this order.
+    pub fn commands(&self) -> &[(usize, Command)] {
+        &self.commands
+    }
+}
+
+/// The ledger changed between [`Ledger::check_bundle`] and [`Ledger::commit`]: nothing was recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stale;
+
+/// Why [`Ledger::submit_with`] recorded nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused<E> {
+    /// Request `index` (of the bundle) was refused with `error`.
+    Invalid {
+        /// Index of the refused request in the bundle.
+        index: usize,
+        /// Why.
+        error: Error,
+    },
+    /// The commands could not be queued; the sender's error.
+    Send(E),
+}
+
+impl Ledger {
+    /// An empty patch (the output module alone) over `workers` workers (0 is taken as 1).
+    pub fn new(workers: usize) -> Self {
+        let workers = workers.max(1);
+        let topology = Box::new(PatchTopology::new(workers * RACK_DELAYS, workers * RACK_REVERBS));
+        let params = BTreeMap::from([(OUTPUT_ID, defaults(Kind::Output))]);
+        Self { topology, params, placement: Placement::new(workers), revision: 0 }
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.placement.workers()
+    }
+
+    /// Records the workers' measured loads (see [`Placement::set_loads`]), which decide where
+    /// new modules go. Not part of the patch: a [`Staged`] stays valid.
+    pub fn set_loads(&mut self, loads: &[f32]) {
+        self.placement.set_loads(loads);
+    }
+
+    /// Checks `requests` as one bundle, in order (each sees the ones before it), changing
+    /// nothing.
+    ///
+    /// # Errors
+    /// The index of the first refused request and why (every [`Error`] but `UnknownAddress`
+    /// and `WrongArgs`, which parsing gives): then the whole bundle is refused.
+    pub fn check_bundle(&self, requests: &[Request<'_>]) -> Result<Staged, (usize, Error)> {
+        let mut staged = Staged { changes: Vec::new(), commands: Vec::new(), revision: self.revision };
+        if let [request] = requests {
+            let (change, commands) = self.plan(request, None).map_err(|e| (0, e))?;
+            staged.changes.push(change);
+            staged.commands = commands;
+            return Ok(staged);
+        }
+        let mut scratch = self.clone();
+        let groups = Groups::of(requests);
+        for (index, request) in requests.iter().enumerate() {
+            let near = match *request {
+                Request::New { id, .. } => scratch.worker_near(groups.joined_to(id)),
+                _ => None,
+            };
+            let (change, commands) = scratch.plan(request, near).map_err(|e| (index, e))?;
+            scratch.record(&change);
+            staged.changes.push(change);
+            staged.commands.extend(commands);
+        }
+        Ok(staged)
+    }
+
+    /// Records requests checked by [`Ledger::check_bundle`] on this same state.
+    ///
+    /// # Errors
+    /// [`Stale`] when something was committed since they were checked; nothing is recorded.
+    pub fn commit(&mut self, staged: Staged) -> Result<(), Stale> {
+        if staged.revision != self.revision {
+            return Err(Stale);
+        }
+        for change in &staged.changes {
+            self.record(change);
+        }
+        self.revision += 1;
+        Ok(())
+    }
+
+    /// Checks `requests` as one bundle, gives their commands to `send`, and records them if
+    /// `send` succeeded: all or none.
+    ///
+    /// # Errors
+    /// [`Refused::Invalid`] as [`Ledger::check_bundle`]; [`Refused::Send`] with `send`'s
+    /// error. Either way nothing is recorded.
+    pub fn submit_with<E>(
+        &mut self,
+        requests: &[Request<'_>],
+        send: impl FnOnce(&[(usize, Command)]) -> Result<(), E>,
+    ) -> Result<(), Refused<E>> {
+        let staged = self.check_bundle(requests).map_err(|(index, error)| Refused::Invalid { index, error })?;
+        send(staged.commands()).map_err(Refused::Send)?;
+        // Checked against self just above, under the same &mut: cannot be stale.
+        let _ = self.commit(staged);
+        Ok(())
+    }
+
+    /// Checks and records one request at once (no workers to ask: scripts, tests); returns
+    /// the commands it makes.
+    ///
+    /// # Errors
+    /// As [`Ledger::check_bundle`]; nothing changed.
+    pub fn submit(&mut self, request: &Request<'_>) -> Result<Commands, Error> {
+        let (change, commands) = self.plan(request, None)?;
+        self.record(&change);
+        self.revision += 1;
+        Ok(commands)
+    }
+
+    /// The whole patch as script lines that rebuild it through a fresh ledger, in order:
+    /// `/module/new` for each module (creation order), `/module/set` for each parameter that
+    /// differs from its default (the output's included; enumerations by name), `/patch`
+    /// for each cable (patch order). Placement is not part of it.
+    pub fn dump(&self) -> Vec<String> {
+        let modules = self.topology.modules();
+        let mut lines: Vec<String> = modules
+            .iter()
+            .filter(|e| e.id != OUTPUT_ID)
+            .map(|e| format!("/module/new {} {}", e.kind.name(), e.id))
+            .collect();
+        for e in modules {
+            let values = self.params.get(&e.id).copied().unwrap_or_else(|| defaults(e.kind));
+            for (spec, &value) in e.kind.params().iter().zip(&values) {
+                if value != spec.default {
+                    lines.push(format!("/module/set {} {} {}", e.id, spec.name, value_text(spec, value)));
+                }
+            }
+        }
+        for c in self.topology.cables() {
+            let port = self.topology.kind(c.dst).and_then(|k| k.inputs().get(c.port as usize)).unwrap_or(&"?");
+            lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}", c.src, c.dst));
+        }
+        lines
+    }
+
+    /// Commands that rebuild `worker`'s rack from an empty one: the output's parameters, then
+    /// its modules (new, every parameter), then its cables.
+    pub fn worker_commands(&self, worker: usize) -> Vec<Command> {
+        let mut commands = self.set_commands(OUTPUT_ID, Kind::Output);
+        let mine: Vec<_> = self.topology.modules().iter().filter(|e| self.owner(e.id) == Some(worker)).collect();
+        commands.extend(mine.iter().map(|e| Command::New { id: e.id, kind: e.kind }));
+        for e in &mine {
+            commands.extend(self.set_commands(e.id, e.kind));
+        }
+        for c in self.topology.cables().iter().filter(|c| self.placement.cable_worker(c) == Some(worker)) {
+            commands.push(Command::Patch { src: c.src, dst: c.dst, port: c.port });
+        }
+        commands
+    }
+
+    /// Modules the user created (the output not counted).
+    pub fn modules(&self) -> usize {
+        self.topology.modules().len() - 1
+    }
+
+    /// Cables.
+    pub fn cables(&self) -> usize {
+        self.topology.cables().len()
+    }
+
+    /// What `worker`'s rack holds (its output not counted).
+    pub fn usage(&self, worker: usize) -> Usage {
+        self.placement.usage(worker)
+    }
+
+    /// The worker that owns module `id`; None for the output (on every worker) or no such module.
+    pub fn owner(&self, id: ModuleId) -> Option<usize> {
+        self.placement.owner(id)
+    }
+
+    /// Module `id`'s parameter values as set, by parameter index; None if no such module.
+    pub fn params(&self, id: ModuleId) -> Option<&[f32]> {
+        let kind = self.topology.kind(id)?;
+        self.params.get(&id).map(|v| &v[..kind.params().len()])
+    }
+
+    /// The patch's modules and cables.
+    pub fn topology(&self) -> &PatchTopology {
+        &self.topology
+    }
+
+    /// Who owns what.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The worker holding most of `ids` (ties: the lowest), if any of them is placed.
+    fn worker_near(&self, ids: impl Iterator<Item = i32>) -> Option<usize> {
+        let mut held = vec![0usize; self.workers()];
+        for w in ids.filter_map(|id| ModuleId::try_from(id).ok()).filter_map(|id| self.owner(id)) {
+            held[w] += 1;
+        }
+        let most = held.iter().copied().max().filter(|&n| n > 0)?;
+        held.iter().position(|&n| n == most)
+    }
+
+    /// Checks `request` and works out its commands, changing nothing. A new module goes to
+    /// worker `near` if it has room.
+    fn plan(&self, request: &Request<'_>, near: Option<usize>) -> Result<(Change, Commands), Error> {
+        let command = self.topology.resolve(request)?;
+        let owner = |id| self.owner(id).unwrap_or(0);
+        let every_worker = |command| (0..self.workers()).map(|w| (w, command)).collect();
+        Ok(match command {
+            Command::New { id, kind } => {
+                let worker = self.placement.choose_for_new_near(kind, near)?;
+                (Change::New { id, kind, worker }, vec![(worker, command)])
+            }
+            Command::Free { id } => (Change::Free { id }, vec![(owner(id), command)]),
+            Command::Set { id, param, value } => {
+                let change = Change::Set { id, param, value };
+                // The output is on every worker, each scaling its share of the sum.
+                if id == OUTPUT_ID { (change, every_worker(command)) } else { (change, vec![(owner(id), command)]) }
+            }
+            Command::Patch { src, dst, port } => {
+                let cable = Cable { src, dst, port };
+                let moved = self.placement.plan_patch(self.topology.modules(), self.topology.cables(), cable)?;
+                let mut commands = moved.as_ref().map(|m| self.move_commands(m)).unwrap_or_default();
+                let worker = moved.as_ref().map(|m| m.to).or_else(|| self.placement.cable_worker(&cable));
+                commands.push((worker.unwrap_or(0), command));
+                (Change::Patch { cable, moved }, commands)
+            }
+            Command::Unpatch { src, dst, port } => {
+                let cable = Cable { src, dst, port };
+                (Change::Unpatch { cable }, vec![(self.placement.cable_worker(&cable).unwrap_or(0), command)])
+            }
+            Command::Clear => (Change::Clear, every_worker(command)),
+        })
+    }
+
+    /// Records a change that [`Ledger::plan`] made from this same state.
+    fn record(&mut self, change: &Change) {
+        match *change {
+            Change::New { id, kind, worker } => {
+                self.topology.apply(&Command::New { id, kind });
+                self.placement.add_module(id, kind, worker);
+                self.params.insert(id, defaults(kind));
+            }
+            Change::Free { id } => {
+                for cable in self.topology.cables().iter().filter(|c| c.src == id || c.dst == id) {
+                    self.placement.remove_cable(cable);
+                }
+                if let Some(kind) = self.topology.kind(id) {
+                    self.placement.remove_module(id, kind);
+                }
+                self.topology.apply(&Command::Free { id });
+                self.params.remove(&id);
+            }
+            Change::Set { id, param, value } => {
+                if let Some(slot) = self.params.get_mut(&id).and_then(|v| v.get_mut(param as usize)) {
+                    *slot = value;
+                }
+            }
+            Change::Patch { cable, ref moved } => {
+                if let Some(m) = moved {
+                    self.placement.apply_move(m, self.topology.modules(), self.topology.cables());
+                }
+                self.topology.apply(&Command::Patch { src: cable.src, dst: cable.dst, port: cable.port });
+                self.placement.add_cable(&cable);
+            }
+            Change::Unpatch { cable } => {
+                self.placement.remove_cable(&cable);
+                self.topology.apply(&Command::Unpatch { src: cable.src, dst: cable.dst, port: cable.port });
+            }
+            Change::Clear => {
+                self.topology.apply(&Command::Clear);
+                self.placement.clear();
+                self.params.retain(|&id, _| id == OUTPUT_ID);
+            }
+        }
+    }
+
+    /// A move, as commands: free on the old workers; new, every parameter, and every cable of
+    /// the moving modules on the new one. All land in one block, so each fades out where it
+    /// was while it fades in where it goes.
+    fn move_commands(&self, m: &Move) -> Commands {
+        let mut commands: Commands = m.modules.iter().map(|&(id, from)| (from, Command::Free { id })).collect();
+        let kinds: Vec<(ModuleId, Kind)> =
+            m.modules.iter().filter_map(|&(id, _)| self.topology.kind(id).map(|k| (id, k))).collect();
+        commands.extend(kinds.iter().map(|&(id, kind)| (m.to, Command::New { id, kind })));
+        for &(id, kind) in &kinds {
+            commands.extend(self.set_commands(id, kind).into_iter().map(|c| (m.to, c)));
+        }
+        for c in self.topology.cables().iter().filter(|c| m.moves(c.src) || m.moves(c.dst)) {
+            commands.push((m.to, Command::Patch { src: c.src, dst: c.dst, port: c.port }));
+        }
+        commands
+    }
+
+    /// A `Set` for each of module `id`'s parameters, at its recorded value.
+    fn set_commands(&self, id: ModuleId, kind: Kind) -> Vec<Command> {
+        let values = self.params.get(&id).copied().unwrap_or_else(|| defaults(kind));
+        (0..kind.params().len()).map(|p| Command::Set { id, param: p as u8, value: values[p] }).collect()
+    }
+}
+
+/// Ids that a bundle's own `/patch` requests join (union-find over the ids as given, valid
+/// or not: it only hints where a new module should go, so that a voice sent as one bundle is
+/// created on one worker instead of created and then moved).
+struct Groups {
+    parent: BTreeMap<i32, i32>,
+}
+
+impl Groups {
+    fn of(requests: &[Request<'_>]) -> Self {
+        let mut groups = Groups { parent: BTreeMap::new() };
+        for request in requests {
+            // Cables into (or out of) the output join nothing here: see placement.rs.
+            if let Request::Patch { src, dst, .. } = *request
+                && src != 0
+                && dst != 0
+            {
+                let (a, b) = (groups.root(src), groups.root(dst));
+                if a != b {
+                    groups.parent.insert(a, b);
+                }
+            }
+        }
+        groups
+    }
+
+    fn root(&self, mut id: i32) -> i32 {
+        while let Some(&up) = self.parent.get(&id) {
+            id = up;
+        }
+        id
+    }
+
+    /// The ids joined to `id`, itself excluded.
+    fn joined_to(&self, id: i32) -> impl Iterator<Item = i32> + '_ {
+        let root = self.root(id);
+        let ids = self.parent.keys().chain(self.parent.values());
+        let mut seen: Vec<i32> = ids.copied().filter(|&m| m != id && self.root(m) == root).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.into_iter()
+    }
+}
+
+/// A new module's parameter values.
+fn defaults(kind: Kind) -> [f32; MAX_PARAMS] {
+    let mut values = [0.0; MAX_PARAMS];
+    for (value, spec) in values.iter_mut().zip(kind.params()) {
+        *value = spec.default;
+    }
+    values
+}
+
+/// A value as a script reads it back: a choice by name; a number in the shortest form that
+/// parses back to the same f32 (Rust's `Display`, which never uses an exponent).
+fn value_text(spec: &ParamSpec, value: f32) -> String {
+    match spec.choices.get(value as usize) {
+        Some(name) if spec.is_choice() => (*name).to_string(),
+        _ => format!("{value}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synthpool_core::command::Value;
+    use synthpool_core::script::parse_line;
+
+    /// Reads a script line and submits it, as a performer would.
+    fn line(ledger: &mut Ledger, text: &str) -> Result<Commands, Error> {
+        match parse_line(text, 0.0)? {
+            (_, Some(request)) => ledger.submit(&request),
+            (_, None) => Ok(Vec::new()),
+        }
+    }
+
+    fn build(ledger: &mut Ledger, script: &str) {
+        for text in script.lines() {
+            line(ledger, text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
+
+    const VOICE: &str = "/module/new vco 1
+/module/new vcf 2
+/module/new vca 3
+/module/new adsr 4
+/module/new delay 5
+/module/set 1 freq 220.5
+/module/set 1 wave square
+/module/set 2 cutoff_hz 0.1
+/module/set 2 q 0.707
+/module/set 4 gate 1
+/patch 1 out 2 in
+/patch 2 out 3 in
+/patch 4 out 3 cv
+/patch 3 out 5 in
+/patch 5 out 0 in
+/module/set 0 level 0.5";
+
+    #[test]
+    fn every_refusal_changes_nothing() {
+        let mut ledger = Ledger::new(1);
+        build(&mut ledger, VOICE);
+        for id in 6..=12 {
+            line(&mut ledger, &format!("/module/new delay {id}")).unwrap();
+        }
+        for id in 13..=16 {
+            line(&mut ledger, &format!("/module/new reverb {id}")).unwrap();
+        }
+        let before = (ledger.dump(), ledger.usage(0), ledger.worker_commands(0));
+        let cases = [
+            ("/module/bogus 1", Error::UnknownAddress),
+            ("/module/new vco", Error::WrongArgs),
+            ("/module/new theremin 20", Error::UnknownKind),
+            ("/module/set 1 cutoff_hz 100", Error::UnknownParam),
+            ("/patch 1 out 2 nope", Error::UnknownPort),
+            ("/patch 1 left 2 in", Error::UnknownPort),
+            ("/module/set 1 wave wobble", Error::BadValue),
+            ("/module/set 1 wave 1.5", Error::BadValue),
+            ("/module/set 1 freq nan", Error::NotFinite),
+            ("/module/set 1 freq inf", Error::NotFinite),
+            ("/module/new vco 10000", Error::IdOutOfRange { id: 10_000, max: MAX_ID }),
+            ("/module/free -1", Error::IdOutOfRange { id: -1, max: MAX_ID }),
+            ("/module/new vco 1", Error::IdInUse(1)),
+            ("/module/set 99 freq 1", Error::NoSuchModule(99)),
+            ("/module/free 99", Error::NoSuchModule(99)),
+            ("/module/free 0", Error::OutputModule),
+            ("/module/new output 20", Error::OutputModule),
+            ("/patch 1 out 2 in", Error::AlreadyPatched),
+            ("/unpatch 2 out 1 fm", Error::NoSuchCable),
+            ("/module/new delay 20", Error::RackFull),
+            ("/module/new reverb 20", Error::RackFull),
+            ("/patch 3 out 1 fm", Error::WouldCycle),
+            ("/patch 1 out 1 fm", Error::WouldCycle),
+        ];
+        for (text, error) in cases {
+            assert_eq!(line(&mut ledger, text), Err(error), "{text}");
+            assert_eq!((ledger.dump(), ledger.usage(0), ledger.worker_commands(0)), before, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_full_worker_rack_is_rack_full_though_the_patch_has_room() {
+        let mut ledger = Ledger::new(2);
+        for id in 1..=crate::placement::RACK_MODULES as i32 * 2 {
+            line(&mut ledger, &format!("/module/new noise {id}")).unwrap();
+        }
+        let before = ledger.dump();
+        assert_eq!(line(&mut ledger, "/module/new noise 5000"), Err(Error::RackFull));
+        assert_eq!(ledger.dump(), before);
+    }
+
+    #[test]
+    fn dump_rebuilds_an_identical_ledger() {
+        let mut ledger = Ledger::new(3);
+        build(&mut ledger, VOICE);
+        build(
+            &mut ledger,
+            "/module/new lfo 40
+/module/new noise 41
+/module/set 40 shape sh
+/module/set 40 rate 0.001
+/module/set 40 depth -1000
+/module/set 41 color pink
+/module/set 41 seed 16777216
+/module/new mixer 42
+/module/set 42 gain3 3.999
+/patch 41 out 42 in3
+/patch 40 out 42 in1
+/patch 42 out 0 in
+/module/new vco 7
+/module/free 7
+/unpatch 4 out 3 cv
+/module/free 4
+/patch 40 out 1 pitch",
+        );
+        let script = ledger.dump();
+        assert!(script.contains(&"/module/set 1 wave square".to_string()), "{script:#?}");
+        assert!(script.contains(&"/module/set 0 level 0.5".to_string()));
+        assert!(!script.iter().any(|l| l.contains(" q ")), "q was set to its default");
+        for workers in [1, 2, 5] {
+            let mut copy = Ledger::new(workers);
+            build(&mut copy, &script.join("\n"));
+            assert_eq!(copy.dump(), script, "{workers} workers");
+            for id in [0, 1, 2, 3, 5, 40, 41, 42] {
+                assert_eq!(copy.params(id), ledger.params(id), "module {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn set_on_the_output_and_clear_go_to_every_worker() {
+        let mut ledger = Ledger::new(3);
+        build(&mut ledger, "/module/new vco 1\n/module/new vco 2\n/patch 1 out 0 in");
+        let set = line(&mut ledger, "/module/set 0 level 0.25").unwrap();
+        let expected: Commands = (0..3).map(|w| (w, Command::Set { id: 0, param: 0, value: 0.25 })).collect();
+        assert_eq!(set, expected);
+        let clear = line(&mut ledger, "/patch/clear").unwrap();
+        assert_eq!(clear, (0..3).map(|w| (w, Command::Clear)).collect::<Commands>());
+        assert_eq!((ledger.modules(), ledger.cables()), (0, 0));
+        assert_eq!(ledger.dump(), vec!["/module/set 0 level 0.25".to_string()]);
+        assert!((0..3).all(|w| ledger.usage(w) == Usage::default()));
+        assert_eq!(ledger.owner(1), None);
+    }
+
+    #[test]
+    fn a_bundle_is_checked_in_order_and_refused_whole() {
+        let mut ledger = Ledger::new(2);
+        build(&mut ledger, "/module/new vco 1");
+        let before = ledger.dump();
+        let good = [
+            Request::New { kind: "vcf", id: 2 },
+            Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in" },
+            Request::Set { id: 2, param: "mode", value: Value::Str("bandpass") },
+        ];
+        let mut bad = good;
+        bad[2] = Request::Set { id: 2, param: "mode", value: Value::Str("notch") };
+        assert_eq!(ledger.check_bundle(&bad).map(|_| ()), Err((2, Error::BadValue)));
+        assert_eq!(ledger.dump(), before);
+
+        let staged = ledger.check_bundle(&good).unwrap();
+        assert_eq!(ledger.dump(), before, "checking records nothing");
+        let worker = staged.commands().last().unwrap().0;
+        assert!(staged.commands().iter().all(|&(w, _)| w == worker), "the voice ends on one worker");
+        let stale = staged.clone();
+        ledger.commit(staged).unwrap();
+        assert_eq!(ledger.commit(stale), Err(Stale));
+        assert_eq!(ledger.params(2).unwrap()[2], 2.0);
+        assert_eq!(ledger.cables(), 1);
+    }
+
+    #[test]
+    fn submit_with_records_only_what_was_sent() {
+        let mut ledger = Ledger::new(2);
+        let new = [Request::New { kind: "vco", id: 1 }];
+        assert_eq!(ledger.submit_with(&new, |_| Err("busy")), Err(Refused::Send("busy")));
+        assert_eq!(ledger.modules(), 0);
+        let mut sent = Vec::new();
+        ledger
+            .submit_with::<()>(&new, |c| {
+                sent.extend_from_slice(c);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(sent, vec![(0, Command::New { id: 1, kind: Kind::Vco })]);
+        let again = ledger.submit_with(&new, |_| Ok::<(), ()>(()));
+        assert_eq!(again, Err(Refused::Invalid { index: 0, error: Error::IdInUse(1) }));
+    }
+
+    #[test]
+    fn worker_commands_rebuild_each_workers_share() {
+        let mut ledger = Ledger::new(2);
+        build(&mut ledger, VOICE);
+        build(&mut ledger, "/module/new noise 30\n/module/set 30 level 0.5\n/patch 30 out 0 in");
+        let (voice, noise) = (ledger.owner(1).unwrap(), ledger.owner(30).unwrap());
+        assert_ne!(voice, noise);
+        let mut rebuilt = Topology::<256, 512>::new(RACK_DELAYS, RACK_REVERBS);
+        let commands = ledger.worker_commands(noise);
+        for command in &commands {
+            rebuilt.apply(command);
+        }
+        assert_eq!(rebuilt.modules().iter().map(|e| e.id).collect::<Vec<_>>(), vec![0, 30]);
+        assert_eq!(rebuilt.cables(), &[Cable { src: 30, dst: 0, port: 0 }]);
+        assert!(commands.contains(&Command::Set { id: 0, param: 0, value: 0.5 }));
+        assert!(commands.contains(&Command::Set { id: 30, param: 1, value: 0.5 }));
+        let voice_commands = ledger.worker_commands(voice);
+        let patches = voice_commands.iter().filter(|c| matches!(c, Command::Patch { .. })).count();
+        assert_eq!(patches, 5);
+    }
+}

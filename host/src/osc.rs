@@ -1,0 +1,709 @@
+//! The OSC server: requests in over UDP, exactly one reply to the sender for each.
+//!
+//! A datagram is decoded (`rosc`, which allocates: this thread is off the audio path), each
+//! message's arguments become core [`Value`]s, [`Request::parse`] reads it, the [`Ledger`]
+//! checks it against the patch and makes the workers' commands, the [`Engine`] queues them,
+//! and only then does the ledger record it. Replies:
+//!
+//! - `/done <address> <args as received>` for an edit that was queued;
+//! - `/fail <address> <error name> <message>` for a refused one (`Error::name`, and
+//!   `Busy "worker ring full"` when a worker's command ring had no room);
+//! - `/status` and `/patch/dump` answer with their own address (see [`Server::status_reply`]
+//!   and [`dump_replies`]).
+//!
+//! A bundle applies in one block, all or none: if every message passes, each gets its reply
+//! (in order, one datagram each); if one fails, the bundle gets one `/fail` naming the
+//! failing message's address. Bundles nest at most [`MAX_BUNDLE_DEPTH`] deep. The engine
+//! has no notion of time yet, so a bundle applies when it arrives whatever its timetag;
+//! bundles whose timetag had passed (late) or had not come (early) are counted.
+//!
+//! A datagram that cannot be decoded is dropped and counted; when its address can still be
+//! read, it is answered `/fail <address> WrongArgs "malformed message"`.
+use crate::engine::{Busy, Engine};
+use crate::ledger::{Ledger, Refused};
+use rosc::{OscMessage, OscPacket, OscTime, OscType};
+use std::io;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+use synthpool_core::BLOCK;
+use synthpool_core::command::{Error, Request, Value};
+
+/// Deepest nesting of bundles accepted (a bundle in a bundle is depth 2).
+pub const MAX_BUNDLE_DEPTH: usize = 4;
+
+/// Largest reply datagram, bytes: python-osc's and liblo's servers read 8 KiB and up, and a
+/// `/patch/dump` larger than this is split into parts.
+pub const MAX_REPLY_BYTES: usize = 8192;
+
+/// How often [`Server::run`] looks at its stop flag while no datagram arrives.
+pub const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// The OSC timetag meaning "now".
+const IMMEDIATELY: OscTime = OscTime { seconds: 0, fractional: 1 };
+
+/// Counters the server keeps for `/status`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    late_bundles: AtomicU64,
+    early_bundles: AtomicU64,
+    dropped_datagrams: AtomicU64,
+}
+
+impl Stats {
+    /// Bundles whose timetag had passed when they arrived (applied at once).
+    pub fn late_bundles(&self) -> u64 {
+        self.late_bundles.load(Ordering::Relaxed)
+    }
+
+    /// Bundles whose timetag had not come when they arrived (applied at once, early: the
+    /// engine cannot schedule yet).
+    pub fn early_bundles(&self) -> u64 {
+        self.early_bundles.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams that could not be decoded.
+    pub fn dropped_datagrams(&self) -> u64 {
+        self.dropped_datagrams.load(Ordering::Relaxed)
+    }
+}
+
+/// The OSC server: one UDP socket, one thread (the only one that sends to the engine).
+pub struct Server {
+    socket: UdpSocket,
+    engine: Arc<dyn Engine>,
+    ledger: Arc<Mutex<Ledger>>,
+    stats: Arc<Stats>,
+}
+
+/// What one message of a datagram asks.
+enum Item<'a> {
+    Edit(Request<'a>),
+    Status,
+    Dump,
+}
+
+impl Server {
+    /// A server answering on `socket`, checking against `ledger` (made with
+    /// `Ledger::new(engine.workers())`) and queueing on `engine`.
+    pub fn new(socket: UdpSocket, engine: Arc<dyn Engine>, ledger: Arc<Mutex<Ledger>>) -> Self {
+        Self { socket, engine, ledger, stats: Arc::new(Stats::default()) }
+    }
+
+    /// The counters, shared.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Answers datagrams until `stop` is set (seen within [`STOP_POLL`]).
+    ///
+    /// # Errors
+    /// Setting the socket's read timeout, or a receive error other than a timeout, an
+    /// interruption or a peer's reset (those are skipped).
+    pub fn run(&self, stop: &AtomicBool) -> io::Result<()> {
+        self.socket.set_read_timeout(Some(STOP_POLL))?;
+        // 65 535: the largest UDP datagram, so none is ever cut short.
+        let mut buf = vec![0u8; 65_535];
+        while !stop.load(Ordering::Relaxed) {
+            match self.socket.recv_from(&mut buf) {
+                Ok((len, from)) => {
+                    for reply in self.handle(&buf[..len]) {
+                        if let Ok(bytes) = rosc::encoder::encode(&OscPacket::Message(reply)) {
+                            // A reply that cannot be sent (the sender left) is nobody's loss.
+                            let _ = self.socket.send_to(&bytes, from);
+                        }
+                    }
+                }
+                Err(e) if is_transient(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The replies to one datagram, in order (each sent as its own datagram).
+    pub fn handle(&self, datagram: &[u8]) -> Vec<OscMessage> {
+        if bundle_depth_exceeds(datagram, MAX_BUNDLE_DEPTH) {
+            let message = format!("bundles nest deeper than {MAX_BUNDLE_DEPTH}");
+            return vec![fail("#bundle", "WrongArgs", &message)];
+        }
+        match rosc::decoder::decode_udp(datagram) {
+            Err(_) => {
+                self.stats.dropped_datagrams.fetch_add(1, Ordering::Relaxed);
+                readable_address(datagram)
+                    .map(|a| fail(a, Error::WrongArgs.name(), "malformed message"))
+                    .into_iter()
+                    .collect()
+            }
+            Ok((_, OscPacket::Message(message))) => self.handle_messages(&[&message]),
+            Ok((_, OscPacket::Bundle(bundle))) => {
+                self.count_timing(bundle.timetag, SystemTime::now());
+                let mut messages = Vec::new();
+                flatten(&bundle.content, &mut messages);
+                self.handle_messages(&messages)
+            }
+        }
+    }
+
+    /// Checks `messages` as one bundle, queues their commands together, records them.
+    fn handle_messages(&self, messages: &[&OscMessage]) -> Vec<OscMessage> {
+        let mut items = Vec::with_capacity(messages.len());
+        for message in messages {
+            match item(message) {
+                Ok(item) => items.push(item),
+                Err(e) => return vec![fail_error(&message.addr, e)],
+            }
+        }
+        let edits: Vec<(usize, Request<'_>)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| if let Item::Edit(r) = item { Some((i, *r)) } else { None })
+            .collect();
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        if !edits.is_empty() {
+            let loads: Vec<f32> = self.engine.status().iter().map(|s| s.load).collect();
+            ledger.set_loads(&loads);
+            let requests: Vec<Request<'_>> = edits.iter().map(|&(_, r)| r).collect();
+            let sent = ledger.submit_with(&requests, |commands| match commands {
+                [] => Ok(()),
+                [(worker, command)] => self.engine.send(*worker, command),
+                _ => self.engine.send_together(commands),
+            });
+            match sent {
+                Ok(()) => {}
+                Err(Refused::Invalid { index, error }) => {
+                    return vec![fail_error(&messages[edits[index].0].addr, error)];
+                }
+                Err(Refused::Send(Busy)) => return vec![fail(&messages[edits[0].0].addr, "Busy", "worker ring full")],
+            }
+        }
+        let mut replies = Vec::with_capacity(messages.len());
+        for (message, item) in messages.iter().zip(&items) {
+            match item {
+                Item::Edit(_) => replies.push(done(message)),
+                Item::Status => replies.push(self.status_reply(&ledger)),
+                Item::Dump => replies.extend(dump_replies(&ledger.dump())),
+            }
+        }
+        replies
+    }
+
+    /// The `/status` reply, all arguments int32 but `load` (float32):
+    ///
+    /// `/status sample_rate_hz block_frames workers modules cables late_bundles
+    /// dropped_datagrams` then, for each worker, `pid core modules load late_blocks`.
+    ///
+    /// `modules` counts the modules users created (the outputs not counted); `cables`
+    /// counts every cable; counters past i32's range read as `i32::MAX`.
+    pub fn status_reply(&self, ledger: &Ledger) -> OscMessage {
+        let workers = self.engine.status();
+        let mut args = vec![
+            int(self.engine.sample_rate_hz()),
+            int(BLOCK),
+            int(self.engine.workers()),
+            int(ledger.modules()),
+            int(ledger.cables()),
+            int(self.stats.late_bundles()),
+            int(self.stats.dropped_datagrams()),
+        ];
+        for (w, status) in workers.iter().enumerate() {
+            args.extend([
+                int(status.pid),
+                int(status.core),
+                int(ledger.usage(w).modules),
+                OscType::Float(status.load),
+                int(status.late_blocks),
+            ]);
+        }
+        OscMessage { addr: "/status".into(), args }
+    }
+
+    /// Counts a bundle as late or early against `now`.
+    fn count_timing(&self, timetag: OscTime, now: SystemTime) {
+        if timetag == IMMEDIATELY {
+            return;
+        }
+        // Fails only past 2036 (the timetag's 32-bit seconds wrap): then nothing is counted.
+        let Ok(now) = OscTime::try_from(now) else { return };
+        if timetag < now {
+            self.stats.late_bundles.fetch_add(1, Ordering::Relaxed);
+        } else if timetag > now {
+            self.stats.early_bundles.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs a [`Server`] on `socket` until `stop` is set: what `synthpool` starts in its OSC thread.
+///
+/// # Errors
+/// As [`Server::run`].
+pub fn serve(
+    socket: UdpSocket,
+    engine: Arc<dyn Engine>,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
+    Server::new(socket, engine, ledger).run(&stop)
+}
+
+/// The `/patch/dump` reply: `/patch/dump part parts line...` (ints, then strings), each line
+/// a script line (`/module/new vco 1`); `part` counts from 1 to `parts`. A patch whose lines
+/// do not fit in one [`MAX_REPLY_BYTES`] datagram comes in several parts, in order; an empty
+/// patch is one part with no lines.
+pub fn dump_replies(lines: &[String]) -> Vec<OscMessage> {
+    // Encoded size: the address, ",ii" and one tag per line (each padded to 4 bytes, with
+    // its terminating NUL), two int32s, each line padded.
+    let padded = |len: usize| (len / 4 + 1) * 4;
+    let size = |tags: usize, text: usize| padded("/patch/dump".len()) + padded(3 + tags) + 8 + text;
+    let mut parts: Vec<&[String]> = Vec::new();
+    let mut start = 0;
+    let mut text = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let more = padded(line.len());
+        if i > start && size(i + 1 - start, text + more) > MAX_REPLY_BYTES {
+            parts.push(&lines[start..i]);
+            (start, text) = (i, 0);
+        }
+        text += more;
+    }
+    parts.push(&lines[start..]);
+    let count = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let mut args = vec![int(i + 1), int(count)];
+            args.extend(part.iter().map(|l| OscType::String(l.clone())));
+            OscMessage { addr: "/patch/dump".into(), args }
+        })
+        .collect()
+}
+
+/// What `message` asks, with its arguments read.
+fn item(message: &OscMessage) -> Result<Item<'_>, Error> {
+    let args = message.args.iter().map(value).collect::<Result<Vec<_>, _>>()?;
+    match message.addr.as_str() {
+        "/status" if args.is_empty() => Ok(Item::Status),
+        "/patch/dump" if args.is_empty() => Ok(Item::Dump),
+        "/status" | "/patch/dump" => Err(Error::WrongArgs),
+        address => Request::parse(address, &args).map(Item::Edit),
+    }
+}
+
+/// An OSC argument as a core value: int32, float32 and string as they are; a float64 within
+/// f32's range as f32 (NaN and infinities too, which validation then refuses as
+/// `NotFinite`); an int64 within i32's range as i32.
+///
+/// # Errors
+/// `WrongArgs` for any other type, a finite float64 beyond f32's range, an int64 beyond i32's.
+fn value(arg: &OscType) -> Result<Value<'_>, Error> {
+    match arg {
+        OscType::Int(i) => Ok(Value::Int(*i)),
+        OscType::Float(x) => Ok(Value::Float(*x)),
+        OscType::String(s) => Ok(Value::Str(s)),
+        OscType::Double(x) if !x.is_finite() || x.abs() <= f64::from(f32::MAX) => Ok(Value::Float(*x as f32)),
+        OscType::Long(i) => i32::try_from(*i).map(Value::Int).map_err(|_| Error::WrongArgs),
+        _ => Err(Error::WrongArgs),
+    }
+}
+
+/// The messages of a bundle's content, nested bundles opened, in order.
+fn flatten<'a>(content: &'a [OscPacket], out: &mut Vec<&'a OscMessage>) {
+    for packet in content {
+        match packet {
+            OscPacket::Message(m) => out.push(m),
+            OscPacket::Bundle(b) => flatten(&b.content, out),
+        }
+    }
+}
+
+/// True when `datagram` holds bundles nested deeper than `max`. Checked before decoding:
+/// `rosc` decodes nested bundles by recursion without a limit, so a datagram of bundles
+/// nested thousands deep could overflow the stack.
+fn bundle_depth_exceeds(datagram: &[u8], max: usize) -> bool {
+    const TAG: &[u8] = b"#bundle\0";
+    if !datagram.starts_with(TAG) {
+        return false;
+    }
+    if max == 0 {
+        return true;
+    }
+    // Tag (8 bytes), timetag (8), then elements: a big-endian u32 size and that many bytes.
+    let mut rest = datagram.get(16..).unwrap_or(&[]);
+    while let Some((size, tail)) = rest.split_first_chunk::<4>() {
+        let size = u32::from_be_bytes(*size) as usize;
+        let Some(element) = tail.get(..size) else { return false };
+        if bundle_depth_exceeds(element, max - 1) {
+            return true;
+        }
+        rest = &tail[size..];
+    }
+    false
+}
+
+/// The address of a datagram that did not decode, if it starts with one: `/`, printable
+/// ASCII, up to the first NUL.
+fn readable_address(datagram: &[u8]) -> Option<&str> {
+    let end = datagram.iter().position(|&b| b == 0)?;
+    let address = std::str::from_utf8(&datagram[..end]).ok()?;
+    let printable = address.bytes().all(|b| b.is_ascii_graphic());
+    (address.starts_with('/') && printable).then_some(address)
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    use io::ErrorKind::{ConnectionRefused, ConnectionReset, Interrupted, TimedOut, WouldBlock};
+    matches!(e.kind(), WouldBlock | TimedOut | Interrupted | ConnectionReset | ConnectionRefused)
+}
+
+fn done(message: &OscMessage) -> OscMessage {
+    let mut args = vec![OscType::String(message.addr.clone())];
+    args.extend(message.args.iter().cloned());
+    OscMessage { addr: "/done".into(), args }
+}
+
+fn fail(address: &str, name: &str, message: &str) -> OscMessage {
+    let args = vec![OscType::String(address.into()), OscType::String(name.into()), OscType::String(message.into())];
+    OscMessage { addr: "/fail".into(), args }
+}
+
+fn fail_error(address: &str, error: Error) -> OscMessage {
+    fail(address, error.name(), &error.to_string())
+}
+
+/// An int32 argument; values beyond its range read as `i32::MAX`.
+fn int(n: impl TryInto<i32>) -> OscType {
+    OscType::Int(n.try_into().unwrap_or(i32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::WorkerStatus;
+    use std::net::SocketAddr;
+    use std::thread::JoinHandle;
+    use synthpool_core::command::Command;
+    use synthpool_core::module::Kind;
+
+    /// An engine that records what it is sent and refuses when told to be busy.
+    struct FakeEngine {
+        workers: usize,
+        sent: Mutex<Vec<(usize, Command)>>,
+        batches: Mutex<usize>,
+        busy: AtomicBool,
+    }
+
+    impl FakeEngine {
+        fn new(workers: usize) -> Arc<Self> {
+            Arc::new(Self { workers, sent: Mutex::default(), batches: Mutex::default(), busy: AtomicBool::new(false) })
+        }
+
+        fn sent(&self) -> Vec<(usize, Command)> {
+            self.sent.lock().unwrap().clone()
+        }
+    }
+
+    impl Engine for FakeEngine {
+        fn workers(&self) -> usize {
+            self.workers
+        }
+
+        fn send(&self, worker: usize, command: &Command) -> Result<(), Busy> {
+            self.send_together(&[(worker, *command)])
+        }
+
+        fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy> {
+            if self.busy.load(Ordering::Relaxed) {
+                return Err(Busy);
+            }
+            *self.batches.lock().unwrap() += 1;
+            self.sent.lock().unwrap().extend_from_slice(commands);
+            Ok(())
+        }
+
+        fn status(&self) -> Vec<WorkerStatus> {
+            (0..self.workers)
+                .map(|w| WorkerStatus {
+                    pid: 1000 + w as u32,
+                    core: w,
+                    load: 0.25 * w as f32,
+                    late_blocks: 7,
+                    blocks: 100,
+                })
+                .collect()
+        }
+
+        fn sample_rate_hz(&self) -> u32 {
+            48_000
+        }
+    }
+
+    /// A server on 127.0.0.1 in its own thread, and a client socket to talk to it.
+    struct Running {
+        engine: Arc<FakeEngine>,
+        ledger: Arc<Mutex<Ledger>>,
+        stats: Arc<Stats>,
+        client: UdpSocket,
+        server: SocketAddr,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<io::Result<()>>>,
+    }
+
+    impl Running {
+        fn start(workers: usize) -> Self {
+            let engine = FakeEngine::new(workers);
+            let ledger = Arc::new(Mutex::new(Ledger::new(workers)));
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let server_addr = socket.local_addr().unwrap();
+            let server = Server::new(socket, engine.clone(), Arc::clone(&ledger));
+            let stats = server.stats();
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            let thread = std::thread::spawn(move || server.run(&flag));
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            // A safety net against a hung test, not a measurement.
+            client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            Self { engine, ledger, stats, client, server: server_addr, stop, thread: Some(thread) }
+        }
+
+        fn send_packet(&self, packet: OscPacket) {
+            self.client.send_to(&rosc::encoder::encode(&packet).unwrap(), self.server).unwrap();
+        }
+
+        fn send(&self, addr: &str, args: Vec<OscType>) {
+            self.send_packet(OscPacket::Message(OscMessage { addr: addr.into(), args }));
+        }
+
+        fn reply(&self) -> OscMessage {
+            let mut buf = vec![0u8; 65_535];
+            let (len, _) = self.client.recv_from(&mut buf).unwrap();
+            match rosc::decoder::decode_udp(&buf[..len]).unwrap().1 {
+                OscPacket::Message(m) => m,
+                OscPacket::Bundle(b) => panic!("replies are messages, got {b:?}"),
+            }
+        }
+
+        /// Sends `/status` and returns its reply: when it arrives, everything sent before
+        /// it has been handled (one thread, in order).
+        fn status(&self) -> OscMessage {
+            self.send("/status", vec![]);
+            let reply = self.reply();
+            assert_eq!(reply.addr, "/status");
+            reply
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = self.thread.take() {
+                thread.join().unwrap().unwrap();
+            }
+        }
+    }
+
+    fn s(text: &str) -> OscType {
+        OscType::String(text.into())
+    }
+
+    fn msg(addr: &str, args: Vec<OscType>) -> OscPacket {
+        OscPacket::Message(OscMessage { addr: addr.into(), args })
+    }
+
+    fn bundle(content: Vec<OscPacket>) -> OscPacket {
+        OscPacket::Bundle(rosc::OscBundle { timetag: IMMEDIATELY, content })
+    }
+
+    fn fail_name(reply: &OscMessage) -> (&str, &str) {
+        assert_eq!(reply.addr, "/fail", "{reply:?}");
+        match (&reply.args[0], &reply.args[1]) {
+            (OscType::String(a), OscType::String(n)) => (a, n),
+            _ => panic!("{reply:?}"),
+        }
+    }
+
+    #[test]
+    fn module_new_is_done_and_queued() {
+        let server = Running::start(2);
+        server.send("/module/new", vec![s("vco"), OscType::Int(1)]);
+        let reply = server.reply();
+        assert_eq!(reply, OscMessage { addr: "/done".into(), args: vec![s("/module/new"), s("vco"), OscType::Int(1)] });
+        assert_eq!(server.engine.sent(), vec![(0, Command::New { id: 1, kind: Kind::Vco })]);
+        // Ids as floats, parameters as float64, as controllers send them.
+        server.send("/module/set", vec![OscType::Float(1.0), s("freq"), OscType::Double(220.0)]);
+        assert_eq!(server.reply().addr, "/done");
+        assert_eq!(server.engine.sent()[1], (0, Command::Set { id: 1, param: 0, value: 220.0 }));
+        assert_eq!(server.ledger.lock().unwrap().params(1).unwrap()[0], 220.0);
+    }
+
+    #[test]
+    fn refusals_name_their_error_and_change_nothing() {
+        let server = Running::start(1);
+        server.send("/module/new", vec![s("theremin"), OscType::Int(1)]);
+        let reply = server.reply();
+        assert_eq!(fail_name(&reply), ("/module/new", "UnknownKind"));
+        assert_eq!(reply.args[2], s("no module kind has this name"));
+        server.send("/module/bogus", vec![]);
+        assert_eq!(fail_name(&server.reply()), ("/module/bogus", "UnknownAddress"));
+        server.send("/module/new", vec![s("vco"), OscType::Bool(true)]);
+        assert_eq!(fail_name(&server.reply()), ("/module/new", "WrongArgs"));
+        server.send("/module/new", vec![s("vco"), OscType::Long(1 << 40)]);
+        assert_eq!(fail_name(&server.reply()), ("/module/new", "WrongArgs"));
+        server.send("/module/free", vec![OscType::Long(5)]);
+        let reply = server.reply();
+        assert_eq!(fail_name(&reply), ("/module/free", "NoSuchModule"));
+        assert_eq!(reply.args[2], s("no module with id 5"));
+        server.send("/module/new", vec![s("vco"), OscType::Double(f64::NAN)]);
+        assert_eq!(fail_name(&server.reply()), ("/module/new", "NotFinite"));
+        server.send("/status", vec![OscType::Int(1)]);
+        assert_eq!(fail_name(&server.reply()), ("/status", "WrongArgs"));
+        assert!(server.engine.sent().is_empty());
+        assert_eq!(server.ledger.lock().unwrap().modules(), 0);
+    }
+
+    #[test]
+    fn a_bundle_applies_together_or_not_at_all() {
+        let server = Running::start(2);
+        let voice = |mode: &str| {
+            bundle(vec![
+                msg("/module/new", vec![s("vco"), OscType::Int(1)]),
+                bundle(vec![msg("/module/new", vec![s("vcf"), OscType::Int(2)])]),
+                msg("/patch", vec![OscType::Int(1), s("out"), OscType::Int(2), s("in")]),
+                msg("/module/set", vec![OscType::Int(2), s("mode"), s(mode)]),
+            ])
+        };
+        server.send_packet(voice("notch"));
+        let reply = server.reply();
+        assert_eq!(fail_name(&reply), ("/module/set", "BadValue"));
+        assert_eq!(server.status().args[3], OscType::Int(0), "no module was created");
+        assert!(server.engine.sent().is_empty());
+
+        server.engine.busy.store(true, Ordering::Relaxed);
+        server.send_packet(voice("bandpass"));
+        let reply = server.reply();
+        assert_eq!(fail_name(&reply), ("/module/new", "Busy"));
+        assert_eq!(reply.args[2], s("worker ring full"));
+        assert_eq!(server.ledger.lock().unwrap().modules(), 0);
+
+        server.engine.busy.store(false, Ordering::Relaxed);
+        server.send_packet(voice("bandpass"));
+        let addresses: Vec<OscType> = (0..4).map(|_| server.reply().args[0].clone()).collect();
+        assert_eq!(addresses, vec![s("/module/new"), s("/module/new"), s("/patch"), s("/module/set")]);
+        assert_eq!(*server.engine.batches.lock().unwrap(), 1, "one bundle, one send_together");
+        let sent = server.engine.sent();
+        assert!(sent.contains(&(0, Command::Patch { src: 1, dst: 2, port: 0 })), "{sent:?}");
+        assert_eq!(sent.last(), Some(&(0, Command::Set { id: 2, param: 2, value: 2.0 })));
+        assert_eq!(server.status().args[3..5], [OscType::Int(2), OscType::Int(1)]);
+    }
+
+    #[test]
+    fn malformed_datagrams_are_counted_and_answered_when_their_address_reads() {
+        let server = Running::start(1);
+        // An address, then a type tag promising an int that is not there.
+        server.client.send_to(b"/module/free\0\0\0\0,i\0\0", server.server).unwrap();
+        assert_eq!(fail_name(&server.reply()), ("/module/free", "WrongArgs"));
+        server.client.send_to(b"\x01\x02garbage", server.server).unwrap();
+        server.client.send_to(b"", server.server).unwrap();
+        let status = server.status();
+        assert_eq!(status.args[6], OscType::Int(3), "dropped datagrams");
+        assert!(server.engine.sent().is_empty());
+        // The server still works.
+        server.send("/module/new", vec![s("noise"), OscType::Int(3)]);
+        assert_eq!(server.reply().addr, "/done");
+    }
+
+    #[test]
+    fn status_reply_has_its_documented_shape() {
+        let server = Running::start(3);
+        server.send("/module/new", vec![s("vco"), OscType::Int(1)]);
+        server.reply();
+        server.send("/patch", vec![OscType::Int(1), s("out"), OscType::Int(0), s("in")]);
+        server.reply();
+        let late = OscTime { seconds: 2_208_988_800 + 1, fractional: 0 }; // 1970, long past
+        server.send_packet(OscPacket::Bundle(rosc::OscBundle { timetag: late, content: vec![] }));
+        let status = server.status();
+        let i = OscType::Int;
+        let mut expected = vec![i(48_000), i(64), i(3), i(1), i(1), i(1), i(0)];
+        for w in 0..3 {
+            let modules = i32::from(w == 0);
+            expected.extend([i(1000 + w), i(w), i(modules), OscType::Float(0.25 * w as f32), i(7)]);
+        }
+        assert_eq!(status.args, expected);
+        assert_eq!(server.stats.late_bundles(), 1);
+    }
+
+    #[test]
+    fn patch_dump_rebuilds_the_patch() {
+        let server = Running::start(2);
+        for line in ["/module/new vco 1", "/module/set 1 wave sine", "/patch 1 out 0 in"] {
+            let (_, request) = synthpool_core::script::parse_line(line, 0.0).unwrap();
+            server.ledger.lock().unwrap().submit(&request.unwrap()).unwrap();
+        }
+        server.send("/patch/dump", vec![]);
+        let reply = server.reply();
+        let lines = ["/module/new vco 1", "/module/set 1 wave sine", "/patch 1 out 0 in"];
+        let mut expected = vec![OscType::Int(1), OscType::Int(1)];
+        expected.extend(lines.map(s));
+        assert_eq!(reply, OscMessage { addr: "/patch/dump".into(), args: expected });
+    }
+
+    #[test]
+    fn a_large_dump_comes_in_parts_that_each_fit() {
+        let lines: Vec<String> = (0..2000).map(|id| format!("/module/new mixer {id}")).collect();
+        let parts = dump_replies(&lines);
+        assert!(parts.len() > 1);
+        let mut joined = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let bytes = rosc::encoder::encode(&OscPacket::Message(part.clone())).unwrap();
+            assert!(bytes.len() <= MAX_REPLY_BYTES, "part {i}: {} bytes", bytes.len());
+            assert!(bytes.len() > MAX_REPLY_BYTES - 64 || i == parts.len() - 1, "parts are packed");
+            assert_eq!(part.args[..2], [OscType::Int(i as i32 + 1), OscType::Int(parts.len() as i32)]);
+            joined.extend(part.args[2..].iter().cloned());
+        }
+        assert_eq!(joined, lines.iter().map(|l| s(l)).collect::<Vec<_>>());
+        assert_eq!(dump_replies(&[]), vec![OscMessage { addr: "/patch/dump".into(), args: vec![OscType::Int(1); 2] }]);
+    }
+
+    #[test]
+    fn bundles_nested_too_deep_are_refused_before_decoding() {
+        let server = Running::start(1);
+        let new = msg("/module/new", vec![s("vco"), OscType::Int(1)]);
+        let nest = |depth: usize| (1..depth).fold(bundle(vec![new.clone()]), |inner, _| bundle(vec![inner]));
+        server.send_packet(nest(5));
+        assert_eq!(fail_name(&server.reply()), ("#bundle", "WrongArgs"));
+        server.send_packet(nest(4));
+        assert_eq!(server.reply().addr, "/done");
+        // Thousands deep: refused without recursing through rosc.
+        let deep = rosc::encoder::encode(&nest(3000)).unwrap();
+        assert!(bundle_depth_exceeds(&deep, MAX_BUNDLE_DEPTH));
+        assert!(!bundle_depth_exceeds(&rosc::encoder::encode(&nest(4)).unwrap(), MAX_BUNDLE_DEPTH));
+    }
+
+    #[test]
+    fn timetags_are_counted_late_or_early() {
+        let engine = FakeEngine::new(1);
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = Server::new(socket, engine, Arc::new(Mutex::new(Ledger::new(1))));
+        let now = SystemTime::now();
+        let at = |t: SystemTime| OscTime::try_from(t).unwrap();
+        server.count_timing(IMMEDIATELY, now);
+        server.count_timing(at(now - Duration::from_millis(5)), now);
+        server.count_timing(at(now + Duration::from_secs(1)), now);
+        server.count_timing(at(now + Duration::from_secs(2)), now);
+        assert_eq!((server.stats.late_bundles(), server.stats.early_bundles()), (1, 2));
+    }
+
+    #[test]
+    fn arguments_convert_to_values() {
+        assert_eq!(value(&OscType::Double(0.5)), Ok(Value::Float(0.5)));
+        assert_eq!(value(&OscType::Double(1e300)), Err(Error::WrongArgs));
+        assert!(matches!(value(&OscType::Double(f64::INFINITY)), Ok(Value::Float(x)) if x.is_infinite()));
+        assert_eq!(value(&OscType::Long(-7)), Ok(Value::Int(-7)));
+        assert_eq!(value(&OscType::Long(i64::from(i32::MAX) + 1)), Err(Error::WrongArgs));
+        assert_eq!(value(&OscType::Nil), Err(Error::WrongArgs));
+        assert_eq!(value(&OscType::Blob(vec![1])), Err(Error::WrongArgs));
+        assert_eq!(readable_address(b"/a/b\0\0\0\0,x"), Some("/a/b"));
+        assert_eq!(readable_address(b"a/b\0"), None);
+        assert_eq!(readable_address(b"/a b\0"), None);
+    }
+}

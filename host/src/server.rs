@@ -1,0 +1,233 @@
+//! `synthpool` itself: start-up in order (shared region, workers, then OSC and audio), the
+//! demo player, offline rendering through the same pool, and a clean stop.
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use synthpool_core::BLOCK;
+use synthpool_core::script::Player;
+
+use crate::audio::{AudioChoice, AudioStats, Clocked, Output, Recorder};
+use crate::engine::Engine;
+use crate::ledger::Ledger;
+use crate::pool::{Pool, PoolConfig};
+
+/// The demo patch, also in the repository as demo/demo.osc.
+pub const DEMO_SCRIPT: &str = include_str!("../../demo/demo.osc");
+
+/// Everything `synthpool` (the live server) is told on its command line.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Worker processes.
+    pub workers: usize,
+    /// Output choice.
+    pub audio: AudioChoice,
+    /// Device id for cpal (`alsa:hw:0,0`, `jack:output`).
+    pub device: Option<String>,
+    /// Record what is played to this WAV file.
+    pub record: Option<PathBuf>,
+    /// Play the demo patch.
+    pub demo: bool,
+    /// Sample rate, Hz.
+    pub sample_rate_hz: u32,
+    /// Stop after this long (None: until SIGINT or SIGTERM).
+    pub seconds: Option<f64>,
+}
+
+fn log(stage: &str, took: Duration) {
+    println!("synthpool: {stage:<44} {:>8.2} ms", took.as_secs_f64() * 1e3);
+}
+
+/// Runs the server until SIGINT, SIGTERM or `options.seconds`; returns the exit code.
+pub fn serve(options: &ServeOptions) -> i32 {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("synthpool: cannot watch signal {signal}: {e}");
+        }
+    }
+    let result = serve_until(options, &stop);
+    // Whatever happened, the OSC and demo threads see the flag and end.
+    stop.store(true, Ordering::Release);
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("synthpool: {e}");
+            1
+        }
+    }
+}
+
+fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()> {
+    if options.listen.ip().is_unspecified() {
+        eprintln!("synthpool: WARNING: listening on {}: anyone who can reach this machine can play it", options.listen);
+    }
+    let t = Instant::now();
+    let (pool, startup) = Pool::start(&PoolConfig {
+        workers: options.workers,
+        sample_rate_hz: options.sample_rate_hz,
+        worker_exe: None,
+    })?;
+    log(
+        &format!("shared region ({:.1} MiB, one memfd)", startup.region_bytes as f64 / (1 << 20) as f64),
+        startup.region,
+    );
+    for (i, took) in startup.per_worker.iter().enumerate() {
+        log(&format!("worker {i} exec to ready"), *took);
+    }
+    log(&format!("pool of {} workers ready", options.workers), startup.workers_ready);
+    let pool = Arc::new(pool);
+    let engine: Arc<dyn Engine> = pool.clone();
+    let ledger = Arc::new(Mutex::new(Ledger::new(options.workers)));
+
+    let t_osc = Instant::now();
+    let socket = UdpSocket::bind(options.listen)?;
+    let local = socket.local_addr()?;
+    let osc_thread = {
+        let (engine, ledger, stop) = (engine.clone(), ledger.clone(), stop.clone());
+        std::thread::Builder::new().name("osc".into()).spawn(move || crate::osc::serve(socket, engine, ledger, stop))?
+    };
+    log(&format!("OSC listening on udp://{local}"), t_osc.elapsed());
+
+    let demo = if options.demo { Some(spawn_demo(pool.clone(), ledger.clone(), stop.clone())?) } else { None };
+
+    let t_audio = Instant::now();
+    let recording = match &options.record {
+        Some(path) => Some(Recorder::start(path, options.sample_rate_hz)?),
+        None => None,
+    };
+    let (recorder, producer) = match recording {
+        Some((r, p)) => (Some(r), Some(p)),
+        None => (None, None),
+    };
+    let stats = Arc::new(AudioStats::default());
+    let period = Duration::from_secs_f64(BLOCK as f64 / options.sample_rate_hz as f64);
+    // A worker gets 80% of a block; what is late is dropped for that block, not waited for.
+    let source = Clocked::new(pool.clone(), period.mul_f64(0.8), producer, stats.clone());
+    let (output, description) =
+        match Output::open(options.audio, options.device.as_deref(), options.sample_rate_hz, source) {
+            Ok(opened) => opened,
+            Err(e) => {
+                stop.store(true, Ordering::Release);
+                let _ = osc_thread.join();
+                pool.stop();
+                return Err(e);
+            }
+        };
+    log(&format!("audio: {description}"), t_audio.elapsed());
+    if matches!(output, Output::Null { .. }) {
+        match &options.record {
+            Some(path) => {
+                println!("synthpool: no audio device: playing into a null sink; recording to {}", path.display())
+            }
+            None => println!(
+                "synthpool: no audio device: playing into a null sink (add --record FILE.wav to keep what plays)"
+            ),
+        }
+    }
+    log("ready, from start", t.elapsed());
+
+    let until = options.seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    while !stop.load(Ordering::Acquire) && until.is_none_or(|u| Instant::now() < u) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Release);
+    drop(output);
+    if let Some(demo) = demo {
+        let _ = demo.join();
+    }
+    let _ = osc_thread.join();
+    pool.stop();
+    if let Some(recorder) = recorder {
+        let samples = recorder.finish()?;
+        println!("synthpool: recorded {:.2} s", samples as f64 / options.sample_rate_hz as f64);
+    }
+    println!(
+        "synthpool: stopped after {} blocks ({} late)",
+        stats.blocks.load(Ordering::Relaxed),
+        stats.late_blocks.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+/// Plays the demo script live: each line is checked by the ledger and queued for the exact
+/// block its time names, a little ahead, so live and offline renders agree sample for sample.
+fn spawn_demo(pool: Arc<Pool>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("demo".into()).spawn(move || {
+        let first = pool.generation();
+        let rate = Engine::sample_rate_hz(&*pool) as f32;
+        let mut player = Player::new(DEMO_SCRIPT);
+        let lookahead_blocks = 40; // ~53 ms at 48 kHz: far beyond scheduling jitter
+        let mut block: u64 = 0;
+        while !stop.load(Ordering::Acquire) && !player.finished() {
+            let played = pool.generation().wrapping_sub(first) as u64;
+            while block <= played + lookahead_blocks {
+                let due = first.wrapping_add(block as u32 + 1);
+                while let Some(line) = player.next_due_for_block(block, rate) {
+                    let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
+                        let mut ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+                        // Pushed under the ledger's lock: the OSC thread pushes under it too,
+                        // so each ring keeps one producer at a time.
+                        let result =
+                            ledger.submit_with(&[line.request], |commands| pool.send_together_at(commands, due));
+                        result.map_err(|e| (line.number, format!("{e:?}")))
+                    });
+                    if let Err((number, why)) = outcome {
+                        eprintln!("synthpool: demo line {number}: {why}");
+                    }
+                }
+                block += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+}
+
+/// Renders `script` for `seconds` through a pool of `workers`, as fast as the CPU allows, and
+/// writes `out`. Lines apply at the same blocks as live; returns the refused lines.
+///
+/// # Errors
+/// The pool cannot start or the file cannot be written.
+pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, out: &Path) -> io::Result<Vec<String>> {
+    let (pool, _) = Pool::start(&PoolConfig { workers, sample_rate_hz, worker_exe: None })?;
+    let samples = render_with(&pool, script, seconds)?;
+    crate::render::write_wav(out, &samples.0, sample_rate_hz).map_err(io::Error::other)?;
+    Ok(samples.1)
+}
+
+/// The render loop, for an already started pool (whose generation is where it starts).
+///
+/// # Errors
+/// None today; kept for pools that can fail mid-render.
+pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
+    let rate = Engine::sample_rate_hz(pool);
+    let mut ledger = Ledger::new(Engine::workers(pool));
+    let mut player = Player::new(script);
+    let blocks = (seconds * rate as f64 / BLOCK as f64).ceil() as u64;
+    let mut samples = Vec::with_capacity(blocks as usize * BLOCK);
+    let mut refused = Vec::new();
+    let mut block_out = [0.0f32; BLOCK];
+    let first = pool.generation();
+    for block in 0..blocks {
+        let due = first.wrapping_add(block as u32 + 1);
+        while let Some(line) = player.next_due_for_block(block, rate as f32) {
+            let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
+                let result = ledger.submit_with(&[line.request], |commands| pool.send_together_at(commands, due));
+                result.map_err(|e| (line.number, format!("{e:?}")))
+            });
+            if let Err((number, why)) = outcome {
+                refused.push(format!("line {number}: {why}"));
+            }
+        }
+        // Offline: wait as long as it takes (no deadline to meet).
+        pool.render_block(&mut block_out, Duration::from_secs(10));
+        samples.extend_from_slice(&block_out);
+    }
+    Ok((samples, refused))
+}
