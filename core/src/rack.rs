@@ -91,6 +91,8 @@ pub struct Rack<
     /// Longest path from a source to each slot: equal depths never feed each other.
     depth: [u16; MODULES],
     structure_changed: bool,
+    /// Some module or wire may be fading: the end of the next block retires fades.
+    fades_pending: bool,
     /// Summed inputs and rendered output of each lane (lane 0 serves single modules).
     scratch: [[Block; MAX_INPUTS]; LANES],
     rendered: [Block; LANES],
@@ -140,6 +142,7 @@ impl<
             count_in: [0; MODULES],
             depth: [0; MODULES],
             structure_changed: true,
+            fades_pending: false,
             scratch: [[[0.0; BLOCK]; MAX_INPUTS]; LANES],
             rendered: [[0.0; BLOCK]; LANES],
         }
@@ -170,6 +173,7 @@ impl<
         self.count_in = [0; MODULES];
         self.depth = [0; MODULES];
         self.structure_changed = true;
+        self.fades_pending = false;
         self.scratch = [[[0.0; BLOCK]; MAX_INPUTS]; LANES];
         self.rendered = [[0.0; BLOCK]; LANES];
     }
@@ -243,6 +247,9 @@ impl<
     /// Applies a command checked by a [`Topology`]; takes effect from the next block.
     /// Cannot fail: a command that does not fit this rack changes nothing.
     pub fn apply(&mut self, command: &Command) {
+        if !matches!(command, Command::Set { .. }) {
+            self.fades_pending = true;
+        }
         match *command {
             Command::New { id, kind } => self.create(id, kind),
             Command::Free { id } => {
@@ -310,7 +317,9 @@ impl<
             }
         }
         *out = self.outs[OUTPUT_SLOT];
-        self.retire_fades();
+        if self.fades_pending {
+            self.retire_fades();
+        }
     }
 
     /// Number of modules alive (the output included; ghosts fading out excluded).
@@ -455,6 +464,7 @@ impl<
 
     /// After a block: fades that ran are over; ghosts go.
     fn retire_fades(&mut self) {
+        self.fades_pending = false;
         for slot in 1..MODULES {
             match self.fades[slot] {
                 Fade::In => self.fades[slot] = Fade::Steady,
@@ -572,18 +582,29 @@ impl<
     }
 
     fn process_slot(&mut self, slot: usize) {
-        let Self {
-            modules, outs, wires, inbound, first_in, count_in, scratch, rendered, delays, reverbs, fades, ..
-        } = self;
+        let Self { modules, outs, wires, inbound, first_in, count_in, scratch, delays, reverbs, fades, .. } = self;
         let Some(kind) = modules[slot].kind() else {
             return;
         };
         let list = inbound_of(slot, inbound, first_in, count_in);
         let sources = gather(kind, list, wires, outs, &mut scratch[0]);
-        let inputs = resolve(&sources, outs, &scratch[0]);
+        // The module renders straight into its own output block; its inputs are other
+        // slots' blocks (a module never feeds itself), on either side of it.
+        let (before, rest) = outs.split_at_mut(slot);
+        let Some((out, after)) = rest.split_first_mut() else { return };
+        let inputs: [Option<&Block>; MAX_INPUTS] = core::array::from_fn(|port| match sources[port] {
+            Source::Unpatched => None,
+            Source::Direct(src) if (src as usize) < slot => before.get(src as usize),
+            Source::Direct(src) => after.get(src as usize - slot - 1),
+            Source::Summed => Some(&scratch[0][port]),
+        });
         let pools = Pools { delays: &mut delays[..], reverbs: &mut reverbs[..] };
-        modules[slot].process(&inputs, &mut rendered[0], pools);
-        write_faded(&mut outs[slot], &rendered[0], fades[slot]);
+        modules[slot].process(&inputs, out, pools);
+        match fades[slot] {
+            Fade::Steady => {}
+            Fade::In => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= g),
+            Fade::Out => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= 1.0 - g),
+        }
     }
 
     /// The [`LANES`] modules at `order[at..]`, one kind and one depth, rendered together.
