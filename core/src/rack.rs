@@ -93,6 +93,10 @@ pub struct Rack<
     structure_changed: bool,
     /// Some module or wire may be fading: the end of the next block retires fades.
     fades_pending: bool,
+    /// Where each slot's input ports read from, worked out when the structure changes.
+    plans: [[Source; MAX_INPUTS]; MODULES],
+    /// For each position of `order`, how many modules from there share lanes (1 = alone).
+    runs: [u8; MODULES],
     /// Summed inputs and rendered output of each lane (lane 0 serves single modules).
     scratch: [[Block; MAX_INPUTS]; LANES],
     rendered: [Block; LANES],
@@ -143,6 +147,8 @@ impl<
             depth: [0; MODULES],
             structure_changed: true,
             fades_pending: false,
+            plans: [[Source::Unpatched; MAX_INPUTS]; MODULES],
+            runs: [1; MODULES],
             scratch: [[[0.0; BLOCK]; MAX_INPUTS]; LANES],
             rendered: [[0.0; BLOCK]; LANES],
         }
@@ -174,6 +180,8 @@ impl<
         self.depth = [0; MODULES];
         self.structure_changed = true;
         self.fades_pending = false;
+        self.plans = [[Source::Unpatched; MAX_INPUTS]; MODULES];
+        self.runs = [1; MODULES];
         self.scratch = [[[0.0; BLOCK]; MAX_INPUTS]; LANES];
         self.rendered = [[0.0; BLOCK]; LANES];
     }
@@ -248,7 +256,9 @@ impl<
     /// Cannot fail: a command that does not fit this rack changes nothing.
     pub fn apply(&mut self, command: &Command) {
         if !matches!(command, Command::Set { .. }) {
+            // New fades change where ports read from (a fading wire is summed with its ramp).
             self.fades_pending = true;
+            self.structure_changed = true;
         }
         match *command {
             Command::New { id, kind } => self.create(id, kind),
@@ -308,7 +318,7 @@ impl<
         }
         let mut at = 0;
         while at < self.order.len() {
-            if self.lane_run(at) == LANES {
+            if self.runs[at] as usize == LANES {
                 self.process_lanes(at);
                 at += LANES;
             } else {
@@ -480,6 +490,8 @@ impl<
         for wire in self.wires.iter_mut() {
             wire.fade = Fade::Steady;
         }
+        // Wires that faded in are steady now: read them in place from the next block.
+        self.structure_changed = true;
     }
 
     /// Kahn's algorithm over occupied slots, and the per-slot inbound wire lists.
@@ -549,6 +561,16 @@ impl<
         let (depth, modules) = (&self.depth, &self.modules);
         self.order
             .sort_unstable_by_key(|&slot| (depth[slot as usize], modules[slot as usize].kind().map(|k| k as u8), slot));
+        for &slot in self.order.iter() {
+            let slot = slot as usize;
+            if let Some(kind) = self.modules[slot].kind() {
+                let list = inbound_of(slot, &self.inbound, &self.first_in, &self.count_in);
+                self.plans[slot] = plan(kind, list, &self.wires);
+            }
+        }
+        for at in 0..self.order.len() {
+            self.runs[at] = self.lane_run(at) as u8;
+        }
         let occupied = self.modules.iter().filter(|m| !matches!(m, Module::Empty)).count();
         if self.order.len() < occupied {
             // Only ghosts can close a loop (the topology refuses live ones): cut the ghost
@@ -582,12 +604,15 @@ impl<
     }
 
     fn process_slot(&mut self, slot: usize) {
-        let Self { modules, outs, wires, inbound, first_in, count_in, scratch, delays, reverbs, fades, .. } = self;
-        let Some(kind) = modules[slot].kind() else {
+        let Self { modules, outs, wires, inbound, first_in, count_in, scratch, delays, reverbs, fades, plans, .. } =
+            self;
+        if matches!(modules[slot], Module::Empty) {
             return;
-        };
-        let list = inbound_of(slot, inbound, first_in, count_in);
-        let sources = gather(kind, list, wires, outs, &mut scratch[0]);
+        }
+        let sources = plans[slot];
+        if sources.contains(&Source::Summed) {
+            sum_ports(&sources, inbound_of(slot, inbound, first_in, count_in), wires, outs, &mut scratch[0]);
+        }
         // The module renders straight into its own output block; its inputs are other
         // slots' blocks (a module never feeds itself), on either side of it.
         let (before, rest) = outs.split_at_mut(slot);
@@ -611,15 +636,26 @@ impl<
     fn process_lanes(&mut self, at: usize) {
         let slots: [usize; LANES] = core::array::from_fn(|l| self.order[at + l] as usize);
         let Self {
-            modules, outs, wires, inbound, first_in, count_in, scratch, rendered, delays, reverbs, fades, ..
+            modules,
+            outs,
+            wires,
+            inbound,
+            first_in,
+            count_in,
+            scratch,
+            rendered,
+            delays,
+            reverbs,
+            fades,
+            plans,
+            ..
         } = self;
-        let mut sources = [[Source::Unpatched; MAX_INPUTS]; LANES];
+        let sources: [[Source; MAX_INPUTS]; LANES] = core::array::from_fn(|lane| plans[slots[lane]]);
         for (lane, &slot) in slots.iter().enumerate() {
-            let Some(kind) = modules[slot].kind() else {
-                continue;
-            };
-            let list = inbound_of(slot, inbound, first_in, count_in);
-            sources[lane] = gather(kind, list, wires, outs, &mut scratch[lane]);
+            if sources[lane].contains(&Source::Summed) {
+                let list = inbound_of(slot, inbound, first_in, count_in);
+                sum_ports(&sources[lane], list, wires, outs, &mut scratch[lane]);
+            }
         }
         let inputs: [[Option<&Block>; MAX_INPUTS]; LANES] =
             core::array::from_fn(|l| resolve(&sources[l], outs, &scratch[l]));
@@ -634,7 +670,8 @@ impl<
     }
 }
 
-/// Where a module's input port reads from this block.
+/// Where a module's input port reads from. repr(u8): all-zero memory is `Unpatched`.
+#[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
     Unpatched,
@@ -649,42 +686,51 @@ fn inbound_of<'a>(slot: usize, inbound: &'a [u16], first_in: &[u16], count_in: &
     inbound.get(first..first + count_in[slot] as usize).unwrap_or(&[])
 }
 
-/// Works out each input port's source from the wires in `list` (sorted by port), summing
-/// ports with several or fading wires into `scratch`.
-fn gather(
-    kind: Kind,
-    list: &[u16],
-    wires: &[Wire],
-    outs: &[Block],
-    scratch: &mut [Block; MAX_INPUTS],
-) -> [Source; MAX_INPUTS] {
+/// Works out each input port's source from the wires in `list` (sorted by port): none, one
+/// steady wire (read in place), or several or fading wires (summed each block).
+fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INPUTS] {
     let mut sources = [Source::Unpatched; MAX_INPUTS];
     let mut at = 0;
     for (port, source) in sources.iter_mut().enumerate().take(kind.inputs().len()) {
         let start = at;
-        while at < list.len() && wires[list[at] as usize].port == port as u8 {
+        while at < list.len() && wires.get(list[at] as usize).is_some_and(|w| w.port == port as u8) {
             at += 1;
         }
-        match &list[start..at] {
-            [] => {}
-            [only] if wires[*only as usize].fade == Fade::Steady => *source = Source::Direct(wires[*only as usize].src),
-            run => {
-                let sum = &mut scratch[port];
-                *sum = [0.0; BLOCK];
-                for &w in run {
-                    let wire = wires[w as usize];
-                    let src = &outs[wire.src as usize];
-                    match wire.fade {
-                        Fade::Steady => sum.iter_mut().zip(src).for_each(|(s, x)| *s += x),
-                        Fade::In => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * g),
-                        Fade::Out => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * (1.0 - g)),
-                    }
-                }
-                *source = Source::Summed;
+        *source = match &list[start..at] {
+            [] => Source::Unpatched,
+            [only] => match wires.get(*only as usize) {
+                Some(w) if w.fade == Fade::Steady => Source::Direct(w.src),
+                _ => Source::Summed,
+            },
+            _ => Source::Summed,
+        };
+    }
+    sources
+}
+
+/// Sums the wires of every port `plan` marks summed into that port's `scratch` block, each
+/// through its fade.
+fn sum_ports(
+    plan: &[Source; MAX_INPUTS],
+    list: &[u16],
+    wires: &[Wire],
+    outs: &[Block],
+    scratch: &mut [Block; MAX_INPUTS],
+) {
+    for (port, sum) in scratch.iter_mut().enumerate() {
+        if plan[port] != Source::Summed {
+            continue;
+        }
+        *sum = [0.0; BLOCK];
+        for wire in list.iter().filter_map(|&w| wires.get(w as usize)).filter(|w| w.port == port as u8) {
+            let Some(src) = outs.get(wire.src as usize) else { continue };
+            match wire.fade {
+                Fade::Steady => sum.iter_mut().zip(src).for_each(|(s, x)| *s += x),
+                Fade::In => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * g),
+                Fade::Out => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * (1.0 - g)),
             }
         }
     }
-    sources
 }
 
 fn resolve<'a>(
