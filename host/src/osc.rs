@@ -206,6 +206,8 @@ impl Server {
             int(ledger.cables()),
             int(self.stats.late_bundles()),
             int(self.stats.dropped_datagrams()),
+            // The block clock: the generation of the block rendered last (block 1 is the first).
+            int(self.engine.generation()),
         ];
         for (w, status) in workers.iter().enumerate() {
             args.extend([
@@ -623,7 +625,7 @@ mod tests {
         server.send_packet(OscPacket::Bundle(rosc::OscBundle { timetag: late, content: vec![] }));
         let status = server.status();
         let i = OscType::Int;
-        let mut expected = vec![i(48_000), i(64), i(3), i(1), i(1), i(1), i(0)];
+        let mut expected = vec![i(48_000), i(64), i(3), i(1), i(1), i(1), i(0), i(0)];
         for w in 0..3 {
             let modules = i32::from(w == 0);
             expected.extend([i(1000 + w), i(w), i(modules), OscType::Float(0.25 * w as f32), i(7)]);

@@ -158,35 +158,54 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
 
 /// Plays the demo script live: each line is checked by the ledger and queued for the exact
 /// block its time names, a little ahead, so live and offline renders agree sample for sample.
+/// Call it before the audio starts: the first lookahead's lines are queued before it returns.
 fn spawn_demo(pool: Arc<Pool>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    let mut demo = Demo { first: pool.generation(), player: Player::new(DEMO_SCRIPT), block: 0, pool, ledger };
+    demo.queue_ahead();
     std::thread::Builder::new().name("demo".into()).spawn(move || {
-        let first = pool.generation();
-        let rate = Engine::sample_rate_hz(&*pool) as f32;
-        let mut player = Player::new(DEMO_SCRIPT);
-        let lookahead_blocks = 40; // ~53 ms at 48 kHz: far beyond scheduling jitter
-        let mut block: u64 = 0;
-        while !stop.load(Ordering::Acquire) && !player.finished() {
-            let played = pool.generation().wrapping_sub(first) as u64;
-            while block <= played + lookahead_blocks {
-                let due = first.wrapping_add(block as u32 + 1);
-                while let Some(line) = player.next_due_for_block(block, rate) {
-                    let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
-                        let mut ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
-                        // Pushed under the ledger's lock: the OSC thread pushes under it too,
-                        // so each ring keeps one producer at a time.
-                        let result =
-                            ledger.submit_with(&[line.request], |commands| pool.send_together_at(commands, due));
-                        result.map_err(|e| (line.number, format!("{e:?}")))
-                    });
-                    if let Err((number, why)) = outcome {
-                        eprintln!("synthpool: demo line {number}: {why}");
-                    }
-                }
-                block += 1;
-            }
+        while !stop.load(Ordering::Acquire) && !demo.player.finished() {
+            demo.queue_ahead();
             std::thread::sleep(Duration::from_millis(10));
         }
     })
+}
+
+/// The demo's position in its script and on the block clock.
+struct Demo {
+    /// The generation before the demo's first block.
+    first: u32,
+    player: Player<'static>,
+    /// The next block whose lines are not queued yet.
+    block: u64,
+    pool: Arc<Pool>,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl Demo {
+    /// ~53 ms at 48 kHz: far beyond scheduling jitter, far below the rings' capacity.
+    const LOOKAHEAD_BLOCKS: u64 = 40;
+
+    fn queue_ahead(&mut self) {
+        let rate = Engine::sample_rate_hz(&*self.pool) as f32;
+        let played = self.pool.generation().wrapping_sub(self.first) as u64;
+        while self.block <= played + Self::LOOKAHEAD_BLOCKS {
+            let due = self.first.wrapping_add(self.block as u32 + 1);
+            while let Some(line) = self.player.next_due_for_block(self.block, rate) {
+                let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
+                    let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Pushed under the ledger's lock: the OSC thread pushes under it too, so
+                    // each ring keeps one producer at a time.
+                    let result =
+                        ledger.submit_with(&[line.request], |commands| self.pool.send_together_at(commands, due));
+                    result.map_err(|e| (line.number, format!("{e:?}")))
+                });
+                if let Err((number, why)) = outcome {
+                    eprintln!("synthpool: demo line {number}: {why}");
+                }
+            }
+            self.block += 1;
+        }
+    }
 }
 
 /// Renders `script` for `seconds` through a pool of `workers`, as fast as the CPU allows, and

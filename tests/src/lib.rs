@@ -1,1 +1,246 @@
-//! Shared helpers for the end-to-end tests.
+//! What the end-to-end tests share: the real `synthpool` binary started as a user starts it,
+//! an OSC client, the recorded WAV, and measures of the sound.
+//!
+//! Servers are started one at a time (`exclusive`): each pins workers to the machine's cores,
+//! and two at once would only measure each other.
+use rosc::{OscMessage, OscPacket, OscType, decoder, encoder};
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Sample rate the tests run the server at, Hz.
+pub const FS: u32 = 48_000;
+/// Frames per block.
+pub const BLOCK: usize = 64;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Builds the server binaries once (debug profile, as `cargo test` does) and returns the
+/// path of `synthpool`.
+pub fn server_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "synthpool-host", "--bins"])
+                .current_dir(root())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building synthpool failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+            target.join("debug/synthpool")
+        })
+        .clone()
+}
+
+/// Holds the machine for one test's servers.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A scratch directory for one test's files, emptied first.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("synthpool-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A free UDP port on loopback (bound, then released for the server).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A running `synthpool`, stopped (SIGTERM, then waited for) when dropped or by [`Server::stop`].
+pub struct Server {
+    child: Option<Child>,
+    /// Its OSC port.
+    pub port: u16,
+    /// What it printed on stdout up to "ready".
+    pub startup: Vec<String>,
+    stdout: Option<BufReader<std::process::ChildStdout>>,
+}
+
+impl Server {
+    /// Starts `synthpool --port P --audio null` plus `args`, and waits for its "ready" line.
+    pub fn start(args: &[&str]) -> Server {
+        let port = free_port();
+        let mut child = Command::new(server_binary())
+            .args(["--port", &port.to_string(), "--audio", "null"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("synthpool starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut startup = Vec::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("synthpool exited during start-up: {startup:?}");
+            }
+            let ready = line.contains("ready, from start");
+            startup.push(line.trim_end().to_owned());
+            if ready {
+                break;
+            }
+        }
+        Server { child: Some(child), port, startup, stdout: Some(stdout) }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGTERM, then waits; returns the exit code and what it printed after start-up.
+    pub fn stop(mut self) -> (i32, Vec<String>) {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let mut rest = Vec::new();
+        if let Some(stdout) = self.stdout.take() {
+            rest = stdout.lines().map_while(Result::ok).collect();
+        }
+        let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
+        (code, rest)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An OSC client on its own UDP socket.
+pub struct Client {
+    socket: UdpSocket,
+    server: std::net::SocketAddr,
+}
+
+impl Client {
+    /// A client for the server on `port`.
+    pub fn new(port: u16) -> Client {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        Client { socket, server: ([127, 0, 0, 1], port).into() }
+    }
+
+    /// Sends one message.
+    pub fn send(&self, addr: &str, args: Vec<OscType>) {
+        self.send_packet(&OscPacket::Message(OscMessage { addr: addr.into(), args }));
+    }
+
+    /// Sends any packet.
+    pub fn send_packet(&self, packet: &OscPacket) {
+        let bytes = encoder::encode(packet).expect("encodes");
+        self.socket.send_to(&bytes, self.server).expect("sends");
+    }
+
+    /// The next reply (a message; bundles are not sent back).
+    pub fn reply(&self) -> OscMessage {
+        let mut buf = [0u8; 65_536];
+        let (n, _) = self.socket.recv_from(&mut buf).expect("a reply within 5 s");
+        match decoder::decode_udp(&buf[..n]).expect("a valid reply").1 {
+            OscPacket::Message(m) => m,
+            OscPacket::Bundle(b) => panic!("unexpected bundle {b:?}"),
+        }
+    }
+
+    /// Sends a message and returns its reply.
+    pub fn ask(&self, addr: &str, args: Vec<OscType>) -> OscMessage {
+        self.send(addr, args);
+        self.reply()
+    }
+
+    /// `/status`, as integers where they are integers (load as its f32 bits are not needed).
+    pub fn status(&self) -> Vec<OscType> {
+        let reply = self.ask("/status", vec![]);
+        assert_eq!(reply.addr, "/status");
+        reply.args
+    }
+}
+
+/// A string argument.
+pub fn s(text: &str) -> OscType {
+    OscType::String(text.into())
+}
+
+/// An int argument.
+pub fn i(n: i32) -> OscType {
+    OscType::Int(n)
+}
+
+/// A float argument.
+pub fn f(x: f32) -> OscType {
+    OscType::Float(x)
+}
+
+/// The int at `index` of a reply.
+pub fn int_at(args: &[OscType], index: usize) -> i64 {
+    match args.get(index) {
+        Some(OscType::Int(n)) => *n as i64,
+        other => panic!("arg {index}: expected an int, got {other:?}"),
+    }
+}
+
+/// Waits until `done` or `timeout`, checking every millisecond.
+pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done()
+}
+
+/// Reads a mono float WAV.
+pub fn read_wav(path: &Path) -> Vec<f32> {
+    let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(reader.spec().sample_rate, FS);
+    reader.samples::<f32>().map(|s| s.expect("sample")).collect()
+}
+
+/// Pitch in Hz from upward zero crossings (interpolated), first to last.
+pub fn freq_by_zero_crossings(x: &[f32]) -> f64 {
+    let mut crossings = Vec::new();
+    for n in 1..x.len() {
+        let (a, b) = (x[n - 1] as f64, x[n] as f64);
+        if a < 0.0 && b >= 0.0 {
+            crossings.push((n - 1) as f64 + -a / (b - a));
+        }
+    }
+    match (crossings.first(), crossings.last()) {
+        (Some(first), Some(last)) if crossings.len() > 1 => (crossings.len() - 1) as f64 * FS as f64 / (last - first),
+        _ => 0.0,
+    }
+}
+
+/// RMS level, dBFS.
+pub fn rms_db(x: &[f32]) -> f64 {
+    let power = x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64;
+    10.0 * power.log10()
+}
+
+/// Peak level, dBFS.
+pub fn peak_db(x: &[f32]) -> f64 {
+    20.0 * (x.iter().fold(0.0f32, |m, s| m.max(s.abs())) as f64).log10()
+}
+
+/// Largest sample-to-sample step.
+pub fn max_step(x: &[f32]) -> f32 {
+    x.windows(2).fold(0.0f32, |m, w| m.max((w[1] - w[0]).abs()))
+}

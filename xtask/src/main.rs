@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Render the demo patch to a WAV file (offline: the live server is not built yet)
+    /// Start the server playing the demo patch (on the default audio device, else an announced null sink), recording it
     #[command(after_help = prereq::help(Task::Demo))]
     Demo(DemoArgs),
     /// Build, lint and test everything: what CI runs
@@ -56,10 +56,10 @@ struct YesArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Length of the rendering, in seconds
-    #[arg(long, value_name = "S", default_value = "30", value_parser = positive_seconds, allow_negative_numbers = true)]
+    /// How long the server plays, in seconds (the demo's score is 32 s)
+    #[arg(long, value_name = "S", default_value = "32", value_parser = positive_seconds, allow_negative_numbers = true)]
     seconds: f64,
-    /// WAV file to write, relative to the current directory
+    /// WAV file the server records what it plays to, relative to the current directory
     #[arg(long, value_name = "FILE", default_value = "demo.wav")]
     out: PathBuf,
     #[command(flatten)]
@@ -124,11 +124,11 @@ fn test_steps(root: &Path) -> Vec<Step> {
     vec![
         // No `std` exists for thumbv7em-none-eabihf: this fails if the core reaches for it.
         Step::cargo("core builds for Cortex-M4F (no_std)", &["build", "-p", "synthpool-core", "--target", "thumbv7em-none-eabihf"]),
-        Step::cargo("clippy on the core", &["clippy", "-p", "synthpool-core", "--all-targets", "--", "-D", "warnings"]),
-        // firmware-sim builds for thumbv7em only (see the workspace Cargo.toml); it is
-        // checked by `cargo xtask firmware`. 16 MiB stacks: tests keep whole fixed-size
-        // racks on their threads' stacks. .venv/bin first: the tests run `python3`.
-        Step::cargo("workspace tests", &["test", "--workspace", "--exclude", "firmware-sim"])
+        Step::cargo("clippy on the workspace", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        // 16 MiB stacks: tests keep whole fixed-size racks on their threads' stacks.
+        // .venv/bin first: the end-to-end tests run python-osc from there. firmware-sim's
+        // host side checks the firmware's expected checksum against the host's render.
+        Step::cargo("workspace tests", &["test", "--workspace"])
             .env("RUST_MIN_STACK", "16777216")
             .path_first(&root.join(VENV).join("bin")),
         // In test mode criterion runs each bench once: they build and their output checks pass.
@@ -147,51 +147,38 @@ fn test_help() -> String {
 fn test(root: &Path, args: &YesArgs) -> ExitCode {
     prereq::ensure(Task::Test, root, args.yes);
     steps::run_all("test", &test_steps(root));
+    // The firmware under QEMU, its logs against firmware-sim/expected (exits 1 on a mismatch).
+    firmware::check(root, false);
     ExitCode::SUCCESS
 }
 
 fn demo(root: &Path, invoked_in: &Path, args: &DemoArgs) -> ExitCode {
     prereq::ensure(Task::Demo, root, args.yes.yes);
-    let script = "demo/demo.osc";
-    if !root.join(script).is_file() {
-        fail(&format!("{script} is missing: the demo patch is not written yet"));
-    }
     let out_abs = invoked_in.join(&args.out);
     // Shown and passed relative to the root when it lies inside: shorter, same file.
     let out = out_abs.strip_prefix(root).unwrap_or(&out_abs).to_string_lossy().into_owned();
     let seconds = args.seconds.to_string();
-    println!("The live server is not built yet, so the demo renders offline:");
-    println!("{seconds} s of the demo patch ({script}) to {out}.\n");
-    let render = Step::cargo(
-        "render the demo patch offline",
-        &[
-            "run",
-            "--release",
-            "-p",
-            "synthpool-host",
-            "--bin",
-            "synthpool",
-            "--",
-            "render",
-            "--script",
-            script,
-            "--seconds",
-            &seconds,
-            "--out",
-            &out,
-        ],
-    );
+    println!("Starting the synthpool server playing the demo patch (demo/demo.osc) for {seconds} s,");
+    println!("on the default audio device (or, without one, a null sink it announces), recording to {out}.");
+    println!("Ctrl-C stops it early; the recording is kept.\n");
     if let Some(dir) = out_abs.parent() {
         std::fs::create_dir_all(dir).unwrap_or_else(|err| fail(&format!("cannot create {}: {err}", dir.display())));
     }
-    steps::run_all("demo", &[render]);
+    let serve = Step::cargo(
+        "the server plays the demo",
+        &[
+            "run", "--release", "-p", "synthpool-host", "--bin", "synthpool", "--", "--demo", "--seconds", &seconds,
+            "--record", &out,
+        ],
+    );
+    steps::run_all("demo", &[serve]);
     if !out_abs.is_file() {
-        fail(&format!("the render passed but wrote no {out}"));
+        fail(&format!("the server ran but wrote no {out}"));
     }
     println!();
     match player() {
-        Some(program) => println!("Wrote {out}. To listen: {program} {}", args.out.display()),
-        None => println!("Wrote {out}. No audio output here: play it on a machine with speakers."),
+        Some(program) => println!("Recorded {out}. To listen again: {program} {}", args.out.display()),
+        None => println!("Recorded {out}. No audio output here: play it on a machine with speakers."),
     }
     ExitCode::SUCCESS
 }

@@ -19,6 +19,7 @@ pub const PREREQS: &[Prereq] = &[
     //          what                                                 needed by           why
     Prereq::new(Apt("pkg-config"),                                   &[Demo, Test],      "finds ALSA when the host builds"),
     Prereq::new(Apt("libasound2-dev"),                               &[Demo, Test],      "ALSA headers for the host's audio output"),
+    Prereq::new(Apt("libjack-jackd2-dev"),                           &[Demo, Test],      "JACK headers for the host's JACK output"),
     Prereq::new(Apt("python3-venv"),                                 &[Test],            "lets Debian's Python create .venv"),
     Prereq::new(Apt("liblo-tools"),                                  &[Test],            "oscsend/oscdump: a second OSC implementation for the tests"),
     Prereq::new(RustTarget("thumbv7em-none-eabihf"),                 &[Test, Firmware],  "builds the core for a Cortex-M4F: proves it is no_std"),

@@ -1,0 +1,246 @@
+//! The server as a user meets it: the real `synthpool` binary, real OSC clients (liblo's
+//! `oscsend`, python-osc, and rosc), and the sound checked in what it recorded.
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use synthpool_tests::*;
+
+fn oscsend(port: u16, address: &str, types: &str, args: &[&str]) {
+    let status = Command::new("oscsend")
+        .args(["localhost", &port.to_string(), address, types])
+        .args(args)
+        .status()
+        .expect("oscsend runs (Debian package liblo-tools; cargo xtask test installs it)");
+    assert!(status.success(), "oscsend {address} failed");
+}
+
+fn pause(seconds: f64) {
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+}
+
+/// Amplitude of the `hz` component of `x` (Goertzel over the whole slice; `x` should hold a
+/// whole number of periods, or nearly).
+fn amplitude_at(x: &[f32], hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / FS as f64;
+    let (mut re, mut im) = (0.0, 0.0);
+    for (n, &s) in x.iter().enumerate() {
+        re += s as f64 * (w * n as f64).cos();
+        im -= s as f64 * (w * n as f64).sin();
+    }
+    2.0 * (re * re + im * im).sqrt() / x.len() as f64
+}
+
+fn stop_and_read(server: Server, wav: &Path) -> (Vec<f32>, Vec<String>) {
+    let (code, said) = server.stop();
+    assert_eq!(code, 0, "synthpool exits 0 on SIGTERM: {said:?}");
+    (read_wav(wav), said)
+}
+
+#[test]
+fn a_vco_patched_to_out_over_oscsend_is_heard_at_440_hz() {
+    let _machine = exclusive();
+    let dir = scratch("oscsend");
+    let wav = dir.join("rec.wav");
+    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    oscsend(server.port, "/module/new", "si", &["vco", "1"]);
+    oscsend(server.port, "/module/set", "iss", &["1", "wave", "sine"]);
+    oscsend(server.port, "/module/set", "isf", &["1", "freq", "440"]);
+    oscsend(server.port, "/patch", "isis", &["1", "out", "0", "in"]);
+    let client = Client::new(server.port);
+    assert!(wait_for(Duration::from_secs(5), || int_at(&client.status(), 3) == 1), "the vco exists");
+    pause(0.6);
+    let (out, _) = stop_and_read(server, &wav);
+    let last = &out[out.len() - FS as usize / 2..];
+    // 0.5 Hz: half a second of crossings resolves ~0.02 Hz; the rest is margin.
+    assert!((freq_by_zero_crossings(last) - 440.0).abs() < 0.5, "{} Hz", freq_by_zero_crossings(last));
+    // A full-scale sine: -3.01 dB RMS.
+    assert!((rms_db(last) + 3.01).abs() < 0.05, "{} dB", rms_db(last));
+}
+
+#[test]
+fn a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight() {
+    let _machine = exclusive();
+    let dir = scratch("latency");
+    let wav = dir.join("rec.wav");
+    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let client = Client::new(server.port);
+    for (addr, args) in [
+        ("/module/new", vec![s("vco"), i(1)]),
+        ("/module/set", vec![i(1), s("wave"), s("sine")]),
+        ("/module/set", vec![i(1), s("freq"), f(440.0)]),
+        ("/patch", vec![i(1), s("out"), i(0), s("in")]),
+    ] {
+        assert_eq!(client.ask(addr, args).addr, "/done");
+    }
+    pause(0.3);
+    let before = int_at(&client.status(), 7);
+    assert_eq!(client.ask("/module/set", vec![i(1), s("freq"), f(220.0)]).addr, "/done");
+    let after = int_at(&client.status(), 7);
+    pause(0.3);
+    let (out, _) = stop_and_read(server, &wav);
+
+    // Fit the 440 Hz sine on 0.1 s of steady signal before the change, then find the first
+    // sample that leaves it: the glide to 220 Hz starts on the first sample of its block and
+    // moves the phase by 4.5e-4 after one sample, 2.7e-3 after three.
+    let w = std::f64::consts::TAU * 440.0 / FS as f64;
+    let fit_end = (before.max(1) as usize - 1) * BLOCK;
+    let fit_start = fit_end - FS as usize / 10;
+    let (mut ss, mut sc, mut cc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for n in fit_start..fit_end {
+        let (sn, cn) = ((w * n as f64).sin(), (w * n as f64).cos());
+        let x = out[n] as f64;
+        (ss, sc, cc, xs, xc) = (ss + sn * sn, sc + sn * cn, cc + cn * cn, xs + x * sn, xc + x * cn);
+    }
+    let det = ss * cc - sc * sc;
+    let (a, b) = ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
+    let left = (fit_start..out.len())
+        .find(|&n| (out[n] as f64 - (a * (w * n as f64).sin() + b * (w * n as f64).cos())).abs() > 2e-3)
+        .expect("the pitch changed");
+    // Recorded block k is generation k + 1 (generation 1 is the first block).
+    let changed_generation = (left / BLOCK) as i64 + 1;
+    assert!(
+        changed_generation > before && changed_generation <= after + 2,
+        "set sent after generation {before}, answered by {after}, heard from {changed_generation}"
+    );
+    let tail = &out[out.len() - FS as usize / 5..];
+    assert!((freq_by_zero_crossings(tail) - 220.0).abs() < 1.0, "{} Hz", freq_by_zero_crossings(tail));
+}
+
+#[test]
+fn a_freed_module_fades_out_without_a_click_then_is_silent() {
+    let _machine = exclusive();
+    let dir = scratch("free");
+    let wav = dir.join("rec.wav");
+    let server = Server::start(&["--workers", "1", "--record", wav.to_str().unwrap()]);
+    let client = Client::new(server.port);
+    for (addr, args) in [
+        ("/module/new", vec![s("vco"), i(3)]),
+        ("/module/set", vec![i(3), s("wave"), s("sine")]),
+        ("/module/set", vec![i(3), s("freq"), f(220.0)]),
+        ("/patch", vec![i(3), s("out"), i(0), s("in")]),
+    ] {
+        assert_eq!(client.ask(addr, args).addr, "/done");
+    }
+    pause(0.4);
+    assert_eq!(client.ask("/module/free", vec![i(3)]).addr, "/done");
+    pause(0.3);
+    let (out, _) = stop_and_read(server, &wav);
+    let last_sound = out.iter().rposition(|&x| x != 0.0).expect("it sounded");
+    let first_sound = out.iter().position(|&x| x != 0.0).expect("it sounded");
+    // Steady: a 220 Hz full-scale sine steps at most 2 pi 220 / 48000 = 0.029 per sample.
+    let steady = max_step(&out[first_sound + BLOCK..last_sound - 2 * BLOCK]);
+    let fade = &out[last_sound - 2 * BLOCK..=last_sound + 1];
+    assert!(max_step(fade) <= 2.0 * steady, "fade step {} vs steady {steady}", max_step(fade));
+    // The fade takes one block; then exact silence to the end.
+    assert!(out[last_sound].abs() < 0.05, "the last sample before silence is small: {}", out[last_sound]);
+    assert!(out.len() - last_sound > FS as usize / 10, "silent for the rest");
+}
+
+#[test]
+fn modules_on_two_workers_are_both_heard() {
+    let _machine = exclusive();
+    let dir = scratch("two-workers");
+    let wav = dir.join("rec.wav");
+    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let client = Client::new(server.port);
+    for (id, hz) in [(1, 300.0), (2, 500.0)] {
+        for (addr, args) in [
+            ("/module/new", vec![s("vco"), i(id)]),
+            ("/module/set", vec![i(id), s("wave"), s("sine")]),
+            ("/module/set", vec![i(id), s("freq"), f(hz)]),
+            ("/module/set", vec![i(id), s("level"), f(0.5)]),
+            ("/patch", vec![i(id), s("out"), i(0), s("in")]),
+        ] {
+            assert_eq!(client.ask(addr, args).addr, "/done");
+        }
+    }
+    let status = client.status();
+    // Per worker: pid, core, modules, load, late blocks, after 8 global figures.
+    let modules: Vec<i64> = (0..2).map(|w| int_at(&status, 8 + 5 * w + 2)).collect();
+    assert_eq!(modules, vec![1, 1], "one voice on each worker: {status:?}");
+    pause(0.5);
+    let (out, _) = stop_and_read(server, &wav);
+    let last = &out[out.len() - FS as usize / 5..]; // 0.2 s: 60 and 100 whole periods
+    for hz in [300.0, 500.0] {
+        let amplitude = amplitude_at(last, hz);
+        assert!((amplitude - 0.5).abs() < 0.01, "{hz} Hz at {amplitude}");
+    }
+}
+
+#[test]
+fn status_pids_are_live_worker_processes_pinned_to_distinct_cores() {
+    let _machine = exclusive();
+    let server = Server::start(&["--workers", "2"]);
+    let client = Client::new(server.port);
+    let status = client.status();
+    let workers = int_at(&status, 2) as usize;
+    assert_eq!(workers, 2);
+    let mut cores = Vec::new();
+    for w in 0..workers {
+        let pid = int_at(&status, 8 + 5 * w);
+        let core = int_at(&status, 8 + 5 * w + 1);
+        let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("worker is alive");
+        let field = |name: &str| {
+            proc_status.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_owned()).unwrap_or_default()
+        };
+        assert_eq!(field("Cpus_allowed_list:"), core.to_string(), "worker {w} pinned to its core");
+        assert_eq!(field("PPid:"), server.pid().to_string(), "worker {w} is the server's child");
+        assert!(field("Name:").starts_with("synthpool-work"), "{}", field("Name:"));
+        cores.push(core);
+    }
+    cores.dedup();
+    assert_eq!(cores.len(), workers.min(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)));
+}
+
+#[test]
+fn python_osc_bundles_apply_all_or_none() {
+    let _machine = exclusive();
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "{} missing: `cargo xtask test` creates it with python-osc", python.display());
+    let server = Server::start(&["--workers", "2"]);
+    let out = Command::new(&python)
+        .arg(root().join("tests/clients/bundles.py"))
+        .arg(server.port.to_string())
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[..3].iter().all(|l| l.starts_with("/done")), "{text}");
+    assert!(lines[3].starts_with("/fail\t/module/new\tUnknownKind"), "{text}");
+    // The dump holds the voice and nothing of the failed bundle (no module 6).
+    assert!(lines[4].contains("/module/new vco 5") && lines[4].contains("/patch 5 out 0 in"), "{text}");
+    assert!(!lines[4].contains("vco 6"), "{text}");
+}
+
+#[test]
+fn render_mode_and_live_mode_give_the_same_sound() {
+    let _machine = exclusive();
+    let dir = scratch("render-live");
+    let (live_wav, render_wav) = (dir.join("live.wav"), dir.join("render.wav"));
+    let server = Server::start(&["--workers", "2", "--demo", "--record", live_wav.to_str().unwrap()]);
+    pause(3.0);
+    let (code, said) = server.stop();
+    assert_eq!(code, 0);
+    let status = Command::new(server_binary())
+        .args(["render", "--workers", "2", "--seconds", "3.5", "--script"])
+        .arg(root().join("demo/demo.osc"))
+        .arg("--out")
+        .arg(&render_wav)
+        .status()
+        .expect("render runs");
+    assert!(status.success());
+    let (live, rendered) = (read_wav(&live_wav), read_wav(&render_wav));
+    assert!(live.len() > 2 * FS as usize, "live ran {} samples", live.len());
+    // A worker late for a block drops its contribution to that block only (its state still
+    // advances): such blocks may differ, every other block is identical to the render.
+    let late: usize = said
+        .iter()
+        .find_map(|l| l.split_once("blocks (").and_then(|(_, r)| r.split(' ').next()).and_then(|n| n.parse().ok()))
+        .expect("the server reports its late blocks");
+    let blocks = live.len().min(rendered.len()) / BLOCK;
+    let differing = (0..blocks).filter(|b| live[b * BLOCK..(b + 1) * BLOCK] != rendered[b * BLOCK..(b + 1) * BLOCK]).count();
+    assert!(differing <= late, "{differing} of {blocks} blocks differ, {late} were late");
+    assert!(peak_db(&live) > -20.0, "the demo is audible");
+}
