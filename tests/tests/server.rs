@@ -86,9 +86,9 @@ fn a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight() {
     let fit_end = (before.max(1) as usize - 1) * BLOCK;
     let fit_start = fit_end - FS as usize / 10;
     let (mut ss, mut sc, mut cc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for n in fit_start..fit_end {
+    for (n, &x) in out.iter().enumerate().take(fit_end).skip(fit_start) {
         let (sn, cn) = ((w * n as f64).sin(), (w * n as f64).cos());
-        let x = out[n] as f64;
+        let x = x as f64;
         (ss, sc, cc, xs, xc) = (ss + sn * sn, sc + sn * cn, cc + cn * cn, xs + x * sn, xc + x * cn);
     }
     let det = ss * cc - sc * sc;
