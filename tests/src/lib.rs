@@ -244,3 +244,45 @@ pub fn peak_db(x: &[f32]) -> f64 {
 pub fn max_step(x: &[f32]) -> f32 {
     x.windows(2).fold(0.0f32, |m, w| m.max((w[1] - w[0]).abs()))
 }
+
+/// True for each recorded block that is exactly silent while sound was expected: a dropout
+/// (a worker missed the block's deadline, so its contribution is missing from that block).
+/// Shared CI machines are not real-time; tests measure around dropouts, and count them.
+pub fn silent_blocks(x: &[f32]) -> Vec<bool> {
+    x.chunks(BLOCK).map(|b| b.iter().all(|&s| s == 0.0)).collect()
+}
+
+/// The longest stretch of `x[from..to]` made of whole recorded blocks with no silent one.
+pub fn longest_clean(x: &[f32], from: usize, to: usize) -> &[f32] {
+    let silent = silent_blocks(x);
+    let (first, last) = (from.div_ceil(BLOCK), to.min(x.len()) / BLOCK);
+    let (mut best, mut start) = ((first, first), first);
+    for (b, &quiet) in silent.iter().enumerate().take(last + 1).skip(first) {
+        if b == last || quiet {
+            if b - start > best.1 - best.0 {
+                best = (start, b);
+            }
+            start = b + 1;
+        }
+    }
+    if last >= silent.len() && last - start > best.1 - best.0 {
+        best = (start, last);
+    }
+    &x[best.0 * BLOCK..best.1 * BLOCK]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_clean_skips_silent_blocks() {
+        let mut x = vec![0.5f32; 10 * BLOCK];
+        x[3 * BLOCK..4 * BLOCK].fill(0.0);
+        x[5 * BLOCK..6 * BLOCK].fill(0.0);
+        let clean = longest_clean(&x, 0, x.len());
+        assert_eq!(clean.len(), 4 * BLOCK); // blocks 6..10
+        assert_eq!(longest_clean(&x, 0, 3 * BLOCK).len(), 3 * BLOCK);
+        assert_eq!(silent_blocks(&x).iter().filter(|&&s| s).count(), 2);
+    }
+}
