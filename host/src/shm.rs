@@ -25,8 +25,10 @@ use synthpool_core::ring::Ring;
 
 /// Most workers one region holds.
 pub const MAX_WORKERS: usize = 64;
-/// Commands a worker's ring holds before the host answers `/fail busy`.
-pub const RING_SLOTS: usize = 1024;
+/// Commands a worker's ring holds before the host answers `/fail busy`: every command due at
+/// one block must fit (a script creating 60 voices at time 0 queues ~1,200 on one worker;
+/// 4096 slots are 96 KiB per worker).
+pub const RING_SLOTS: usize = 4096;
 /// Block timings each worker keeps (a ring of the most recent), for `/status` and profiling.
 pub const TIMING_SLOTS: usize = 1024;
 

@@ -217,7 +217,9 @@ fn bench(root: &Path, args: &BenchArgs) -> ExitCode {
     let header = format!("Measured {} on {} by `cargo xtask bench`.", report::provenance(root), report::machine());
     let path = root.join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# synthpool benchmarks\n".to_owned());
-    let doc = report::splice(&doc, &report::core_tables(&results, &header));
+    let mut tables = report::core_tables(&results, &header);
+    tables.extend(report::server_table(root, &header));
+    let doc = report::splice(&doc, &tables);
     if let Err(err) = std::fs::write(&path, doc) {
         fail(&format!("cannot write {}: {err}", path.display()));
     }

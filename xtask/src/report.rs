@@ -126,6 +126,44 @@ pub fn core_tables(results: &BTreeMap<String, Estimate>, header: &str) -> Vec<(&
     vec![("voice", voice), ("fx", fx), ("units", units)]
 }
 
+/// The server table (issue 3) from `target/server-bench.json`, beside the Python prototype's
+/// figures and the targets; None when the server bench has not run.
+pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)> {
+    let text = std::fs::read_to_string(root.join("target/server-bench.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let pair = |key: &str| -> Option<(f64, f64)> {
+        let v = json.get(key)?.as_array()?;
+        Some((v.first()?.as_f64()?, v.get(1)?.as_f64()?))
+    };
+    let (cold50, cold99) = pair("cold_start_us")?;
+    let (ready50, ready99) = pair("pool2_ready_us")?;
+    let (rtt50, rtt99) = pair("handoff_rtt_us")?;
+    let (block50, block99) = pair("block_overhead_us")?;
+    let speedup = json.get("speedup_2_over_1")?.as_f64()?;
+    let rss = json.get("idle_rss_kib")?.as_u64()?;
+    let private = json.get("idle_private_kib")?.as_u64()?;
+    let budget_us = BUDGET_NS / 1e3;
+    let table = format!(
+        "{header}\n\n| figure | prototype | target | synthpool, median (p99) |\n|---|---:|---:|---:|\n\
+         | worker cold start (exec to ready) | 848 ms | < 3 ms | **{:.2} ms** ({:.2} ms) |\n\
+         | pool of 2 workers ready, memory mapped | 841 ms | < 20 ms | **{:.2} ms** ({:.2} ms) |\n\
+         | command hand-off (UDP round trip, /module/set to /done) | 57 us | < 20 us | **{rtt50:.1} us** ({rtt99:.1} us) |\n\
+         | OSC message to changed output | 9-16 ms | at most one block after the block in flight | tested: `a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight` |\n\
+         | speed-up, 2 workers vs 1, 60 voices, 2 cores | 1.17x | >= 1.8x | **{speedup:.2}x** |\n\
+         | memory per idle worker (largest of 2) | ~50 MB | < 2 MB RSS, < 1 MB private | **{:.2} MB RSS, {:.2} MB private** |\n\
+         | pool overhead per block (wake + gather, 2 idle workers) | - | - | **{block50:.1} us = {:.1}%** of the block ({block99:.1} us = {:.1}%) |\n",
+        cold50 / 1e3,
+        cold99 / 1e3,
+        ready50 / 1e3,
+        ready99 / 1e3,
+        rss as f64 / 1024.0,
+        private as f64 / 1024.0,
+        100.0 * block50 / budget_us,
+        100.0 * block99 / budget_us,
+    );
+    Some(("server", table))
+}
+
 /// Replaces the text between each table's markers in `doc` (appending marked sections
 /// that are missing).
 pub fn splice(doc: &str, tables: &[(&str, String)]) -> String {

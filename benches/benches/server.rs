@@ -1,0 +1,205 @@
+//! The server's figures, beside the Python prototype's (issue 3's table): worker cold start,
+//! pool ready, command hand-off over UDP, 2-worker speed-up, memory per idle worker, and the
+//! pool's own cost per block. Start-up and memory are not per-iteration micro-benchmarks, so
+//! this is a plain harness: it repeats each measurement, prints medians and p99, and writes
+//! `target/server-bench.json` for `cargo xtask bench` to put into BENCHMARKS.md.
+//!
+//! `cargo bench -p synthpool-benches --bench server` (it builds the release `synthpool-worker`
+//! first). In `cargo test --benches` mode (`--bench` absent) it runs each measurement once,
+//! small, to prove it works.
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rosc::{OscMessage, OscPacket, OscType, decoder, encoder};
+use synthpool_core::BLOCK;
+use synthpool_host::engine::Engine;
+use synthpool_host::ledger::Ledger;
+use synthpool_host::pool::{Pool, PoolConfig};
+use synthpool_host::server::render_with;
+
+const FS: u32 = 48_000;
+const BUDGET_US: f64 = 64.0 / 48_000.0 * 1e6;
+
+fn worker_exe(profile: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build", "--quiet", "-p", "synthpool-host", "--bin", "synthpool-worker"];
+    if profile == "release" {
+        args.push("--release");
+    }
+    let status = Command::new(cargo).args(&args).current_dir(&root).status().expect("cargo runs");
+    assert!(status.success(), "building synthpool-worker failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    target.join(profile).join("synthpool-worker")
+}
+
+fn start(workers: usize, exe: &PathBuf) -> (Pool, synthpool_host::pool::Startup) {
+    Pool::start(&PoolConfig { workers, sample_rate_hz: FS, worker_exe: Some(exe.clone()) }).expect("pool starts")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn stats_us(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (percentile(&v, 0.5), percentile(&v, 0.99))
+}
+
+/// A patch of `voices` standard voices, each its own component (placement spreads them).
+fn voices(voices: usize) -> String {
+    let mut s = String::new();
+    synthpool_core::script::write_voice_script(voices, &mut s).expect("writes");
+    s
+}
+
+fn smaps_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let exe = worker_exe(if full { "release" } else { "debug" });
+    let reps = if full { 40 } else { 2 };
+    let mut json = Vec::new();
+
+    // Worker cold start and pool ready.
+    let (mut cold, mut ready) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let (pool, startup) = start(2, &exe);
+        cold.extend(startup.per_worker.iter().map(|d| d.as_secs_f64() * 1e6));
+        ready.push((startup.region + startup.workers_ready).as_secs_f64() * 1e6);
+        drop(pool);
+    }
+    let (cold_p50, cold_p99) = stats_us(cold);
+    let (ready_p50, ready_p99) = stats_us(ready);
+    println!("worker cold start (exec to ready): median {cold_p50:.0} us, p99 {cold_p99:.0} us");
+    println!("pool of 2 ready (region + workers): median {ready_p50:.0} us, p99 {ready_p99:.0} us");
+    json.push(format!("\"cold_start_us\": [{cold_p50:.1}, {cold_p99:.1}]"));
+    json.push(format!("\"pool2_ready_us\": [{ready_p50:.1}, {ready_p99:.1}]"));
+
+    // Memory per idle worker, and the pool's own cost per block with idle workers.
+    let (pool, _) = start(2, &exe);
+    let mut block = [0.0f32; BLOCK];
+    for _ in 0..200 {
+        pool.render_block(&mut block, Duration::from_secs(1));
+    }
+    let status = pool.status();
+    let rss: Vec<u64> = status.iter().map(|w| smaps_kib(w.pid, "Rss:")).collect();
+    let private: Vec<u64> =
+        status.iter().map(|w| smaps_kib(w.pid, "Private_Clean:") + smaps_kib(w.pid, "Private_Dirty:")).collect();
+    let (rss_max, private_max) = (rss.iter().max().copied().unwrap_or(0), private.iter().max().copied().unwrap_or(0));
+    println!("idle worker memory: RSS {rss:?} KiB, private {private:?} KiB");
+    json.push(format!("\"idle_rss_kib\": {rss_max}, \"idle_private_kib\": {private_max}"));
+    let blocks = if full { 20_000 } else { 100 };
+    let mut per_block = Vec::with_capacity(blocks);
+    let mut late = 0;
+    for _ in 0..blocks {
+        let t = Instant::now();
+        late += pool.render_block(&mut block, Duration::from_millis(100));
+        per_block.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let (wake_p50, wake_p99) = stats_us(per_block);
+    println!(
+        "pool overhead per block, 2 idle workers: median {wake_p50:.1} us ({:.1}% of the block), p99 {wake_p99:.1} us ({:.1}%), {late} late",
+        100.0 * wake_p50 / BUDGET_US,
+        100.0 * wake_p99 / BUDGET_US
+    );
+    json.push(format!("\"block_overhead_us\": [{wake_p50:.2}, {wake_p99:.2}]"));
+
+    // Command hand-off: a datagram in, validated, queued on a worker's ring, /done out; timed
+    // from the client as a UDP round trip on loopback (an upper bound of the server's part).
+    let pool = Arc::new(pool);
+    let engine: Arc<dyn Engine> = pool.clone();
+    let ledger = Arc::new(Mutex::new(Ledger::new(2)));
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let server_addr = socket.local_addr().expect("addr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let osc = {
+        let (engine, ledger, stop) = (engine.clone(), ledger.clone(), stop.clone());
+        std::thread::spawn(move || synthpool_host::osc::serve(socket, engine, ledger, stop))
+    };
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+    client.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let ask = |addr: &str, args: Vec<OscType>| {
+        let bytes = encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).expect("encode");
+        client.send_to(&bytes, server_addr).expect("send");
+        let mut buf = [0u8; 1024];
+        let (n, _) = client.recv_from(&mut buf).expect("reply");
+        match decoder::decode_udp(&buf[..n]).expect("decode").1 {
+            OscPacket::Message(m) => m.addr,
+            OscPacket::Bundle(_) => String::new(),
+        }
+    };
+    assert_eq!(ask("/module/new", vec![OscType::String("vco".into()), OscType::Int(1)]), "/done");
+    // The audio side keeps draining the ring meanwhile, as it would live.
+    let running = Arc::new(AtomicBool::new(true));
+    let audio = {
+        let (pool, running) = (pool.clone(), running.clone());
+        std::thread::spawn(move || {
+            let mut block = [0.0f32; BLOCK];
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                pool.render_block(&mut block, Duration::from_millis(100));
+                std::thread::sleep(Duration::from_micros(1333));
+            }
+        })
+    };
+    let trips = if full { 5_000 } else { 50 };
+    let mut rtt = Vec::with_capacity(trips);
+    for k in 0..trips {
+        let freq = 200.0 + (k % 100) as f32;
+        let t = Instant::now();
+        let reply = ask("/module/set", vec![OscType::Int(1), OscType::String("freq".into()), OscType::Float(freq)]);
+        rtt.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(reply, "/done");
+    }
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = audio.join();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let _ = osc.join();
+    let (rtt_p50, rtt_p99) = stats_us(rtt);
+    println!("command hand-off, UDP round trip /module/set -> /done: median {rtt_p50:.1} us, p99 {rtt_p99:.1} us");
+    json.push(format!("\"handoff_rtt_us\": [{rtt_p50:.1}, {rtt_p99:.1}]"));
+    drop(engine);
+    drop(pool);
+
+    // Speed-up of 2 workers over 1 on a heavy patch (60 standard voices, each its own
+    // component), rendered offline as fast as the CPU allows.
+    let seconds = if full { 4.0 } else { 0.1 };
+    let script = voices(60);
+    let time = |workers: usize| {
+        let (pool, _) = start(workers, &exe);
+        let _ = render_with(&pool, &script, 0.05).expect("warm-up");
+        let t = Instant::now();
+        let (out, refused) = render_with(&pool, &script, seconds).expect("render");
+        assert!(refused.is_empty(), "{refused:?}");
+        assert!(out.iter().any(|&s| s != 0.0));
+        t.elapsed().as_secs_f64()
+    };
+    let (one, two) = (time(1), time(2));
+    println!(
+        "heavy patch (60 voices), {seconds} s offline: 1 worker {one:.3} s, 2 workers {two:.3} s: speed-up {:.2}x",
+        one / two
+    );
+    json.push(format!("\"speedup_2_over_1\": {:.3}, \"render_1_s\": {one:.4}, \"render_2_s\": {two:.4}", one / two));
+
+    if full {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let path = target.join("server-bench.json");
+        std::fs::write(&path, format!("{{{}}}\n", json.join(", "))).expect("write results");
+        println!("wrote {}", path.display());
+    }
+}
