@@ -8,7 +8,7 @@
 //! first). In `cargo test --benches` mode (`--bench` absent) it runs each measurement once,
 //! small, to prove it works.
 use std::net::UdpSocket;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -37,8 +37,8 @@ fn worker_exe(profile: &str) -> PathBuf {
     target.join(profile).join("synthpool-worker")
 }
 
-fn start(workers: usize, exe: &PathBuf) -> (Pool, synthpool_host::pool::Startup) {
-    Pool::start(&PoolConfig { workers, sample_rate_hz: FS, worker_exe: Some(exe.clone()) }).expect("pool starts")
+fn start(workers: usize, exe: &Path) -> (Pool, synthpool_host::pool::Startup) {
+    Pool::start(&PoolConfig { workers, sample_rate_hz: FS, worker_exe: Some(exe.to_path_buf()) }).expect("pool starts")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

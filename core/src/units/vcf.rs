@@ -78,6 +78,8 @@ pub struct Vcf {
     mode: FilterMode,
     /// Coefficients the last block ended on: the start of the next ramp.
     coefs: Coefs<f32>,
+    /// The two-sample step of `coefs`, for a block that does not glide.
+    pair: Pair<f32>,
     /// Cutoff modulation (octaves), cutoff, Q and mode `coefs` were computed for (NaN: not
     /// computed yet); the sample rate only changes through `prepare`, which recomputes them.
     coefs_for: (f32, f32, f32, FilterMode),
@@ -100,6 +102,7 @@ impl Vcf {
             q: 0.707,
             mode: FilterMode::LowPass,
             coefs: Coefs::ZERO,
+            pair: Pair::ZERO,
             coefs_for: (f32::NAN, f32::NAN, f32::NAN, FilterMode::LowPass),
             ic1: 0.0,
             ic2: 0.0,
@@ -122,7 +125,7 @@ impl Vcf {
         self.ic1 = 0.0;
         self.ic2 = 0.0;
         self.coefs_for = (0.0, self.cutoff_hz, self.q, self.mode);
-        self.coefs = Coefs::new(self.cutoff_norm(0.0), self.q, self.mode);
+        (self.coefs, self.pair) = design(self.cutoff_norm(0.0), self.q, self.mode);
     }
 
     /// Cutoff in Hz, clamped to 20 ..= 0.45 * fs; glides over one block.
@@ -167,11 +170,33 @@ impl Vcf {
         cutoffs: [Option<&Block>; LANES],
         mut outs: [&mut Block; LANES],
     ) {
-        let ramps: [(Coefs<f32>, Coefs<f32>); LANES] = core::array::from_fn(|l| units[l].ramp(cutoffs[l]));
-        let start = Coefs::lanes(ramps.map(|r| r.0));
-        let step = Coefs::lanes(ramps.map(|r| r.1));
-        let state = (Lanes(units.each_ref().map(|u| u.ic1)), Lanes(units.each_ref().map(|u| u.ic2)));
-        let (ic1, ic2) = render(start, &step, state, inputs.map(|x| x.unwrap_or(&SILENCE)), &mut outs);
+        let plans: [Plan; LANES] = core::array::from_fn(|l| units[l].plan(cutoffs[l]));
+        let mut state = (Lanes(units.each_ref().map(|u| u.ic1)), Lanes(units.each_ref().map(|u| u.ic2)));
+        let inputs = inputs.map(|x| x.unwrap_or(&SILENCE));
+        let pair = || Pair::lanes(plans.each_ref().map(|p| p.pair));
+        if plans.iter().all(|p| p.steady) {
+            render_pairs(&pair(), (&mut state.0, &mut state.1), inputs, &mut outs);
+        } else {
+            let from = state;
+            let start = Coefs::lanes(plans.each_ref().map(|p| p.start));
+            let step = Coefs::lanes(plans.each_ref().map(|p| p.step));
+            render_glide(start, &step, (&mut state.0, &mut state.1), inputs, &mut outs);
+            if plans.iter().any(|p| p.steady) {
+                // Some lanes glide, some do not: each lane gets what it would get alone, so
+                // the steady ones are rendered again, as steady blocks.
+                let mut ys = [SILENCE; LANES];
+                let mut held = from;
+                render_pairs(&pair(), (&mut held.0, &mut held.1), inputs, &mut ys.each_mut());
+                for (l, p) in plans.iter().enumerate() {
+                    if p.steady {
+                        *outs[l] = ys[l];
+                        state.0.0[l] = held.0.0[l];
+                        state.1.0[l] = held.1.0[l];
+                    }
+                }
+            }
+        }
+        let (ic1, ic2) = state;
         for ((u, ic1), ic2) in units.iter_mut().zip(ic1.0).zip(ic2.0) {
             // flush: zero denormals, inf and NaN before they feed back (SC's zapgremlins).
             u.ic1 = flush(ic1);
@@ -182,17 +207,21 @@ impl Vcf {
     /// Starts a block: the coefficients it ramps from and the per-sample step, for the
     /// target cutoff (with `cutoff_oct`'s last sample), Q and mode, which the next block
     /// then starts from.
-    fn ramp(&mut self, cutoff_oct: Option<&Block>) -> (Coefs<f32>, Coefs<f32>) {
+    fn plan(&mut self, cutoff_oct: Option<&Block>) -> Plan {
         let octaves = cutoff_oct.map_or(0.0, |m| m[BLOCK - 1]);
         let octaves = if octaves.is_finite() { octaves.clamp(-MAX_MOD_OCT, MAX_MOD_OCT) } else { 0.0 };
         // The same modulation and parameters as the last block (no sweep): the same
         // coefficients, without the tan and divisions.
         let key = (octaves, self.cutoff_hz, self.q, self.mode);
-        let target =
-            if key == self.coefs_for { self.coefs } else { Coefs::new(self.cutoff_norm(octaves), self.q, self.mode) };
+        let (target, pair) = if key == self.coefs_for {
+            (self.coefs, self.pair)
+        } else {
+            design(self.cutoff_norm(octaves), self.q, self.mode)
+        };
         self.coefs_for = key;
+        self.pair = pair;
         let start = core::mem::replace(&mut self.coefs, target);
-        (start, start.step_to(&target))
+        Plan { start, step: start.step_to(&target), pair, steady: start == target }
     }
 
     /// The cutoff in cycles per sample, modulated by `octaves` and clamped to 20 Hz ..= 0.45 fs.
@@ -203,16 +232,16 @@ impl Vcf {
 
 /// The per-sample kernel, shared by one filter (`L` = 1) and several side by side: each lane
 /// runs exactly the scalar sequence of operations, so lanes equal scalar runs bit for bit.
-/// Ramps `c` by `step` each sample from the state `(ic1, ic2)`, and returns the new state,
-/// unflushed.
-#[inline(always)]
-fn render<const L: usize>(
+/// Ramps `c` by `step` each sample from the state `(ic1, ic2)`, which it advances (unflushed).
+#[inline(never)]
+fn render_glide<const L: usize>(
     mut c: Coefs<Lanes<L>>,
     step: &Coefs<Lanes<L>>,
-    (mut ic1, mut ic2): (Lanes<L>, Lanes<L>),
+    (state1, state2): (&mut Lanes<L>, &mut Lanes<L>),
     inputs: [&Block; L],
     outs: &mut [&mut Block; L],
-) -> (Lanes<L>, Lanes<L>) {
+) {
+    let (mut ic1, mut ic2) = (*state1, *state2);
     let mut tick = |i: usize| {
         c = c.plus(step);
         let x = Lanes(inputs.map(|input| input[i]));
@@ -245,7 +274,53 @@ fn render<const L: usize>(
             }
         }
     }
-    (ic1, ic2)
+    (*state1, *state2) = (ic1, ic2);
+}
+
+/// The kernel of a block that does not glide, shared like [`render_glide`]: two samples
+/// per step of the recursion (see [`Pair`]), from the state `(ic1, ic2)`, which it advances
+/// (unflushed).
+#[inline(never)]
+fn render_pairs<const L: usize>(
+    p: &Pair<Lanes<L>>,
+    (state1, state2): (&mut Lanes<L>, &mut Lanes<L>),
+    inputs: [&Block; L],
+    outs: &mut [&mut Block; L],
+) {
+    let (mut ic1, mut ic2) = (*state1, *state2);
+    let at = |i: usize| Lanes(inputs.map(|input| input[i]));
+    if L == 1 {
+        // One lane: the recursion alone first, keeping the state at every even sample; then
+        // the outputs, which do not feed back, vectorised across samples.
+        let mut held1 = [Lanes([0.0; L]); BLOCK / 2];
+        let mut held2 = [Lanes([0.0; L]); BLOCK / 2];
+        for (j, (h1, h2)) in held1.iter_mut().zip(&mut held2).enumerate() {
+            (*h1, *h2) = (ic1, ic2);
+            (ic1, ic2) = p.advance(ic1, ic2, at(2 * j), at(2 * j + 1));
+        }
+        for (j, (&s1, &s2)) in held1.iter().zip(&held2).enumerate() {
+            let (y0, y1) = p.outputs(s1, s2, at(2 * j), at(2 * j + 1));
+            for (out, (y0, y1)) in outs.iter_mut().zip(y0.0.into_iter().zip(y1.0)) {
+                out[2 * j] = y0;
+                out[2 * j + 1] = y1;
+            }
+        }
+    } else {
+        let mut ys = [Lanes([0.0; L]); BLOCK];
+        for (j, y) in ys.chunks_exact_mut(2).enumerate() {
+            let (x0, x1) = (at(2 * j), at(2 * j + 1));
+            let (y0, y1) = p.outputs(ic1, ic2, x0, x1);
+            y[0] = y0;
+            y[1] = y1;
+            (ic1, ic2) = p.advance(ic1, ic2, x0, x1);
+        }
+        for (l, out) in outs.iter_mut().enumerate() {
+            for (o, y) in out.iter_mut().zip(&ys) {
+                *o = y.0[l];
+            }
+        }
+    }
+    (*state1, *state2) = (ic1, ic2);
 }
 
 /// One `f32` per filter, operated on lane by lane.
@@ -288,6 +363,156 @@ impl<const L: usize> core::ops::Mul for Lanes<L> {
     }
 }
 
+/// The coefficients of one mode at one cutoff (`cutoff_norm`, cycles per sample, below 0.5)
+/// and Q: per sample, and for two samples at once.
+fn design(cutoff_norm: f32, q: f32, mode: FilterMode) -> (Coefs<f32>, Pair<f32>) {
+    let g = tan(PI * cutoff_norm);
+    let k = 1.0 / q;
+    let h = g * (g + k);
+    let a1 = 1.0 / (1.0 + h);
+    let a2 = g * a1;
+    let a3 = g * a2;
+    // Simper's outputs in ic1, ic2 and v3: low = v2, band = v1,
+    // high = x - k v1 - v2 = v3 - (k a1 + a2) ic1 - (k a2 + a3) v3.
+    let (c1, c2, d) = match mode {
+        FilterMode::LowPass => (a2, 1.0, a3),
+        FilterMode::BandPass => (a1, 0.0, a2),
+        FilterMode::HighPass => (-(k * a1 + a2), 0.0, 1.0 - k * a2 - a3),
+    };
+    let coefs = Coefs { a11: 2.0 * a1 - 1.0, a21: 2.0 * a2, neg_b2: -2.0 * a3, c1, c2, d };
+    // A = I + E with E = [[-alpha, -beta], [beta, -gamma]], B = (beta, gamma). alpha =
+    // 2 (1 - a1) is computed as 2 h a1: at 20 Hz it is 1e-4, and 1 - a1 would keep only
+    // 3 digits of it.
+    let alpha = 2.0 * (h * a1);
+    let (beta, gamma) = (2.0 * a2, 2.0 * a3);
+    let beta2 = beta * beta;
+    // The outputs in the state and the input: y = c1 ic1 + e ic2 + d x.
+    let e = c2 - d;
+    let pair = Pair {
+        // M - I = A^2 - I = 2 E + E^2.
+        m11: alpha * (alpha - 2.0) - beta2,
+        m21: beta * ((2.0 - alpha) - gamma),
+        m22: gamma * (gamma - 2.0) - beta2,
+        // A B = B + E B.
+        p1: beta * ((1.0 - alpha) - gamma),
+        p2: gamma * (1.0 - gamma) + beta2,
+        b1: beta,
+        b2: gamma,
+        c1,
+        e,
+        d,
+        // (k1, k2) = (c1, e) A, k3 = (c1, e) B.
+        k1: c1 * (1.0 - alpha) + e * beta,
+        k2: e * (1.0 - gamma) - c1 * beta,
+        k3: c1 * beta + e * gamma,
+    };
+    (coefs, pair)
+}
+
+/// How one filter renders a block: the ramp of its coefficients, and whether they stay put
+/// (then the two-sample step `pair` renders it).
+struct Plan {
+    start: Coefs<f32>,
+    step: Coefs<f32>,
+    pair: Pair<f32>,
+    steady: bool,
+}
+
+/// The two-sample step of a block whose coefficients stay put. With the state `s = (ic1,
+/// ic2)`, `s[n + 1] = A s[n] + B x[n]` and `y[n] = c1 ic1[n] + e ic2[n] + d x[n]`, two
+/// samples are `s[n + 2] = M s[n] + A B x[n] + B x[n + 1]` with `M = A^2`, and `y[n + 1] =
+/// k1 ic1[n] + k2 ic2[n] + k3 x[n] + d x[n + 1]`: the loop-carried chain (a multiply and two
+/// adds) then covers two samples, and the odd samples' state is never formed. `M - I` is
+/// kept rather than `M`, whose entries are within 1e-4 of 0 or 1 at low cutoffs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Pair<T> {
+    /// `(M - I)11`.
+    m11: T,
+    /// `(M - I)21 = -(M - I)12`.
+    m21: T,
+    /// `(M - I)22`.
+    m22: T,
+    /// `(A B)1`.
+    p1: T,
+    /// `(A B)2`.
+    p2: T,
+    /// `B1`.
+    b1: T,
+    /// `B2`.
+    b2: T,
+    /// Output weight of ic1.
+    c1: T,
+    /// Output weight of ic2.
+    e: T,
+    /// Output weight of the input.
+    d: T,
+    /// Odd output's weight of ic1.
+    k1: T,
+    /// Odd output's weight of ic2.
+    k2: T,
+    /// Odd output's weight of the previous input.
+    k3: T,
+}
+
+impl Pair<f32> {
+    const ZERO: Self = Self {
+        m11: 0.0,
+        m21: 0.0,
+        m22: 0.0,
+        p1: 0.0,
+        p2: 0.0,
+        b1: 0.0,
+        b2: 0.0,
+        c1: 0.0,
+        e: 0.0,
+        d: 0.0,
+        k1: 0.0,
+        k2: 0.0,
+        k3: 0.0,
+    };
+}
+
+impl<const L: usize> Pair<Lanes<L>> {
+    /// Lane l of every coefficient from `per_lane[l]`.
+    fn lanes(per_lane: [Pair<f32>; L]) -> Self {
+        Self {
+            m11: Lanes(per_lane.map(|c| c.m11)),
+            m21: Lanes(per_lane.map(|c| c.m21)),
+            m22: Lanes(per_lane.map(|c| c.m22)),
+            p1: Lanes(per_lane.map(|c| c.p1)),
+            p2: Lanes(per_lane.map(|c| c.p2)),
+            b1: Lanes(per_lane.map(|c| c.b1)),
+            b2: Lanes(per_lane.map(|c| c.b2)),
+            c1: Lanes(per_lane.map(|c| c.c1)),
+            e: Lanes(per_lane.map(|c| c.e)),
+            d: Lanes(per_lane.map(|c| c.d)),
+            k1: Lanes(per_lane.map(|c| c.k1)),
+            k2: Lanes(per_lane.map(|c| c.k2)),
+            k3: Lanes(per_lane.map(|c| c.k3)),
+        }
+    }
+
+    /// The state two samples on from `(ic1, ic2)`, with the inputs `x0` and `x1`.
+    #[inline(always)]
+    fn advance(&self, ic1: Lanes<L>, ic2: Lanes<L>, x0: Lanes<L>, x1: Lanes<L>) -> (Lanes<L>, Lanes<L>) {
+        let u1 = self.p1 * x0 + self.b1 * x1;
+        let u2 = self.p2 * x0 + self.b2 * x1;
+        // `ic + u` waits for nothing but ic: the chain is a multiply and two adds. The two
+        // lines differ in shape so that LLVM does not pack ic1 and ic2 into one register.
+        let next1 = ((ic1 + u1) + self.m11 * ic1) - self.m21 * ic2;
+        let next2 = (ic2 + u2) + (self.m21 * ic1 + self.m22 * ic2);
+        (next1, next2)
+    }
+
+    /// The two outputs from the state `(ic1, ic2)` with the inputs `x0` and `x1`.
+    #[inline(always)]
+    fn outputs(&self, ic1: Lanes<L>, ic2: Lanes<L>, x0: Lanes<L>, x1: Lanes<L>) -> (Lanes<L>, Lanes<L>) {
+        let y0 = (self.c1 * ic1 + self.e * ic2) + self.d * x0;
+        let y1 = ((self.k1 * ic1 + self.k2 * ic2) + self.k3 * x0) + self.d * x1;
+        (y0, y1)
+    }
+}
+
 /// `x` limited to `lo ..= hi` without `f32::clamp`'s panic path (for bounds that depend on
 /// the sample rate, which the compiler cannot order); NaN gives `lo`.
 #[inline]
@@ -315,23 +540,6 @@ struct Coefs<T> {
 
 impl Coefs<f32> {
     const ZERO: Self = Self { a11: 0.0, a21: 0.0, neg_b2: 0.0, c1: 0.0, c2: 0.0, d: 0.0 };
-
-    /// Coefficients for `cutoff_norm` (cycles per sample, below 0.5), `q` and `mode`.
-    fn new(cutoff_norm: f32, q: f32, mode: FilterMode) -> Self {
-        let g = tan(PI * cutoff_norm);
-        let k = 1.0 / q;
-        let a1 = 1.0 / (1.0 + g * (g + k));
-        let a2 = g * a1;
-        let a3 = g * a2;
-        // Simper's outputs in ic1, ic2 and v3: low = v2, band = v1,
-        // high = x - k v1 - v2 = v3 - (k a1 + a2) ic1 - (k a2 + a3) v3.
-        let (c1, c2, d) = match mode {
-            FilterMode::LowPass => (a2, 1.0, a3),
-            FilterMode::BandPass => (a1, 0.0, a2),
-            FilterMode::HighPass => (-(k * a1 + a2), 0.0, 1.0 - k * a2 - a3),
-        };
-        Self { a11: 2.0 * a1 - 1.0, a21: 2.0 * a2, neg_b2: -2.0 * a3, c1, c2, d }
-    }
 
     /// Per-sample step of a linear ramp from `self` to `target` over one block.
     fn step_to(&self, target: &Self) -> Self {
@@ -770,7 +978,7 @@ mod tests {
                     f.process(Some(&x), Some(&m), &mut y);
                     // The block ended on (and the next starts from) freshly computed
                     // coefficients, whether or not they came from the cache.
-                    prop_assert_eq!(f.coefs, Coefs::new(f.cutoff_norm(m[0].clamp(-40.0, 40.0)), f.q, f.mode));
+                    prop_assert_eq!((f.coefs, f.pair), design(f.cutoff_norm(m[0].clamp(-40.0, 40.0)), f.q, f.mode));
                     prop_assert!(all_finite(&y));
                     peak = peak.max(y.iter().fold(0.0f32, |a, s| a.max(s.abs())));
                 }
