@@ -222,9 +222,12 @@ impl Kind {
         self.params().iter().position(|p| p.answers_to(name)).map(|i| i as u8)
     }
 
-    /// True for kinds with a kernel that renders [`LANES`] modules at once.
+    /// True for kinds with a kernel that renders [`LANES`] modules at once, on targets with
+    /// 4-lane float SIMD (x86-64's SSE, aarch64's NEON). A Cortex-M4F has none: there four
+    /// lanes are four filters' work plus the shuffling, so filters run one by one (the same
+    /// bits either way: the lanes kernel is the scalar kernel, lane by lane).
     pub const fn has_lanes(self) -> bool {
-        matches!(self, Kind::Vcf)
+        matches!(self, Kind::Vcf) && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
     }
 
     /// True for kinds whose state lives in one of the rack's pools.

@@ -58,6 +58,16 @@ impl Vca {
             out.fill(0.0);
             return;
         };
+        if gain_step == 0.0 {
+            // Steady gain: the ramp would add exactly 0.0 to gain_start at every sample, so
+            // this is the same arithmetic without the per-sample index conversion (it counts
+            // on a Cortex-M4F, where nothing vectorises).
+            match cv {
+                None => out.iter_mut().zip(input).for_each(|(o, x)| *o = x * gain_start),
+                Some(cv) => out.iter_mut().zip(input).zip(cv).for_each(|((o, x), c)| *o = x * gain_start * c),
+            }
+            return;
+        }
         match cv {
             None => {
                 for (i, (o, x)) in out.iter_mut().zip(input).enumerate() {
