@@ -13,9 +13,10 @@
 //!
 //! A bundle applies in one block, all or none: if every message passes, each gets its reply
 //! (in order, one datagram each); if one fails, the bundle gets one `/fail` naming the
-//! failing message's address. Bundles nest at most [`MAX_BUNDLE_DEPTH`] deep. The engine
-//! has no notion of time yet, so a bundle applies when it arrives whatever its timetag;
-//! bundles whose timetag had passed (late) or had not come (early) are counted.
+//! failing message's address. Bundles nest at most [`MAX_BUNDLE_DEPTH`] deep. A bundle
+//! with a future timetag is queued for the block nearest the time it names (up to
+//! [`MAX_AHEAD_S`] ahead); one whose time has passed applies at once. Both are counted, as
+//! early and late bundles.
 //!
 //! A datagram that cannot be decoded is dropped and counted; when its address can still be
 //! read, it is answered `/fail <address> WrongArgs "malformed message"`.
@@ -39,6 +40,11 @@ pub const MAX_REPLY_BYTES: usize = 8192;
 
 /// How often [`Server::run`] looks at its stop flag while no datagram arrives.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Farthest ahead a bundle's timetag is honoured, s: a scheduled bundle holds back later
+/// commands to the same worker until it is due (each worker's ring is first in, first out,
+/// which keeps the patch consistent), so the horizon is kept short.
+pub const MAX_AHEAD_S: f64 = 2.0;
 
 /// The OSC timetag meaning "now".
 const IMMEDIATELY: OscTime = OscTime { seconds: 0, fractional: 1 };
@@ -136,18 +142,36 @@ impl Server {
                     .into_iter()
                     .collect()
             }
-            Ok((_, OscPacket::Message(message))) => self.handle_messages(&[&message]),
+            Ok((_, OscPacket::Message(message))) => self.handle_messages(&[&message], None),
             Ok((_, OscPacket::Bundle(bundle))) => {
-                self.count_timing(bundle.timetag, SystemTime::now());
+                let now = SystemTime::now();
+                self.count_timing(bundle.timetag, now);
                 let mut messages = Vec::new();
                 flatten(&bundle.content, &mut messages);
-                self.handle_messages(&messages)
+                self.handle_messages(&messages, self.due_generation(bundle.timetag, now))
             }
         }
     }
 
-    /// Checks `messages` as one bundle, queues their commands together, records them.
-    fn handle_messages(&self, messages: &[&OscMessage]) -> Vec<OscMessage> {
+    /// The block generation a bundle with `timetag` is due at: the block nearest the time it
+    /// names, counted from the block the audio side rendered last. None for "immediately"
+    /// and for times that have passed (those apply at once).
+    fn due_generation(&self, timetag: OscTime, now: SystemTime) -> Option<u32> {
+        if timetag == IMMEDIATELY {
+            return None;
+        }
+        let at = SystemTime::from(timetag);
+        let ahead = at.duration_since(now).ok()?;
+        let blocks = (ahead.as_secs_f64() * self.engine.sample_rate_hz() as f64 / BLOCK as f64).round();
+        // Farther than MAX_AHEAD_S: refused upstream as WrongArgs would lose the bundle;
+        // cap it instead (it then applies early, and is counted early).
+        let blocks = blocks.min(MAX_AHEAD_S * self.engine.sample_rate_hz() as f64 / BLOCK as f64) as u32;
+        Some(self.engine.generation().wrapping_add(1).wrapping_add(blocks))
+    }
+
+    /// Checks `messages` as one bundle, queues their commands together (for block generation
+    /// `due`, or the next block), records them.
+    fn handle_messages(&self, messages: &[&OscMessage], due: Option<u32>) -> Vec<OscMessage> {
         let mut items = Vec::with_capacity(messages.len());
         for message in messages {
             match item(message) {
@@ -165,10 +189,11 @@ impl Server {
             let loads: Vec<f32> = self.engine.status().iter().map(|s| s.load).collect();
             ledger.set_loads(&loads);
             let requests: Vec<Request<'_>> = edits.iter().map(|&(_, r)| r).collect();
-            let sent = ledger.submit_with(&requests, |commands| match commands {
-                [] => Ok(()),
-                [(worker, command)] => self.engine.send(*worker, command),
-                _ => self.engine.send_together(commands),
+            let sent = ledger.submit_with(&requests, |commands| match (commands, due) {
+                ([], _) => Ok(()),
+                (commands, Some(due)) => self.engine.send_together_at(commands, due),
+                ([(worker, command)], None) => self.engine.send(*worker, command),
+                (commands, None) => self.engine.send_together(commands),
             });
             match sent {
                 Ok(()) => {}

@@ -140,7 +140,8 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
     stop.store(true, Ordering::Release);
     drop(output);
     if let Some(demo) = demo {
-        let _ = demo.join();
+        let late = demo.join().unwrap_or(0);
+        println!("synthpool: demo: {late} blocks' lines queued late");
     }
     let _ = osc_thread.join();
     pool.stop();
@@ -159,14 +160,16 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
 /// Plays the demo script live: each line is checked by the ledger and queued for the exact
 /// block its time names, a little ahead, so live and offline renders agree sample for sample.
 /// Call it before the audio starts: the first lookahead's lines are queued before it returns.
-fn spawn_demo(pool: Arc<Pool>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
-    let mut demo = Demo { first: pool.generation(), player: Player::new(DEMO_SCRIPT), block: 0, pool, ledger };
+fn spawn_demo(pool: Arc<Pool>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<u64>> {
+    let mut demo =
+        Demo { first: pool.generation(), player: Player::new(DEMO_SCRIPT), block: 0, late_blocks: 0, pool, ledger };
     demo.queue_ahead();
     std::thread::Builder::new().name("demo".into()).spawn(move || {
         while !stop.load(Ordering::Acquire) && !demo.player.finished() {
             demo.queue_ahead();
             std::thread::sleep(Duration::from_millis(10));
         }
+        demo.late_blocks
     })
 }
 
@@ -177,19 +180,27 @@ struct Demo {
     player: Player<'static>,
     /// The next block whose lines are not queued yet.
     block: u64,
+    /// Blocks whose lines were queued after the block had begun (the live demo then
+    /// differs from the offline render from that block on).
+    late_blocks: u64,
     pool: Arc<Pool>,
     ledger: Arc<Mutex<Ledger>>,
 }
 
 impl Demo {
-    /// ~53 ms at 48 kHz: far beyond scheduling jitter, far below the rings' capacity.
-    const LOOKAHEAD_BLOCKS: u64 = 40;
+    /// 0.5 s at 48 kHz: beyond the stalls of a loaded machine, far below the rings' capacity
+    /// (the demo queues a few hundred commands a second).
+    const LOOKAHEAD_BLOCKS: u64 = 375;
 
     fn queue_ahead(&mut self) {
         let rate = Engine::sample_rate_hz(&*self.pool) as f32;
         let played = self.pool.generation().wrapping_sub(self.first) as u64;
         while self.block <= played + Self::LOOKAHEAD_BLOCKS {
             let due = self.first.wrapping_add(self.block as u32 + 1);
+            let rendered = self.pool.generation();
+            if due.wrapping_sub(rendered) as i32 <= 0 {
+                self.late_blocks += 1; // its lines reach the workers after their block
+            }
             while let Some(line) = self.player.next_due_for_block(self.block, rate) {
                 let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
                     let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);

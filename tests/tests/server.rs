@@ -30,6 +30,31 @@ fn amplitude_at(x: &[f32], hz: f64) -> f64 {
     2.0 * (re * re + im * im).sqrt() / x.len() as f64
 }
 
+/// The first sample after `fit_end` where `out` leaves the sine of `hz` it held for the 0.1 s
+/// before `fit_end` (fitted by least squares). A glide to another pitch starts on the first
+/// sample of its block and moves the phase by 4.5e-4 after one sample, 2.7e-3 after three;
+/// silent blocks (dropouts on a loaded machine) are skipped, not taken for a change.
+fn departure_from_sine(out: &[f32], hz: f64, fit_end: usize) -> usize {
+    let w = std::f64::consts::TAU * hz / FS as f64;
+    let fit_start = fit_end - FS as usize / 10;
+    let silent = silent_blocks(out);
+    let (mut ss, mut sc, mut cc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (n, &x) in out.iter().enumerate().take(fit_end).skip(fit_start) {
+        if silent[n / BLOCK] {
+            continue;
+        }
+        let (sn, cn) = ((w * n as f64).sin(), (w * n as f64).cos());
+        let x = x as f64;
+        (ss, sc, cc, xs, xc) = (ss + sn * sn, sc + sn * cn, cc + cn * cn, xs + x * sn, xc + x * cn);
+    }
+    let det = ss * cc - sc * sc;
+    let (a, b) = ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
+    (fit_end..out.len())
+        .filter(|&n| !silent[n / BLOCK])
+        .find(|&n| (out[n] as f64 - (a * (w * n as f64).sin() + b * (w * n as f64).cos())).abs() > 2e-3)
+        .expect("the pitch changed")
+}
+
 fn stop_and_read(server: Server, wav: &Path) -> (Vec<f32>, Vec<String>) {
     let (code, said) = server.stop();
     assert_eq!(code, 0, "synthpool exits 0 on SIGTERM: {said:?}");
@@ -80,29 +105,7 @@ fn a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight() {
     pause(0.3);
     let (out, _) = stop_and_read(server, &wav);
 
-    // Fit the 440 Hz sine on 0.1 s of steady signal before the change, then find the first
-    // sample that leaves it: the glide to 220 Hz starts on the first sample of its block and
-    // moves the phase by 4.5e-4 after one sample, 2.7e-3 after three.
-    let w = std::f64::consts::TAU * 440.0 / FS as f64;
-    let fit_end = (before.max(1) as usize - 1) * BLOCK;
-    let fit_start = fit_end - FS as usize / 10;
-    let (mut ss, mut sc, mut cc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for (n, &x) in out.iter().enumerate().take(fit_end).skip(fit_start) {
-        if x == 0.0 && out[n - n % BLOCK..][..BLOCK].iter().all(|&s| s == 0.0) {
-            continue; // a dropout
-        }
-        let (sn, cn) = ((w * n as f64).sin(), (w * n as f64).cos());
-        let x = x as f64;
-        (ss, sc, cc, xs, xc) = (ss + sn * sn, sc + sn * cn, cc + cn * cn, xs + x * sn, xc + x * cn);
-    }
-    let det = ss * cc - sc * sc;
-    let (a, b) = ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
-    // Dropouts (silent blocks: a late worker on a loaded machine) are not a change of pitch.
-    let silent = silent_blocks(&out);
-    let left = (fit_start..out.len())
-        .filter(|&n| !silent[n / BLOCK])
-        .find(|&n| (out[n] as f64 - (a * (w * n as f64).sin() + b * (w * n as f64).cos())).abs() > 2e-3)
-        .expect("the pitch changed");
+    let left = departure_from_sine(&out, 440.0, (before.max(1) as usize - 1) * BLOCK);
     // Recorded block k is generation k + 1 (generation 1 is the first block).
     let changed_generation = (left / BLOCK) as i64 + 1;
     assert!(
@@ -191,7 +194,11 @@ fn status_pids_are_live_worker_processes_pinned_to_distinct_cores() {
         let core = int_at(&status, 8 + 5 * w + 1);
         let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("worker is alive");
         let field = |name: &str| {
-            proc_status.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_owned()).unwrap_or_default()
+            proc_status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l[name.len()..].trim().to_owned())
+                .unwrap_or_default()
         };
         assert_eq!(field("Cpus_allowed_list:"), core.to_string(), "worker {w} pinned to its core");
         assert_eq!(field("PPid:"), server.pid().to_string(), "worker {w} is the server's child");
@@ -249,8 +256,54 @@ fn render_mode_and_live_mode_give_the_same_sound() {
         .iter()
         .find_map(|l| l.split_once("blocks (").and_then(|(_, r)| r.split(' ').next()).and_then(|n| n.parse().ok()))
         .expect("the server reports its late blocks");
+    let demo_late: usize = said
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("synthpool: demo: ").and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok())
+        })
+        .expect("the server reports the demo's late lines");
+    assert_eq!(demo_late, 0, "the demo queued lines after their block: the machine stalled for 0.5 s");
     let blocks = live.len().min(rendered.len()) / BLOCK;
-    let differing = (0..blocks).filter(|b| live[b * BLOCK..(b + 1) * BLOCK] != rendered[b * BLOCK..(b + 1) * BLOCK]).count();
+    let differing =
+        (0..blocks).filter(|b| live[b * BLOCK..(b + 1) * BLOCK] != rendered[b * BLOCK..(b + 1) * BLOCK]).count();
     assert!(differing <= late, "{differing} of {blocks} blocks differ, {late} were late");
     assert!(peak_db(&live) > -20.0, "the demo is audible");
+}
+
+#[test]
+fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
+    let _machine = exclusive();
+    let dir = scratch("timetag");
+    let wav = dir.join("rec.wav");
+    let server = Server::start(&["--workers", "1", "--record", wav.to_str().unwrap()]);
+    let client = Client::new(server.port);
+    for (addr, args) in [
+        ("/module/new", vec![s("vco"), i(1)]),
+        ("/module/set", vec![i(1), s("wave"), s("sine")]),
+        ("/module/set", vec![i(1), s("freq"), f(440.0)]),
+        ("/patch", vec![i(1), s("out"), i(0), s("in")]),
+    ] {
+        assert_eq!(client.ask(addr, args).addr, "/done");
+    }
+    pause(0.3);
+    let before = int_at(&client.status(), 7);
+    let at = std::time::SystemTime::now() + Duration::from_millis(300);
+    let set = rosc::OscMessage { addr: "/module/set".into(), args: vec![i(1), s("freq"), f(220.0)] };
+    client.send_packet(&rosc::OscPacket::Bundle(rosc::OscBundle {
+        timetag: rosc::OscTime::try_from(at).unwrap(),
+        content: vec![rosc::OscPacket::Message(set)],
+    }));
+    assert_eq!(client.reply().addr, "/done");
+    let after = int_at(&client.status(), 7);
+    pause(0.6);
+    let (out, _) = stop_and_read(server, &wav);
+    let left = departure_from_sine(&out, 440.0, (before.max(1) as usize - 1) * BLOCK);
+    let changed_generation = (left / BLOCK) as i64 + 1;
+    // 300 ms is 225 blocks after the send (which fell between `before` and `after`), to the
+    // nearest block: one block of rounding and one of the block in flight either side.
+    let (earliest, latest) = (before + 225 - 2, after + 225 + 2);
+    assert!(
+        (earliest..=latest).contains(&changed_generation),
+        "sent between generations {before} and {after}; heard from {changed_generation}, not {earliest}..={latest}"
+    );
 }
