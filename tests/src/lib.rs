@@ -34,7 +34,8 @@ pub fn server_binary() -> PathBuf {
                 .status()
                 .expect("cargo runs");
             assert!(status.success(), "building synthpool failed");
-            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
             target.join("debug/synthpool")
         })
         .clone()
@@ -70,11 +71,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `synthpool --port P --audio null` plus `args`, and waits for its "ready" line.
+    /// Starts `synthpool --port P` plus `args` (with `--audio null` unless they choose), and
+    /// waits for its "ready" line.
     pub fn start(args: &[&str]) -> Server {
         let port = free_port();
+        let audio: &[&str] = if args.contains(&"--audio") { &[] } else { &["--audio", "null"] };
         let mut child = Command::new(server_binary())
-            .args(["--port", &port.to_string(), "--audio", "null"])
+            .args(["--port", &port.to_string()])
+            .args(audio)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

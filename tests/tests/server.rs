@@ -307,3 +307,40 @@ fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
         "sent between generations {before} and {after}; heard from {changed_generation}, not {earliest}..={latest}"
     );
 }
+
+/// JACK's dummy driver paces the server like a sound card would (one 64-frame period at a
+/// time, from JACK's own thread): the server renders through cpal's JACK backend.
+#[test]
+fn through_jack_s_dummy_driver_a_440_hz_vco_is_heard() {
+    let _machine = exclusive();
+    if Command::new("jackd").arg("--version").output().is_err() {
+        eprintln!("jackd is not installed (Debian package jackd2): skipping the JACK test");
+        return;
+    }
+    let dir = scratch("jack");
+    let wav = dir.join("rec.wav");
+    let mut jackd = Command::new("jackd")
+        .args(["--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("jackd starts");
+    pause(1.0);
+    let server = Server::start(&["--workers", "2", "--audio", "jack", "--record", wav.to_str().unwrap()]);
+    assert!(server.startup.iter().any(|l| l.contains("audio: jack:")), "{:?}", server.startup);
+    let client = Client::new(server.port);
+    for (addr, args) in [
+        ("/module/new", vec![s("vco"), i(1)]),
+        ("/module/set", vec![i(1), s("wave"), s("sine")]),
+        ("/patch", vec![i(1), s("out"), i(0), s("in")]),
+    ] {
+        assert_eq!(client.ask(addr, args).addr, "/done");
+    }
+    pause(0.8);
+    let (out, _) = stop_and_read(server, &wav);
+    let _ = jackd.kill();
+    let _ = jackd.wait();
+    let last = longest_clean(&out, out.len() - FS as usize / 2, out.len());
+    assert!(last.len() > FS as usize / 10, "at least 0.1 s without a dropout");
+    assert!((freq_by_zero_crossings(last) - 440.0).abs() < 0.5, "{} Hz", freq_by_zero_crossings(last));
+}
