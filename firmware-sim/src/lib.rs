@@ -7,7 +7,6 @@
 #![no_std]
 #![deny(unsafe_code)]
 
-
 #[cfg(target_os = "none")]
 mod runtime;
 #[cfg(target_os = "none")]
