@@ -55,6 +55,20 @@ fn departure_from_sine(out: &[f32], hz: f64, fit_end: usize) -> usize {
         .expect("the pitch changed")
 }
 
+/// Creates vco `id` as a sine of `hz` at `level`, patched to the output; every request must
+/// be answered `/done`.
+fn sine_to_out(client: &Client, id: i32, hz: f32, level: f32) {
+    for (addr, args) in [
+        ("/module/new", vec![s("vco"), i(id)]),
+        ("/module/set", vec![i(id), s("wave"), s("sine")]),
+        ("/module/set", vec![i(id), s("freq"), f(hz)]),
+        ("/module/set", vec![i(id), s("level"), f(level)]),
+        ("/patch", vec![i(id), s("out"), i(0), s("in")]),
+    ] {
+        assert_eq!(client.ask(addr, args.clone()).addr, "/done", "{addr} {args:?}");
+    }
+}
+
 fn stop_and_read(server: Server, wav: &Path) -> (Vec<f32>, Vec<String>) {
     let (code, said) = server.stop();
     assert_eq!(code, 0, "synthpool exits 0 on SIGTERM: {said:?}");
@@ -90,14 +104,7 @@ fn a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight() {
     let wav = dir.join("rec.wav");
     let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
     let client = Client::new(server.port);
-    for (addr, args) in [
-        ("/module/new", vec![s("vco"), i(1)]),
-        ("/module/set", vec![i(1), s("wave"), s("sine")]),
-        ("/module/set", vec![i(1), s("freq"), f(440.0)]),
-        ("/patch", vec![i(1), s("out"), i(0), s("in")]),
-    ] {
-        assert_eq!(client.ask(addr, args).addr, "/done");
-    }
+    sine_to_out(&client, 1, 440.0, 1.0);
     pause(0.3);
     let before = int_at(&client.status(), 7);
     assert_eq!(client.ask("/module/set", vec![i(1), s("freq"), f(220.0)]).addr, "/done");
@@ -123,14 +130,7 @@ fn a_freed_module_fades_out_without_a_click_then_is_silent() {
     let wav = dir.join("rec.wav");
     let server = Server::start(&["--workers", "1", "--record", wav.to_str().unwrap()]);
     let client = Client::new(server.port);
-    for (addr, args) in [
-        ("/module/new", vec![s("vco"), i(3)]),
-        ("/module/set", vec![i(3), s("wave"), s("sine")]),
-        ("/module/set", vec![i(3), s("freq"), f(220.0)]),
-        ("/patch", vec![i(3), s("out"), i(0), s("in")]),
-    ] {
-        assert_eq!(client.ask(addr, args).addr, "/done");
-    }
+    sine_to_out(&client, 3, 220.0, 1.0);
     pause(0.4);
     assert_eq!(client.ask("/module/free", vec![i(3)]).addr, "/done");
     pause(0.3);
@@ -154,15 +154,7 @@ fn modules_on_two_workers_are_both_heard() {
     let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
     let client = Client::new(server.port);
     for (id, hz) in [(1, 300.0), (2, 500.0)] {
-        for (addr, args) in [
-            ("/module/new", vec![s("vco"), i(id)]),
-            ("/module/set", vec![i(id), s("wave"), s("sine")]),
-            ("/module/set", vec![i(id), s("freq"), f(hz)]),
-            ("/module/set", vec![i(id), s("level"), f(0.5)]),
-            ("/patch", vec![i(id), s("out"), i(0), s("in")]),
-        ] {
-            assert_eq!(client.ask(addr, args).addr, "/done");
-        }
+        sine_to_out(&client, id, hz, 0.5);
     }
     let status = client.status();
     // Per worker: pid, core, modules, load, late blocks, after 8 global figures.
@@ -277,14 +269,7 @@ fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
     let wav = dir.join("rec.wav");
     let server = Server::start(&["--workers", "1", "--record", wav.to_str().unwrap()]);
     let client = Client::new(server.port);
-    for (addr, args) in [
-        ("/module/new", vec![s("vco"), i(1)]),
-        ("/module/set", vec![i(1), s("wave"), s("sine")]),
-        ("/module/set", vec![i(1), s("freq"), f(440.0)]),
-        ("/patch", vec![i(1), s("out"), i(0), s("in")]),
-    ] {
-        assert_eq!(client.ask(addr, args).addr, "/done");
-    }
+    sine_to_out(&client, 1, 440.0, 1.0);
     pause(0.3);
     let before = int_at(&client.status(), 7);
     let at = std::time::SystemTime::now() + Duration::from_millis(300);
@@ -329,13 +314,7 @@ fn through_jack_s_dummy_driver_a_440_hz_vco_is_heard() {
     let server = Server::start(&["--workers", "2", "--audio", "jack", "--record", wav.to_str().unwrap()]);
     assert!(server.startup.iter().any(|l| l.contains("audio: jack:")), "{:?}", server.startup);
     let client = Client::new(server.port);
-    for (addr, args) in [
-        ("/module/new", vec![s("vco"), i(1)]),
-        ("/module/set", vec![i(1), s("wave"), s("sine")]),
-        ("/patch", vec![i(1), s("out"), i(0), s("in")]),
-    ] {
-        assert_eq!(client.ask(addr, args).addr, "/done");
-    }
+    sine_to_out(&client, 1, 440.0, 1.0);
     pause(0.8);
     let (out, _) = stop_and_read(server, &wav);
     let _ = jackd.kill();

@@ -2,5 +2,6 @@
 pub mod flush;
 pub mod math;
 pub mod polyblep;
+pub mod random;
 
 pub use flush::flush;

@@ -8,6 +8,7 @@
 //! `math::sin_turns` (error 4e-6). Sample-and-hold draws a new value in -1..1 each cycle from
 //! a counter hashed by Chris Wellons' `lowbias32` (integer maths only: the same sequence for
 //! the same seed on every target).
+use crate::dsp::random::{bipolar, lowbias32};
 use crate::block::{BLOCK, Block};
 use crate::dsp::math::sin_turns;
 
@@ -238,7 +239,7 @@ impl Lfo {
     /// Next sample-and-hold value, uniform in -1..1 with 24-bit steps (exact in f32).
     fn draw(&mut self) -> f32 {
         self.counter = self.counter.wrapping_add(GOLDEN);
-        (lowbias32(self.counter) as i32 >> 8) as f32 * (1.0 / 8_388_608.0)
+        bipolar(lowbias32(self.counter))
     }
 }
 
@@ -246,18 +247,6 @@ impl Lfo {
 #[inline]
 fn saw(phase: u32) -> f32 {
     phase as i32 as f32 * (1.0 / 2_147_483_648.0)
-}
-
-/// Chris Wellons' `lowbias32` integer hash (hash-prospector): a bijection on u32 with
-/// near-ideal avalanche, so a counter run through it looks random.
-#[inline]
-fn lowbias32(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^= x >> 16;
-    x
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! within 0.1 dB of -3 dB/octave from 10 Hz to 23 kHz), scaled to the white noise's RMS
 //! (-4.77 dB). Pink is near Gaussian: its peaks pass +-1 (+-2.6 over a minute), where white
 //! stays inside -1..1.
+use crate::dsp::random::{bipolar, lowbias32};
 use crate::block::{BLOCK, Block};
 use crate::dsp::flush;
 
@@ -129,7 +130,7 @@ impl Noise {
         for (i, w) in white.iter_mut().enumerate() {
             let n = GOLDEN.wrapping_mul(i as u32 + 1);
             // Top 24 bits as a signed integer: exact in f32, uniform in -1..1.
-            *w = (lowbias32(base.wrapping_add(n)) as i32 >> 8) as f32 * (1.0 / 8_388_608.0);
+            *w = bipolar(lowbias32(base.wrapping_add(n)));
         }
         self.counter = base.wrapping_add(GOLDEN.wrapping_mul(BLOCK as u32));
 
@@ -181,18 +182,6 @@ impl Noise {
         // flush: zero denormals, inf and NaN before they feed back (SC's zapgremlins).
         self.pink = [flush(b0), flush(b1), flush(b2), flush(b3), flush(b4), flush(b5), flush(b6)];
     }
-}
-
-/// Chris Wellons' `lowbias32` integer hash (hash-prospector): a bijection on u32 with
-/// near-ideal avalanche, so a counter run through it looks random.
-#[inline]
-fn lowbias32(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^= x >> 16;
-    x
 }
 
 #[cfg(test)]
