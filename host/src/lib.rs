@@ -1,7 +1,9 @@
 //! synthpool-host: the std shell around the core.
 //!
-//! For now it renders patch scripts offline in one process ([`render`]); the server (worker
-//! processes over shared memory, OSC in, audio out) grows here next.
+//! The server: worker processes over one shared memory region ([`shm`], [`pool`],
+//! [`worker`]), the audio side ([`audio`]), the OSC side ([`osc`], [`ledger`], [`placement`]),
+//! and start-up, the demo and offline rendering ([`server`]). [`render`] renders a script in
+//! one process with one rack: the reference the pool's render is checked against.
 #![deny(unsafe_code)]
 
 pub mod audio;

@@ -1,7 +1,8 @@
 //! Offline rendering of a patch script, as fast as the CPU allows.
 //!
-//! Today one in-process [`HostRack`] renders the whole patch; the server's render mode will
-//! run the same script through the worker pool and must sound the same.
+//! One in-process [`HostRack`] renders the whole patch: the reference that the server's
+//! render mode (the same script through the worker pool, `server::render`) is checked
+//! against (`host/tests/pool.rs`).
 use std::path::Path;
 use synthpool_core::BLOCK;
 use synthpool_core::rack::HostRack;
