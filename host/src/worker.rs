@@ -12,6 +12,9 @@ use synthpool_core::command::Command;
 
 use crate::shm::{self, ALL, Region, TIMING_SLOTS};
 
+/// Most missed blocks a late worker renders to catch up with the clock.
+pub const CATCH_UP_BLOCKS: u32 = 8;
+
 /// Real-time priority asked for by workers (below the host's audio thread).
 pub const WORKER_PRIORITY: i32 = 70;
 
@@ -73,19 +76,30 @@ pub fn run(args: WorkerArgs) -> i32 {
         }
         let start_ns = shm::now_ns();
         let generation = clock.generation.load(Ordering::Acquire);
+        // Blocks the clock passed while this worker was late: render them too (their output
+        // is gone) so its modules keep time with the clock and with every other worker, at
+        // most CATCH_UP_BLOCKS (a worker far behind would only fall further back).
+        let missed = generation.wrapping_sub(seen).wrapping_sub(1).min(CATCH_UP_BLOCKS);
+        let mut at = generation.wrapping_sub(missed);
         seen = generation;
-        // Commands wait for the generation they name (a bundle's share all wait for the same).
-        while let Some(message) = me.commands.peek() {
-            if generation.wrapping_sub(message[4]) as i32 >= 0 {
-                let _ = me.commands.pop();
-                if let Some(command) = Command::from_words([message[0], message[1], message[2], message[3]]) {
-                    rack.apply(&command);
+        loop {
+            // Commands wait for the generation they name (a bundle's share all wait for it).
+            while let Some(message) = me.commands.peek() {
+                if at.wrapping_sub(message[4]) as i32 >= 0 {
+                    let _ = me.commands.pop();
+                    if let Some(command) = Command::from_words([message[0], message[1], message[2], message[3]]) {
+                        rack.apply(&command);
+                    }
+                } else {
+                    break;
                 }
-            } else {
+            }
+            rack.process(&mut block);
+            if at == generation {
                 break;
             }
+            at = at.wrapping_add(1);
         }
-        rack.process(&mut block);
         for (word, sample) in me.output.iter().zip(&block) {
             word.store(sample.to_bits(), Ordering::Relaxed);
         }
