@@ -2,6 +2,7 @@
 //! Pi OS, `cargo xtask demo` and `cargo xtask test` install what they need and run.
 
 mod firmware;
+mod pi;
 mod prereq;
 mod report;
 mod steps;
@@ -121,7 +122,7 @@ fn main() -> ExitCode {
 /// The steps of `cargo xtask test`, in order; the first failure stops the run.
 #[rustfmt::skip]
 fn test_steps(root: &Path) -> Vec<Step> {
-    vec![
+    let mut steps = vec![
         // No `std` exists for thumbv7em-none-eabihf: this fails if the core reaches for it.
         Step::cargo("core builds for Cortex-M4F (no_std)", &["build", "-p", "synthpool-core", "--target", "thumbv7em-none-eabihf"]),
         Step::cargo("clippy on the workspace", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
@@ -133,7 +134,10 @@ fn test_steps(root: &Path) -> Vec<Step> {
             .path_first(&root.join(VENV).join("bin")),
         // In test mode criterion runs each bench once: they build and their output checks pass.
         Step::cargo("benches run once (test mode)", &["test", "-p", "synthpool-benches", "--benches"]),
-    ]
+    ];
+    // The Raspberry Pi check: aarch64 builds under qemu-aarch64, on x86-64 machines only.
+    steps.extend(pi::steps());
+    steps
 }
 
 fn test_help() -> String {
@@ -167,8 +171,18 @@ fn demo(root: &Path, invoked_in: &Path, args: &DemoArgs) -> ExitCode {
     let serve = Step::cargo(
         "the server plays the demo",
         &[
-            "run", "--release", "-p", "synthpool-host", "--bin", "synthpool", "--", "--demo", "--seconds", &seconds,
-            "--record", &out,
+            "run",
+            "--release",
+            "-p",
+            "synthpool-host",
+            "--bin",
+            "synthpool",
+            "--",
+            "--demo",
+            "--seconds",
+            &seconds,
+            "--record",
+            &out,
         ],
     );
     steps::run_all("demo", &[serve]);

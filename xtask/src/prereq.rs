@@ -1,16 +1,17 @@
 //! What each task needs on the machine, and installing what is missing.
 //!
 //! Targets a fresh Debian 12 or Raspberry Pi OS with rustup: Debian packages through
-//! apt-get, Rust targets and components through rustup, Python packages in the
-//! project-local virtualenv `.venv` (so nothing lands in the system Python).
+//! apt-get (and, for the aarch64 cross-check, a second Debian architecture through dpkg),
+//! Rust targets and components through rustup, Python packages in the project-local
+//! virtualenv `.venv` (so nothing lands in the system Python).
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::Task::{self, Demo, Firmware, Test};
-use crate::fail;
-use Need::{Apt, Python, RustComponent, RustTarget};
+use crate::{fail, pi};
+use Need::{Apt, DebianArch, Python, RustComponent, RustTarget};
 
 /// Everything any task needs. To add one, add a row: checking, installing and the
 /// `--help` text follow from here. Rows of one kind install in table order.
@@ -29,6 +30,14 @@ pub const PREREQS: &[Prereq] = &[
     Prereq::new(Apt("libc6-dev"),                                    &[Test, Firmware],  "C headers for that plugin"),
     Prereq::new(RustComponent("clippy"),                             &[Test],            "lints the core"),
     Prereq::new(Python { name: "python-osc", version: "1.10.*" },    &[Test],            "the OSC client the end-to-end tests perform with"),
+    // The Raspberry Pi check (pi.rs): cross-build for aarch64, test under qemu-aarch64. Only
+    // on an x86-64 machine: on a Pi the workspace tests above already run on aarch64.
+    Prereq::new(DebianArch("arm64"),                                 &[Test],            "multiarch: lets apt install the arm64 libraries below beside the amd64 ones").only_on(pi::CROSS_FROM),
+    Prereq::new(Apt("gcc-aarch64-linux-gnu"),                        &[Test],            "the aarch64 linker that .cargo/config.toml names").only_on(pi::CROSS_FROM),
+    Prereq::new(Apt("qemu-user"),                                    &[Test],            "qemu-aarch64 runs the aarch64 tests on this machine").only_on(pi::CROSS_FROM),
+    Prereq::new(Apt("libasound2-dev:arm64"),                         &[Test],            "ALSA for the host's aarch64 build").only_on(pi::CROSS_FROM),
+    Prereq::new(Apt("libjack-jackd2-dev:arm64"),                     &[Test],            "JACK for the host's aarch64 build").only_on(pi::CROSS_FROM),
+    Prereq::new(RustTarget("aarch64-unknown-linux-gnu"),             &[Test],            "Rust's standard library for aarch64").only_on(pi::CROSS_FROM),
 ];
 
 /// The project-local virtualenv, relative to the workspace root.
@@ -42,18 +51,37 @@ pub struct Prereq {
     pub tasks: &'static [Task],
     /// Why it is needed, shown by `--help` and when it is installed.
     pub why: &'static str,
+    /// Needed only on machines of this architecture (`std::env::consts::ARCH`, e.g.
+    /// `x86_64`); `None`: on every machine.
+    pub only_on: Option<&'static str>,
 }
 
 impl Prereq {
     const fn new(need: Need, tasks: &'static [Task], why: &'static str) -> Self {
-        Self { need, tasks, why }
+        Self { need, tasks, why, only_on: None }
+    }
+
+    /// The same row, needed only on machines whose architecture is `arch`.
+    const fn only_on(self, arch: &'static str) -> Self {
+        Self { only_on: Some(arch), ..self }
+    }
+
+    /// Whether this machine needs it (its architecture is the one named, if any).
+    fn needed_here(&self) -> bool {
+        self.only_on.is_none_or(|arch| arch == std::env::consts::ARCH)
     }
 }
 
 /// How a prerequisite is checked and installed.
 pub enum Need {
-    /// A Debian package: `dpkg-query`, `apt-get install`.
+    /// A Debian package: `dpkg-query`, `apt-get install`. `name:arch` (e.g.
+    /// `libasound2-dev:arm64`) is the package of another architecture, which needs a
+    /// [`Need::DebianArch`] row before it.
     Apt(&'static str),
+    /// A foreign Debian architecture (multiarch): `dpkg --print-foreign-architectures`,
+    /// `dpkg --add-architecture`; installed with the apt rows, before the package lists
+    /// are refreshed.
+    DebianArch(&'static str),
     /// A rustup target: `rustup target add`.
     RustTarget(&'static str),
     /// A rustup component: `rustup component add`.
@@ -67,6 +95,7 @@ impl Need {
     pub fn describe(&self) -> String {
         match self {
             Need::Apt(pkg) => format!("{pkg} (Debian package)"),
+            Need::DebianArch(arch) => format!("{arch} (Debian architecture)"),
             Need::RustTarget(target) => format!("{target} (rustup target)"),
             Need::RustComponent(component) => format!("{component} (rustup component)"),
             Need::Python { name, version } => format!("{name}=={version} (in {VENV})"),
@@ -74,16 +103,18 @@ impl Need {
     }
 }
 
-/// The prerequisites `task` checks, in table order.
+/// The prerequisites `task` checks on this machine, in table order.
 pub fn for_task(task: Task) -> impl Iterator<Item = &'static Prereq> {
-    PREREQS.iter().filter(move |p| p.tasks.contains(&task))
+    PREREQS.iter().filter(move |p| p.tasks.contains(&task) && p.needed_here())
 }
 
-/// Help text listing what `task` checks and installs.
+/// Help text listing what `task` checks and installs (on any machine: rows limited to one
+/// architecture say so).
 pub fn help(task: Task) -> String {
     let mut text = String::from("Installs what is missing first:\n");
-    for p in for_task(task) {
-        text += &format!("  {:<44} {}\n", p.need.describe(), p.why);
+    for p in PREREQS.iter().filter(|p| p.tasks.contains(&task)) {
+        let only = p.only_on.map(|arch| format!(" (on {arch} only)")).unwrap_or_default();
+        text += &format!("  {:<44} {}{only}\n", p.need.describe(), p.why);
     }
     text
 }
@@ -102,59 +133,96 @@ pub fn ensure(task: Task, root: &Path, assume_yes: bool) {
     println!("==> prerequisites for `cargo xtask {}`", task.name());
     let of = |kind: fn(&Need) -> bool| -> Vec<&Prereq> { needed.iter().copied().filter(|p| kind(&p.need)).collect() };
     // Order matters: python3-venv (apt) before the venv, the venv before pip.
-    let actions = ensure_apt(&of(|n| matches!(n, Apt(_))), assume_yes || !std::io::stdin().is_terminal())
-        + ensure_rustup("target", &of(|n| matches!(n, RustTarget(_))))
-        + ensure_rustup("component", &of(|n| matches!(n, RustComponent(_))))
-        + ensure_python(root, &of(|n| matches!(n, Python { .. })));
+    let actions =
+        ensure_apt(&of(|n| matches!(n, Apt(_) | DebianArch(_))), assume_yes || !std::io::stdin().is_terminal())
+            + ensure_rustup("target", &of(|n| matches!(n, RustTarget(_))))
+            + ensure_rustup("component", &of(|n| matches!(n, RustComponent(_))))
+            + ensure_python(root, &of(|n| matches!(n, Python { .. })));
     if actions == 0 {
         println!("    all {} present", needed.len());
     }
     println!();
 }
 
-/// Installs the missing Debian packages among `pkgs`; returns the number of actions.
-fn ensure_apt(pkgs: &[&Prereq], assume_yes: bool) -> usize {
-    let missing: Vec<&Prereq> = pkgs.iter().copied().filter(|p| !apt_installed(name(p))).collect();
+/// Adds the missing Debian architectures and installs the missing Debian packages among
+/// `rows` (architecture and apt rows); returns the number of actions.
+fn ensure_apt(rows: &[&Prereq], assume_yes: bool) -> usize {
+    let missing: Vec<&Prereq> = rows.iter().copied().filter(|p| !dpkg_has(p)).collect();
     if missing.is_empty() {
         return 0;
     }
-    let names: Vec<&str> = missing.iter().map(|p| name(p)).collect();
+    let (archs, pkgs): (Vec<&Prereq>, Vec<&Prereq>) = missing.iter().partition(|p| matches!(p.need, DebianArch(_)));
+    let arch_names: Vec<&str> = archs.iter().map(|p| name(p)).collect();
+    let names: Vec<&str> = pkgs.iter().map(|p| name(p)).collect();
+    let mut wanted = Vec::new();
+    if !arch_names.is_empty() {
+        wanted.push(format!("the Debian architecture {} (multiarch)", arch_names.join(" ")));
+    }
+    if !names.is_empty() {
+        wanted.push(format!("the Debian packages {}", names.join(" ")));
+    }
+    let wanted = wanted.join(" and ");
     if !found("apt-get") {
-        println!("    ! no apt-get (not Debian?): install the equivalents of {} yourself", names.join(" "));
+        println!("    ! no apt-get (not Debian?): add the equivalents of {wanted} yourself");
         return 1;
     }
     let mut sudo: Vec<&str> = Vec::new();
     if !is_root() {
         if !found("sudo") {
             fail(&format!(
-                "need Debian packages {0} and cannot install them: not root and no sudo.\n\
-                 As root, run: apt-get update && apt-get install {0}",
-                names.join(" ")
+                "need {wanted} and cannot add them: not root and no sudo.\nAs root, run: {}",
+                by_hand("", &arch_names, &names)
             ));
         }
         sudo.push("sudo");
     }
     // apt-get asks only when it would install more than the packages named, so the
     // question is asked here, before the slow update; a yes then passes -y.
-    let assume_yes = assume_yes || confirm(&format!("install the Debian packages {} with apt-get?", names.join(" ")));
+    let mut question = Vec::new();
+    if !arch_names.is_empty() {
+        question.push(format!("add the Debian architecture {} (multiarch) with dpkg", arch_names.join(" ")));
+    }
+    if !names.is_empty() {
+        question.push(format!("install the Debian packages {} with apt-get", names.join(" ")));
+    }
+    let assume_yes = assume_yes || confirm(&format!("{}?", question.join(" and ")));
     if !assume_yes {
         fail(&format!(
-            "not installing. To install them yourself: {}apt-get install {}",
-            sudo.iter().map(|s| format!("{s} ")).collect::<String>(),
-            names.join(" ")
+            "not installing. To install them yourself: {}",
+            by_hand(if sudo.is_empty() { "" } else { "sudo " }, &arch_names, &names)
         ));
+    }
+    // dpkg first: apt then fetches that architecture's package lists in the update.
+    // It changes no installed package; `dpkg --remove-architecture` undoes it once no
+    // package of that architecture is left.
+    for p in &archs {
+        let mut add = sudo.clone();
+        add.extend(["dpkg", "--add-architecture", name(p)]);
+        action(&add, p.why);
     }
     // Once per run, before the first install: a fresh image's package lists may be
     // empty or stale, and apt-get install then fails with "Unable to locate package".
     let mut update = sudo.clone();
     update.extend(["apt-get", "update"]);
     action(&update, "refresh the package lists before installing");
-
+    if names.is_empty() {
+        return archs.len() + 1;
+    }
     let mut install = sudo;
     install.extend(["apt-get", "install", "-y"]);
     install.extend(&names);
-    action(&install, &missing.iter().map(|p| p.why).collect::<Vec<_>>().join("; "));
-    2
+    action(&install, &pkgs.iter().map(|p| p.why).collect::<Vec<_>>().join("; "));
+    archs.len() + 2
+}
+
+/// The commands that add `archs` and install `pkgs` by hand, each prefixed by `sudo`.
+fn by_hand(sudo: &str, archs: &[&str], pkgs: &[&str]) -> String {
+    let mut commands: Vec<String> = archs.iter().map(|a| format!("{sudo}dpkg --add-architecture {a}")).collect();
+    commands.push(format!("{sudo}apt-get update"));
+    if !pkgs.is_empty() {
+        commands.push(format!("{sudo}apt-get install {}", pkgs.join(" ")));
+    }
+    commands.join(" && ")
 }
 
 /// Asks `question` on the terminal; Enter means yes.
@@ -168,6 +236,26 @@ fn confirm(question: &str) -> bool {
         return false;
     }
     matches!(answer.trim().to_ascii_lowercase().as_str(), "" | "y" | "yes")
+}
+
+/// Whether dpkg has the package of an apt row, or the architecture of an architecture row.
+fn dpkg_has(p: &Prereq) -> bool {
+    match p.need {
+        DebianArch(arch) => architecture_added(arch),
+        _ => apt_installed(name(p)),
+    }
+}
+
+/// Whether `dpkg` handles packages of `arch`: it is the native architecture or a foreign
+/// one added with `dpkg --add-architecture`. No dpkg at all counts as not added.
+fn architecture_added(arch: &str) -> bool {
+    let lines = |flag: &str| {
+        Command::new("dpkg").arg(flag).stderr(Stdio::null()).output().map_or_else(
+            |_| Vec::new(),
+            |out| String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect::<Vec<_>>(),
+        )
+    };
+    [lines("--print-architecture"), lines("--print-foreign-architectures")].concat().iter().any(|a| a == arch)
 }
 
 /// `dpkg-query` says "install ok installed" (once per architecture: with multiarch it
@@ -242,10 +330,10 @@ fn ensure_python(root: &Path, needed: &[&Prereq]) -> usize {
     actions
 }
 
-/// The package, target or component name of an apt or rustup row.
+/// The package, architecture, target or component name of a row.
 fn name(p: &Prereq) -> &'static str {
     match p.need {
-        Apt(n) | RustTarget(n) | RustComponent(n) | Python { name: n, .. } => n,
+        Apt(n) | DebianArch(n) | RustTarget(n) | RustComponent(n) | Python { name: n, .. } => n,
     }
 }
 
@@ -311,5 +399,32 @@ mod tests {
     #[test]
     fn every_prereq_belongs_to_a_task() {
         assert!(PREREQS.iter().all(|p| !p.tasks.is_empty() && !p.why.is_empty()));
+    }
+
+    #[test]
+    fn a_foreign_package_comes_with_its_architecture() {
+        // `pkg:arch` installs only once dpkg knows `arch`: an architecture row for the same
+        // tasks and machines must exist.
+        for p in PREREQS {
+            if let Apt(pkg) = p.need
+                && let Some((_, arch)) = pkg.split_once(':')
+            {
+                assert!(
+                    PREREQS.iter().any(|a| matches!(a.need, DebianArch(x) if x == arch)
+                        && p.tasks.iter().all(|t| a.tasks.contains(t))
+                        && a.only_on == p.only_on),
+                    "{pkg} needs a DebianArch({arch:?}) row for its tasks and machines"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn by_hand_adds_the_architecture_before_the_update() {
+        assert_eq!(by_hand("sudo ", &[], &["gcc"]), "sudo apt-get update && sudo apt-get install gcc");
+        assert_eq!(
+            by_hand("", &["arm64"], &["libasound2-dev:arm64"]),
+            "dpkg --add-architecture arm64 && apt-get update && apt-get install libasound2-dev:arm64"
+        );
     }
 }
