@@ -8,9 +8,9 @@
 //! `math::sin_turns` (error 4e-6). Sample-and-hold draws a new value in -1..1 each cycle from
 //! a counter hashed by Chris Wellons' `lowbias32` (integer maths only: the same sequence for
 //! the same seed on every target).
-use crate::dsp::random::{bipolar, lowbias32};
 use crate::block::{BLOCK, Block};
 use crate::dsp::math::sin_turns;
+use crate::dsp::random::{bipolar, lowbias32};
 
 /// Waveform of the [`Lfo`]; all but square and sample-and-hold start at 0.0 rising.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,9 +11,9 @@
 //! within 0.1 dB of -3 dB/octave from 10 Hz to 23 kHz), scaled to the white noise's RMS
 //! (-4.77 dB). Pink is near Gaussian: its peaks pass +-1 (+-2.6 over a minute), where white
 //! stays inside -1..1.
-use crate::dsp::random::{bipolar, lowbias32};
 use crate::block::{BLOCK, Block};
 use crate::dsp::flush;
+use crate::dsp::random::{bipolar, lowbias32};
 
 /// Spectrum of the [`Noise`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
