@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use crate::block::{BLOCK, Block};
+use proptest::prelude::*;
 use rustfft::{FftPlanner, num_complex::Complex};
 
 /// Sample rate used by the unit tests, Hz.
@@ -128,6 +129,20 @@ pub fn run_through(input: &[f32], mut process: impl FnMut(&mut Block)) -> Vec<f3
         out.extend_from_slice(&block[..chunk.len()]);
     }
     out
+}
+
+/// Parameter values for property tests: `normal` ones, and as often each, the values that
+/// break DSP code (NaN, both infinities, +-1e30).
+pub fn with_gremlins(normal: impl Strategy<Value = f32> + 'static) -> BoxedStrategy<f32> {
+    prop_oneof![
+        normal.boxed(),
+        Just(f32::NAN),
+        Just(f32::INFINITY),
+        Just(f32::NEG_INFINITY),
+        Just(1.0e30f32),
+        Just(-1.0e30f32),
+    ]
+    .boxed()
 }
 
 #[cfg(test)]

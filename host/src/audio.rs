@@ -216,7 +216,7 @@ impl Output {
                         Ok(stream) => {
                             return Ok((Output::Device { stream, description: description.clone() }, description));
                         }
-                        Err((e, _)) => {
+                        Err(e) => {
                             failures.push(format!("{name}: {e}"));
                             break; // the source is gone with the failed stream
                         }
@@ -287,44 +287,38 @@ fn open_cpal(
     Ok((dev, config, format!("{id}, {} channels at {} Hz", config.channels, config.sample_rate)))
 }
 
-fn start_stream(
+fn start_stream(dev: &cpal::Device, config: cpal::StreamConfig, source: Clocked) -> Result<cpal::Stream, String> {
+    let format = dev.default_output_config().map(|c| c.sample_format()).map_err(|e| e.to_string())?;
+    let stream = match format {
+        cpal::SampleFormat::I16 => build_stream::<i16>(dev, config, source),
+        _ => build_stream::<f32>(dev, config, source),
+    }?;
+    stream.play().map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// A stream of samples of type `T` fed by `source`; the callback flushes denormals on its
+/// thread the first time it runs (cpal owns that thread).
+fn build_stream<T: cpal::SizedSample + cpal::FromSample<f32>>(
     dev: &cpal::Device,
     config: cpal::StreamConfig,
     mut source: Clocked,
-) -> Result<cpal::Stream, (String, ())> {
+) -> Result<cpal::Stream, String> {
     let channels = config.channels as usize;
-    let format = dev.default_output_config().map(|c| c.sample_format()).map_err(|e| (e.to_string(), ()))?;
-    let mut realtime_asked = false;
-    let err_fn = |e: cpal::Error| eprintln!("synthpool: audio stream: {e}");
-    let stream = match format {
-        cpal::SampleFormat::I16 => dev.build_output_stream(
-            config,
-            move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {
-                if !realtime_asked {
-                    realtime_asked = true;
-                    shm::flush_denormals();
-                }
-                source.fill(data, channels)
-            },
-            err_fn,
-            None,
-        ),
-        _ => dev.build_output_stream(
-            config,
-            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
-                if !realtime_asked {
-                    realtime_asked = true;
-                    shm::flush_denormals();
-                }
-                source.fill(data, channels)
-            },
-            err_fn,
-            None,
-        ),
-    }
-    .map_err(|e| (e.to_string(), ()))?;
-    stream.play().map_err(|e| (e.to_string(), ()))?;
-    Ok(stream)
+    let mut denormals_flushed = false;
+    dev.build_output_stream(
+        config,
+        move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+            if !denormals_flushed {
+                denormals_flushed = true;
+                shm::flush_denormals();
+            }
+            source.fill(data, channels)
+        },
+        |e: cpal::Error| eprintln!("synthpool: audio stream: {e}"),
+        None,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn spawn_null_sink(mut source: Clocked, sample_rate_hz: u32, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {

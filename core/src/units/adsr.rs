@@ -623,16 +623,7 @@ mod tests {
     }
 
     fn any_value() -> impl Strategy<Value = f32> {
-        prop_oneof![
-            -1.0f32..2.0,
-            0.0f32..0.05,
-            Just(f32::NAN),
-            Just(f32::INFINITY),
-            Just(f32::NEG_INFINITY),
-            Just(1.0e30f32),
-            Just(-1.0e30f32),
-            Just(0.0),
-        ]
+        with_gremlins(prop_oneof![-1.0f32..2.0, 0.0f32..0.05, Just(0.0)])
     }
 
     fn op() -> impl Strategy<Value = Op> {

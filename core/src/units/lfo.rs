@@ -11,8 +11,8 @@
 //! a counter hashed by Chris Wellons' `lowbias32` (integer maths only: the same sequence for
 //! the same seed on every target).
 use crate::block::{BLOCK, Block};
-use micromath::F32Ext;
 use crate::dsp::random::{bipolar, lowbias32};
+use micromath::F32Ext;
 
 /// Waveform of the [`Lfo`]; all but square and sample-and-hold start at 0.0 rising.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
