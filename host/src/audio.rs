@@ -46,6 +46,8 @@ pub struct AudioStats {
     pub late_blocks: AtomicU64,
     /// Samples the recorder could not take (its ring was full).
     pub dropped_record_samples: AtomicU64,
+    /// Buffer underruns or overruns the device reported (JACK, ALSA).
+    pub xruns: AtomicU64,
 }
 
 /// Renders blocks from the pool and hands out any number of frames: cpal does not promise
@@ -306,6 +308,7 @@ fn build_stream<T: cpal::SizedSample + cpal::FromSample<f32>>(
 ) -> Result<cpal::Stream, String> {
     let channels = config.channels as usize;
     let mut denormals_flushed = false;
+    let stats = source.stats.clone();
     dev.build_output_stream(
         config,
         move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
@@ -315,7 +318,16 @@ fn build_stream<T: cpal::SizedSample + cpal::FromSample<f32>>(
             }
             source.fill(data, channels)
         },
-        |e: cpal::Error| eprintln!("synthpool: audio stream: {e}"),
+        move |e: cpal::Error| {
+            // An xrun can come every period on a loaded machine: say it once, count the rest.
+            if e.kind() == cpal::ErrorKind::Xrun {
+                if stats.xruns.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("synthpool: audio stream: {e} (further ones are counted, reported at stop)");
+                }
+            } else {
+                eprintln!("synthpool: audio stream: {e}");
+            }
+        },
         None,
     )
     .map_err(|e| e.to_string())

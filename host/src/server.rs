@@ -150,9 +150,10 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
         println!("synthpool: recorded {:.2} s", samples as f64 / options.sample_rate_hz as f64);
     }
     println!(
-        "synthpool: stopped after {} blocks ({} late)",
+        "synthpool: stopped after {} blocks ({} late), {} device xruns",
         stats.blocks.load(Ordering::Relaxed),
-        stats.late_blocks.load(Ordering::Relaxed)
+        stats.late_blocks.load(Ordering::Relaxed),
+        stats.xruns.load(Ordering::Relaxed)
     );
     Ok(())
 }
