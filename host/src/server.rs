@@ -194,7 +194,6 @@ impl Demo {
     const LOOKAHEAD_BLOCKS: u64 = 375;
 
     fn queue_ahead(&mut self) {
-        let rate = Engine::sample_rate_hz(&*self.pool) as f32;
         let played = self.pool.generation().wrapping_sub(self.first) as u64;
         while self.block <= played + Self::LOOKAHEAD_BLOCKS {
             let due = self.first.wrapping_add(self.block as u32 + 1);
@@ -202,19 +201,12 @@ impl Demo {
             if due.wrapping_sub(rendered) as i32 <= 0 {
                 self.late_blocks += 1; // its lines reach the workers after their block
             }
-            while let Some(line) = self.player.next_due_for_block(self.block, rate) {
-                let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
-                    let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
-                    // Pushed under the ledger's lock: the OSC thread pushes under it too, so
-                    // each ring keeps one producer at a time.
-                    let result =
-                        ledger.submit_with(&[line.request], |commands| self.pool.send_together_at(commands, due));
-                    result.map_err(|e| (line.number, format!("{e:?}")))
-                });
-                if let Err((number, why)) = outcome {
-                    eprintln!("synthpool: demo line {number}: {why}");
-                }
-            }
+            // Pushed under the ledger's lock: the OSC thread pushes under it too, so each ring
+            // keeps one producer at a time.
+            let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+            queue_due_lines(&mut self.player, &mut ledger, &self.pool, self.block, due, |number, why| {
+                eprintln!("synthpool: demo line {number}: {why}")
+            });
             self.block += 1;
         }
     }
@@ -247,18 +239,35 @@ pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f
     let first = pool.generation();
     for block in 0..blocks {
         let due = first.wrapping_add(block as u32 + 1);
-        while let Some(line) = player.next_due_for_block(block, rate as f32) {
-            let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
-                let result = ledger.submit_with(&[line.request], |commands| pool.send_together_at(commands, due));
-                result.map_err(|e| (line.number, format!("{e:?}")))
-            });
-            if let Err((number, why)) = outcome {
-                refused.push(format!("line {number}: {why}"));
-            }
-        }
+        queue_due_lines(&mut player, &mut ledger, pool, block, due, |number, why| {
+            refused.push(format!("line {number}: {why}"))
+        });
         // Offline: wait as long as it takes (no deadline to meet).
         pool.render_block(&mut block_out, Duration::from_secs(10));
         samples.extend_from_slice(&block_out);
     }
     Ok((samples, refused))
+}
+
+/// Checks the lines of `player` due before block `block` against `ledger` and queues their
+/// commands on `pool` for generation `due` (the demo and offline rendering share this);
+/// `on_refused(line number, why)` hears of each refused line, which changed nothing.
+fn queue_due_lines(
+    player: &mut Player<'_>,
+    ledger: &mut Ledger,
+    pool: &Pool,
+    block: u64,
+    due: u32,
+    mut on_refused: impl FnMut(usize, String),
+) {
+    let rate = Engine::sample_rate_hz(pool) as f32;
+    while let Some(line) = player.next_due_for_block(block, rate) {
+        let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
+            let result = ledger.submit_with(&[line.request], |commands| pool.send_together_at(commands, due));
+            result.map_err(|e| (line.number, format!("{e:?}")))
+        });
+        if let Err((number, why)) = outcome {
+            on_refused(number, why);
+        }
+    }
 }
