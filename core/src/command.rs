@@ -303,9 +303,11 @@ impl<'a> Request<'a> {
 
 /// An integer argument: an int, or a float holding a whole number in i32's range.
 fn int(value: &Value<'_>) -> Result<i32, Error> {
+    // -2^31 ..< 2^31: `as` saturates, so 2^31 would pass the round trip as i32::MAX.
+    const RANGE: core::ops::Range<f32> = -2_147_483_648.0..2_147_483_648.0;
     match *value {
         Value::Int(i) => Ok(i),
-        Value::Float(x) if x.is_finite() && x as i32 as f32 == x => Ok(x as i32),
+        Value::Float(x) if RANGE.contains(&x) && x as i32 as f32 == x => Ok(x as i32),
         Value::Float(x) if !x.is_finite() => Err(Error::NotFinite),
         _ => Err(Error::WrongArgs),
     }
@@ -356,6 +358,8 @@ mod tests {
         assert_eq!(Request::parse("/module/new", &[Value::Int(1), Value::Str("vco")]), Err(Error::WrongArgs));
         assert_eq!(Request::parse("/module/free", &[Value::Float(1.5)]), Err(Error::WrongArgs));
         assert_eq!(Request::parse("/module/free", &[Value::Float(f32::NAN)]), Err(Error::NotFinite));
+        assert_eq!(Request::parse("/module/free", &[Value::Float(2_147_483_648.0)]), Err(Error::WrongArgs));
+        assert_eq!(Request::parse("/module/free", &[Value::Float(-2_147_483_648.0)]), Ok(Request::Free { id: i32::MIN }));
         assert_eq!(Request::parse("/module/free", &[]), Err(Error::WrongArgs));
         assert_eq!(Request::parse("/patch/clear", &[Value::Int(1)]), Err(Error::WrongArgs));
     }

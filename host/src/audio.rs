@@ -93,6 +93,8 @@ impl Clocked {
     }
 
     fn render_one(&mut self) {
+        // The whole block, recorder hand-off included, is the audio path: counted.
+        let _counting = crate::shm::CountAllocations::here();
         let late = self.pool.render_block(&mut self.pending, self.deadline);
         self.pending_at = 0;
         self.stats.blocks.fetch_add(1, Ordering::Relaxed);

@@ -19,6 +19,14 @@ pub struct WorkerStatus {
     pub late_blocks: u64,
     /// Blocks it rendered.
     pub blocks: u64,
+    /// Its state word: 0 starting, 1 running, 2 exited, 3 dead (being replaced), 4 retired.
+    pub state: u32,
+    /// Replacements launched for its slot.
+    pub restarts: u32,
+    /// Heap allocations it made while rendering (0 unless something is wrong).
+    pub allocations: u64,
+    /// Heap frees it made while rendering.
+    pub frees: u64,
 }
 
 /// The audio side, as the control side sees it.

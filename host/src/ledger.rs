@@ -219,6 +219,25 @@ impl Ledger {
         commands
     }
 
+    /// Gives up on worker `from` (it keeps crashing): moves each group of its modules, with
+    /// their parameters and cables, to another worker, and places nothing there again.
+    /// Returns the commands that build them on their new workers (none for `from`, whose
+    /// rack the caller empties). The patch itself (`dump`) is unchanged.
+    ///
+    /// # Errors
+    /// `RackFull` when the other workers lack room for them; nothing changed.
+    pub fn evacuate(&mut self, from: usize) -> Result<Commands, Error> {
+        let moves = self.placement.plan_evacuation(from, self.topology.modules(), self.topology.cables())?;
+        let mut commands = Commands::new();
+        for m in &moves {
+            commands.extend(self.move_commands(m).into_iter().filter(|&(w, _)| w != from));
+            self.placement.apply_move(m, self.topology.modules(), self.topology.cables());
+        }
+        self.placement.retire(from);
+        self.revision += 1;
+        Ok(commands)
+    }
+
     /// Modules the user created (the output not counted).
     pub fn modules(&self) -> usize {
         self.topology.modules().len() - 1

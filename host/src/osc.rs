@@ -22,9 +22,12 @@
 //! read, it is answered `/fail <address> WrongArgs "malformed message"`.
 use crate::engine::{Busy, Engine};
 use crate::ledger::{Ledger, Refused};
+use crate::persist::{self, Notifier, ScriptRefused, Store};
+use ipnet::IpNet;
+use crate::wire;
 use rosc::{OscMessage, OscPacket, OscTime, OscType};
 use std::io;
-use std::net::UdpSocket;
+use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -37,6 +40,11 @@ pub const MAX_BUNDLE_DEPTH: usize = 4;
 /// Largest reply datagram, bytes: python-osc's and liblo's servers read 8 KiB and up, and a
 /// `/patch/dump` larger than this is split into parts.
 pub const MAX_REPLY_BYTES: usize = 8192;
+
+/// Figures before the per-worker part of `/status`.
+pub const STATUS_HEADER: usize = 13;
+/// Figures per worker in `/status`.
+pub const STATUS_WORKER_FIELDS: usize = 9;
 
 /// How often [`Server::run`] looks at its stop flag while no datagram arrives.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
@@ -55,6 +63,7 @@ pub struct Stats {
     late_bundles: AtomicU64,
     early_bundles: AtomicU64,
     dropped_datagrams: AtomicU64,
+    refused_senders: AtomicU64,
 }
 
 impl Stats {
@@ -73,6 +82,11 @@ impl Stats {
     pub fn dropped_datagrams(&self) -> u64 {
         self.dropped_datagrams.load(Ordering::Relaxed)
     }
+
+    /// Datagrams dropped because their sender is outside every `--allow` network.
+    pub fn refused_senders(&self) -> u64 {
+        self.refused_senders.load(Ordering::Relaxed)
+    }
 }
 
 /// The OSC server: one UDP socket, one thread (the only one that sends to the engine).
@@ -81,6 +95,12 @@ pub struct Server {
     engine: Arc<dyn Engine>,
     ledger: Arc<Mutex<Ledger>>,
     stats: Arc<Stats>,
+    /// Networks allowed to send (empty: everyone who can reach the socket).
+    allow: Vec<IpNet>,
+    /// Where `/patch/save` and `/patch/load` keep named patches (None: refused).
+    store: Option<Store>,
+    /// Told after every change, so the patch is saved.
+    saver: Option<Notifier>,
 }
 
 /// What one message of a datagram asks.
@@ -88,13 +108,30 @@ enum Item<'a> {
     Edit(Request<'a>),
     Status,
     Dump,
+    Save(&'a str),
+    Load(&'a str),
 }
 
 impl Server {
     /// A server answering on `socket`, checking against `ledger` (made with
     /// `Ledger::new(engine.workers())`) and queueing on `engine`.
     pub fn new(socket: UdpSocket, engine: Arc<dyn Engine>, ledger: Arc<Mutex<Ledger>>) -> Self {
-        Self { socket, engine, ledger, stats: Arc::new(Stats::default()) }
+        Self { socket, engine, ledger, stats: Arc::new(Stats::default()), allow: Vec::new(), store: None, saver: None }
+    }
+
+    /// Answers only senders inside one of `allow` (all of them when empty); datagrams from
+    /// others are dropped and counted (`refused_senders` in `/status`).
+    pub fn with_allow(mut self, allow: Vec<IpNet>) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    /// Keeps named patches in `store` (`/patch/save`, `/patch/load`) and tells `saver` after
+    /// every change.
+    pub fn with_store(mut self, store: Store, saver: Notifier) -> Self {
+        self.store = Some(store);
+        self.saver = Some(saver);
+        self
     }
 
     /// The counters, shared.
@@ -113,6 +150,9 @@ impl Server {
         let mut buf = vec![0u8; 65_535];
         while !stop.load(Ordering::Relaxed) {
             match self.socket.recv_from(&mut buf) {
+                Ok((_, from)) if !self.allowed(from.ip()) => {
+                    self.stats.refused_senders.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok((len, from)) => {
                     for reply in self.handle(&buf[..len]) {
                         if let Ok(bytes) = rosc::encoder::encode(&OscPacket::Message(reply)) {
@@ -128,13 +168,24 @@ impl Server {
         Ok(())
     }
 
+    /// True when `sender` may talk to this server.
+    fn allowed(&self, sender: IpAddr) -> bool {
+        let sender = match sender {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(sender, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&sender))
+    }
+
     /// The replies to one datagram, in order (each sent as its own datagram).
     pub fn handle(&self, datagram: &[u8]) -> Vec<OscMessage> {
         if bundle_depth_exceeds(datagram, MAX_BUNDLE_DEPTH) {
             let message = format!("bundles nest deeper than {MAX_BUNDLE_DEPTH}");
             return vec![fail("#bundle", "WrongArgs", &message)];
         }
-        match rosc::decoder::decode_udp(datagram) {
+        // rosc alone would accept bad padding, trailing bytes and half a bundle (see wire.rs).
+        let decoded = wire::well_formed(datagram, MAX_BUNDLE_DEPTH).then(|| rosc::decoder::decode_udp(datagram));
+        match decoded.unwrap_or(Err(rosc::OscError::BadPacket("malformed"))) {
             Err(_) => {
                 self.stats.dropped_datagrams.fetch_add(1, Ordering::Relaxed);
                 readable_address(datagram)
@@ -157,7 +208,10 @@ impl Server {
     /// names, counted from the block the audio side rendered last. None for "immediately"
     /// and for times that have passed (those apply at once).
     fn due_generation(&self, timetag: OscTime, now: SystemTime) -> Option<u32> {
-        if timetag == IMMEDIATELY {
+        // rosc's conversion to SystemTime panics for a time before 1970 (it subtracts
+        // Durations): compare as timetags first, and only a time to come is converted.
+        let now_tag = OscTime::try_from(now).ok()?;
+        if timetag == IMMEDIATELY || timetag <= now_tag {
             return None;
         }
         let at = SystemTime::from(timetag);
@@ -179,6 +233,14 @@ impl Server {
                 Err(e) => return vec![fail_error(&message.addr, e)],
             }
         }
+        match (&items[..], messages) {
+            ([Item::Save(name)], [message]) => return vec![self.save(message, name)],
+            ([Item::Load(name)], [message]) => return vec![self.load(message, name)],
+            _ => {}
+        }
+        if let Some(i) = items.iter().position(|i| matches!(i, Item::Save(_) | Item::Load(_))) {
+            return vec![fail(&messages[i].addr, Error::WrongArgs.name(), "send /patch/save and /patch/load on their own")];
+        }
         let edits: Vec<(usize, Request<'_>)> = items
             .iter()
             .enumerate()
@@ -196,7 +258,7 @@ impl Server {
                 (commands, None) => self.engine.send_together(commands),
             });
             match sent {
-                Ok(()) => {}
+                Ok(()) => self.changed(),
                 Err(Refused::Invalid { index, error }) => {
                     return vec![fail_error(&messages[edits[index].0].addr, error)];
                 }
@@ -209,20 +271,68 @@ impl Server {
                 Item::Edit(_) => replies.push(done(message)),
                 Item::Status => replies.push(self.status_reply(&ledger)),
                 Item::Dump => replies.extend(dump_replies(&ledger.dump())),
+                Item::Save(_) | Item::Load(_) => {} // answered above
             }
         }
         replies
     }
 
-    /// The `/status` reply, all arguments int32 but `load` (float32):
+    /// `/patch/save NAME`: the patch as it is, into the patches folder.
+    fn save(&self, message: &OscMessage, name: &str) -> OscMessage {
+        let Some(store) = &self.store else {
+            return fail(&message.addr, "NoStore", "this server keeps no patches");
+        };
+        let lines = self.ledger.lock().unwrap_or_else(PoisonError::into_inner).dump();
+        match store.save_named(name, &lines) {
+            Ok(()) => done(message),
+            Err(e) => fail(&message.addr, e.name(), &e.to_string()),
+        }
+    }
+
+    /// `/patch/load NAME`: replaces the patch with a saved one, in one block, all or none.
+    fn load(&self, message: &OscMessage, name: &str) -> OscMessage {
+        let Some(store) = &self.store else {
+            return fail(&message.addr, "NoStore", "this server keeps no patches");
+        };
+        let text = match store.load_named(name) {
+            Ok(text) => text,
+            Err(e) => return fail(&message.addr, e.name(), &e.to_string()),
+        };
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        match persist::apply_script(&mut ledger, self.engine.as_ref(), &text, true) {
+            Ok(_) => {
+                drop(ledger);
+                self.changed();
+                done(message)
+            }
+            Err(ScriptRefused::Line { line, error }) => {
+                fail(&message.addr, error.name(), &format!("{name}.osc line {line}: {error}"))
+            }
+            Err(ScriptRefused::Busy) => fail(&message.addr, "Busy", "worker ring full"),
+        }
+    }
+
+    fn changed(&self) {
+        if let Some(saver) = &self.saver {
+            saver.changed();
+        }
+    }
+
+    /// The `/status` reply, all arguments int32 but each worker's `load` (float32); see
+    /// PROTOCOL.md. First [`STATUS_HEADER`] figures:
     ///
-    /// `/status sample_rate_hz block_frames workers modules cables late_bundles
-    /// dropped_datagrams` then, for each worker, `pid core modules load late_blocks`.
+    /// `sample_rate_hz block_frames workers modules cables late_bundles dropped_datagrams
+    /// generation refused_senders audio_allocations audio_frees restarts worker_fields`
+    ///
+    /// then, for each worker, `worker_fields` figures: `pid core modules load late_blocks
+    /// state restarts allocations frees` (state: 0 starting, 1 running, 2 exited, 3 dead and
+    /// being replaced, 4 retired). Later versions may add figures at the end of each part.
     ///
     /// `modules` counts the modules users created (the outputs not counted); `cables`
     /// counts every cable; counters past i32's range read as `i32::MAX`.
     pub fn status_reply(&self, ledger: &Ledger) -> OscMessage {
         let workers = self.engine.status();
+        let (allocations, frees) = crate::shm::counted_allocations();
         let mut args = vec![
             int(self.engine.sample_rate_hz()),
             int(BLOCK),
@@ -233,6 +343,11 @@ impl Server {
             int(self.stats.dropped_datagrams()),
             // The block clock: the generation of the block rendered last (block 1 is the first).
             int(self.engine.generation()),
+            int(self.stats.refused_senders()),
+            int(allocations),
+            int(frees),
+            int(workers.iter().map(|w| u64::from(w.restarts)).sum::<u64>()),
+            int(STATUS_WORKER_FIELDS),
         ];
         for (w, status) in workers.iter().enumerate() {
             args.extend([
@@ -241,8 +356,13 @@ impl Server {
                 int(ledger.usage(w).modules),
                 OscType::Float(status.load),
                 int(status.late_blocks),
+                int(status.state),
+                int(status.restarts),
+                int(status.allocations),
+                int(status.frees),
             ]);
         }
+        debug_assert_eq!(args.len(), STATUS_HEADER + STATUS_WORKER_FIELDS * workers.len());
         OscMessage { addr: "/status".into(), args }
     }
 
@@ -259,19 +379,6 @@ impl Server {
             self.stats.early_bundles.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-/// Runs a [`Server`] on `socket` until `stop` is set: what `synthpool` starts in its OSC thread.
-///
-/// # Errors
-/// As [`Server::run`].
-pub fn serve(
-    socket: UdpSocket,
-    engine: Arc<dyn Engine>,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
-) -> io::Result<()> {
-    Server::new(socket, engine, ledger).run(&stop)
 }
 
 /// The `/patch/dump` reply: `/patch/dump part parts line...` (ints, then strings), each line
@@ -314,6 +421,11 @@ fn item(message: &OscMessage) -> Result<Item<'_>, Error> {
         "/status" if args.is_empty() => Ok(Item::Status),
         "/patch/dump" if args.is_empty() => Ok(Item::Dump),
         "/status" | "/patch/dump" => Err(Error::WrongArgs),
+        "/patch/save" | "/patch/load" => match args[..] {
+            [Value::Str(name)] if message.addr == "/patch/save" => Ok(Item::Save(name)),
+            [Value::Str(name)] => Ok(Item::Load(name)),
+            _ => Err(Error::WrongArgs),
+        },
         address => Request::parse(address, &args).map(Item::Edit),
     }
 }
@@ -456,6 +568,8 @@ mod tests {
                     load: 0.25 * w as f32,
                     late_blocks: 7,
                     blocks: 100,
+                    state: 1,
+                    ..WorkerStatus::default()
                 })
                 .collect()
         }
@@ -650,10 +764,13 @@ mod tests {
         server.send_packet(OscPacket::Bundle(rosc::OscBundle { timetag: late, content: vec![] }));
         let status = server.status();
         let i = OscType::Int;
-        let mut expected = vec![i(48_000), i(64), i(3), i(1), i(1), i(1), i(0), i(0)];
+        let (allocations, frees) = crate::shm::counted_allocations();
+        let mut expected = vec![i(48_000), i(64), i(3), i(1), i(1), i(1), i(0), i(0), i(0)];
+        expected.extend([i(allocations as i32), i(frees as i32), i(0), i(STATUS_WORKER_FIELDS as i32)]);
         for w in 0..3 {
             let modules = i32::from(w == 0);
             expected.extend([i(1000 + w), i(w), i(modules), OscType::Float(0.25 * w as f32), i(7)]);
+            expected.extend([i(1), i(0), i(0), i(0)]);
         }
         assert_eq!(status.args, expected);
         assert_eq!(server.stats.late_bundles(), 1);

@@ -123,13 +123,20 @@ pub struct Placement {
     owners: BTreeMap<ModuleId, usize>,
     usage: Vec<Usage>,
     loads: Vec<f32>,
+    /// Workers given up on (they crashed too often): nothing is placed on them.
+    retired: Vec<bool>,
 }
 
 impl Placement {
     /// No modules on `workers` workers (at least 1: 0 is taken as 1).
     pub fn new(workers: usize) -> Self {
         let workers = workers.max(1);
-        Self { owners: BTreeMap::new(), usage: vec![Usage::default(); workers], loads: vec![0.0; workers] }
+        Self {
+            owners: BTreeMap::new(),
+            usage: vec![Usage::default(); workers],
+            loads: vec![0.0; workers],
+            retired: vec![false; workers],
+        }
     }
 
     /// Number of workers.
@@ -182,10 +189,10 @@ impl Placement {
     /// `RackFull` when no worker's rack has room for another module (or delay, or reverb).
     pub fn choose_for_new_near(&self, kind: Kind, near: Option<usize>) -> Result<usize, Error> {
         let one = Usage::of_kind(kind);
-        if let Some(w) = near.filter(|&w| w < self.workers() && (self.usage[w] + one).fits()) {
+        if let Some(w) = near.filter(|&w| self.open(w) && (self.usage[w] + one).fits()) {
             return Ok(w);
         }
-        let room: Vec<usize> = (0..self.workers()).filter(|&w| (self.usage[w] + one).fits()).collect();
+        let room: Vec<usize> = (0..self.workers()).filter(|&w| self.open(w) && (self.usage[w] + one).fits()).collect();
         let least = room.iter().map(|&w| self.load(w)).fold(f32::INFINITY, f32::min);
         room.into_iter()
             .filter(|&w| self.load(w) <= least + LOAD_TIE)
@@ -211,7 +218,7 @@ impl Placement {
             return if self.usage(w).cables < RACK_CABLES { Ok(None) } else { Err(Error::RackFull) };
         }
         let kinds: BTreeMap<ModuleId, Kind> = modules.iter().map(|e| (e.id, e.kind)).collect();
-        let mut order: Vec<usize> = (0..self.workers()).collect();
+        let mut order: Vec<usize> = (0..self.workers()).filter(|&w| self.open(w)).collect();
         order.sort_by(|&a, &b| held[b].cmp(&held[a]).then(self.load(a).total_cmp(&self.load(b))).then(a.cmp(&b)));
         for to in order {
             let moving: Vec<(ModuleId, usize)> = modules
@@ -230,6 +237,63 @@ impl Placement {
             }
         }
         Err(Error::RackFull)
+    }
+
+    /// True when `worker` exists and is not retired: new modules may go there.
+    pub fn open(&self, worker: usize) -> bool {
+        self.retired.get(worker).is_some_and(|&r| !r)
+    }
+
+    /// Workers given up on, by index.
+    pub fn retired(&self, worker: usize) -> bool {
+        self.retired.get(worker).copied().unwrap_or(false)
+    }
+
+    /// Where the modules of worker `from` go when it is given up on: one [`Move`] per group
+    /// of its modules joined by cables (a group stays on one worker), each to the open
+    /// worker with room and the least load. Changes nothing.
+    ///
+    /// # Errors
+    /// `RackFull` when some group fits on no other open worker.
+    pub fn plan_evacuation(&self, from: usize, modules: &[Entry], cables: &[Cable]) -> Result<Vec<Move>, Error> {
+        let joins_output = cables.iter().any(|c| c.src == OUTPUT_ID);
+        let mut scratch = self.clone();
+        scratch.retired[from] = true;
+        let mut placed = BTreeSet::new();
+        let mut moves = Vec::new();
+        for entry in modules.iter().filter(|e| self.owner(e.id) == Some(from)) {
+            if placed.contains(&entry.id) {
+                continue;
+            }
+            let seed = Cable { src: entry.id, dst: entry.id, port: 0 };
+            let group = component(cables, seed, joins_output);
+            let mut need = Usage::default();
+            for e in modules.iter().filter(|e| group.contains(&e.id)) {
+                need = need + Usage::of_kind(e.kind);
+            }
+            need.cables = cables.iter().filter(|c| group.contains(&c.src) || group.contains(&c.dst)).count();
+            let to = (0..scratch.workers())
+                .filter(|&w| scratch.open(w) && (scratch.usage[w] + need).fits())
+                .min_by(|&a, &b| {
+                    scratch.load(a).total_cmp(&scratch.load(b)).then(scratch.usage[a].modules.cmp(&scratch.usage[b].modules))
+                })
+                .ok_or(Error::RackFull)?;
+            let plan = Move {
+                to,
+                modules: modules.iter().filter(|e| group.contains(&e.id)).map(|e| (e.id, from)).collect(),
+            };
+            scratch.apply_move(&plan, modules, cables);
+            placed.extend(group);
+            moves.push(plan);
+        }
+        Ok(moves)
+    }
+
+    /// Marks `worker` retired: nothing more is placed there.
+    pub fn retire(&mut self, worker: usize) {
+        if let Some(r) = self.retired.get_mut(worker) {
+            *r = true;
+        }
     }
 
     /// Records that module `id` of `kind` now lives on `worker`.

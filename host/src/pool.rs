@@ -10,7 +10,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
-use std::sync::Mutex;
+use std::os::fd::OwnedFd;
+
+use rustix::event::{PollFd, PollFlags};
+use std::sync::{Mutex, PoisonError};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -48,9 +51,32 @@ pub struct Startup {
 /// The running pool.
 pub struct Pool {
     region: Region,
-    children: Mutex<Vec<Child>>,
+    slots: Mutex<Vec<Slot>>,
     cores: Vec<usize>,
     sample_rate_hz: u32,
+    exe: PathBuf,
+}
+
+/// One worker process as the host holds it.
+struct Slot {
+    child: Option<Child>,
+    /// Readable when the process has exited (pidfd): the supervisor polls these.
+    pidfd: Option<OwnedFd>,
+}
+
+/// A worker process that died, as [`Pool::wait_for_death`] found it (already reaped).
+#[derive(Clone, Debug)]
+pub struct Death {
+    /// Its slot.
+    pub index: usize,
+    /// Its process id.
+    pub pid: u32,
+    /// How it ended (`signal: 9 (SIGKILL)`, `exit status: 1`).
+    pub how: String,
+    /// It died while changing its rack: the rack must be rebuilt, not re-attached to.
+    pub mid_change: bool,
+    /// When it was found dead.
+    pub found: Instant,
 }
 
 impl Pool {
@@ -70,39 +96,174 @@ impl Pool {
         };
         let available = core_affinity::get_core_ids().map(|ids| ids.len()).unwrap_or(1).max(1);
         let cores: Vec<usize> = (0..config.workers).map(|i| i % available).collect();
-        let mut children = Vec::with_capacity(config.workers);
+        let pool = Pool {
+            region,
+            slots: Mutex::new(Vec::with_capacity(config.workers)),
+            cores,
+            sample_rate_hz: config.sample_rate_hz,
+            exe,
+        };
         let launch = Instant::now();
         let mut spawned_at = Vec::with_capacity(config.workers);
-        for (index, &core) in cores.iter().enumerate() {
-            spawned_at.push(Instant::now());
-            children.push(spawn_worker(&exe, region.raw_fd(), index, core)?);
+        {
+            let mut slots = pool.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            for index in 0..config.workers {
+                spawned_at.push(Instant::now());
+                slots.push(pool.spawn(index)?);
+            }
         }
         let mut per_worker = Vec::with_capacity(config.workers);
         for (index, spawned) in spawned_at.iter().enumerate() {
-            let state = &region.control().workers[index].state;
-            let give_up = Instant::now() + Duration::from_secs(5);
-            while state.load(Ordering::Acquire) != 1 {
-                let left = give_up.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    for child in children.iter_mut() {
-                        let _ = child.kill();
-                    }
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, format!("worker {index} did not start")));
-                }
-                shm::futex_wait(state, state.load(Ordering::Acquire), Some(left.min(Duration::from_millis(50))));
+            if let Err(e) = pool.wait_ready(index, Duration::from_secs(5)) {
+                pool.kill_all();
+                return Err(e);
             }
             per_worker.push(spawned.elapsed());
         }
         let startup =
-            Startup { region: region_time, workers_ready: launch.elapsed(), per_worker, region_bytes: region.len() };
-        let pool = Pool { region, children: Mutex::new(children), cores, sample_rate_hz: config.sample_rate_hz };
+            Startup { region: region_time, workers_ready: launch.elapsed(), per_worker, region_bytes: pool.region.len() };
         Ok((pool, startup))
+    }
+
+    fn spawn(&self, index: usize) -> io::Result<Slot> {
+        let worker = &self.region.control().workers[index];
+        let before = worker.state.swap(shm::STARTING, Ordering::AcqRel);
+        let child = spawn_worker(&self.exe, self.region.raw_fd(), index, self.cores[index]).inspect_err(|_| {
+            worker.state.store(before, Ordering::Release);
+        })?;
+        let pidfd = rustix::process::Pid::from_raw(child.id() as i32)
+            .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok());
+        Ok(Slot { child: Some(child), pidfd })
+    }
+
+    fn wait_ready(&self, index: usize, limit: Duration) -> io::Result<()> {
+        let state = &self.region.control().workers[index].state;
+        let give_up = Instant::now() + limit;
+        loop {
+            let now = state.load(Ordering::Acquire);
+            if now == shm::READY {
+                return Ok(());
+            }
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() || now == shm::EXITED {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, format!("worker {index} did not start")));
+            }
+            shm::futex_wait(state, now, Some(left.min(Duration::from_millis(50))));
+        }
+    }
+
+    fn kill_all(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        for child in slots.iter_mut().filter_map(|s| s.child.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits up to `timeout` for a worker process to die, reaps it and marks its slot
+    /// [`shm::DEAD`] (the audio thread stops waiting for it at once). For the supervisor
+    /// thread; a worker told to stop is not a death.
+    pub fn wait_for_death(&self, timeout: Duration) -> Option<Death> {
+        // Held while polling (at most `timeout`): only `stop` and the supervisor itself take
+        // this lock, never the audio thread.
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let watched: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].pidfd.is_some()).collect();
+        let index = {
+            let mut fds: Vec<PollFd<'_>> = watched
+                .iter()
+                .filter_map(|&i| slots[i].pidfd.as_ref().map(|fd| PollFd::new(fd, PollFlags::IN)))
+                .collect();
+            let timespec = rustix::time::Timespec {
+                tv_sec: timeout.as_secs() as i64,
+                tv_nsec: timeout.subsec_nanos() as i64,
+            };
+            if fds.is_empty() {
+                drop(slots);
+                std::thread::sleep(timeout);
+                return None;
+            }
+            rustix::event::poll(&mut fds, Some(&timespec)).ok()?;
+            let ready = fds.iter().position(|fd| !fd.revents().is_empty())?;
+            watched[ready]
+        };
+        let slot = &mut slots[index];
+        let mut child = slot.child.take()?;
+        slot.pidfd = None;
+        let how = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        let found = Instant::now();
+        let control = self.region.control();
+        if control.clock.stop.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let worker = &control.workers[index];
+        worker.state.store(shm::DEAD, Ordering::Release);
+        Some(Death { index, pid: child.id(), how, mid_change: worker.busy.load(Ordering::Acquire) != 0, found })
+    }
+
+    /// Launches a replacement for dead worker `index` and waits (up to 1 s) until it is
+    /// ready. With `rebuild`, its rack is first cleared and its pending commands dropped, and
+    /// `rebuild` (the ledger's commands for that worker) is queued instead; without, it
+    /// re-attaches to the rack and commands its predecessor left. The caller must be the only
+    /// producer for that worker's ring meanwhile (the OSC thread pushes under the ledger's
+    /// lock: hold it). Returns the time from launch to ready.
+    ///
+    /// # Errors
+    /// The slot is still held by a live process, the replacement cannot start, or it does not
+    /// report ready in time (it is then killed).
+    pub fn relaunch(&self, index: usize, rebuild: Option<&[Command]>) -> io::Result<Duration> {
+        shm::release_dead_worker(&self.region, index, rebuild.is_some())?;
+        if let Some(commands) = rebuild {
+            for command in commands {
+                self.push(index, command, self.generation()).map_err(|_| io::Error::other("command ring full"))?;
+            }
+        }
+        let started = Instant::now();
+        let worker = &self.region.control().workers[index];
+        worker.restarts.fetch_add(1, Ordering::Relaxed);
+        worker.fade_in.store(1, Ordering::Relaxed);
+        let slot = self.spawn(index)?;
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = slot;
+        if let Err(e) = self.wait_ready(index, Duration::from_secs(1)) {
+            if let Some(child) = self.slots.lock().unwrap_or_else(PoisonError::into_inner)[index].child.as_mut() {
+                let _ = child.kill(); // the supervisor finds it dead and tries again
+            }
+            return Err(e);
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Gives up on dead worker `index`: its slot stays [`shm::RETIRED`], its ring and rack
+    /// are emptied, and the audio thread no longer waits for it.
+    ///
+    /// # Errors
+    /// A live process still holds the slot.
+    pub fn retire(&self, index: usize) -> io::Result<()> {
+        shm::release_dead_worker(&self.region, index, true)?;
+        self.region.control().workers[index].state.store(shm::RETIRED, Ordering::Release);
+        Ok(())
+    }
+
+    /// The core each worker is pinned to, by worker.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// The state word of worker `index` ([`shm::READY`] and so on).
+    pub fn state(&self, index: usize) -> u32 {
+        self.region.control().workers.get(index).map_or(shm::EXITED, |w| w.state.load(Ordering::Acquire))
+    }
+
+    /// Heap allocations and frees worker `index` made while rendering.
+    pub fn worker_allocations(&self, index: usize) -> (u64, u64) {
+        let w = &self.region.control().workers[index];
+        (w.allocations.load(Ordering::Relaxed), w.frees.load(Ordering::Relaxed))
     }
 
     /// Renders one block: wakes every worker, waits for them until `deadline` from now, sums
     /// their outputs into `out`. Returns how many workers missed the deadline. Allocation-free,
     /// lock-free; its only syscalls are the futex wake and wait.
     pub fn render_block(&self, out: &mut [f32; BLOCK], deadline: Duration) -> usize {
+        let _counting = shm::CountAllocations::here();
         let control = self.region.control();
         let clock = &control.clock;
         let workers = &control.workers[..self.region.workers()];
@@ -113,9 +274,12 @@ impl Pool {
         let generation = clock.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
         shm::futex_wake(&clock.generation, ALL);
         let end = now + deadline.as_nanos() as u64;
+        // Only workers that are READY are waited for: a dead one (found by the supervisor)
+        // or one still starting costs nothing but its own share.
+        let owed = |w: &shm::WorkerShared| w.state.load(Ordering::Acquire) == shm::READY;
         loop {
             let done = clock.done.load(Ordering::Acquire);
-            if workers.iter().all(|w| w.done_generation.load(Ordering::Acquire) == generation) {
+            if workers.iter().all(|w| !owed(w) || w.done_generation.load(Ordering::Acquire) == generation) {
                 break;
             }
             let t = shm::now_ns();
@@ -128,10 +292,13 @@ impl Pool {
         let mut late = 0;
         for worker in workers {
             if worker.done_generation.load(Ordering::Acquire) == generation {
-                for (o, word) in out.iter_mut().zip(&worker.output) {
-                    *o += f32::from_bits(word.load(Ordering::Relaxed));
+                // A replacement's first block fades in: no step where its sound returns.
+                let fade = worker.fade_in.swap(0, Ordering::Relaxed) != 0;
+                for (k, (o, word)) in out.iter_mut().zip(&worker.output).enumerate() {
+                    let gain = if fade { (k + 1) as f32 / BLOCK as f32 } else { 1.0 };
+                    *o += gain * f32::from_bits(word.load(Ordering::Relaxed));
                 }
-            } else {
+            } else if owed(worker) {
                 worker.late_blocks.fetch_add(1, Ordering::Relaxed);
                 late += 1;
             }
@@ -150,17 +317,16 @@ impl Pool {
         clock.stop.store(1, Ordering::Release);
         clock.generation.fetch_add(1, Ordering::AcqRel);
         shm::futex_wake(&clock.generation, ALL);
-        if let Ok(mut children) = self.children.lock() {
-            for child in children.iter_mut() {
-                let give_up = Instant::now() + Duration::from_secs(2);
-                while matches!(child.try_wait(), Ok(None)) && Instant::now() < give_up {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        for child in slots.iter_mut().filter_map(|s| s.child.as_mut()) {
+            let give_up = Instant::now() + Duration::from_secs(2);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(2));
             }
-            children.clear();
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        slots.clear();
     }
 
     fn push(&self, worker: usize, command: &Command, not_before: u32) -> Result<(), Busy> {
@@ -233,12 +399,17 @@ impl Engine for Pool {
                     .collect();
                 work.sort_unstable();
                 let median = work.get(work.len() / 2).copied().unwrap_or(0);
+                let alive = matches!(w.state.load(Ordering::Relaxed), shm::STARTING | shm::READY);
                 WorkerStatus {
-                    pid: w.pid.load(Ordering::Relaxed),
+                    pid: if alive { w.pid.load(Ordering::Relaxed) } else { 0 },
                     core: self.cores.get(index).copied().unwrap_or(0),
                     load: (median as f64 / budget_ns) as f32,
                     late_blocks: w.late_blocks.load(Ordering::Relaxed),
                     blocks,
+                    state: w.state.load(Ordering::Relaxed),
+                    restarts: w.restarts.load(Ordering::Relaxed),
+                    allocations: w.allocations.load(Ordering::Relaxed),
+                    frees: w.frees.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -14,7 +14,9 @@ use synthpool_core::script::Player;
 use crate::audio::{AudioChoice, AudioStats, Clocked, Output, Recorder};
 use crate::engine::Engine;
 use crate::ledger::Ledger;
+use crate::persist::{self, Saver, Store};
 use crate::pool::{Pool, PoolConfig};
+use ipnet::IpNet;
 
 /// The demo patch, also in the repository as demo/demo.osc.
 pub const DEMO_SCRIPT: &str = include_str!("../../demo/demo.osc");
@@ -38,6 +40,12 @@ pub struct ServeOptions {
     pub sample_rate_hz: u32,
     /// Stop after this long (None: until SIGINT or SIGTERM).
     pub seconds: Option<f64>,
+    /// Networks allowed to send OSC (empty: anyone who can reach the socket).
+    pub allow: Vec<IpNet>,
+    /// Where the last patch and the named patches are kept.
+    pub state_dir: PathBuf,
+    /// Start with an empty patch instead of restoring the last one.
+    pub fresh: bool,
 }
 
 fn log(stage: &str, took: Duration) {
@@ -85,15 +93,47 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
     let pool = Arc::new(pool);
     let engine: Arc<dyn Engine> = pool.clone();
     let ledger = Arc::new(Mutex::new(Ledger::new(options.workers)));
+    let supervisor = crate::supervisor::spawn(pool.clone(), ledger.clone(), stop.clone())?;
+
+    let store = Store::new(&options.state_dir);
+    let t_restore = Instant::now();
+    if options.demo {
+        println!("synthpool: the demo starts from an empty patch (the last patch stays saved)");
+    } else if options.fresh {
+        println!("synthpool: --fresh: starting from an empty patch");
+    } else {
+        let mut ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        let (restored, problems) = persist::restore(&store, &mut ledger, engine.as_ref());
+        for problem in &problems {
+            eprintln!("synthpool: restoring {}: {problem}", store.last_path().display());
+        }
+        if restored > 0 || !problems.is_empty() {
+            log(&format!("restored the last patch ({restored} lines)"), t_restore.elapsed());
+        }
+    }
+    // The demo is not saved over the performer's last patch.
+    let saver = if options.demo { None } else { Some(Saver::start(store.clone(), ledger.clone())?) };
 
     let t_osc = Instant::now();
     let socket = UdpSocket::bind(options.listen)?;
     let local = socket.local_addr()?;
+    let mut osc = crate::osc::Server::new(socket, engine.clone(), ledger.clone()).with_allow(options.allow.clone());
+    if let Some(saver) = &saver {
+        osc = osc.with_store(store.clone(), saver.notifier());
+    }
+    let placement = osc_placement(&pool);
     let osc_thread = {
-        let (engine, ledger, stop) = (engine.clone(), ledger.clone(), stop.clone());
-        std::thread::Builder::new().name("osc".into()).spawn(move || crate::osc::serve(socket, engine, ledger, stop))?
+        let stop = stop.clone();
+        std::thread::Builder::new().name("osc".into()).spawn(move || {
+            placement.apply();
+            osc.run(&stop)
+        })?
     };
-    log(&format!("OSC listening on udp://{local}"), t_osc.elapsed());
+    log(&format!("OSC listening on udp://{local}, {}", placement.describe()), t_osc.elapsed());
+    if !options.allow.is_empty() {
+        let nets: Vec<String> = options.allow.iter().map(ToString::to_string).collect();
+        println!("synthpool: answering only senders in {}", nets.join(", "));
+    }
 
     let demo = if options.demo { Some(spawn_demo(pool.clone(), ledger.clone(), stop.clone())?) } else { None };
 
@@ -144,7 +184,21 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
         println!("synthpool: demo: {late} blocks' lines queued late");
     }
     let _ = osc_thread.join();
+    if let Ok(recoveries) = supervisor.join()
+        && recoveries.relaunched + recoveries.retired > 0
+    {
+        println!(
+            "synthpool: {} workers replaced ({} racks rebuilt from the ledger), {} retired; slowest replacement {:.2} ms",
+            recoveries.relaunched,
+            recoveries.rebuilt,
+            recoveries.retired,
+            recoveries.slowest.as_secs_f64() * 1e3
+        );
+    }
     pool.stop();
+    if let Some(saver) = saver {
+        saver.finish();
+    }
     if let Some(recorder) = recorder {
         let samples = recorder.finish()?;
         println!("synthpool: recorded {:.2} s", samples as f64 / options.sample_rate_hz as f64);
@@ -156,6 +210,45 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
         stats.xruns.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// Where the OSC thread runs: on a core no worker is pinned to when there is one, else on
+/// any core at a lower priority, so that a flood of messages never takes a worker's time.
+#[derive(Clone, Copy)]
+enum OscPlacement {
+    Core(usize),
+    Nice(i32),
+}
+
+fn osc_placement(pool: &Pool) -> OscPlacement {
+    let used: Vec<usize> = pool.cores().to_vec();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    match cores.iter().map(|c| c.id).find(|id| !used.contains(id)) {
+        Some(free) => OscPlacement::Core(free),
+        None => OscPlacement::Nice(10),
+    }
+}
+
+impl OscPlacement {
+    fn apply(&self) {
+        match *self {
+            OscPlacement::Core(id) => {
+                core_affinity::set_for_current(core_affinity::CoreId { id });
+            }
+            OscPlacement::Nice(nice) => {
+                if let Err(e) = crate::shm::lower_priority(nice) {
+                    eprintln!("synthpool: cannot lower the OSC thread's priority: {e}");
+                }
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            OscPlacement::Core(id) => format!("on core {id} (no worker there)"),
+            OscPlacement::Nice(nice) => format!("below the workers (nice {nice}: every core has one)"),
+        }
+    }
 }
 
 /// Plays the demo script live: each line is checked by the ledger and queued for the exact
@@ -212,16 +305,36 @@ impl Demo {
     }
 }
 
+/// What an offline render did.
+#[derive(Clone, Debug, Default)]
+pub struct RenderReport {
+    /// The script lines refused, for the user.
+    pub refused: Vec<String>,
+    /// Blocks rendered.
+    pub blocks: u64,
+    /// Heap allocations and frees made on the audio path (the rendering thread's block loop
+    /// and every worker's): 0 and 0 unless something is wrong.
+    pub allocations: (u64, u64),
+}
+
 /// Renders `script` for `seconds` through a pool of `workers`, as fast as the CPU allows, and
-/// writes `out`. Lines apply at the same blocks as live; returns the refused lines.
+/// writes `out`. Lines apply at the same blocks as live.
 ///
 /// # Errors
 /// The pool cannot start or the file cannot be written.
-pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, out: &Path) -> io::Result<Vec<String>> {
+pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, out: &Path) -> io::Result<RenderReport> {
     let (pool, _) = Pool::start(&PoolConfig { workers, sample_rate_hz, worker_exe: None })?;
-    let samples = render_with(&pool, script, seconds)?;
-    crate::render::write_wav(out, &samples.0, sample_rate_hz).map_err(io::Error::other)?;
-    Ok(samples.1)
+    let before = crate::shm::counted_allocations();
+    let (samples, refused) = render_with(&pool, script, seconds)?;
+    let after = crate::shm::counted_allocations();
+    let (mut allocations, mut frees) = (after.0 - before.0, after.1 - before.1);
+    for w in 0..Engine::workers(&pool) {
+        let (a, f) = pool.worker_allocations(w);
+        allocations += a;
+        frees += f;
+    }
+    crate::render::write_wav(out, &samples, sample_rate_hz).map_err(io::Error::other)?;
+    Ok(RenderReport { refused, blocks: (samples.len() / BLOCK) as u64, allocations: (allocations, frees) })
 }
 
 /// The render loop, for an already started pool (whose generation is where it starts).

@@ -65,13 +65,38 @@ pub struct BlockTiming {
     pub work_ns: AtomicU32,
 }
 
+/// [`WorkerShared::state`]: launched, not ready yet (the host does not wait for it).
+pub const STARTING: u32 = 0;
+/// [`WorkerShared::state`]: rendering blocks; the host waits for it each block.
+pub const READY: u32 = 1;
+/// [`WorkerShared::state`]: exited when told to stop.
+pub const EXITED: u32 = 2;
+/// [`WorkerShared::state`]: died; the host's supervisor is replacing it.
+pub const DEAD: u32 = 3;
+/// [`WorkerShared::state`]: crashed too often; its modules moved to other workers.
+pub const RETIRED: u32 = 4;
+
 /// What the host and one worker share, besides the worker's rack.
 #[repr(C)]
 pub struct WorkerShared {
     /// Host -> worker: commands, each tagged with the generation it waits for.
     pub commands: Ring<RING_SLOTS>,
-    /// 0 starting, 1 ready, 2 exited (futex the host waits on at start-up).
+    /// [`STARTING`], [`READY`], [`EXITED`], [`DEAD`] or [`RETIRED`] (futex the host waits
+    /// on at start-up). The host waits each block only for READY workers.
     pub state: AtomicU32,
+    /// 1 while the worker changes its rack (applies commands, renders): a worker that dies
+    /// with it set left its rack half-changed, so its replacement gets a rack rebuilt from
+    /// the ledger; one that dies with it clear left a whole block's state to re-attach to.
+    pub busy: AtomicU32,
+    /// Set by the host when it launches a replacement: the first block gathered from it fades
+    /// in over the block instead of starting with a step.
+    pub fade_in: AtomicU32,
+    /// Replacements launched for this slot.
+    pub restarts: AtomicU32,
+    /// Heap allocations the worker made while rendering (should stay 0).
+    pub allocations: AtomicU64,
+    /// Heap frees the worker made while rendering (should stay 0).
+    pub frees: AtomicU64,
     /// Pid of the process that claimed this slot's rack (0: none). The host clears it
     /// before launching a worker and only touches the rack while it is 0.
     pub claimed_by: AtomicU32,
@@ -205,13 +230,20 @@ impl Region {
     /// access that rack: only the worker that owns `index` calls this, once, and the host
     /// calls it only before that worker starts or after it is gone.
     pub unsafe fn rack_mut(&mut self, index: usize) -> &mut HostRack {
+        // SAFETY: see `rack_ptr`; exclusive access is the caller's contract.
+        unsafe { &mut *self.rack_ptr(index) }
+    }
+
+    /// Worker `index`'s rack, as a pointer that is valid (aligned, inside the mapping, a valid
+    /// HostRack) as long as `self` lives; dereferencing it mutably needs exclusive access.
+    fn rack_ptr(&self, index: usize) -> *mut HostRack {
         assert!(index < MAX_WORKERS && rack_offset(index + 1) <= self.len, "rack {index} outside the region");
         // SAFETY: the offset is page-aligned and inside the mapping (asserted), the memory is
         // either zeros from the fresh memfd or a rack left by `clear_in_place`. Zeros are a valid
         // HostRack: `Module` is repr(u8) with tag 0 = Empty, heapless vectors of length 0,
         // integer and float arrays, and `Fade` whose tag 0 is a valid variant; the delay and
-        // reverb pools hold only f32 and usize. Exclusive access is the caller's contract.
-        unsafe { &mut *self.base.as_ptr().add(rack_offset(index)).cast::<HostRack>() }
+        // reverb pools hold only f32 and usize.
+        unsafe { self.base.as_ptr().add(rack_offset(index)).cast::<HostRack>() }
     }
 
     /// Makes this process the user of worker `index`'s rack, if no process holds it
@@ -274,7 +306,7 @@ impl WorkerRegion {
         let rack: *mut HostRack = {
             // SAFETY: this process claimed rack `index` (`claim_worker`), so it is its only
             // user; see `rack_mut` for layout and validity.
-            unsafe { self.region.rack_mut(index) }
+            unsafe { &mut *self.region.rack_ptr(index) }
         };
         // SAFETY: the rack lies after the control block (rack_offset >= its page-rounded
         // size), so the shared `&Control` and the `&mut HostRack` never overlap; both borrow
@@ -364,6 +396,130 @@ pub fn inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = rustix::io::fcntl_getfd(fd)?;
     rustix::io::fcntl_setfd(fd, flags - rustix::io::FdFlags::CLOEXEC)?;
     Ok(())
+}
+
+/// Clears worker `index`'s slot after its process is gone so a replacement can claim it:
+/// drops the commands it had not taken when `rebuild` (they are replaced by the ledger's
+/// rebuild), clears its rack in place when `rebuild` (its predecessor died while changing
+/// it), and releases the claim. The caller must be the ring's only producer meanwhile.
+///
+/// # Errors
+/// A process still holds the slot (its pid is in `claimed_by` and alive).
+pub fn release_dead_worker(region: &Region, index: usize, rebuild: bool) -> io::Result<()> {
+    let shared = &region.control().workers[index];
+    let holder = shared.claimed_by.load(std::sync::atomic::Ordering::Acquire);
+    if holder != 0 && rustix::process::Pid::from_raw(holder as i32).is_some_and(|pid| {
+        rustix::process::test_kill_process(pid).is_ok() && !is_zombie(holder)
+    }) {
+        return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("worker {index} is still held by pid {holder}")));
+    }
+    if rebuild {
+        while shared.commands.pop().is_some() {}
+        let sample_rate_hz = region.control().clock.sample_rate_hz.load(std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the process that held this rack is gone (checked above), no replacement is
+        // launched before this returns, and the pool calls this from its supervisor only (one
+        // caller at a time), so nothing else uses the rack.
+        unsafe { &mut *region.rack_ptr(index) }.clear_in_place(sample_rate_hz as f32);
+    }
+    let shared = &region.control().workers[index];
+    shared.busy.store(0, std::sync::atomic::Ordering::Relaxed);
+    shared.claimed_by.store(0, std::sync::atomic::Ordering::Release);
+    Ok(())
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
+        .unwrap_or(true)
+}
+
+/// A global allocator that counts the allocations and frees made on threads inside a
+/// [`CountAllocations`] scope (the audio path), and passes everything to the system
+/// allocator. Both binaries install it; the counts prove the audio path allocates nothing.
+pub struct CountingAlloc;
+
+static AUDIO_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static AUDIO_FREES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counting() -> bool {
+    // try_with: a thread being torn down has no thread locals left; it is not counted.
+    COUNTING.try_with(std::cell::Cell::get).unwrap_or(false)
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting only touches
+// atomics and a const-initialised thread local (neither allocates).
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if counting() {
+            AUDIO_ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract for `alloc` is passed on as it is.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        if counting() {
+            AUDIO_FREES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract for `dealloc` is passed on as it is.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if counting() {
+            AUDIO_ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: as `alloc`.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if counting() {
+            AUDIO_ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            AUDIO_FREES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: as `alloc` and `dealloc`.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// While alive, allocations and frees on this thread are counted (when the process uses
+/// [`CountingAlloc`]); dropping it restores what was before, so scopes nest.
+pub struct CountAllocations {
+    was: bool,
+}
+
+impl CountAllocations {
+    /// Starts counting on this thread.
+    pub fn here() -> Self {
+        let was = COUNTING.with(|c| c.replace(true));
+        Self { was }
+    }
+}
+
+impl Drop for CountAllocations {
+    fn drop(&mut self) {
+        let was = self.was;
+        let _ = COUNTING.try_with(|c| c.set(was));
+    }
+}
+
+/// Allocations and frees counted inside [`CountAllocations`] scopes in this process so far.
+pub fn counted_allocations() -> (u64, u64) {
+    (AUDIO_ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed), AUDIO_FREES.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Lowers the calling thread's scheduling priority to nice `nice` (the OSC thread, when every
+/// core runs a worker: it must yield to them).
+///
+/// # Errors
+/// The OS refused.
+pub fn lower_priority(nice: i32) -> io::Result<()> {
+    Ok(rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)?)
 }
 
 #[cfg(test)]

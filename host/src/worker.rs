@@ -52,9 +52,14 @@ pub fn run(args: WorkerArgs) -> i32 {
     let (control, rack) = region.parts();
     let sample_rate_hz = control.clock.sample_rate_hz.load(Ordering::Relaxed) as f32;
     let me = &control.workers[args.index];
-    // The host cleared the rack when it created the region; a replacement worker finds the
-    // state its predecessor left. Preparing again resets units to silence but keeps the patch.
-    rack.prepare(sample_rate_hz);
+    // The host cleared the rack when it created the region: preparing it touches (pre-faults)
+    // the memory the first blocks use. A replacement (the slot has rendered blocks) finds the
+    // rack its predecessor left at a block boundary, or cleared and rebuilt by the host
+    // (see `shm::WorkerShared::busy`), and carries on from it: its voices keep their phase,
+    // envelopes, delay lines and reverb tails.
+    if me.blocks.load(Ordering::Relaxed) == 0 {
+        rack.prepare(sample_rate_hz);
+    }
     me.pid.store(std::process::id(), Ordering::Relaxed);
     me.core.store(if pinned { args.core as u32 } else { u32::MAX }, Ordering::Relaxed);
     if !realtime && args.index == 0 {
@@ -63,8 +68,10 @@ pub fn run(args: WorkerArgs) -> i32 {
     // Read the clock before saying ready: the host may start the first block right after.
     let clock = &control.clock;
     let mut seen = clock.generation.load(Ordering::Acquire);
-    me.state.store(1, Ordering::Release);
+    me.state.store(shm::READY, Ordering::Release);
     shm::futex_wake(&me.state, ALL);
+    // From here on every allocation this thread makes is counted (there must be none).
+    let _counting = shm::CountAllocations::here();
 
     let mut block = [0.0f32; BLOCK];
     loop {
@@ -76,6 +83,7 @@ pub fn run(args: WorkerArgs) -> i32 {
         }
         let start_ns = shm::now_ns();
         let generation = clock.generation.load(Ordering::Acquire);
+        me.busy.store(1, Ordering::Release);
         // Blocks the clock passed while this worker was late: render them too (their output
         // is gone) so its modules keep time with the clock and with every other worker, at
         // most CATCH_UP_BLOCKS (a worker far behind would only fall further back).
@@ -111,12 +119,16 @@ pub fn run(args: WorkerArgs) -> i32 {
         timing.wake_ns.store(start_ns.saturating_sub(woken).min(u32::MAX as u64) as u32, Ordering::Relaxed);
         timing.work_ns.store((end_ns - start_ns).min(u32::MAX as u64) as u32, Ordering::Relaxed);
         me.blocks.store(blocks + 1, Ordering::Relaxed);
+        let (allocations, frees) = shm::counted_allocations();
+        me.allocations.store(allocations, Ordering::Relaxed);
+        me.frees.store(frees, Ordering::Relaxed);
+        me.busy.store(0, Ordering::Release);
         // Release: the output words above are visible before the host sees this generation.
         me.done_generation.store(generation, Ordering::Release);
         clock.done.fetch_add(1, Ordering::AcqRel);
         shm::futex_wake(&clock.done, 1);
     }
-    me.state.store(2, Ordering::Release);
+    me.state.store(shm::EXITED, Ordering::Release);
     me.claimed_by.store(0, Ordering::Release);
     0
 }

@@ -71,14 +71,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `synthpool --port P` plus `args` (with `--audio null` unless they choose), and
-    /// waits for its "ready" line.
+    /// Starts `synthpool --port P` plus `args` (with `--audio null` unless they choose, and a
+    /// state folder of its own unless they give `--state`), and waits for its "ready" line.
     pub fn start(args: &[&str]) -> Server {
-        let port = free_port();
+        Self::start_on(free_port(), args)
+    }
+
+    /// As [`Server::start`], on UDP port `port`.
+    pub fn start_on(port: u16, args: &[&str]) -> Server {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let audio: &[&str] = if args.contains(&"--audio") { &[] } else { &["--audio", "null"] };
+        let state = if args.contains(&"--state") {
+            Vec::new()
+        } else {
+            let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            vec!["--state".to_owned(), scratch(&format!("state-{n}")).display().to_string()]
+        };
         let mut child = Command::new(server_binary())
             .args(["--port", &port.to_string()])
             .args(audio)
+            .args(&state)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -103,6 +115,14 @@ impl Server {
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Kills it with SIGKILL (no chance to clean up), as a crash would.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then waits; returns the exit code and what it printed after start-up.
@@ -136,9 +156,30 @@ pub struct Client {
 impl Client {
     /// A client for the server on `port`.
     pub fn new(port: u16) -> Client {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        Self::bound("127.0.0.1", port)
+    }
+
+    /// A client whose socket is bound to local address `ip` (any of 127.0.0.0/8 works on
+    /// Linux), for the server on 127.0.0.1:`port`.
+    pub fn bound(ip: &str, port: u16) -> Client {
+        let socket = UdpSocket::bind((ip, 0)).expect("client socket");
         socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         Client { socket, server: ([127, 0, 0, 1], port).into() }
+    }
+
+    /// How long [`Client::reply`] waits.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.socket.set_read_timeout(Some(timeout)).expect("timeout");
+    }
+
+    /// The next reply, or None when none comes in time.
+    pub fn try_reply(&self) -> Option<OscMessage> {
+        let mut buf = [0u8; 65_536];
+        let (n, _) = self.socket.recv_from(&mut buf).ok()?;
+        match decoder::decode_udp(&buf[..n]).expect("a valid reply").1 {
+            OscPacket::Message(m) => Some(m),
+            OscPacket::Bundle(b) => panic!("unexpected bundle {b:?}"),
+        }
     }
 
     /// Sends one message.
@@ -168,11 +209,43 @@ impl Client {
         self.reply()
     }
 
+    /// The whole `/patch/dump` (every part's lines, in order).
+    pub fn dump(&self) -> Vec<String> {
+        self.send("/patch/dump", vec![]);
+        let mut lines = Vec::new();
+        loop {
+            let part = self.reply();
+            assert_eq!(part.addr, "/patch/dump");
+            let (n, of) = (int_at(&part.args, 0), int_at(&part.args, 1));
+            lines.extend(part.args[2..].iter().map(|a| match a {
+                OscType::String(line) => line.clone(),
+                other => panic!("dump line {other:?}"),
+            }));
+            if n == of {
+                return lines;
+            }
+        }
+    }
+
     /// `/status`, as integers where they are integers (load as its f32 bits are not needed).
     pub fn status(&self) -> Vec<OscType> {
         let reply = self.ask("/status", vec![]);
         assert_eq!(reply.addr, "/status");
         reply.args
+    }
+}
+
+/// Creates vco `id` as a sine of `hz` at `level`, patched to the output; every request must
+/// be answered `/done`.
+pub fn sine_to_out(client: &Client, id: i32, hz: f32, level: f32) {
+    for (addr, args) in [
+        ("/module/new", vec![s("vco"), i(id)]),
+        ("/module/set", vec![i(id), s("wave"), s("sine")]),
+        ("/module/set", vec![i(id), s("freq"), f(hz)]),
+        ("/module/set", vec![i(id), s("level"), f(level)]),
+        ("/patch", vec![i(id), s("out"), i(0), s("in")]),
+    ] {
+        assert_eq!(client.ask(addr, args.clone()).addr, "/done", "{addr} {args:?}");
     }
 }
 
@@ -197,6 +270,16 @@ pub fn int_at(args: &[OscType], index: usize) -> i64 {
         Some(OscType::Int(n)) => *n as i64,
         other => panic!("arg {index}: expected an int, got {other:?}"),
     }
+}
+
+/// `/status` figures before the per-worker part (see PROTOCOL.md).
+pub const STATUS_HEADER: usize = 13;
+
+/// Figure `field` of worker `worker` in a `/status` reply (0 pid, 1 core, 2 modules,
+/// 4 late blocks, 5 state, 6 restarts, 7 allocations, 8 frees; 3, the load, is a float).
+pub fn worker_field(status: &[OscType], worker: usize, field: usize) -> i64 {
+    let stride = int_at(status, STATUS_HEADER - 1) as usize;
+    int_at(status, STATUS_HEADER + stride * worker + field)
 }
 
 /// Waits until `done` or `timeout`, checking every millisecond.
@@ -273,6 +356,40 @@ pub fn longest_clean(x: &[f32], from: usize, to: usize) -> &[f32] {
         best = (start, last);
     }
     &x[best.0 * BLOCK..best.1 * BLOCK]
+}
+
+/// The amplitude, in each recorded block, of the tone making exactly `cycles` cycles a block
+/// (750 Hz is 1, 6000 Hz is 8 at 48 kHz): one DFT bin a block. Tones on different bins do not
+/// leak into each other, so each can be followed block by block in their sum.
+pub fn tone_per_block(x: &[f32], cycles: usize) -> Vec<f64> {
+    x.chunks_exact(BLOCK)
+        .map(|block| {
+            let (mut re, mut im) = (0.0f64, 0.0f64);
+            for (n, &s) in block.iter().enumerate() {
+                let phase = std::f64::consts::TAU * (cycles * n) as f64 / BLOCK as f64;
+                re += s as f64 * phase.cos();
+                im -= s as f64 * phase.sin();
+            }
+            2.0 * re.hypot(im) / BLOCK as f64
+        })
+        .collect()
+}
+
+/// Runs of consecutive `true`, as (start, length).
+pub fn runs(flags: &[bool]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (k, &flag) in flags.iter().chain([&false]).enumerate() {
+        match (flag, start) {
+            (true, None) => start = Some(k),
+            (false, Some(s)) => {
+                out.push((s, k - s));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]

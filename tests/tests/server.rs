@@ -55,20 +55,6 @@ fn departure_from_sine(out: &[f32], hz: f64, fit_end: usize) -> usize {
         .expect("the pitch changed")
 }
 
-/// Creates vco `id` as a sine of `hz` at `level`, patched to the output; every request must
-/// be answered `/done`.
-fn sine_to_out(client: &Client, id: i32, hz: f32, level: f32) {
-    for (addr, args) in [
-        ("/module/new", vec![s("vco"), i(id)]),
-        ("/module/set", vec![i(id), s("wave"), s("sine")]),
-        ("/module/set", vec![i(id), s("freq"), f(hz)]),
-        ("/module/set", vec![i(id), s("level"), f(level)]),
-        ("/patch", vec![i(id), s("out"), i(0), s("in")]),
-    ] {
-        assert_eq!(client.ask(addr, args.clone()).addr, "/done", "{addr} {args:?}");
-    }
-}
-
 fn stop_and_read(server: Server, wav: &Path) -> (Vec<f32>, Vec<String>) {
     let (code, said) = server.stop();
     assert_eq!(code, 0, "synthpool exits 0 on SIGTERM: {said:?}");
@@ -158,7 +144,7 @@ fn modules_on_two_workers_are_both_heard() {
     }
     let status = client.status();
     // Per worker: pid, core, modules, load, late blocks, after 8 global figures.
-    let modules: Vec<i64> = (0..2).map(|w| int_at(&status, 8 + 5 * w + 2)).collect();
+    let modules: Vec<i64> = (0..2).map(|w| worker_field(&status, w, 2)).collect();
     assert_eq!(modules, vec![1, 1], "one voice on each worker: {status:?}");
     pause(0.5);
     let (out, _) = stop_and_read(server, &wav);
@@ -182,8 +168,8 @@ fn status_pids_are_live_worker_processes_pinned_to_distinct_cores() {
     assert_eq!(workers, 2);
     let mut cores = Vec::new();
     for w in 0..workers {
-        let pid = int_at(&status, 8 + 5 * w);
-        let core = int_at(&status, 8 + 5 * w + 1);
+        let pid = worker_field(&status, w, 0);
+        let core = worker_field(&status, w, 1);
         let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("worker is alive");
         let field = |name: &str| {
             proc_status

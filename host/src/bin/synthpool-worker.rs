@@ -2,6 +2,10 @@
 use std::process::ExitCode;
 use synthpool_host::worker::{WorkerArgs, run};
 
+/// Counts allocations on the audio path (there must be none; `/status` reports them).
+#[global_allocator]
+static ALLOCATOR: synthpool_host::shm::CountingAlloc = synthpool_host::shm::CountingAlloc;
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut parsed = (None, None, None);

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use synthpool_host::audio::AudioChoice;
+use ipnet::IpNet;
+use synthpool_host::persist::Store;
 use synthpool_host::server::{ServeOptions, render, serve};
 
 /// synthpool: a real-time modular synthesizer you patch live over OSC.
@@ -53,6 +55,24 @@ struct ServeArgs {
     /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Answer only senders in this network (CIDR like 192.168.1.0/24, or one address);
+    /// repeat for more. Others are dropped and counted in /status.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    allow: Vec<IpNet>,
+    /// Folder for the last patch (restored at start) and the named patches
+    /// [default: $XDG_STATE_HOME/synthpool or ~/.local/state/synthpool].
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Start with an empty patch instead of the one the last run left.
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// A network: CIDR, or one address (a /32 or /128).
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not a network (192.168.1.0/24) or an address"))
 }
 
 #[derive(Subcommand)]
@@ -84,6 +104,10 @@ fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// Counts allocations on the audio path (there must be none; `/status` reports them).
+#[global_allocator]
+static ALLOCATOR: synthpool_host::shm::CountingAlloc = synthpool_host::shm::CountingAlloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -97,8 +121,8 @@ fn main() -> ExitCode {
             };
             let started = Instant::now();
             match render(&text, seconds, sample_rate, workers.unwrap_or_else(cores), &out) {
-                Ok(refused) => {
-                    for line in &refused {
+                Ok(report) => {
+                    for line in &report.refused {
                         eprintln!("synthpool: {}: refused {line}", script.display());
                     }
                     let took = started.elapsed().as_secs_f64();
@@ -108,7 +132,11 @@ fn main() -> ExitCode {
                         out.display(),
                         seconds / took.max(1e-9)
                     );
-                    if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                    println!(
+                        "synthpool: audio path: {} allocations, {} frees in {} blocks (block loop and workers)",
+                        report.allocations.0, report.allocations.1, report.blocks
+                    );
+                    if report.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
                 }
                 Err(e) => {
                     eprintln!("synthpool: render failed: {e}");
@@ -135,6 +163,9 @@ fn main() -> ExitCode {
                 demo: a.demo,
                 sample_rate_hz: a.sample_rate,
                 seconds: a.seconds,
+                allow: a.allow,
+                state_dir: a.state.unwrap_or_else(Store::default_dir),
+                fresh: a.fresh,
             };
             ExitCode::from(serve(&options) as u8)
         }

@@ -1,0 +1,365 @@
+//! The patch survives the server: the ledger's dump is saved after every change, and named
+//! patches live in a folder.
+//!
+//! The state folder (`--state DIR`, by default `$XDG_STATE_HOME/synthpool` or
+//! `~/.local/state/synthpool`) holds `patch.osc`, the last patch, and `patches/NAME.osc`, the
+//! patches saved with `/patch/save NAME`. Each file is a script (`/module/new vco 1` lines) as
+//! `/patch/dump` gives it, so a user can read, edit or render it. Every write is atomic: the
+//! text goes to a temporary file in the same folder, is flushed to disk, and is renamed over the
+//! old one; a crash at any point leaves the old file or the new one, never half of one.
+//!
+//! The [`Saver`] thread does the writing, off the audio path and off the OSC thread: a change
+//! only sends it a wake-up; it takes the ledger's dump and writes it, so a burst of changes
+//! costs one write.
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use synthpool_core::command::{Error, Request};
+use synthpool_core::script::parse_line;
+
+use crate::engine::{Busy, Engine};
+use crate::ledger::{Ledger, Refused};
+
+/// Longest patch name, bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Where patches are kept.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Why a named patch could not be saved or loaded.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The name is not 1..=64 of `A-Z a-z 0-9 _ -` (so it cannot leave the patches folder).
+    BadName,
+    /// No patch of that name.
+    NoSuchPatch,
+    /// Reading or writing failed.
+    Io(io::Error),
+}
+
+impl StoreError {
+    /// The error's name, as `/fail` gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StoreError::BadName => "BadName",
+            StoreError::NoSuchPatch => "NoSuchPatch",
+            StoreError::Io(_) => "Io",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::BadName => write!(f, "a patch name is 1 to {MAX_NAME_BYTES} letters, digits, '_' or '-'"),
+            StoreError::NoSuchPatch => write!(f, "no patch of this name"),
+            StoreError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Store {
+    /// The store in `dir` (created when first written).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default state folder: `$XDG_STATE_HOME/synthpool`, else `~/.local/state/synthpool`,
+    /// else `./synthpool-state`.
+    pub fn default_dir() -> PathBuf {
+        let nonempty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+        if let Some(state) = std::env::var_os("XDG_STATE_HOME").and_then(nonempty) {
+            return state.join("synthpool");
+        }
+        if let Some(home) = std::env::var_os("HOME").and_then(nonempty) {
+            return home.join(".local/state/synthpool");
+        }
+        PathBuf::from("synthpool-state")
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last patch's file.
+    pub fn last_path(&self) -> PathBuf {
+        self.dir.join("patch.osc")
+    }
+
+    /// The last patch saved, if there is one.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub fn load_last(&self) -> io::Result<Option<String>> {
+        match fs::read_to_string(self.last_path()) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves `lines` as the last patch, atomically.
+    ///
+    /// # Errors
+    /// The folder or file cannot be written.
+    pub fn save_last(&self, lines: &[String]) -> io::Result<()> {
+        write_atomically(&self.last_path(), &script(lines))
+    }
+
+    /// Saves `lines` as patch `name`, atomically.
+    ///
+    /// # Errors
+    /// A bad name, or the file cannot be written.
+    pub fn save_named(&self, name: &str, lines: &[String]) -> Result<(), StoreError> {
+        write_atomically(&self.named_path(name)?, &script(lines)).map_err(StoreError::Io)
+    }
+
+    /// The text of patch `name`.
+    ///
+    /// # Errors
+    /// A bad name, no such patch, or it cannot be read.
+    pub fn load_named(&self, name: &str) -> Result<String, StoreError> {
+        fs::read_to_string(self.named_path(name)?).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NoSuchPatch,
+            _ => StoreError::Io(e),
+        })
+    }
+
+    /// `patches/NAME.osc`, for a name that cannot leave the folder.
+    fn named_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let fine = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        if name.is_empty() || name.len() > MAX_NAME_BYTES || !name.bytes().all(fine) {
+            return Err(StoreError::BadName);
+        }
+        Ok(self.dir.join("patches").join(format!("{name}.osc")))
+    }
+}
+
+fn script(lines: &[String]) -> String {
+    let mut text = String::from("# synthpool patch (a script: see PROTOCOL.md)\n");
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+/// Writes `text` to `path` so that `path` holds the old text or the new, never a part.
+fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("patch");
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = fs::File::create(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temporary, path)?;
+    // The rename itself reaches the disk with the folder's entry.
+    if let Ok(folder) = fs::File::open(dir) {
+        let _ = folder.sync_all();
+    }
+    Ok(())
+}
+
+/// The thread that saves the last patch after changes.
+pub struct Saver {
+    wake: SyncSender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Saver {
+    /// Starts the saver for `ledger` into `store`.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub fn start(store: Store, ledger: Arc<Mutex<Ledger>>) -> io::Result<Saver> {
+        let (wake, changes) = sync_channel(1);
+        let thread = std::thread::Builder::new().name("saver".into()).spawn(move || save_on_change(&store, &ledger, &changes))?;
+        Ok(Saver { wake, thread })
+    }
+
+    /// A handle to tell it the patch changed.
+    pub fn notifier(&self) -> Notifier {
+        Notifier(self.wake.clone())
+    }
+
+    /// Saves what is pending and ends the thread.
+    pub fn finish(self) {
+        drop(self.wake);
+        let _ = self.thread.join();
+    }
+}
+
+/// Tells the [`Saver`] that the patch changed; never blocks (a wake-up already pending covers
+/// this change too).
+#[derive(Clone, Debug)]
+pub struct Notifier(SyncSender<()>);
+
+impl Notifier {
+    /// The patch changed.
+    pub fn changed(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+fn save_on_change(store: &Store, ledger: &Mutex<Ledger>, changes: &Receiver<()>) {
+    let mut last_saved: Option<Vec<String>> = None;
+    while changes.recv().is_ok() {
+        // Take every wake-up that came meanwhile: one write covers them all.
+        while let Ok(()) = changes.try_recv() {}
+        let lines = ledger.lock().unwrap_or_else(PoisonError::into_inner).dump();
+        if last_saved.as_ref() == Some(&lines) {
+            continue;
+        }
+        match store.save_last(&lines) {
+            Ok(()) => last_saved = Some(lines),
+            Err(e) => eprintln!("synthpool: cannot save the patch to {}: {e}", store.last_path().display()),
+        }
+    }
+}
+
+/// Why a script could not be applied as a whole.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptRefused {
+    /// Line `line` (1-based) was refused with `error`; nothing changed.
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        error: Error,
+    },
+    /// The workers' rings had no room for it; nothing changed.
+    Busy,
+}
+
+impl std::fmt::Display for ScriptRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScriptRefused::Line { line, error } => write!(f, "line {line}: {}: {error}", error.name()),
+            ScriptRefused::Busy => write!(f, "Busy: worker ring full"),
+        }
+    }
+}
+
+/// The requests of a script's lines (their times ignored), each with its 1-based line number.
+///
+/// # Errors
+/// The first line that does not parse.
+pub fn script_requests(text: &str) -> Result<Vec<(usize, Request<'_>)>, ScriptRefused> {
+    let mut requests = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        match parse_line(line, 0.0) {
+            Ok((_, Some(request))) => requests.push((number + 1, request)),
+            Ok((_, None)) => {}
+            Err(error) => return Err(ScriptRefused::Line { line: number + 1, error }),
+        }
+    }
+    Ok(requests)
+}
+
+/// Applies the script `text` as one bundle, all or none: with `replace`, the patch is cleared
+/// first (in the same block). Returns how many requests it held.
+///
+/// # Errors
+/// A line that does not parse or is refused, or rings without room: nothing changed.
+pub fn apply_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str, replace: bool) -> Result<usize, ScriptRefused> {
+    let lines = script_requests(text)?;
+    let mut requests: Vec<Request<'_>> = Vec::with_capacity(lines.len() + 1);
+    if replace {
+        requests.push(Request::Clear);
+    }
+    requests.extend(lines.iter().map(|&(_, r)| r));
+    let first = usize::from(replace);
+    ledger.submit_with(&requests, |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) }).map_err(
+        |refused| match refused {
+            Refused::Invalid { index, error } => {
+                ScriptRefused::Line { line: index.checked_sub(first).map_or(0, |i| lines[i].0), error }
+            }
+            Refused::Send(Busy) => ScriptRefused::Busy,
+        },
+    )?;
+    Ok(lines.len())
+}
+
+/// Restores the last patch saved in `store` onto an empty `ledger`: as one bundle, or, if
+/// that is refused (a smaller pool may not hold it all), line by line, keeping every line
+/// that fits. Returns the lines restored and the problems met (for the log).
+pub fn restore(store: &Store, ledger: &mut Ledger, engine: &dyn Engine) -> (usize, Vec<String>) {
+    let text = match store.load_last() {
+        Ok(Some(text)) => text,
+        Ok(None) => return (0, Vec::new()),
+        Err(e) => return (0, vec![format!("cannot read {}: {e}", store.last_path().display())]),
+    };
+    if let Ok(n) = apply_script(ledger, engine, &text, false) {
+        return (n, Vec::new());
+    }
+    let mut restored = 0;
+    let mut problems = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let request = match parse_line(line, 0.0) {
+            Ok((_, Some(request))) => request,
+            Ok((_, None)) => continue,
+            Err(error) => {
+                problems.push(format!("line {}: {}: {error}", number + 1, error.name()));
+                continue;
+            }
+        };
+        let sent = ledger.submit_with(&[request], |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) });
+        match sent {
+            Ok(()) => restored += 1,
+            Err(Refused::Invalid { error, .. }) => problems.push(format!("line {}: {}: {error}", number + 1, error.name())),
+            Err(Refused::Send(Busy)) => problems.push(format!("line {}: Busy: worker ring full", number + 1)),
+        }
+    }
+    (restored, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("synthpool-persist-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn names_that_could_leave_the_patches_folder_are_refused() {
+        let store = Store::new(scratch("names"));
+        for bad in ["", "../x", "a/b", "..", ".hidden", "a b", "é", &"x".repeat(65), "a\0b"] {
+            assert!(matches!(store.save_named(bad, &[]), Err(StoreError::BadName)), "{bad:?}");
+            assert!(matches!(store.load_named(bad), Err(StoreError::BadName)), "{bad:?}");
+        }
+        assert!(matches!(store.load_named("absent"), Err(StoreError::NoSuchPatch)));
+    }
+
+    #[test]
+    fn a_saved_patch_reads_back_and_a_rewrite_replaces_it_whole() {
+        let store = Store::new(scratch("roundtrip"));
+        assert!(store.load_last().unwrap().is_none());
+        let lines = vec!["/module/new vco 1".to_owned(), "/patch 1 out 0 in".to_owned()];
+        store.save_last(&lines).unwrap();
+        store.save_named("set-1", &lines).unwrap();
+        let text = store.load_last().unwrap().unwrap();
+        assert!(text.ends_with("/module/new vco 1\n/patch 1 out 0 in\n"), "{text}");
+        assert_eq!(store.load_named("set-1").unwrap(), text);
+        store.save_last(&lines[..1]).unwrap();
+        assert!(store.load_last().unwrap().unwrap().ends_with("/module/new vco 1\n"));
+        let leftovers: Vec<_> = fs::read_dir(store.dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
