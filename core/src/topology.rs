@@ -247,7 +247,9 @@ fn param_value(spec: &ParamSpec, value: Value<'_>) -> Result<f32, Error> {
             return Err(Error::BadValue);
         }
     }
-    Ok(number)
+    // -0.0 + 0.0 is 0.0: a negative zero sounds as zero, and a patch dump writes it "-0",
+    // which a script reads back as the integer 0.
+    Ok(number + 0.0)
 }
 
 #[cfg(test)]
@@ -278,6 +280,8 @@ mod tests {
         let mode = Request::Set { id: 2, param: "mode", value: Value::Float(2.0) };
         assert_eq!(t.submit(&mode), Ok(Command::Set { id: 2, param: 2, value: 2.0 }));
         assert_eq!(t.cables().len(), 2);
+        let zero = t.submit(&Request::Set { id: 1, param: "level", value: Value::Float(-0.0) });
+        assert!(matches!(zero, Ok(Command::Set { value, .. }) if value.is_sign_positive()), "{zero:?}");
     }
 
     #[test]
