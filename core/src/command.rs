@@ -359,7 +359,10 @@ mod tests {
         assert_eq!(Request::parse("/module/free", &[Value::Float(1.5)]), Err(Error::WrongArgs));
         assert_eq!(Request::parse("/module/free", &[Value::Float(f32::NAN)]), Err(Error::NotFinite));
         assert_eq!(Request::parse("/module/free", &[Value::Float(2_147_483_648.0)]), Err(Error::WrongArgs));
-        assert_eq!(Request::parse("/module/free", &[Value::Float(-2_147_483_648.0)]), Ok(Request::Free { id: i32::MIN }));
+        assert_eq!(
+            Request::parse("/module/free", &[Value::Float(-2_147_483_648.0)]),
+            Ok(Request::Free { id: i32::MIN })
+        );
         assert_eq!(Request::parse("/module/free", &[]), Err(Error::WrongArgs));
         assert_eq!(Request::parse("/patch/clear", &[Value::Int(1)]), Err(Error::WrongArgs));
     }

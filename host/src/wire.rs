@@ -16,7 +16,7 @@ pub fn well_formed(datagram: &[u8], max_depth: usize) -> bool {
 }
 
 fn packet(bytes: &[u8], depth: usize) -> bool {
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return false;
     }
     match bytes.strip_prefix(b"#bundle\0") {
