@@ -1,0 +1,575 @@
+//! Bad input against the real server: every kind of malformed datagram and refused request
+//! gets exactly one `/fail` naming its error (or, when no address can be read, no reply and
+//! a count in `/status`), `/patch/dump` is the same after each as before, and the patch keeps
+//! playing its tone throughout.
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::Duration;
+use synthpool_tests::*;
+
+/// `/status` argument indices (PROTOCOL.md).
+const STATUS_MODULES: usize = 3;
+const STATUS_DROPPED: usize = 6;
+const STATUS_GENERATION: usize = 7;
+
+/// `MAX_BUNDLE_DEPTH` in host/src/osc.rs.
+const MAX_BUNDLE_DEPTH: usize = 4;
+
+const IMMEDIATELY: OscTime = OscTime { seconds: 0, fractional: 1 };
+
+/// A client that sends raw bytes as well as packets (tests/src/lib.rs's `Client` sends only
+/// what rosc encodes).
+struct Raw {
+    socket: UdpSocket,
+    port: u16,
+}
+
+impl Raw {
+    fn new(port: u16) -> Raw {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A safety net against a lost reply, not a measurement.
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Raw { socket, port }
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, ("127.0.0.1", self.port)).unwrap();
+    }
+
+    fn reply(&self) -> OscMessage {
+        let mut buf = [0u8; 65_536];
+        let (n, _) = self.socket.recv_from(&mut buf).expect("a reply within 5 s");
+        match rosc::decoder::decode_udp(&buf[..n]).expect("a valid reply").1 {
+            OscPacket::Message(m) => m,
+            OscPacket::Bundle(b) => panic!("unexpected bundle {b:?}"),
+        }
+    }
+
+    fn ask(&self, message: OscMessage) -> OscMessage {
+        self.send(&encode(&OscPacket::Message(message)));
+        self.reply()
+    }
+
+    /// `/patch/dump`, all parts. Its reply also proves that nothing else was queued before it.
+    fn dump(&self) -> Vec<OscType> {
+        let first = self.ask(msg("/patch/dump", vec![]));
+        assert_eq!(first.addr, "/patch/dump", "an extra reply before the dump: {first:?}");
+        let parts = int_at(&first.args, 1);
+        let mut lines = first.args[2..].to_vec();
+        for _ in 1..parts {
+            lines.extend(self.reply().args[2..].iter().cloned());
+        }
+        lines
+    }
+
+    fn status(&self) -> Vec<OscType> {
+        let reply = self.ask(msg("/status", vec![]));
+        assert_eq!(reply.addr, "/status", "{reply:?}");
+        reply.args
+    }
+}
+
+fn msg(addr: &str, args: Vec<OscType>) -> OscMessage {
+    OscMessage { addr: addr.into(), args }
+}
+
+fn encode(packet: &OscPacket) -> Vec<u8> {
+    rosc::encoder::encode(packet).unwrap()
+}
+
+fn bytes_of(addr: &str, args: Vec<OscType>) -> Vec<u8> {
+    encode(&OscPacket::Message(msg(addr, args)))
+}
+
+fn bundle(content: Vec<OscPacket>) -> OscPacket {
+    OscPacket::Bundle(OscBundle { timetag: IMMEDIATELY, content })
+}
+
+fn m(addr: &str, args: Vec<OscType>) -> OscPacket {
+    OscPacket::Message(msg(addr, args))
+}
+
+/// An OSC string: the bytes, a NUL, NULs to a multiple of 4.
+fn osc_string(text: &[u8]) -> Vec<u8> {
+    let mut out = text.to_vec();
+    out.push(0);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+    out
+}
+
+/// A message from raw parts: address, type tags, argument bytes.
+fn raw(address: &[u8], tags: &[u8], args: &[u8]) -> Vec<u8> {
+    [osc_string(address), osc_string(tags), args.to_vec()].concat()
+}
+
+/// A bundle from raw elements, each prefixed with `size` (None: its true size).
+fn raw_bundle(elements: &[(Option<u32>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+    for (size, element) in elements {
+        out.extend_from_slice(&size.unwrap_or(element.len() as u32).to_be_bytes());
+        out.extend_from_slice(element);
+    }
+    out
+}
+
+#[derive(Debug)]
+enum Expect {
+    /// One `/fail <address> <name> <message>`.
+    Fail(&'static str, &'static str),
+    /// No reply.
+    Unanswered,
+}
+
+struct Case {
+    what: String,
+    bytes: Vec<u8>,
+    expect: Expect,
+    /// Counted in `dropped_datagrams` (it did not decode).
+    dropped: bool,
+}
+
+fn fail(what: &str, bytes: Vec<u8>, address: &'static str, name: &'static str) -> Case {
+    Case { what: what.into(), bytes, expect: Expect::Fail(address, name), dropped: false }
+}
+
+fn malformed(what: &str, bytes: Vec<u8>, address: &'static str) -> Case {
+    Case { what: what.into(), bytes, expect: Expect::Fail(address, "WrongArgs"), dropped: true }
+}
+
+fn unanswered(what: &str, bytes: Vec<u8>) -> Case {
+    Case { what: what.into(), bytes, expect: Expect::Unanswered, dropped: true }
+}
+
+fn int(n: i32) -> [u8; 4] {
+    n.to_be_bytes()
+}
+
+/// Malformed datagrams, hand-built. The patch holds module 1 (a vco), so a free of module 1
+/// that were wrongly accepted would show in the dump.
+fn malformed_cases() -> Vec<Case> {
+    let free_1 = raw(b"/module/free", b",i", &int(1));
+    let mut cases = vec![
+        malformed("truncated: the promised int missing", raw(b"/module/free", b",i", &[]), "/module/free"),
+        malformed("truncated inside the int", free_1[..free_1.len() - 2].to_vec(), "/module/free"),
+        malformed("truncated inside the type tags", b"/module/free\0\0\0\0,i".to_vec(), "/module/free"),
+        unanswered("truncated inside the address", b"/module/fr".to_vec()),
+        malformed("no type tag string", osc_string(b"/module/free"), "/module/free"),
+        malformed(
+            "bad padding after the address",
+            [b"/module/free\0X\0\0".as_slice(), b",i\0\0", &int(1)].concat(),
+            "/module/free",
+        ),
+        malformed(
+            "bad padding after a string argument",
+            raw(b"/module/set", b",iss", &[&int(1)[..], b"wave\0zz\0", &osc_string(b"sine")].concat()),
+            "/module/set",
+        ),
+        malformed("bytes after the last argument", [free_1.as_slice(), &int(7)].concat(), "/module/free"),
+        malformed("type tags without the comma", raw(b"/module/free", b"i", &int(1)), "/module/free"),
+        malformed("an unknown type tag", raw(b"/module/free", b",q", &int(1)), "/module/free"),
+        malformed("an array left open", raw(b"/module/free", b",[i", &int(1)), "/module/free"),
+        malformed("an array closed that was never opened", raw(b"/module/free", b",i]", &int(1)), "/module/free"),
+        malformed("a string without its NUL", raw(b"/module/free", b",s", b"abcd"), "/module/free"),
+        malformed("a string's padding not zeros", raw(b"/module/new", b",si", b"vco\0abc\0\0\0\0\x05"), "/module/new"),
+        malformed(
+            "a blob longer than the datagram",
+            raw(b"/module/free", b",b", &[&int(1000)[..], &[1, 2, 3, 4]].concat()),
+            "/module/free",
+        ),
+        malformed(
+            "a float64 cut short",
+            raw(b"/module/set", b",isd", &[&int(1)[..], &osc_string(b"freq"), &[0x40, 0x70]].concat()),
+            "/module/set",
+        ),
+        malformed(
+            "a non-UTF-8 string argument",
+            raw(b"/module/new", b",si", &[&osc_string(b"v\xffco")[..], &int(5)].concat()),
+            "/module/new",
+        ),
+        unanswered("a non-UTF-8 address", raw(b"/module/fr\xffe", b",i", &int(1))),
+        unanswered("an address without its slash", raw(b"module/free", b",i", &int(1))),
+        fail("an address with a space", raw(b"/module free", b",i", &int(1)), "/module free", "UnknownAddress"),
+        unanswered("an empty datagram", Vec::new()),
+        unanswered("random bytes", b"\x01\x02\x03garbage\xfe\xff".to_vec()),
+        unanswered(
+            "a bundle tag misspelt",
+            raw_bundle(&[(None, free_1.clone())]).iter().map(|&b| if b == b'e' { b'x' } else { b }).collect(),
+        ),
+        unanswered("a bundle cut inside its timetag", b"#bundle\0\0\0\0\0".to_vec()),
+        unanswered("a bundle element's size past the datagram", raw_bundle(&[(Some(4096), free_1.clone())])),
+        unanswered("a bundle element's size short of its message", raw_bundle(&[(Some(16), free_1.clone())])),
+        unanswered("a bundle element's size not a multiple of 4", raw_bundle(&[(Some(23), free_1.clone())])),
+        unanswered("a bundle element of size 0", raw_bundle(&[(Some(0), Vec::new()), (None, free_1.clone())])),
+        unanswered(
+            "a bundle whose second element is past the end",
+            [raw_bundle(&[(None, free_1.clone())]), int(64).to_vec(), free_1.clone()].concat(),
+        ),
+        unanswered(
+            "a bundle whose second element is malformed",
+            raw_bundle(&[(None, free_1.clone()), (None, raw(b"/module/free", b",q", &int(1)))]),
+        ),
+        unanswered(
+            "a bundle with a stray byte after its elements",
+            [raw_bundle(&[(None, free_1.clone())]), vec![0]].concat(),
+        ),
+    ];
+    let nest =
+        |depth: usize| (1..depth).fold(bundle(vec![m("/module/free", vec![i(1)])]), |inner, _| bundle(vec![inner]));
+    cases.push(fail("bundles nested one past the limit", encode(&nest(MAX_BUNDLE_DEPTH + 1)), "#bundle", "WrongArgs"));
+    cases.push(fail("bundles nested 3000 deep", encode(&nest(3000)), "#bundle", "WrongArgs"));
+    cases
+}
+
+/// Well-formed requests the patch refuses. The patch: vco 1 -> vcf 2 -> output 0.
+fn refused_cases() -> Vec<Case> {
+    let max = 9_999;
+    let nan_inf_f32 = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    let nan_inf_f64 = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+    let patch = |src: i32, out: &str, dst: i32, port: &str| vec![i(src), s(out), i(dst), s(port)];
+    let mut cases: Vec<(&'static str, Vec<OscType>, &'static str)> = vec![
+        ("/module/new", vec![], "WrongArgs"),
+        ("/module/new", vec![s("vco")], "WrongArgs"),
+        ("/module/new", vec![i(5), s("vco")], "WrongArgs"),
+        ("/module/new", vec![s("vco"), i(5), i(6)], "WrongArgs"),
+        ("/module/new", vec![s("vco"), s("5")], "WrongArgs"),
+        ("/module/free", vec![s("one")], "WrongArgs"),
+        ("/module/free", vec![f(1.5)], "WrongArgs"),
+        ("/module/free", vec![OscType::Bool(true)], "WrongArgs"),
+        ("/module/free", vec![OscType::Nil], "WrongArgs"),
+        ("/module/free", vec![OscType::Blob(vec![1])], "WrongArgs"),
+        ("/module/free", vec![OscType::Long(1 << 40)], "WrongArgs"),
+        ("/module/free", vec![f(2_147_483_648.0)], "WrongArgs"),
+        ("/module/free", vec![i(1), i(2)], "WrongArgs"),
+        ("/module/set", vec![i(1), s("freq")], "WrongArgs"),
+        ("/module/set", vec![i(1), i(0), f(220.0)], "WrongArgs"),
+        ("/module/set", vec![i(1), s("freq"), OscType::Nil], "WrongArgs"),
+        ("/module/set", vec![i(1), s("freq"), OscType::Double(1e300)], "WrongArgs"),
+        ("/patch", vec![i(1), s("out"), i(0)], "WrongArgs"),
+        ("/patch", vec![i(1), i(0), i(0), s("in")], "WrongArgs"),
+        ("/unpatch", vec![], "WrongArgs"),
+        ("/patch/clear", vec![i(1)], "WrongArgs"),
+        ("/status", vec![i(1)], "WrongArgs"),
+        ("/patch/dump", vec![s("all")], "WrongArgs"),
+        ("/module/bogus", vec![], "UnknownAddress"),
+        ("/Module/new", vec![s("vco"), i(5)], "UnknownAddress"),
+        ("/module/new/", vec![s("vco"), i(5)], "UnknownAddress"),
+        ("/", vec![], "UnknownAddress"),
+        ("/module/new", vec![s("theremin"), i(5)], "UnknownKind"),
+        ("/module/new", vec![s("VCO"), i(5)], "UnknownKind"),
+        ("/module/new", vec![s(""), i(5)], "UnknownKind"),
+        ("/module/set", vec![i(1), s("cutoff"), f(100.0)], "UnknownParam"),
+        ("/module/set", vec![i(0), s("freq"), f(100.0)], "UnknownParam"),
+        ("/module/set", vec![i(2), s(""), f(1.0)], "UnknownParam"),
+        ("/patch", patch(1, "out", 2, "nope"), "UnknownPort"),
+        ("/patch", patch(1, "left", 0, "in"), "UnknownPort"),
+        ("/patch", patch(2, "out", 0, "cv"), "UnknownPort"),
+        ("/unpatch", patch(1, "out", 2, "nope"), "UnknownPort"),
+        ("/module/set", vec![i(1), s("wave"), s("wobble")], "BadValue"),
+        ("/module/set", vec![i(1), s("wave"), f(1.5)], "BadValue"),
+        ("/module/set", vec![i(1), s("wave"), i(4)], "BadValue"),
+        ("/module/set", vec![i(2), s("mode"), i(-1)], "BadValue"),
+        ("/module/set", vec![i(1), s("freq"), s("high")], "BadValue"),
+        ("/module/new", vec![s("vco"), i(max + 1)], "IdOutOfRange"),
+        ("/module/new", vec![s("vco"), i(-1)], "IdOutOfRange"),
+        ("/module/new", vec![s("vco"), i(i32::MAX)], "IdOutOfRange"),
+        ("/module/new", vec![s("vco"), f(1e9)], "IdOutOfRange"),
+        ("/module/new", vec![s("vco"), OscType::Long(i64::from(max) + 1)], "IdOutOfRange"),
+        ("/module/free", vec![i(i32::MIN)], "IdOutOfRange"),
+        ("/module/set", vec![i(max + 1), s("freq"), f(1.0)], "IdOutOfRange"),
+        ("/patch", patch(max + 1, "out", 0, "in"), "IdOutOfRange"),
+        ("/patch", patch(1, "out", -5, "in"), "IdOutOfRange"),
+        ("/module/new", vec![s("vco"), i(1)], "IdInUse"),
+        ("/module/new", vec![s("noise"), f(2.0)], "IdInUse"),
+        ("/module/free", vec![i(77)], "NoSuchModule"),
+        ("/module/free", vec![i(max)], "NoSuchModule"),
+        ("/module/set", vec![i(77), s("freq"), f(1.0)], "NoSuchModule"),
+        ("/patch", patch(77, "out", 0, "in"), "NoSuchModule"),
+        ("/patch", patch(1, "out", 2, "in"), "AlreadyPatched"),
+        ("/unpatch", patch(2, "out", 1, "fm"), "NoSuchCable"),
+        ("/unpatch", patch(1, "out", 0, "in"), "NoSuchCable"),
+        ("/unpatch", patch(1, "out", 2, "cutoff"), "NoSuchCable"),
+        ("/patch", patch(2, "out", 1, "fm"), "WouldCycle"),
+        ("/patch", patch(1, "out", 1, "pitch"), "WouldCycle"),
+        ("/patch", patch(0, "out", 1, "fm"), "WouldCycle"),
+        ("/module/free", vec![i(0)], "OutputModule"),
+        ("/module/free", vec![f(0.0)], "OutputModule"),
+        ("/module/new", vec![s("output"), i(5)], "OutputModule"),
+        ("/module/new", vec![s("output"), i(0)], "OutputModule"),
+        ("/module/new", vec![s("vco"), i(0)], "OutputModule"),
+    ];
+    for x in nan_inf_f32 {
+        cases.push(("/module/set", vec![i(1), s("freq"), f(x)], "NotFinite"));
+        cases.push(("/module/set", vec![i(0), s("level"), f(x)], "NotFinite"));
+        cases.push(("/module/free", vec![f(x)], "NotFinite"));
+    }
+    for x in nan_inf_f64 {
+        cases.push(("/module/set", vec![i(2), s("cutoff"), OscType::Double(x)], "NotFinite"));
+        cases.push(("/module/new", vec![s("vco"), OscType::Double(x)], "NotFinite"));
+    }
+    cases.push(("/module/set", vec![i(1), s("freq"), s("nan")], "NotFinite"));
+    cases.push(("/module/set", vec![i(1), s("freq"), s("-inf")], "NotFinite"));
+    let mut out: Vec<Case> = cases
+        .into_iter()
+        .map(|(addr, args, name)| fail(&format!("{addr} {args:?}"), bytes_of(addr, args.clone()), addr, name))
+        .collect();
+
+    // Bundles with one bad message: refused whole, one /fail naming that message.
+    let voice = |bad: OscPacket| {
+        bundle(vec![
+            m("/module/new", vec![s("vco"), i(5)]),
+            m("/module/set", vec![i(5), s("wave"), s("sine")]),
+            m("/patch", vec![i(5), s("out"), i(0), s("in")]),
+            bad,
+        ])
+    };
+    let bundles = [
+        (
+            "bundle: a bad value last",
+            voice(m("/module/set", vec![i(5), s("wave"), s("wobble")])),
+            "/module/set",
+            "BadValue",
+        ),
+        ("bundle: an id twice", voice(m("/module/new", vec![s("vco"), i(5)])), "/module/new", "IdInUse"),
+        ("bundle: a cycle", voice(m("/patch", vec![i(0), s("out"), i(5), s("fm")])), "/patch", "WouldCycle"),
+        ("bundle: NaN", voice(m("/module/set", vec![i(5), s("freq"), f(f32::NAN)])), "/module/set", "NotFinite"),
+        ("bundle: freeing the output", voice(m("/module/free", vec![i(0)])), "/module/free", "OutputModule"),
+        ("bundle: wrong args", voice(m("/module/free", vec![])), "/module/free", "WrongArgs"),
+        ("bundle: an unknown address", voice(m("/module/nope", vec![])), "/module/nope", "UnknownAddress"),
+        (
+            "bundle: the bad one nested, status asked",
+            bundle(vec![
+                m("/status", vec![]),
+                m("/module/new", vec![s("vco"), i(6)]),
+                bundle(vec![m("/module/free", vec![i(1)]), bundle(vec![m("/module/free", vec![i(66)])])]),
+            ]),
+            "/module/free",
+            "NoSuchModule",
+        ),
+        (
+            "bundle: the bad one first",
+            bundle(vec![m("/module/free", vec![i(0)]), m("/module/free", vec![i(1)])]),
+            "/module/free",
+            "OutputModule",
+        ),
+    ];
+    for (what, packet, address, name) in bundles {
+        out.push(fail(what, encode(&packet), address, name));
+    }
+    // A bundle due 0.2 s from now with a bad message: refused at once, nothing scheduled.
+    let soon = OscTime::try_from(std::time::SystemTime::now() + Duration::from_millis(200)).unwrap();
+    let timed = OscPacket::Bundle(OscBundle {
+        timetag: soon,
+        content: vec![m("/module/free", vec![i(1)]), m("/module/set", vec![i(2), s("q"), f(f32::INFINITY)])],
+    });
+    out.push(fail("a timetagged bundle with a bad message", encode(&timed), "/module/set", "NotFinite"));
+    // A timetag before 1970 (0 seconds, not "immediately") with a bad message.
+    let ancient = OscPacket::Bundle(OscBundle {
+        timetag: OscTime { seconds: 0, fractional: 0 },
+        content: vec![m("/module/free", vec![i(1)]), m("/module/free", vec![i(0)])],
+    });
+    out.push(fail("a bundle timetagged 1900 with a bad message", encode(&ancient), "/module/free", "OutputModule"));
+    out
+}
+
+/// Sends `case`, checks its one reply (or none), the dump, and the dropped count.
+fn check(client: &Raw, dump_before: &[OscType], case: &Case) {
+    let dropped = int_at(&client.status(), STATUS_DROPPED);
+    client.send(&case.bytes);
+    if let Expect::Fail(address, name) = case.expect {
+        let reply = client.reply();
+        assert_eq!(reply.addr, "/fail", "{}: {reply:?}", case.what);
+        assert_eq!(reply.args.len(), 3, "{}: {reply:?}", case.what);
+        assert_eq!((&reply.args[0], &reply.args[1]), (&s(address), &s(name)), "{}: {reply:?}", case.what);
+        assert!(matches!(&reply.args[2], OscType::String(t) if !t.is_empty()), "{}: {reply:?}", case.what);
+    }
+    // The dump's reply comes next: no second reply was sent for the case.
+    assert_eq!(client.dump(), dump_before, "{}: the patch changed", case.what);
+    let counted = int_at(&client.status(), STATUS_DROPPED) - dropped;
+    assert_eq!(counted, i64::from(case.dropped), "{}: dropped datagrams counted", case.what);
+}
+
+fn oscsend(port: u16, address: &str, types: &str, args: &[&str]) {
+    let status = Command::new("oscsend")
+        .args(["localhost", &port.to_string(), address, types])
+        .args(args)
+        .status()
+        .expect("oscsend runs (Debian package liblo-tools; cargo xtask test installs it)");
+    assert!(status.success(), "oscsend {address} failed");
+}
+
+#[test]
+fn every_bad_input_gets_one_fail_or_is_counted_and_the_patch_plays_on() {
+    let _machine = exclusive();
+    let dir = scratch("bad-input");
+    let wav = dir.join("rec.wav");
+    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let client = Raw::new(server.port);
+    // The patch: a 440 Hz sine at 0.5 through a lowpass at 5 kHz (-0.0003 dB at 440 Hz).
+    for (addr, args) in [
+        ("/module/new", vec![s("vco"), i(1)]),
+        ("/module/set", vec![i(1), s("wave"), s("sine")]),
+        ("/module/set", vec![i(1), s("freq"), f(440.0)]),
+        ("/module/set", vec![i(1), s("level"), f(0.5)]),
+        ("/module/new", vec![s("vcf"), i(2)]),
+        ("/module/set", vec![i(2), s("cutoff"), f(5000.0)]),
+        ("/patch", vec![i(1), s("out"), i(2), s("in")]),
+        ("/patch", vec![i(2), s("out"), i(0), s("in")]),
+    ] {
+        let reply = client.ask(msg(addr, args.clone()));
+        assert_eq!(reply.addr, "/done", "{addr} {args:?}: {reply:?}");
+    }
+    let built_at = int_at(&client.status(), STATUS_GENERATION);
+    let dump = client.dump();
+    assert_eq!(dump.len(), 7, "{dump:?}");
+    let dropped_before = int_at(&client.status(), STATUS_DROPPED);
+
+    let cases: Vec<Case> = malformed_cases().into_iter().chain(refused_cases()).collect();
+    for case in &cases {
+        check(&client, &dump, case);
+    }
+    let unanswerable = cases.iter().filter(|c| matches!(c.expect, Expect::Unanswered)).count();
+    let dropped = cases.iter().filter(|c| c.dropped).count();
+    let dropped_after = int_at(&client.status(), STATUS_DROPPED);
+    assert_eq!(dropped_after - dropped_before, dropped as i64, "every malformed datagram counted once");
+
+    // A real third-party client: liblo's oscsend. Its replies go to its own socket, gone
+    // when it exits; what shows here is that the patch did not change and nothing was
+    // dropped (each was read and refused). The same requests from `client` above got /fail.
+    let sent_by_oscsend: [(&str, &str, &[&str]); 9] = [
+        ("/module/set", "isf", &["1", "freq", "nan"]),
+        ("/module/set", "isd", &["1", "freq", "inf"]),
+        ("/module/set", "isf", &["0", "level", "-inf"]),
+        ("/module/new", "si", &["theremin", "5"]),
+        ("/module/new", "si", &["vco", "10000"]),
+        ("/module/free", "i", &["0"]),
+        ("/module/free", "s", &["one"]),
+        ("/patch", "isis", &["2", "out", "1", "fm"]),
+        ("/module/bogus", "", &[]),
+    ];
+    for (address, types, args) in sent_by_oscsend {
+        oscsend(server.port, address, types, args);
+    }
+    // The server answers in order: once the status is back, oscsend's datagrams were handled.
+    let status = client.status();
+    assert_eq!(int_at(&status, STATUS_DROPPED), dropped_after, "oscsend's datagrams are well formed");
+    assert_eq!(int_at(&status, STATUS_MODULES), 2);
+    assert_eq!(client.dump(), dump);
+    eprintln!(
+        "bad inputs: {} sent ({} malformed, {unanswerable} of them unanswerable), {} by oscsend",
+        cases.len(),
+        dropped,
+        sent_by_oscsend.len()
+    );
+
+    // The tone played throughout, and plays on after.
+    std::thread::sleep(Duration::from_millis(600));
+    let (code, said) = server.stop();
+    assert_eq!(code, 0, "{said:?}");
+    let out = read_wav(&wav);
+    let start = (built_at as usize + 2) * BLOCK;
+    let silent = silent_blocks(&out);
+    let window = FS as usize / 10;
+    let (mut checked, mut skipped) = (0, 0);
+    for at in (start..out.len().saturating_sub(window)).step_by(window) {
+        if silent[at / BLOCK..=(at + window - 1) / BLOCK].iter().any(|&q| q) {
+            // A dropout (a late worker on a loaded machine), not a change of the patch.
+            skipped += 1;
+            continue;
+        }
+        let x = &out[at..at + window];
+        // 0.5 Hz: 0.1 s of crossings resolves ~0.1 Hz; the rest is margin.
+        assert!((freq_by_zero_crossings(x) - 440.0).abs() < 0.5, "at {at}: {} Hz", freq_by_zero_crossings(x));
+        // A sine of amplitude 0.5: -9.03 dB RMS; 0.1 s holds 44 whole periods.
+        assert!((rms_db(x) + 9.03).abs() < 0.05, "at {at}: {} dB", rms_db(x));
+        checked += 1;
+    }
+    assert!(checked >= 5 && checked > skipped, "{checked} windows checked, {skipped} with dropouts");
+}
+
+#[test]
+fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
+    let _machine = exclusive();
+    let server = Server::start(&["--workers", "1"]);
+    let client = Raw::new(server.port);
+    let empty = client.dump();
+    let done = |addr: &str, args: Vec<OscType>| {
+        let reply = client.ask(msg(addr, args.clone()));
+        assert_eq!(reply.addr, "/done", "{addr} {args:?}: {reply:?}");
+    };
+    // The rack's pools: 4 reverbs, 8 delays.
+    for id in 1000..1004 {
+        done("/module/new", vec![s("reverb"), i(id)]);
+    }
+    for id in 2000..2008 {
+        done("/module/new", vec![s("delay"), i(id)]);
+    }
+    let pools = client.dump();
+    check(
+        &client,
+        &pools,
+        &fail("a fifth reverb", bytes_of("/module/new", vec![s("reverb"), i(1004)]), "/module/new", "RackFull"),
+    );
+    check(
+        &client,
+        &pools,
+        &fail("a ninth delay", bytes_of("/module/new", vec![s("delay"), i(2008)]), "/module/new", "RackFull"),
+    );
+    // 256 slots, one the output's: 12 taken above, 243 vcas fill it.
+    let vcas: Vec<i32> = (1..=243).collect();
+    for &id in &vcas {
+        done("/module/new", vec![s("vca"), i(id)]);
+    }
+    assert_eq!(int_at(&client.status(), STATUS_MODULES), 255);
+    let full = client.dump();
+    for kind in ["vca", "noise", "delay"] {
+        let case = fail(
+            &format!("a {kind} in a full rack"),
+            bytes_of("/module/new", vec![s(kind), i(5000)]),
+            "/module/new",
+            "RackFull",
+        );
+        check(&client, &full, &case);
+    }
+    let in_a_bundle = encode(&bundle(vec![
+        m("/module/free", vec![i(1)]),
+        m("/module/new", vec![s("vca"), i(1)]),
+        m("/module/new", vec![s("vca"), i(5000)]),
+    ]));
+    check(&client, &full, &fail("a bundle that frees one and creates two", in_a_bundle, "/module/new", "RackFull"));
+    // 512 cables: each vca into the output (243), a chain of vcas (242), 27 more into cv.
+    let mut cables = 0;
+    for &id in &vcas {
+        done("/patch", vec![i(id), s("out"), i(0), s("in")]);
+        cables += 1;
+    }
+    for &id in &vcas[..242] {
+        done("/patch", vec![i(id), s("out"), i(id + 1), s("in")]);
+        cables += 1;
+    }
+    for &id in &vcas[..512 - cables] {
+        done("/patch", vec![i(id), s("out"), i(id + 2), s("cv")]);
+    }
+    let wired = client.dump();
+    check(
+        &client,
+        &wired,
+        &fail(
+            "a cable in a full rack",
+            bytes_of("/patch", vec![i(100), s("out"), i(102), s("cv")]),
+            "/patch",
+            "RackFull",
+        ),
+    );
+    // Freed again, module by module: the patch is what it was.
+    for id in vcas.iter().copied().chain(1000..1004).chain(2000..2008) {
+        done("/module/free", vec![i(id)]);
+    }
+    assert_eq!(client.dump(), empty);
+    let status = client.status();
+    assert_eq!((int_at(&status, STATUS_MODULES), int_at(&status, 4)), (0, 0), "no modules, no cables");
+    // And there is room again.
+    done("/module/new", vec![s("vca"), i(1)]);
+}
