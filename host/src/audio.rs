@@ -119,7 +119,9 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer thread; the returned producer goes to the audio thread. Its ring
-    /// holds 10 s, far more than the writer's 20 ms naps need.
+    /// holds 2 s, far more than the writer's 20 ms naps need, and is written through once
+    /// here so its pages are resident before the audio starts (no page faults on the audio
+    /// path, and the process's memory does not creep up while the ring first fills).
     ///
     /// # Errors
     /// The file cannot be created.
@@ -131,7 +133,10 @@ impl Recorder {
             sample_format: hound::SampleFormat::Float,
         };
         let mut writer = hound::WavWriter::create(path, spec).map_err(io::Error::other)?;
-        let (producer, mut consumer) = HeapRb::<f32>::new(sample_rate_hz as usize * 10).split();
+        let (mut producer, mut consumer) = HeapRb::<f32>::new(sample_rate_hz as usize * 2).split();
+        let zeros = vec![0.0f32; sample_rate_hz as usize * 2];
+        producer.push_slice(&zeros);
+        consumer.skip(zeros.len());
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new().name("recorder".into()).spawn(move || {

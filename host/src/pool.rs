@@ -243,6 +243,26 @@ impl Pool {
         Ok(())
     }
 
+    /// How many blocks running worker `index` is behind the clock (0 for a worker that is not
+    /// running: starting, dead or retired).
+    pub fn blocks_behind(&self, index: usize) -> u32 {
+        let control = self.region.control();
+        let Some(worker) = control.workers.get(index).filter(|w| w.state.load(Ordering::Acquire) == shm::READY) else {
+            return 0;
+        };
+        let generation = control.clock.generation.load(Ordering::Acquire);
+        generation.wrapping_sub(worker.done_generation.load(Ordering::Acquire)).min(i32::MAX as u32)
+    }
+
+    /// Kills worker `index`'s process (SIGKILL): the supervisor then finds it dead and
+    /// replaces it. For a worker that stopped answering.
+    pub fn kill(&self, index: usize) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(child) = slots.get_mut(index).and_then(|s| s.child.as_mut()) {
+            let _ = child.kill();
+        }
+    }
+
     /// The core each worker is pinned to, by worker.
     pub fn cores(&self) -> &[usize] {
         &self.cores

@@ -31,8 +31,11 @@ pub const CRASH_LOOP: usize = 5;
 pub const CRASH_WINDOW: Duration = Duration::from_secs(1);
 /// Wait before relaunching a crash-looping slot whose modules fit nowhere else.
 pub const BACKOFF: Duration = Duration::from_secs(1);
-/// How often the supervisor looks at its stop flag.
+/// How often the supervisor looks at its stop flag and at hung workers.
 const POLL: Duration = Duration::from_millis(20);
+/// Blocks a running worker may fall behind the clock before it is taken for hung and killed
+/// (then replaced like any dead worker): 1 s at 48 kHz, far beyond any scheduling hiccup.
+pub const HUNG_BLOCKS: u32 = 750;
 
 /// Starts the supervisor thread; it ends when `stop` is set.
 ///
@@ -47,6 +50,7 @@ pub fn spawn(
         let mut supervisor = Supervisor::new(pool.workers());
         while !stop.load(Ordering::Acquire) {
             supervisor.retry_due(&pool, &ledger);
+            supervisor.kill_hung(&pool);
             if let Some(death) = pool.wait_for_death(POLL) {
                 supervisor.recover(&pool, &ledger, death);
             }
@@ -144,6 +148,17 @@ impl Supervisor {
             Err(e) => {
                 eprintln!("synthpool: worker {index}: replacement failed ({e}); trying again in {:?}", POLL * 5);
                 self.retry[index] = Some((Instant::now() + POLL * 5, rebuild));
+            }
+        }
+    }
+
+    /// A worker alive but not answering (stopped, stuck) is killed, so that it is replaced.
+    fn kill_hung(&mut self, pool: &Pool) {
+        for index in 0..self.retry.len() {
+            let behind = pool.blocks_behind(index);
+            if behind > HUNG_BLOCKS {
+                eprintln!("synthpool: worker {index} is {behind} blocks behind the clock: killing it to replace it");
+                pool.kill(index);
             }
         }
     }

@@ -252,3 +252,136 @@ fn ten_thousand_blocks_with_commands_flowing_allocate_nothing_on_the_audio_path(
     assert!(line.contains(": 0 allocations, 0 frees in 10500 blocks"), "{line}");
     assert!(rms_db(&read_wav(&out)) > -30.0, "the render played");
 }
+
+#[test]
+fn a_worker_that_stops_answering_is_killed_and_replaced() {
+    let _machine = exclusive();
+    let dir = scratch("hung-worker");
+    let wav = dir.join("out.wav");
+    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let client = Client::new(server.port);
+    two_tones(&client);
+    let before = client.dump();
+    pause(0.2);
+    let pid = running_pid(&client, 1, 0);
+    let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let replaced = running_pid(&client, 1, pid);
+    assert_ne!(replaced, pid);
+    assert_eq!(client.dump(), before, "the patch is unchanged");
+    pause(0.3);
+    let x = stop_and_read(server, &wav);
+    let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
+    let tail = a.len() - (0.2 * FS as f64 / BLOCK as f64) as usize;
+    let playing = (tail..a.len()).filter(|&k| a[k] > 0.3 && b[k] > 0.15).count();
+    assert!(playing * 10 >= (a.len() - tail) * 9, "both tones play after the replacement");
+    let gap = runs(&b.iter().map(|&v| v < 0.1).collect::<Vec<_>>()).into_iter().max_by_key(|r| r.1).unwrap_or((0, 0));
+    println!("tone B stopped for {:.0} ms while its worker was stopped", gap.1 as f64 * BLOCK as f64 / FS as f64 * 1e3);
+}
+
+/// VmRSS of process `pid`, kB.
+fn rss_kb(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
+}
+
+#[test]
+fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let _machine = exclusive();
+    let dir = scratch("flood");
+    let wav = dir.join("out.wav");
+    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let client = Client::new(server.port);
+    sine_to_out(&client, 1, A_HZ, 0.4);
+    let before = client.dump();
+    // The flood's message changes nothing that is heard: the level it already has.
+    let message = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage {
+        addr: "/module/set".into(),
+        args: vec![i(1), s("level"), f(0.4)],
+    }))
+    .unwrap();
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], server.port));
+    let flood = |rate_per_s: u64, seconds: f64| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let (done, busy, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (socket, done, busy, other, stop) =
+                (socket.try_clone().unwrap(), done.clone(), busy.clone(), other.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
+                    match rosc::decoder::decode_udp(&buf[..n]) {
+                        Ok((_, rosc::OscPacket::Message(m))) if m.addr == "/done" => done.fetch_add(1, Ordering::Relaxed),
+                        Ok((_, rosc::OscPacket::Message(m))) if m.args.get(1) == Some(&s("Busy")) => {
+                            busy.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => other.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed().as_secs_f64() < seconds {
+            let due = (started.elapsed().as_secs_f64() * rate_per_s as f64) as u64;
+            while sent < due {
+                let _ = socket.send_to(&message, target);
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        (sent, done.load(Ordering::Relaxed), busy.load(Ordering::Relaxed), other.load(Ordering::Relaxed))
+    };
+    // Warm up: the server's allocator settles into its working set.
+    flood(50_000, 1.0);
+    let before_kb = rss_kb(server.pid());
+    let late_before: i64 = (0..2).map(|w| worker_field(&client.status(), w, 4)).sum();
+    let asker = {
+        let port = server.port;
+        std::thread::spawn(move || {
+            let client = Client::new(port);
+            client.set_timeout(Duration::from_secs(2));
+            (0..8)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(500));
+                    client.send("/status", vec![]);
+                    std::iter::from_fn(|| client.try_reply()).any(|r| r.addr == "/status")
+                })
+                .filter(|&answered| answered)
+                .count()
+        })
+    };
+    let (sent, done, busy, other) = flood(100_000, 5.0);
+    let answered_status = asker.join().unwrap();
+    let after_kb = rss_kb(server.pid());
+    let status = client.status();
+    let late_after: i64 = (0..2).map(|w| worker_field(&status, w, 4)).sum();
+    println!(
+        "flood: {sent} sent in 5 s, {done} done, {busy} busy, {other} other ({:.0} answered/s); \
+         RSS {before_kb} -> {after_kb} kB; {} late blocks during it",
+        (done + busy) as f64 / 5.0,
+        late_after - late_before
+    );
+    assert_eq!(other, 0, "only /done and /fail Busy");
+    assert!(answered_status >= 6, "/status answered during the flood ({answered_status} of 8)");
+    assert!(done > sent / 20, "the flood was served: {done} of {sent}");
+    // "Within a page or two": allow four.
+    assert!(after_kb - before_kb <= 16, "memory after the flood: {before_kb} -> {after_kb} kB");
+    assert_eq!((int_at(&status, 9), int_at(&status, 10)), (0, 0), "the audio thread allocated");
+    assert_eq!(client.dump(), before, "the patch is unchanged");
+    let x = stop_and_read(server, &wav);
+    let a = tone_per_block(&x, 1);
+    let start = (0..a.len()).find(|&k| a[k] > 0.3).expect("tone heard") + 2;
+    let missing = a[start..].iter().filter(|&&v| v < 0.2).count();
+    let late_total: i64 = late_after;
+    assert!(missing as i64 <= late_total, "the tone missed {missing} blocks, {late_total} late");
+}
