@@ -51,6 +51,28 @@ enum Fade {
     Out,
 }
 
+/// Times the rack's modules as it renders ([`Rack::process_timed`]): the host's profiler.
+/// The core knows no clock; the caller brings one.
+pub trait SlotTimer {
+    /// The time now, in any unit that never decreases (the host uses monotonic ns).
+    fn now(&mut self) -> u64;
+    /// Slot `slot`'s module took `spent` (in [`SlotTimer::now`]'s unit) this block.
+    fn charge(&mut self, slot: usize, spent: u64);
+}
+
+/// Times nothing, and costs nothing: what [`Rack::process`] renders with.
+pub struct Untimed;
+
+impl SlotTimer for Untimed {
+    #[inline(always)]
+    fn now(&mut self) -> u64 {
+        0
+    }
+
+    #[inline(always)]
+    fn charge(&mut self, _slot: usize, _spent: u64) {}
+}
+
 /// A physical cable, slot to slot.
 #[derive(Clone, Copy, Debug)]
 struct Wire {
@@ -313,16 +335,40 @@ impl<
 
     /// Renders one block of the output module into `out`, then retires finished fades.
     pub fn process(&mut self, out: &mut Block) {
+        self.process_timed(out, &mut Untimed);
+    }
+
+    /// As [`Rack::process`] (the same samples, bit for bit), and charges each slot the time
+    /// its module took to `timer`: the clock is read once before the first module and once
+    /// after each module or lanes run; a lanes run's time is split evenly among its
+    /// [`LANES`] members (the first also gets the remainder), so the charges add up to the
+    /// time between the first and last reading. Rebuilding the order and retiring fades are
+    /// the rack's own work and are charged to no slot.
+    #[inline]
+    pub fn process_timed<T: SlotTimer>(&mut self, out: &mut Block, timer: &mut T) {
         if self.structure_changed {
             self.rebuild_order();
         }
         let mut at = 0;
+        let mut before = timer.now();
         while at < self.order.len() {
             if self.runs[at] as usize == LANES {
                 self.process_lanes(at);
+                let after = timer.now();
+                let spent = after.wrapping_sub(before);
+                let each = spent / LANES as u64;
+                for lane in 0..LANES {
+                    let extra = if lane == 0 { spent - each * LANES as u64 } else { 0 };
+                    timer.charge(self.order[at + lane] as usize, each + extra);
+                }
+                before = after;
                 at += LANES;
             } else {
-                self.process_slot(self.order[at] as usize);
+                let slot = self.order[at] as usize;
+                self.process_slot(slot);
+                let after = timer.now();
+                timer.charge(slot, after.wrapping_sub(before));
+                before = after;
                 at += 1;
             }
         }
@@ -330,6 +376,19 @@ impl<
         if self.fades_pending {
             self.retire_fades();
         }
+    }
+
+    /// Slots this rack holds (the most modules, the output included).
+    pub const SLOTS: usize = MODULES;
+
+    /// The module in `slot` (`0..SLOTS`): its id and kind; None for an empty slot, a ghost
+    /// fading out, or a slot out of range. Slots are what [`SlotTimer::charge`] names.
+    pub fn slot_module(&self, slot: usize) -> Option<(ModuleId, Kind)> {
+        let id = *self.ids.get(slot)?;
+        if id == NONE {
+            return None;
+        }
+        self.modules[slot].kind().map(|kind| (id, kind))
     }
 
     /// Number of modules alive (the output included; ghosts fading out excluded).
@@ -882,6 +941,68 @@ mod tests {
                 assert_eq!(together.rack.output_of(id), b.rack.output_of(id), "voice {v}, block {n}");
             }
         }
+    }
+
+    /// A clock that advances 1000 a reading, and what each slot was charged.
+    struct Ticks {
+        now: u64,
+        readings: u64,
+        charged: [u64; 16],
+    }
+
+    impl SlotTimer for Ticks {
+        fn now(&mut self) -> u64 {
+            self.readings += 1;
+            self.now += 1000 + self.readings; // uneven steps: a lanes run's remainder shows
+            self.now
+        }
+
+        fn charge(&mut self, slot: usize, spent: u64) {
+            self.charged[slot] += spent;
+        }
+    }
+
+    #[test]
+    fn timed_rendering_gives_the_same_samples_and_charges_every_module_once() {
+        // Five filtered voices: four filters share lanes, the fifth runs alone.
+        let build = || {
+            let mut b = Bench::new();
+            for v in 0..5 {
+                let (osc, flt) = (10 + v, 20 + v);
+                for line in [
+                    format!("/module/new vco {osc}"),
+                    format!("/module/set {osc} freq {}", 110 * (v + 1)),
+                    format!("/module/new vcf {flt}"),
+                    format!("/patch {osc} out {flt} in"),
+                    format!("/patch {flt} out 0 in"),
+                ] {
+                    b.run(&line);
+                }
+            }
+            b
+        };
+        let (mut plain, mut timed) = (build(), build());
+        let mut ticks = Ticks { now: 0, readings: 0, charged: [0; 16] };
+        let (mut a, mut b) = ([0.0; BLOCK], [0.0; BLOCK]);
+        for n in 0..20 {
+            plain.rack.process(&mut a);
+            let (charged, first_reading) = (ticks.charged.iter().sum::<u64>(), ticks.now + 1001 + ticks.readings);
+            timed.rack.process_timed(&mut b, &mut ticks);
+            assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits), "block {n}");
+            // One reading before the first module, the rest after each module or run: the
+            // charges add up to the time between the first and the last.
+            assert_eq!(ticks.charged.iter().sum::<u64>() - charged, ticks.now - first_reading, "block {n}");
+        }
+        let slots: std::vec::Vec<usize> = (0..16).filter(|&s| timed.rack.slot_module(s).is_some()).collect();
+        assert_eq!(slots.len(), 11, "output, five vcos, five vcfs");
+        assert!(slots.iter().all(|&s| ticks.charged[s] > 0), "{:?}", ticks.charged);
+        let filters: std::vec::Vec<u64> = (20..25)
+            .map(|id| ticks.charged[(0..16).find(|&s| timed.rack.slot_module(s).map(|m| m.0) == Some(id)).unwrap()])
+            .collect();
+        let shared = filters.iter().filter(|&&c| c.abs_diff(filters[0]) <= 20 * LANES as u64).count();
+        assert!(shared >= 4, "four filters share one run's time evenly: {filters:?}");
+        assert_eq!(timed.rack.slot_module(0).map(|m| m.1), Some(Kind::Output));
+        assert_eq!(timed.rack.slot_module(99), None);
     }
 
     #[test]
