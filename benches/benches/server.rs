@@ -57,6 +57,48 @@ fn voices(voices: usize) -> String {
     s
 }
 
+/// Sends `/module/set 1 level 0.5` to `server` as fast as one thread can for `seconds`, while
+/// another counts the replies; returns (answered per s, sent per s, RSS change in KiB).
+fn flood(server: std::net::SocketAddr, seconds: f64) -> (f64, f64, i64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let args = vec![OscType::Int(1), OscType::String("level".into()), OscType::Float(0.5)];
+    let bytes = encoder::encode(&OscPacket::Message(OscMessage { addr: "/module/set".into(), args })).expect("encode");
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let answered = Arc::new(AtomicU64::new(0));
+    let sending = Arc::new(AtomicBool::new(true));
+    let reader = {
+        let (socket, answered, sending) = (socket.try_clone().expect("clone"), answered.clone(), sending.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let mut quiet = 0;
+            while sending.load(Ordering::Relaxed) || quiet < 2 {
+                match socket.recv_from(&mut buf) {
+                    Ok(_) => {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        quiet = 0;
+                    }
+                    Err(_) => quiet += 1,
+                }
+            }
+        })
+    };
+    let rss_before = smaps_kib(std::process::id(), "Rss") as i64;
+    let t = Instant::now();
+    let mut sent = 0u64;
+    while t.elapsed().as_secs_f64() < seconds {
+        for _ in 0..64 {
+            let _ = socket.send_to(&bytes, server);
+        }
+        sent += 64;
+    }
+    let took = t.elapsed().as_secs_f64();
+    sending.store(false, Ordering::Relaxed);
+    let _ = reader.join();
+    let rss_after = smaps_kib(std::process::id(), "Rss") as i64;
+    (answered.load(Ordering::Relaxed) as f64 / took, sent as f64 / took, rss_after - rss_before)
+}
+
 fn smaps_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
@@ -129,7 +171,7 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let osc = {
         let (engine, ledger, stop) = (engine.clone(), ledger.clone(), stop.clone());
-        std::thread::spawn(move || synthpool_host::osc::serve(socket, engine, ledger, stop))
+        std::thread::spawn(move || synthpool_host::osc::Server::new(socket, engine, ledger).run(&stop))
     };
     let client = UdpSocket::bind("127.0.0.1:0").expect("client");
     client.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
@@ -165,15 +207,49 @@ fn main() {
         rtt.push(t.elapsed().as_secs_f64() * 1e6);
         assert_eq!(reply, "/done");
     }
+    let (rtt_p50, rtt_p99) = stats_us(rtt);
+    println!("command hand-off, UDP round trip /module/set -> /done: median {rtt_p50:.1} us, p99 {rtt_p99:.1} us");
+    json.push(format!("\"handoff_rtt_us\": [{rtt_p50:.1}, {rtt_p99:.1}]"));
+
+    // Flood: one sender as fast as it can for a while, another thread counting replies; the
+    // audio thread keeps rendering. Answered per second and the OSC side's memory, before and
+    // after (this process's RSS: the server's side of it is the OSC thread and ledger).
+    let flood_s = if full { 3.0 } else { 0.2 };
+    let _ = flood(server_addr, flood_s / 4.0); // warm-up: threads, arenas, socket buffers
+    let (answered_per_s, sent_per_s, rss_delta_kib) = flood(server_addr, flood_s);
+    println!(
+        "flood: {sent_per_s:.0} messages/s sent, {answered_per_s:.0}/s answered (/done or /fail Busy), RSS change {rss_delta_kib} KiB"
+    );
+    json.push(format!(
+        "\"flood_answered_per_s\": {answered_per_s:.0}, \"flood_sent_per_s\": {sent_per_s:.0}, \"flood_rss_delta_kib\": {rss_delta_kib}"
+    ));
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = audio.join();
     stop.store(true, std::sync::atomic::Ordering::Release);
     let _ = osc.join();
-    let (rtt_p50, rtt_p99) = stats_us(rtt);
-    println!("command hand-off, UDP round trip /module/set -> /done: median {rtt_p50:.1} us, p99 {rtt_p99:.1} us");
-    json.push(format!("\"handoff_rtt_us\": [{rtt_p50:.1}, {rtt_p99:.1}]"));
     drop(engine);
     drop(pool);
+
+    // Crash recovery: kill -9 a worker, then what the supervisor does: reap it (pidfd), launch
+    // the replacement on its slot, wait until it is ready. Timed from the kill.
+    let (pool, _) = start(2, &exe);
+    let kills = if full { 40 } else { 2 };
+    let mut recovery = Vec::with_capacity(kills);
+    for _ in 0..kills {
+        let t = Instant::now();
+        pool.kill(0);
+        let death = loop {
+            if let Some(death) = pool.wait_for_death(Duration::from_millis(100)) {
+                break death;
+            }
+        };
+        pool.relaunch(death.index, None).expect("replacement starts");
+        recovery.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(pool);
+    let (rec_p50, rec_p99) = stats_us(recovery);
+    println!("worker crash to replacement ready ({kills} kills): median {rec_p50:.0} us, p99 {rec_p99:.0} us");
+    json.push(format!("\"recovery_us\": [{rec_p50:.1}, {rec_p99:.1}], \"kills\": {kills}"));
 
     // Speed-up of 2 workers over 1 on a heavy patch (60 standard voices, each its own
     // component), rendered offline as fast as the CPU allows.

@@ -233,6 +233,7 @@ fn bench(root: &Path, args: &BenchArgs) -> ExitCode {
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# synthpool benchmarks\n".to_owned());
     let mut tables = report::core_tables(&results, &header);
     tables.extend(report::server_table(root, &header));
+    tables.extend(report::reliability_table(root, &header));
     let doc = report::splice(&doc, &tables);
     if let Err(err) = std::fs::write(&path, doc) {
         fail(&format!("cannot write {}: {err}", path.display()));

@@ -164,6 +164,31 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
     Some(("server", table))
 }
 
+/// The reliability table (issue 4) from `target/server-bench.json`: crash recovery, the
+/// flood rate held, memory across the flood; None when the server bench has not run.
+pub fn reliability_table(root: &Path, header: &str) -> Option<(&'static str, String)> {
+    let text = std::fs::read_to_string(root.join("target/server-bench.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let recovery = json.get("recovery_us")?.as_array()?;
+    let (rec50, rec99) = (recovery.first()?.as_f64()?, recovery.get(1)?.as_f64()?);
+    let kills = json.get("kills")?.as_u64()?;
+    let answered = json.get("flood_answered_per_s")?.as_f64()?;
+    let sent = json.get("flood_sent_per_s")?.as_f64()?;
+    let rss = json.get("flood_rss_delta_kib")?.as_i64()?;
+    let table = format!(
+        "{header}\n\n| figure | prototype | target | synthpool, median (p99) |\n|---|---:|---:|---:|\n\
+         | worker kill -9 to replacement ready ({kills} kills) | whole pool recreated | sound again within 20 ms | **{:.2} ms** ({:.2} ms) |\n\
+         | flood: messages answered per second (one sender at {:.0}k/s) | - | 100k/s held | **{:.0}k/s** |\n\
+         | memory after the flood minus before (bench process) | - | a page or two | **{rss} KiB** |\n\
+         | allocations on the audio path, 10,500 blocks with commands flowing | - | 0 | **0** (test `ten_thousand_blocks_with_commands_flowing_allocate_nothing_on_the_audio_path`) |\n",
+        rec50 / 1e3,
+        rec99 / 1e3,
+        sent / 1e3,
+        answered / 1e3,
+    );
+    Some(("reliability", table))
+}
+
 /// Replaces the text between each table's markers in `doc` (appending marked sections
 /// that are missing).
 pub fn splice(doc: &str, tables: &[(&str, String)]) -> String {
