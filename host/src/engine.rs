@@ -27,6 +27,27 @@ pub struct WorkerStatus {
     pub allocations: u64,
     /// Heap frees it made while rendering.
     pub frees: u64,
+    /// Block time (wake to output written) over its recent blocks (up to 1023, 1.36 s at
+    /// 48 kHz): median, us.
+    pub block_p50_us: f32,
+    /// Block time, 99th percentile, us.
+    pub block_p99_us: f32,
+    /// Block time, the longest, us.
+    pub block_max_us: f32,
+    /// Wake latency (the host's wake to the worker starting) over the same blocks: median, us.
+    pub wake_p50_us: f32,
+    /// Wake latency, 99th percentile, us.
+    pub wake_p99_us: f32,
+}
+
+/// One module's time as its worker measured it (every [`crate::worker::TIME_MODULES_EVERY`]th
+/// block), since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ModuleTime {
+    /// Mean time a block, ns.
+    pub mean_ns: f64,
+    /// Timed blocks the mean comes from (0: not timed yet).
+    pub blocks: u32,
 }
 
 /// The audio side, as the control side sees it.
@@ -60,6 +81,12 @@ pub trait Engine: Send + Sync {
     }
     /// Per-worker figures for `/status`.
     fn status(&self) -> Vec<WorkerStatus>;
+    /// Module `id`'s time on `worker`, for `/module/stats`; None where nothing times modules
+    /// (engines without workers) or the module has no slot there.
+    fn module_time(&self, worker: usize, id: u16) -> Option<ModuleTime> {
+        let _ = (worker, id);
+        None
+    }
     /// Sample rate, Hz.
     fn sample_rate_hz(&self) -> u32;
 }

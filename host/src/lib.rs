@@ -16,6 +16,7 @@ pub mod osc;
 pub mod persist;
 pub mod placement;
 pub mod pool;
+pub mod profile;
 pub mod render;
 pub mod server;
 #[allow(unsafe_code)]

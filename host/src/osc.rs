@@ -20,7 +20,7 @@
 //!
 //! A datagram that cannot be decoded is dropped and counted; when its address can still be
 //! read, it is answered `/fail <address> WrongArgs "malformed message"`.
-use crate::engine::{Busy, Engine};
+use crate::engine::{Busy, Engine, ModuleTime};
 use crate::ledger::{Ledger, Refused};
 use crate::persist::{self, Notifier, ScriptRefused, Store};
 use ipnet::IpNet;
@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use synthpool_core::BLOCK;
 use synthpool_core::command::{Error, Request, Value};
+use synthpool_core::topology::MAX_ID;
 
 /// Deepest nesting of bundles accepted (a bundle in a bundle is depth 2).
 pub const MAX_BUNDLE_DEPTH: usize = 4;
@@ -44,7 +45,7 @@ pub const MAX_REPLY_BYTES: usize = 8192;
 /// Figures before the per-worker part of `/status`.
 pub const STATUS_HEADER: usize = 13;
 /// Figures per worker in `/status`.
-pub const STATUS_WORKER_FIELDS: usize = 9;
+pub const STATUS_WORKER_FIELDS: usize = 14;
 
 /// How often [`Server::run`] looks at its stop flag while no datagram arrives.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
@@ -107,6 +108,7 @@ pub struct Server {
 enum Item<'a> {
     Edit(Request<'a>),
     Status,
+    ModuleStats(u16),
     Dump,
     Save(&'a str),
     Load(&'a str),
@@ -270,6 +272,7 @@ impl Server {
             match item {
                 Item::Edit(_) => replies.push(done(message)),
                 Item::Status => replies.push(self.status_reply(&ledger)),
+                Item::ModuleStats(id) => replies.push(self.module_stats_reply(message, &ledger, *id)),
                 Item::Dump => replies.extend(dump_replies(&ledger.dump())),
                 Item::Save(_) | Item::Load(_) => {} // answered above
             }
@@ -325,8 +328,10 @@ impl Server {
     /// generation refused_senders audio_allocations audio_frees restarts worker_fields`
     ///
     /// then, for each worker, `worker_fields` figures: `pid core modules load late_blocks
-    /// state restarts allocations frees` (state: 0 starting, 1 running, 2 exited, 3 dead and
-    /// being replaced, 4 retired). Later versions may add figures at the end of each part.
+    /// state restarts allocations frees block_p50_us block_p99_us block_max_us wake_p50_us
+    /// wake_p99_us` (state: 0 starting, 1 running, 2 exited, 3 dead and being replaced, 4
+    /// retired; the last five are float32, over the worker's last 1023 blocks). Later
+    /// versions may add figures at the end of each part.
     ///
     /// `modules` counts the modules users created (the outputs not counted); `cables`
     /// counts every cable; counters past i32's range read as `i32::MAX`.
@@ -360,10 +365,46 @@ impl Server {
                 int(status.restarts),
                 int(status.allocations),
                 int(status.frees),
+                OscType::Float(status.block_p50_us),
+                OscType::Float(status.block_p99_us),
+                OscType::Float(status.block_max_us),
+                OscType::Float(status.wake_p50_us),
+                OscType::Float(status.wake_p99_us),
             ]);
         }
         debug_assert_eq!(args.len(), STATUS_HEADER + STATUS_WORKER_FIELDS * workers.len());
         OscMessage { addr: "/status".into(), args }
+    }
+
+    /// The `/module/stats` reply: `id kind worker share_of_block mean_ns timed_blocks`
+    /// (int, string, int, float, float, int), from the module's worker's timings since the
+    /// module was created; `worker` is -1 for the output (on every worker: its times are
+    /// summed). A module not timed yet reads 0 and 0.
+    fn module_stats_reply(&self, message: &OscMessage, ledger: &Ledger, id: u16) -> OscMessage {
+        let Some(kind) = ledger.topology().kind(id) else {
+            return fail_error(&message.addr, Error::NoSuchModule(id));
+        };
+        let (worker, time) = match ledger.owner(id) {
+            Some(worker) => (worker as i32, self.engine.module_time(worker, id).unwrap_or_default()),
+            None => {
+                let times: Vec<_> =
+                    (0..self.engine.workers()).filter_map(|w| self.engine.module_time(w, id)).collect();
+                let mean_ns = times.iter().map(|t| t.mean_ns).sum();
+                (-1, ModuleTime { mean_ns, blocks: times.iter().map(|t| t.blocks).min().unwrap_or(0) })
+            }
+        };
+        let budget_ns = BLOCK as f64 / f64::from(self.engine.sample_rate_hz().max(1)) * 1e9;
+        OscMessage {
+            addr: "/module/stats".into(),
+            args: vec![
+                int(id),
+                OscType::String(kind.name().into()),
+                OscType::Int(worker),
+                OscType::Float((time.mean_ns / budget_ns) as f32),
+                OscType::Float(time.mean_ns as f32),
+                int(time.blocks),
+            ],
+        }
     }
 
     /// Counts a bundle as late or early against `now`.
@@ -421,6 +462,12 @@ fn item(message: &OscMessage) -> Result<Item<'_>, Error> {
         "/status" if args.is_empty() => Ok(Item::Status),
         "/patch/dump" if args.is_empty() => Ok(Item::Dump),
         "/status" | "/patch/dump" => Err(Error::WrongArgs),
+        // The id is read as `/module/free` reads it (an int, or a float holding one).
+        "/module/stats" => match Request::parse("/module/free", &args)? {
+            Request::Free { id } if (0..=i32::from(MAX_ID)).contains(&id) => Ok(Item::ModuleStats(id as u16)),
+            Request::Free { id } => Err(Error::IdOutOfRange { id, max: MAX_ID }),
+            _ => Err(Error::WrongArgs),
+        },
         "/patch/save" | "/patch/load" => match args[..] {
             [Value::Str(name)] if message.addr == "/patch/save" => Ok(Item::Save(name)),
             [Value::Str(name)] => Ok(Item::Load(name)),
@@ -569,9 +616,19 @@ mod tests {
                     late_blocks: 7,
                     blocks: 100,
                     state: 1,
+                    block_p50_us: 40.0,
+                    block_p99_us: 80.0,
+                    block_max_us: 200.0,
+                    wake_p50_us: 20.0,
+                    wake_p99_us: 70.0,
                     ..WorkerStatus::default()
                 })
                 .collect()
+        }
+
+        fn module_time(&self, worker: usize, id: u16) -> Option<ModuleTime> {
+            // 13_333.3 ns: 1% of the 1.333 ms block; the worker's index shows in the count.
+            (id != 77).then_some(ModuleTime { mean_ns: 40_000.0 / 3.0, blocks: 5 + worker as u32 })
         }
 
         fn sample_rate_hz(&self) -> u32 {
@@ -754,6 +811,36 @@ mod tests {
     }
 
     #[test]
+    fn module_stats_names_the_module_its_worker_and_its_share() {
+        let server = Running::start(2);
+        server.send("/module/new", vec![s("vco"), OscType::Int(1)]);
+        server.reply();
+        let worker = server.ledger.lock().unwrap().owner(1).unwrap();
+        for id in [OscType::Int(1), OscType::Float(1.0)] {
+            server.send("/module/stats", vec![id]);
+            let reply = server.reply();
+            assert_eq!(reply.addr, "/module/stats");
+            let [OscType::Int(1), OscType::String(kind), OscType::Int(w), OscType::Float(share), OscType::Float(mean_ns), OscType::Int(blocks)] =
+                &reply.args[..]
+            else {
+                panic!("{reply:?}")
+            };
+            assert_eq!((kind.as_str(), *w as usize, *blocks as usize), ("vco", worker, 5 + worker));
+            assert!((share - 0.01).abs() < 1e-6 && (mean_ns - 13_333.333).abs() < 0.01, "{share} {mean_ns}");
+        }
+        server.send("/module/stats", vec![OscType::Int(0)]);
+        let output = server.reply();
+        assert_eq!(output.args[2], OscType::Int(-1), "the output is on every worker: {output:?}");
+        assert_eq!(output.args[3], OscType::Float(0.02), "its times summed over two workers");
+        server.send("/module/stats", vec![OscType::Int(2)]);
+        assert_eq!(fail_name(&server.reply()), ("/module/stats", "NoSuchModule"));
+        server.send("/module/stats", vec![OscType::Int(10_000)]);
+        assert_eq!(fail_name(&server.reply()), ("/module/stats", "IdOutOfRange"));
+        server.send("/module/stats", vec![s("1")]);
+        assert_eq!(fail_name(&server.reply()), ("/module/stats", "WrongArgs"));
+    }
+
+    #[test]
     fn status_reply_has_its_documented_shape() {
         let server = Running::start(3);
         server.send("/module/new", vec![s("vco"), OscType::Int(1)]);
@@ -771,6 +858,7 @@ mod tests {
             let modules = i32::from(w == 0);
             expected.extend([i(1000 + w), i(w), i(modules), OscType::Float(0.25 * w as f32), i(7)]);
             expected.extend([i(1), i(0), i(0), i(0)]);
+            expected.extend([40.0, 80.0, 200.0, 20.0, 70.0].map(OscType::Float));
         }
         assert_eq!(status.args, expected);
         assert_eq!(server.stats.late_bundles(), 1);

@@ -21,7 +21,8 @@ use synthpool_core::BLOCK;
 use synthpool_core::command::Command;
 use synthpool_core::ring::Message;
 
-use crate::engine::{Busy, Engine, WorkerStatus};
+use crate::engine::{Busy, Engine, ModuleTime, WorkerStatus};
+use crate::profile::percentile;
 use crate::shm::{self, ALL, Region, TIMING_SLOTS};
 
 /// How to build a pool.
@@ -419,6 +420,14 @@ impl Engine for Pool {
                     .collect();
                 work.sort_unstable();
                 let median = work.get(work.len() / 2).copied().unwrap_or(0);
+                // Up to the whole ring but the slot being written.
+                let window = blocks.min(TIMING_SLOTS as u64 - 1) as usize;
+                let at = |k: usize| &w.timing[(blocks as usize + TIMING_SLOTS - 1 - k) % TIMING_SLOTS];
+                let mut block_ns: Vec<u32> = (0..window).map(|k| at(k).work_ns.load(Ordering::Relaxed)).collect();
+                let mut wake_ns: Vec<u32> = (0..window).map(|k| at(k).wake_ns.load(Ordering::Relaxed)).collect();
+                block_ns.sort_unstable();
+                wake_ns.sort_unstable();
+                let us = |ns: u32| ns as f32 / 1e3;
                 let alive = matches!(w.state.load(Ordering::Relaxed), shm::STARTING | shm::READY);
                 WorkerStatus {
                     pid: if alive { w.pid.load(Ordering::Relaxed) } else { 0 },
@@ -430,9 +439,26 @@ impl Engine for Pool {
                     restarts: w.restarts.load(Ordering::Relaxed),
                     allocations: w.allocations.load(Ordering::Relaxed),
                     frees: w.frees.load(Ordering::Relaxed),
+                    block_p50_us: us(percentile(&block_ns, 0.5)),
+                    block_p99_us: us(percentile(&block_ns, 0.99)),
+                    block_max_us: us(block_ns.last().copied().unwrap_or(0)),
+                    wake_p50_us: us(percentile(&wake_ns, 0.5)),
+                    wake_p99_us: us(percentile(&wake_ns, 0.99)),
                 }
             })
             .collect()
+    }
+
+    fn module_time(&self, worker: usize, id: u16) -> Option<ModuleTime> {
+        if worker >= self.region.workers() {
+            return None;
+        }
+        let shared = &self.region.control().workers[worker];
+        let slot = shared.modules.iter().find(|m| {
+            shm::module_of_word(m.module.load(Ordering::Relaxed)).is_some_and(|(found, _)| found == id)
+        })?;
+        let (blocks, ns) = (slot.blocks.load(Ordering::Relaxed), slot.ns.load(Ordering::Relaxed));
+        Some(ModuleTime { mean_ns: if blocks == 0 { 0.0 } else { ns as f64 / f64::from(blocks) }, blocks })
     }
 
     fn sample_rate_hz(&self) -> u32 {

@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub record: Option<PathBuf>,
     /// Play the demo patch.
     pub demo: bool,
+    /// Play this script (its text) as the demo plays its own: a load for the profiler.
+    pub script: Option<String>,
     /// Sample rate, Hz.
     pub sample_rate_hz: u32,
     /// Stop after this long (None: until SIGINT or SIGTERM).
@@ -97,8 +99,9 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
 
     let store = Store::new(&options.state_dir);
     let t_restore = Instant::now();
-    if options.demo {
-        println!("synthpool: the demo starts from an empty patch (the last patch stays saved)");
+    let played = options.demo || options.script.is_some();
+    if played {
+        println!("synthpool: the script starts from an empty patch (the last patch stays saved)");
     } else if options.fresh {
         println!("synthpool: --fresh: starting from an empty patch");
     } else {
@@ -111,8 +114,8 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
             log(&format!("restored the last patch ({restored} lines)"), t_restore.elapsed());
         }
     }
-    // The demo is not saved over the performer's last patch.
-    let saver = if options.demo { None } else { Some(Saver::start(store.clone(), ledger.clone())?) };
+    // A played script (the demo, a load) is not saved over the performer's last patch.
+    let saver = if played { None } else { Some(Saver::start(store.clone(), ledger.clone())?) };
 
     let t_osc = Instant::now();
     let socket = UdpSocket::bind(options.listen)?;
@@ -135,7 +138,13 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
         println!("synthpool: answering only senders in {}", nets.join(", "));
     }
 
-    let demo = if options.demo { Some(spawn_demo(pool.clone(), ledger.clone(), stop.clone())?) } else { None };
+    // Played for the server's life: leaked once, so the player may borrow it from any thread.
+    let script: Option<&'static str> =
+        if options.demo { Some(DEMO_SCRIPT) } else { options.script.clone().map(|s| &*Box::leak(s.into_boxed_str())) };
+    let demo = match script {
+        Some(script) => Some(spawn_demo(pool.clone(), ledger.clone(), stop.clone(), script)?),
+        None => None,
+    };
 
     let t_audio = Instant::now();
     let recording = match &options.record {
@@ -251,12 +260,17 @@ impl OscPlacement {
     }
 }
 
-/// Plays the demo script live: each line is checked by the ledger and queued for the exact
+/// Plays a script (the demo, or `--script`) live: each line is checked by the ledger and queued for the exact
 /// block its time names, a little ahead, so live and offline renders agree sample for sample.
 /// Call it before the audio starts: the first lookahead's lines are queued before it returns.
-fn spawn_demo(pool: Arc<Pool>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<u64>> {
+fn spawn_demo(
+    pool: Arc<Pool>,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+    script: &'static str,
+) -> io::Result<JoinHandle<u64>> {
     let mut demo =
-        Demo { first: pool.generation(), player: Player::new(DEMO_SCRIPT), block: 0, late_blocks: 0, pool, ledger };
+        Demo { first: pool.generation(), player: Player::new(script), block: 0, late_blocks: 0, pool, ledger };
     demo.queue_ahead();
     std::thread::Builder::new().name("demo".into()).spawn(move || {
         while !stop.load(Ordering::Acquire) && !demo.player.finished() {

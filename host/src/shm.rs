@@ -65,6 +65,30 @@ pub struct BlockTiming {
     pub work_ns: AtomicU32,
 }
 
+/// One rack slot's module and the time it took, as its worker publishes them (every
+/// [`crate::worker::TIME_MODULES_EVERY`]th block). The three words are written one by one:
+/// a reader may see a slot change hands between them, which costs one reading's accuracy.
+#[repr(C)]
+pub struct ModuleTiming {
+    /// The module in the slot, `id << 8 | (kind as u8 + 1)` ([`module_word`]); 0 when empty.
+    pub module: AtomicU32,
+    /// Timed blocks since this module took the slot.
+    pub blocks: AtomicU32,
+    /// Nanoseconds it took over those blocks (CLOCK_MONOTONIC).
+    pub ns: AtomicU64,
+}
+
+/// [`ModuleTiming::module`] for module `id` of `kind`.
+pub fn module_word(id: u16, kind: synthpool_core::module::Kind) -> u32 {
+    (u32::from(id) << 8) | (kind as u32 + 1)
+}
+
+/// The id and kind a [`ModuleTiming::module`] word names, or None for an empty slot.
+pub fn module_of_word(word: u32) -> Option<(u16, synthpool_core::module::Kind)> {
+    let kind = (word & 0xff).checked_sub(1)?;
+    synthpool_core::module::Kind::ALL.get(kind as usize).map(|&k| ((word >> 8) as u16, k))
+}
+
 /// [`WorkerShared::state`]: launched, not ready yet (the host does not wait for it).
 pub const STARTING: u32 = 0;
 /// [`WorkerShared::state`]: rendering blocks; the host waits for it each block.
@@ -116,6 +140,10 @@ pub struct WorkerShared {
     pub output: [AtomicU32; BLOCK],
     /// Recent block timings, indexed by `blocks % TIMING_SLOTS`.
     pub timing: [BlockTiming; TIMING_SLOTS],
+    /// Blocks whose modules were timed one by one.
+    pub timed_blocks: AtomicU64,
+    /// Per rack slot: its module and the time it took.
+    pub modules: [ModuleTiming; HostRack::SLOTS],
 }
 
 /// The atomics part of the region.
@@ -206,6 +234,36 @@ impl Region {
         Ok(region)
     }
 
+    /// Maps a running server's region read-only from `path`, a `/proc/PID/fd/N` link to its
+    /// memfd (see [`crate::profile::find_region`]): the profiler's view. The mapping has no
+    /// write permission, so nothing this process does can change what the server renders.
+    ///
+    /// # Errors
+    /// The file cannot be opened (another user's process), or is not a laid-out region of
+    /// this build.
+    pub fn attach_read_only(path: &std::path::Path) -> io::Result<ReadOnlyRegion> {
+        let fd: OwnedFd = std::fs::File::open(path)?.into();
+        let len = rustix::fs::fstat(&fd)?.st_size as usize;
+        if len < size_of::<Control>() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "region too small"));
+        }
+        // SAFETY: a fresh shared mapping of `len` bytes of `fd`, read-only, at an address the
+        // kernel picks; no existing memory is affected.
+        let ptr = unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, &fd, 0)? };
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let mut region = Region { base, len, fd, workers: 0 };
+        let clock = &region.control().clock;
+        if clock.magic.load(std::sync::atomic::Ordering::Acquire) != MAGIC {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a synthpool region of this build"));
+        }
+        let workers = clock.workers.load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if workers > MAX_WORKERS || region_len(workers) > len {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "region layout does not match this build"));
+        }
+        region.workers = workers;
+        Ok(ReadOnlyRegion { region })
+    }
+
     fn map(fd: OwnedFd, len: usize, workers: usize) -> io::Result<Region> {
         // SAFETY: a fresh shared mapping of `len` bytes of `fd`, at an address the kernel picks;
         // no existing memory is affected.
@@ -290,6 +348,25 @@ impl Region {
     /// True for an empty mapping (never: a region holds at least its control block).
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// A region mapped without write permission ([`Region::attach_read_only`]): only its
+/// atomics can be read, never a rack, and a store through [`ReadOnlyRegion::control`] would
+/// fault (SIGSEGV in this process; the server is untouched). The profiler only loads.
+pub struct ReadOnlyRegion {
+    region: Region,
+}
+
+impl ReadOnlyRegion {
+    /// The shared atomics, to load from.
+    pub fn control(&self) -> &Control {
+        self.region.control()
+    }
+
+    /// Workers the region was laid out for.
+    pub fn workers(&self) -> usize {
+        self.region.workers
     }
 }
 

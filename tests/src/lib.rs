@@ -276,7 +276,8 @@ pub fn int_at(args: &[OscType], index: usize) -> i64 {
 pub const STATUS_HEADER: usize = 13;
 
 /// Figure `field` of worker `worker` in a `/status` reply (0 pid, 1 core, 2 modules,
-/// 4 late blocks, 5 state, 6 restarts, 7 allocations, 8 frees; 3, the load, is a float).
+/// 4 late blocks, 5 state, 6 restarts, 7 allocations, 8 frees; 3, the load, and 9..=13, the
+/// block and wake times in us, are floats).
 pub fn worker_field(status: &[OscType], worker: usize, field: usize) -> i64 {
     let stride = int_at(status, STATUS_HEADER - 1) as usize;
     int_at(status, STATUS_HEADER + stride * worker + field)

@@ -44,8 +44,12 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE.wav")]
     record: Option<PathBuf>,
     /// Play the demo patch (demo/demo.osc).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "script")]
     demo: bool,
+    /// Play this patch script as the demo plays its own (e.g. demo/load.osc, a load to
+    /// profile); like the demo, it starts from an empty patch and is not saved.
+    #[arg(long, value_name = "FILE.osc")]
+    script: Option<PathBuf>,
     /// Sample rate, Hz.
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
@@ -98,6 +102,32 @@ enum Command {
         #[arg(long, default_value_t = 48_000)]
         sample_rate: u32,
     },
+    /// Time each worker core and module of a running server (read-only), or of one it starts.
+    ///
+    /// Without --attach it starts this synthpool (null audio, a fresh patch, state in
+    /// --out) playing --script, records --seconds, stops it. It prints a table per worker
+    /// (block time p50/p99/max, share of the 1.333 ms budget, late blocks, wake latency,
+    /// the three costliest modules) and writes OUT/profile.svg and OUT/profile.txt.
+    Profile {
+        /// Worker processes of the server it starts [default: one per core].
+        #[arg(long)]
+        workers: Option<usize>,
+        /// How long to record, s.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// The load script for the server it starts.
+        #[arg(long, default_value = "demo/load.osc")]
+        script: PathBuf,
+        /// Read a running synthpool's (or render's) timings instead: its pid.
+        #[arg(long, value_name = "PID")]
+        attach: Option<u32>,
+        /// Refresh the table once a second until Ctrl-C.
+        #[arg(long)]
+        live: bool,
+        /// Folder for the picture, the table and the started server's state.
+        #[arg(long, default_value = "target/profile")]
+        out: PathBuf,
+    },
 }
 
 fn cores() -> usize {
@@ -144,8 +174,29 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Profile { workers, seconds, script, attach, live, out }) => {
+            let options = synthpool_host::profile::ProfileOptions {
+                workers: workers.unwrap_or_else(cores).max(1),
+                seconds,
+                script,
+                attach,
+                live,
+                out_dir: out,
+            };
+            ExitCode::from(synthpool_host::profile::run(&options) as u8)
+        }
         None => {
             let a = cli.serve;
+            let script = match &a.script {
+                Some(path) => match std::fs::read_to_string(path) {
+                    Ok(text) => Some(text),
+                    Err(e) => {
+                        eprintln!("synthpool: cannot read {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => None,
+            };
             if a.block != synthpool_core::BLOCK {
                 eprintln!(
                     "synthpool: --block {}: this build renders blocks of {} frames only",
@@ -161,6 +212,7 @@ fn main() -> ExitCode {
                 device: a.device,
                 record: a.record,
                 demo: a.demo,
+                script,
                 sample_rate_hz: a.sample_rate,
                 seconds: a.seconds,
                 allow: a.allow,
