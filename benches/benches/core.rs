@@ -48,5 +48,61 @@ fn fx(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, voices, fx);
+/// The clock the workers time modules with (CLOCK_MONOTONIC through the vDSO, as
+/// `shm::now_ns`), and per-slot sums as the workers keep them.
+struct Clock {
+    start: std::time::Instant,
+    spent: [u64; 256],
+}
+
+impl synthpool_core::rack::SlotTimer for Clock {
+    fn now(&mut self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    fn charge(&mut self, slot: usize, spent: u64) {
+        if let Some(s) = self.spent.get_mut(slot) {
+            *s += spent;
+        }
+    }
+}
+
+/// What per-module timing costs a 60-voice rack: untimed, every block timed, and one block
+/// in 64 timed (what the workers do: `worker::TIME_MODULES_EVERY`).
+fn timing(c: &mut Criterion) {
+    let mut rack = rack_playing(&voice_script(60));
+    render(&mut rack, 0.5);
+    let mut clock = Clock { start: std::time::Instant::now(), spent: [0; 256] };
+    let mut group = c.benchmark_group("timing");
+    group.throughput(Throughput::Elements((BLOCK * 60) as u64));
+    let mut block = [0.0; BLOCK];
+    group.bench_function("60-voices/untimed", |b| {
+        b.iter(|| {
+            rack.process(black_box(&mut block));
+            black_box(&block);
+        })
+    });
+    group.bench_function("60-voices/every-block", |b| {
+        b.iter(|| {
+            rack.process_timed(black_box(&mut block), &mut clock);
+            black_box(&block);
+        })
+    });
+    let mut n = 0u32;
+    group.bench_function("60-voices/every-64th", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(64) {
+                rack.process_timed(black_box(&mut block), &mut clock);
+            } else {
+                rack.process(black_box(&mut block));
+            }
+            black_box(&block);
+        })
+    });
+    group.finish();
+    assert!(clock.spent.iter().filter(|&&s| s > 0).count() > 200, "every module was charged");
+}
+
+criterion_group!(benches, voices, fx, timing);
 criterion_main!(benches);

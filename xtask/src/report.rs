@@ -126,6 +126,29 @@ pub fn core_tables(results: &BTreeMap<String, Estimate>, header: &str) -> Vec<(&
     vec![("voice", voice), ("fx", fx), ("units", units)]
 }
 
+/// The cost of per-module timing (issue 6) on 60 standard voices, from the `timing/` group.
+pub fn timing_table(results: &BTreeMap<String, Estimate>, header: &str) -> Option<(&'static str, String)> {
+    let base = results.get("timing/60-voices/untimed")?;
+    let mut table = format!(
+        "{header}\n\n| 60 voices, one rack | block time, median (95% CI) | cost over untimed |\n|---|---:|---:|\n"
+    );
+    for (mode, what) in [
+        ("untimed", "untimed (`Rack::process`)"),
+        ("every-block", "every block timed"),
+        ("every-64th", "one block in 64 timed (the workers)"),
+    ] {
+        let e = results.get(&format!("timing/60-voices/{mode}"))?;
+        table += &format!(
+            "| {what} | **{:.1} us** ({:.1}-{:.1}) | {:+.1}% |\n",
+            e.median_ns / 1e3,
+            e.low_ns / 1e3,
+            e.high_ns / 1e3,
+            100.0 * (e.median_ns / base.median_ns - 1.0)
+        );
+    }
+    Some(("timing", table))
+}
+
 /// The server table (issue 3) from `target/server-bench.json`, beside the Python prototype's
 /// figures and the targets; None when the server bench has not run.
 pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)> {
