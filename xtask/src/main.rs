@@ -44,8 +44,9 @@ enum Cmd {
     /// Run the core on a Cortex-M4F under QEMU against firmware-sim/expected/
     #[command(after_help = firmware::help())]
     Firmware(firmware::FirmwareArgs),
-    /// [issue 6] Time each worker core
-    Profile(PendingArgs),
+    /// Time each worker core and module: a table per core and a picture (target/profile/profile.svg)
+    #[command(after_help = profile_help())]
+    Profile(ProfileArgs),
 }
 
 #[derive(Args)]
@@ -75,10 +76,32 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
-struct PendingArgs {
-    /// Whatever the finished task will take (e.g. --bless): accepted, not yet used
-    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    rest: Vec<String>,
+struct ProfileArgs {
+    /// Worker processes of the server it starts [default: one per core]
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// How long to record, in seconds
+    #[arg(long, value_name = "S", default_value = "10", value_parser = positive_seconds, allow_negative_numbers = true)]
+    seconds: f64,
+    /// The load script the server plays, relative to the current directory
+    #[arg(long, value_name = "FILE", default_value = "demo/load.osc")]
+    script: PathBuf,
+    /// Read a running synthpool's timings (read-only) instead of starting one
+    #[arg(long, value_name = "PID")]
+    attach: Option<u32>,
+    /// Refresh the table once a second until Ctrl-C
+    #[arg(long)]
+    live: bool,
+}
+
+fn profile_help() -> String {
+    "Builds the server (release) and runs `synthpool profile`: without --attach it starts the\n\
+     server with null audio and a fresh patch (state in target/profile/state) playing the load\n\
+     script, records, and stops it. Each worker's row: blocks, block time p50/p99/max in us,\n\
+     mean share of the 1.333 ms budget (64 frames at 48 kHz), late blocks, wake latency\n\
+     p50/p99, modules, and the three costliest modules with their share. The same figures\n\
+     come back over OSC in /status (per worker) and /module/stats i:id (per module)."
+        .to_owned()
 }
 
 /// The tasks that check prerequisites; see [`prereq::PREREQS`].
@@ -115,7 +138,7 @@ fn main() -> ExitCode {
         Cmd::Test(args) => test(&root, &args),
         Cmd::Bench(args) => bench(&root, &args),
         Cmd::Firmware(args) => firmware::run(&root, &args),
-        Cmd::Profile(_) => pending("profile", 6, "times each worker core"),
+        Cmd::Profile(args) => profile(&root, &invoked_in, &args),
     }
 }
 
@@ -232,6 +255,7 @@ fn bench(root: &Path, args: &BenchArgs) -> ExitCode {
     let path = root.join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# synthpool benchmarks\n".to_owned());
     let mut tables = report::core_tables(&results, &header);
+    tables.extend(report::timing_table(&results, &header));
     tables.extend(report::server_table(root, &header));
     tables.extend(report::reliability_table(root, &header));
     let doc = report::splice(&doc, &tables);
@@ -242,11 +266,32 @@ fn bench(root: &Path, args: &BenchArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// For tasks whose issue is still open: says so and exits 2, so scripts cannot mistake
-/// the placeholder for a pass.
-fn pending(task: &str, issue: u32, what: &str) -> ExitCode {
-    eprintln!("`cargo xtask {task}` arrives with issue {issue}: it {what}. Not available yet.");
-    ExitCode::from(2)
+fn profile(root: &Path, invoked_in: &Path, args: &ProfileArgs) -> ExitCode {
+    prereq::ensure(Task::Demo, root, false);
+    let script_abs = invoked_in.join(&args.script);
+    let script = script_abs.strip_prefix(root).unwrap_or(&script_abs).to_string_lossy().into_owned();
+    let out = root.join("target/profile").to_string_lossy().into_owned();
+    let seconds = args.seconds.to_string();
+    let mut cargo_args =
+        vec!["run", "--quiet", "--release", "-p", "synthpool-host", "--bin", "synthpool", "--", "profile"];
+    cargo_args.extend(["--seconds", &seconds, "--script", &script, "--out", &out]);
+    let workers = args.workers.map(|n| n.to_string());
+    if let Some(n) = &workers {
+        cargo_args.extend(["--workers", n]);
+    }
+    let pid = args.attach.map(|p| p.to_string());
+    if let Some(pid) = &pid {
+        cargo_args.extend(["--attach", pid]);
+    }
+    if args.live {
+        cargo_args.push("--live");
+    }
+    // `cargo run --bin synthpool` alone would leave a stale synthpool-worker beside it (a
+    // worker of another build refuses the region): build both first.
+    let build =
+        Step::cargo("build the server and its worker", &["build", "--release", "-p", "synthpool-host", "--bins"]);
+    steps::run_all("profile", &[build, Step::cargo("the profiler records the server", &cargo_args)]);
+    ExitCode::SUCCESS
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {
