@@ -124,8 +124,11 @@ pub struct Rack<
     rendered: [Block; LANES],
 }
 
-/// The host's rack: 256 modules, 512 cables, 8 delays of 2.73 s, 4 reverbs (48 kHz).
-pub type HostRack = Rack<256, 512, 8, { 1 << 17 }, 4, 4096, 1024>;
+/// The host's rack, one per worker: 4096 modules, 8192 cables, 8 delays of 2.73 s, 4 reverbs
+/// (48 kHz). ~8.6 MB, most of it touched only when used (see [`Rack::init_zeroed`]): enough
+/// standard voices (about a thousand) to fill a good part of a core, so a heavy patch is
+/// limited by the CPU, not by the rack.
+pub type HostRack = Rack<4096, 8192, 8, { 1 << 17 }, 4, 4096, 1024>;
 
 /// The firmware's rack: 32 modules, 64 cables, 2 delays of 0.34 s, 1 reverb (48 kHz).
 pub type FirmwareRack = Rack<32, 64, 2, { 1 << 14 }, 1, 2048, 1024>;
@@ -208,16 +211,39 @@ impl<
         self.rendered = [[0.0; BLOCK]; LANES];
     }
 
+    /// As [`Rack::clear_in_place`], for a rack whose memory is all zero bytes (a fresh shared
+    /// mapping): writes only the parts whose empty value is not zero bytes (the slot ids, fade
+    /// states, input plans, lane runs, pool owners and the output module), a few pages, so that
+    /// module state, output blocks and delay lines stay untouched, and unallocated, until a
+    /// module uses them. Zero bytes are valid for every other part: `Module::Empty` is tag 0 of
+    /// a `repr(u8)` enum, the vectors are empty, the rest are numbers.
+    pub fn init_zeroed(&mut self, sample_rate_hz: f32) {
+        self.sample_rate_hz = sample_rate_hz;
+        self.modules[OUTPUT_SLOT] = Module::new(Kind::Output, 0, sample_rate_hz);
+        self.ids = [NONE; MODULES];
+        self.ids[OUTPUT_SLOT] = OUTPUT_ID;
+        self.fades = [Fade::Steady; MODULES];
+        self.delay_owner = [NONE; DELAYS];
+        self.reverb_owner = [NONE; REVERBS];
+        self.structure_changed = true;
+        self.plans = [[Source::Unpatched; MAX_INPUTS]; MODULES];
+        self.runs = [1; MODULES];
+    }
+
     /// A topology matching this rack's capacity, for checking requests before they reach it.
     pub fn topology(&self) -> Topology<MODULES, CABLES> {
         Topology::new(DELAYS, REVERBS)
     }
 
-    /// Sets the sample rate and resets every module to silence, keeping the patch.
+    /// Sets the sample rate and resets every module to silence, keeping the patch. Touches
+    /// only the slots in use (and their output blocks): the rest may be untouched memory.
     pub fn prepare(&mut self, sample_rate_hz: f32) {
         self.sample_rate_hz = sample_rate_hz;
-        for module in self.modules.iter_mut() {
-            module.prepare(sample_rate_hz);
+        for slot in 0..MODULES {
+            if self.ids[slot] != NONE {
+                self.modules[slot].prepare(sample_rate_hz);
+                self.outs[slot] = [0.0; BLOCK];
+            }
         }
         for (delay, owner) in self.delays.iter_mut().zip(&self.delay_owner) {
             if *owner != NONE {
@@ -229,7 +255,6 @@ impl<
                 reverb.prepare(sample_rate_hz);
             }
         }
-        self.outs = [[0.0; BLOCK]; MODULES];
     }
 
     /// Sample rate given to [`Rack::prepare`], Hz.
@@ -424,11 +449,18 @@ impl<
         self.wires.iter().position(|w| w.src == src && w.dst == dst && w.port == port)
     }
 
+    /// True when `slot` holds a module (alive, or a ghost fading out). Reads the module itself
+    /// only for slots whose id or fade says it may be taken: the module array of a big rack
+    /// is mostly untouched memory, and stays so.
+    fn occupied(&self, slot: usize) -> bool {
+        (self.ids[slot] != NONE || self.fades[slot] == Fade::Out) && !matches!(self.modules[slot], Module::Empty)
+    }
+
     fn create(&mut self, id: ModuleId, kind: Kind) {
         if id == NONE || kind == Kind::Output || self.slot_of(id).is_some() {
             return;
         }
-        let slot = match self.modules.iter().position(|m| matches!(m, Module::Empty)) {
+        let slot = match (0..MODULES).find(|&slot| !self.occupied(slot)) {
             Some(slot) => slot,
             None => match self.oldest_ghost_slot() {
                 Some(ghost) => {
@@ -577,8 +609,8 @@ impl<
         // Kahn: a slot is ready when every wire into it comes from a slot already ordered.
         let mut waiting = self.count_in;
         self.order.clear();
-        for (slot, (module, &wait)) in self.modules.iter().zip(&waiting).enumerate() {
-            if !matches!(module, Module::Empty) && wait == 0 {
+        for (slot, &wait) in waiting.iter().enumerate() {
+            if wait == 0 && self.occupied(slot) {
                 let _ = self.order.push(slot as u16);
             }
         }
@@ -630,7 +662,7 @@ impl<
         for at in 0..self.order.len() {
             self.runs[at] = self.lane_run(at) as u8;
         }
-        let occupied = self.modules.iter().filter(|m| !matches!(m, Module::Empty)).count();
+        let occupied = (0..MODULES).filter(|&slot| self.occupied(slot)).count();
         if self.order.len() < occupied {
             // Only ghosts can close a loop (the topology refuses live ones): cut the ghost
             // wires and order again. Whatever still loops stays silent.

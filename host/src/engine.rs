@@ -79,6 +79,11 @@ pub trait Engine: Send + Sync {
     fn generation(&self) -> u32 {
         0
     }
+    /// Each worker's load (as [`WorkerStatus::load`]), cheaper than the whole status: asked
+    /// for whenever a module is placed.
+    fn loads(&self) -> Vec<f32> {
+        self.status().iter().map(|s| s.load).collect()
+    }
     /// Per-worker figures for `/status`.
     fn status(&self) -> Vec<WorkerStatus>;
     /// Module `id`'s time on `worker`, for `/module/stats`; None where nothing times modules

@@ -17,9 +17,10 @@ use synthpool_core::command::{Command, Error, ModuleId, OUTPUT_ID, Request};
 use synthpool_core::module::{Kind, MAX_PARAMS, OUTPUT_PORT, ParamSpec};
 use synthpool_core::topology::{Cable, MAX_ID, Topology};
 
-/// Cables the whole patch holds, over all workers: 32 workers' racks of 512 (each rack's own
-/// limit is checked by [`Placement`]; this one only bounds the ledger's memory, 98 KiB).
-pub const PATCH_CABLES: usize = 16_384;
+/// Cables the whole patch holds, over all workers: two cables for each of the protocol's
+/// 10,000 ids and more (each rack's own limit, 8192, is checked by [`Placement`]; this one
+/// only bounds the ledger's memory: 231 KiB with the ids).
+pub const PATCH_CABLES: usize = 32_768;
 
 /// The whole patch's topology: every id of the protocol (0 ..= [`MAX_ID`]) fits.
 pub type PatchTopology = Topology<{ MAX_ID as usize + 1 }, PATCH_CABLES>;
@@ -30,7 +31,7 @@ pub type Commands = Vec<(usize, Command)>;
 /// The patch: modules, their parameters and owners, cables.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    // Boxed: 138 KiB of fixed arrays, cloned for each bundle.
+    // Boxed: 231 KiB of fixed arrays, cloned for each bundle of several requests.
     topology: Box<PatchTopology>,
     /// Values as set (a choice's index for an enumeration), by module, by parameter index.
     params: BTreeMap<ModuleId, [f32; MAX_PARAMS]>,
@@ -530,7 +531,7 @@ mod tests {
             line(&mut ledger, &format!("/module/new noise {id}")).unwrap();
         }
         let before = ledger.dump();
-        assert_eq!(line(&mut ledger, "/module/new noise 5000"), Err(Error::RackFull));
+        assert_eq!(line(&mut ledger, "/module/new noise 9999"), Err(Error::RackFull));
         assert_eq!(ledger.dump(), before);
     }
 

@@ -47,6 +47,11 @@ pub const STATUS_HEADER: usize = 13;
 /// Figures per worker in `/status`.
 pub const STATUS_WORKER_FIELDS: usize = 14;
 
+/// Replies to one datagram sent back to back before the rest are paced by [`REPLY_PACE`].
+pub const PACED_AFTER: usize = 8;
+/// The pause before each reply past [`PACED_AFTER`] (8 KiB in 200 us: 40 MB/s).
+pub const REPLY_PACE: Duration = Duration::from_micros(200);
+
 /// How often [`Server::run`] looks at its stop flag while no datagram arrives.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
 
@@ -156,7 +161,12 @@ impl Server {
                     self.stats.refused_senders.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok((len, from)) => {
-                    for reply in self.handle(&buf[..len]) {
+                    for (k, reply) in self.handle(&buf[..len]).into_iter().enumerate() {
+                        if k >= PACED_AFTER {
+                            // A long answer (a big patch's dump) is paced: a client's default
+                            // socket buffer (~200 KiB) would drop a burst of 8 KiB parts.
+                            std::thread::sleep(REPLY_PACE);
+                        }
                         if let Ok(bytes) = rosc::encoder::encode(&OscPacket::Message(reply)) {
                             // A reply that cannot be sent (the sender left) is nobody's loss.
                             let _ = self.socket.send_to(&bytes, from);
@@ -250,8 +260,10 @@ impl Server {
             .collect();
         let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         if !edits.is_empty() {
-            let loads: Vec<f32> = self.engine.status().iter().map(|s| s.load).collect();
-            ledger.set_loads(&loads);
+            // Loads decide where new modules go: read them only when something is placed.
+            if edits.iter().any(|(_, r)| matches!(r, Request::New { .. } | Request::Patch { .. })) {
+                ledger.set_loads(&self.engine.loads());
+            }
             let requests: Vec<Request<'_>> = edits.iter().map(|&(_, r)| r).collect();
             let sent = ledger.submit_with(&requests, |commands| match (commands, due) {
                 ([], _) => Ok(()),

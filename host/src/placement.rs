@@ -26,10 +26,10 @@ use synthpool_core::command::{Error, ModuleId, OUTPUT_ID};
 use synthpool_core::module::Kind;
 use synthpool_core::topology::{Cable, Entry, Topology};
 
-/// Modules one worker's rack holds besides its output: `HostRack` has 256 slots, slot 0 the output.
-pub const RACK_MODULES: usize = 255;
+/// Modules one worker's rack holds besides its output: `HostRack` has 4096 slots, slot 0 the output.
+pub const RACK_MODULES: usize = 4095;
 /// Cables one worker's rack holds (`HostRack`), cables into its output included.
-pub const RACK_CABLES: usize = 512;
+pub const RACK_CABLES: usize = 8192;
 /// Delays one worker's rack holds (`HostRack`'s delay pool).
 pub const RACK_DELAYS: usize = 8;
 /// Reverbs one worker's rack holds (`HostRack`'s reverb pool).
@@ -545,15 +545,15 @@ mod tests {
             patch(&mut ledger, id, id + 1, "in").unwrap();
         }
         ledger.set_loads(&[0.9, 0.0]);
-        new(&mut ledger, "vca", 1000);
-        new(&mut ledger, "vca", 1001);
-        assert_eq!((ledger.owner(1), ledger.owner(1000)), (Some(0), Some(1)));
+        new(&mut ledger, "vca", 9000);
+        new(&mut ledger, "vca", 9001);
+        assert_eq!((ledger.owner(1), ledger.owner(9000)), (Some(0), Some(1)));
         let before = (ledger.dump(), ledger.placement().usage(0), ledger.placement().usage(1));
-        // Worker 0 is full; worker 1 cannot take the 255-module chain beside its 2 modules.
-        assert_eq!(patch(&mut ledger, 1, 1000, "in"), Err(Error::RackFull));
+        // Worker 0 is full; worker 1 cannot take the full-rack chain beside its 2 modules.
+        assert_eq!(patch(&mut ledger, 1, 9000, "in"), Err(Error::RackFull));
         assert_eq!((ledger.dump(), ledger.placement().usage(0), ledger.placement().usage(1)), before);
         // Within worker 1 a cable still fits.
-        assert_eq!(patch(&mut ledger, 1000, 1001, "in").unwrap().len(), 1);
+        assert_eq!(patch(&mut ledger, 9000, 9001, "in").unwrap().len(), 1);
         assert_usage_recounts(&ledger);
     }
 

@@ -213,10 +213,14 @@ impl Pool {
     /// report ready in time (it is then killed).
     pub fn relaunch(&self, index: usize, rebuild: Option<&[Command]>) -> io::Result<Duration> {
         shm::release_dead_worker(&self.region, index, rebuild.is_some())?;
-        if let Some(commands) = rebuild {
-            for command in commands {
-                self.push(index, command, self.generation()).map_err(|_| io::Error::other("command ring full"))?;
+        // What fits in the ring goes now; a rebuild larger than the ring follows in parts as
+        // the replacement takes them (all are due at once, so it completes within a few blocks).
+        let mut rest = rebuild.unwrap_or_default();
+        while let Some((command, tail)) = rest.split_first() {
+            if self.push(index, command, self.generation()).is_err() {
+                break;
             }
+            rest = tail;
         }
         let started = Instant::now();
         let worker = &self.region.control().workers[index];
@@ -230,7 +234,18 @@ impl Pool {
             }
             return Err(e);
         }
-        Ok(started.elapsed())
+        let ready = started.elapsed();
+        let give_up = Instant::now() + Duration::from_secs(2);
+        while let Some((command, tail)) = rest.split_first() {
+            if self.push(index, command, self.generation()).is_ok() {
+                rest = tail;
+            } else if Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(1));
+            } else {
+                return Err(io::Error::other(format!("worker {index}: its rack's rebuild did not drain")));
+            }
+        }
+        Ok(ready)
     }
 
     /// Gives up on dead worker `index`: its slot stays [`shm::RETIRED`], its ring and rack
@@ -264,6 +279,21 @@ impl Pool {
         }
     }
 
+    /// Worker `index`'s load: the median share of the block budget its last 64 blocks took.
+    fn load(&self, index: usize) -> f32 {
+        let budget_ns = BLOCK as f64 / self.sample_rate_hz as f64 * 1e9;
+        let w = &self.region.control().workers[index];
+        let blocks = w.blocks.load(Ordering::Relaxed);
+        let mut work = [0u32; 64];
+        let recent = blocks.min(64) as usize;
+        for (k, slot) in work[..recent].iter_mut().enumerate() {
+            *slot = w.timing[(blocks as usize + TIMING_SLOTS - 1 - k) % TIMING_SLOTS].work_ns.load(Ordering::Relaxed);
+        }
+        work[..recent].sort_unstable();
+        let median = if recent == 0 { 0 } else { work[recent / 2] };
+        (median as f64 / budget_ns) as f32
+    }
+
     /// The core each worker is pinned to, by worker.
     pub fn cores(&self) -> &[usize] {
         &self.cores
@@ -292,8 +322,14 @@ impl Pool {
         for worker in workers {
             worker.woken_at_ns.store(now, Ordering::Relaxed);
         }
-        let generation = clock.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-        shm::futex_wake(&clock.generation, ALL);
+        let owed_now = workers.iter().filter(|w| w.state.load(Ordering::Acquire) == shm::READY).count() as u32;
+        clock.expected_done.store(clock.done.load(Ordering::Acquire).wrapping_add(owed_now), Ordering::Release);
+        // SeqCst pairs with the worker's: it counts itself a sleeper, then checks the
+        // generation before sleeping; so either it sees this bump, or this sees it asleep.
+        let generation = clock.generation.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+        if clock.sleepers.load(Ordering::SeqCst) > 0 {
+            shm::futex_wake(&clock.generation, ALL);
+        }
         let end = now + deadline.as_nanos() as u64;
         // Only workers that are READY are waited for: a dead one (found by the supervisor)
         // or one still starting costs nothing but its own share.
@@ -403,23 +439,16 @@ impl Engine for Pool {
         Pool::generation(self)
     }
 
+    fn loads(&self) -> Vec<f32> {
+        (0..self.region.workers()).map(|index| self.load(index)).collect()
+    }
+
     fn status(&self) -> Vec<WorkerStatus> {
-        let budget_ns = BLOCK as f64 / self.sample_rate_hz as f64 * 1e9;
         let control = self.region.control();
         (0..self.region.workers())
             .map(|index| {
                 let w = &control.workers[index];
                 let blocks = w.blocks.load(Ordering::Relaxed);
-                let recent = blocks.min(64) as usize;
-                let mut work: Vec<u32> = (0..recent)
-                    .map(|k| {
-                        w.timing[(blocks as usize + TIMING_SLOTS - 1 - k) % TIMING_SLOTS]
-                            .work_ns
-                            .load(Ordering::Relaxed)
-                    })
-                    .collect();
-                work.sort_unstable();
-                let median = work.get(work.len() / 2).copied().unwrap_or(0);
                 // Up to the whole ring but the slot being written.
                 let window = blocks.min(TIMING_SLOTS as u64 - 1) as usize;
                 let at = |k: usize| &w.timing[(blocks as usize + TIMING_SLOTS - 1 - k) % TIMING_SLOTS];
@@ -432,7 +461,7 @@ impl Engine for Pool {
                 WorkerStatus {
                     pid: if alive { w.pid.load(Ordering::Relaxed) } else { 0 },
                     core: self.cores.get(index).copied().unwrap_or(0),
-                    load: (median as f64 / budget_ns) as f32,
+                    load: self.load(index),
                     late_blocks: w.late_blocks.load(Ordering::Relaxed),
                     blocks,
                     state: w.state.load(Ordering::Relaxed),

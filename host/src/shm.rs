@@ -26,9 +26,10 @@ use synthpool_core::ring::Ring;
 /// Most workers one region holds.
 pub const MAX_WORKERS: usize = 64;
 /// Commands a worker's ring holds before the host answers `/fail busy`: every command due at
-/// one block must fit (a script creating 60 voices at time 0 queues ~1,200 on one worker;
-/// 4096 slots are 96 KiB per worker).
-pub const RING_SLOTS: usize = 4096;
+/// one block must fit (a bundle, a loaded patch: a standard voice is ~19 commands, so ~860
+/// voices at once; 16,384 slots are 384 KiB per worker, touched only as they are used). A
+/// rebuild larger than this is queued in parts as the worker drains them.
+pub const RING_SLOTS: usize = 16_384;
 /// Block timings each worker keeps (a ring of the most recent), for `/status` and profiling.
 pub const TIMING_SLOTS: usize = 1024;
 
@@ -50,6 +51,12 @@ pub struct Clock {
     pub stop: AtomicU32,
     /// Workers the region was laid out for.
     pub workers: AtomicU32,
+    /// Workers asleep (or about to sleep) on `generation`: the host makes the wake syscall
+    /// only when one is, so blocks that come back to back cost no syscall at all.
+    pub sleepers: AtomicU32,
+    /// The `done` count at which this block's last worker is finished: that worker, and only
+    /// it, wakes the host (which otherwise would wake once per worker to find work left).
+    pub expected_done: AtomicU32,
     /// Sample rate, Hz.
     pub sample_rate_hz: AtomicU32,
 }
@@ -197,9 +204,11 @@ impl Region {
         ftruncate(&fd, len as u64)?;
         let mut region = Self::map(fd, len, workers)?;
         for index in 0..workers {
-            // A fresh memfd reads as zeros, which is a valid HostRack (see `rack_mut`).
+            // A fresh memfd reads as zeros, which is a valid HostRack (see `rack_mut`);
+            // `init_zeroed` writes only the few pages whose empty value is not zeros, so the
+            // rack's memory is allocated as its modules use it.
             // SAFETY: no worker exists yet, so nothing else uses this rack.
-            unsafe { region.rack_mut(index) }.clear_in_place(sample_rate_hz as f32);
+            unsafe { region.rack_mut(index) }.init_zeroed(sample_rate_hz as f32);
         }
         let clock = &region.control().clock;
         clock.workers.store(workers as u32, std::sync::atomic::Ordering::Relaxed);

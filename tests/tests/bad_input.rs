@@ -517,39 +517,39 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
         &pools,
         &fail("a ninth delay", bytes_of("/module/new", vec![s("delay"), i(2008)]), "/module/new", "RackFull"),
     );
-    // 256 slots, one the output's: 12 taken above, 243 vcas fill it.
-    let vcas: Vec<i32> = (1..=243).collect();
+    // 4096 slots, one the output's: 12 taken above, 4083 vcas fill it.
+    let vcas: Vec<i32> = (3000..3000 + 4083).collect();
     for &id in &vcas {
         done("/module/new", vec![s("vca"), i(id)]);
     }
-    assert_eq!(int_at(&client.status(), STATUS_MODULES), 255);
+    assert_eq!(int_at(&client.status(), STATUS_MODULES), 4095);
     let full = client.dump();
     for kind in ["vca", "noise", "delay"] {
         let case = fail(
             &format!("a {kind} in a full rack"),
-            bytes_of("/module/new", vec![s(kind), i(5000)]),
+            bytes_of("/module/new", vec![s(kind), i(9000)]),
             "/module/new",
             "RackFull",
         );
         check(&client, &full, &case);
     }
     let in_a_bundle = encode(&bundle(vec![
-        m("/module/free", vec![i(1)]),
-        m("/module/new", vec![s("vca"), i(1)]),
-        m("/module/new", vec![s("vca"), i(5000)]),
+        m("/module/free", vec![i(3000)]),
+        m("/module/new", vec![s("vca"), i(3000)]),
+        m("/module/new", vec![s("vca"), i(9000)]),
     ]));
     check(&client, &full, &fail("a bundle that frees one and creates two", in_a_bundle, "/module/new", "RackFull"));
-    // 512 cables: each vca into the output (243), a chain of vcas (242), 27 more into cv.
+    // 8192 cables: each vca into the output (4083), a chain of vcas (4082), 27 more into cv.
     let mut cables = 0;
     for &id in &vcas {
         done("/patch", vec![i(id), s("out"), i(0), s("in")]);
         cables += 1;
     }
-    for &id in &vcas[..242] {
+    for &id in &vcas[..4082] {
         done("/patch", vec![i(id), s("out"), i(id + 1), s("in")]);
         cables += 1;
     }
-    for &id in &vcas[..512 - cables] {
+    for &id in &vcas[..8192 - cables] {
         done("/patch", vec![i(id), s("out"), i(id + 2), s("cv")]);
     }
     let wired = client.dump();
@@ -558,7 +558,7 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
         &wired,
         &fail(
             "a cable in a full rack",
-            bytes_of("/patch", vec![i(100), s("out"), i(102), s("cv")]),
+            bytes_of("/patch", vec![i(3100), s("out"), i(3102), s("cv")]),
             "/patch",
             "RackFull",
         ),

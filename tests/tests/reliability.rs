@@ -343,8 +343,10 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
     };
     // Warm up: the server's allocator settles into its working set.
     flood(50_000, 1.0);
-    let before_kb = rss_kb(server.pid());
+    // (Asked first: /status reads the workers' timing rings, shared pages this process has
+    // not touched before.)
     let late_before: i64 = (0..2).map(|w| worker_field(&client.status(), w, 4)).sum();
+    let before_kb = rss_kb(server.pid());
     let asker = {
         let port = server.port;
         std::thread::spawn(move || {
