@@ -208,7 +208,11 @@ fn demo(root: &Path, invoked_in: &Path, args: &DemoArgs) -> ExitCode {
             &out,
         ],
     );
-    steps::run_all("demo", &[serve]);
+    // `cargo run --bin synthpool` builds that binary only: a fresh clone would have no
+    // synthpool-worker beside it, an old one a worker of another build. Build both first.
+    let build =
+        Step::cargo("build the server and its worker", &["build", "--release", "-p", "synthpool-host", "--bins"]);
+    steps::run_all("demo", &[build, serve]);
     if !out_abs.is_file() {
         fail(&format!("the server ran but wrote no {out}"));
     }
