@@ -291,8 +291,9 @@ pub fn apply_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str, replac
 }
 
 /// Restores the last patch saved in `store` onto an empty `ledger`: as one bundle, or, if
-/// that is refused (a smaller pool may not hold it all), line by line, keeping every line
-/// that fits. Returns the lines restored and the problems met (for the log).
+/// that is refused (a smaller pool may not hold it all, or it is larger than the rings),
+/// line by line, keeping every line that fits. Call it with the audio running: a line that
+/// finds a ring full waits for the worker to drain it. Returns the lines restored and the problems met (for the log).
 pub fn restore(store: &Store, ledger: &mut Ledger, engine: &dyn Engine) -> (usize, Vec<String>) {
     let text = match store.load_last() {
         Ok(Some(text)) => text,
@@ -313,7 +314,16 @@ pub fn restore(store: &Store, ledger: &mut Ledger, engine: &dyn Engine) -> (usiz
                 continue;
             }
         };
-        let sent = ledger.submit_with(&[request], |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) });
+        // A patch larger than the rings goes in as the workers drain them (the audio runs).
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let sent = loop {
+            let sent = ledger
+                .submit_with(&[request], |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) });
+            if sent != Err(Refused::Send(Busy)) || std::time::Instant::now() >= give_up {
+                break sent;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
         match sent {
             Ok(()) => restored += 1,
             Err(Refused::Invalid { error, .. }) => problems.push(format!("line {}: {}: {error}", number + 1, error.name())),

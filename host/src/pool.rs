@@ -245,17 +245,31 @@ impl Pool {
             return Err(e);
         }
         let ready = started.elapsed();
-        let give_up = Instant::now() + Duration::from_secs(2);
-        while let Some((command, tail)) = rest.split_first() {
-            if self.push(index, command, self.generation()).is_ok() {
+        let rest: Vec<(usize, Command)> = rest.iter().map(|&c| (index, c)).collect();
+        self.push_draining(&rest, Duration::from_secs(2))?;
+        Ok(ready)
+    }
+
+    /// Queues `commands`, each due at once, in order, waiting for room in a full ring as its
+    /// worker drains it (at most `limit` in all): for more commands than a ring holds (a
+    /// rebuild, an evacuation), applied over a few blocks. The caller must be the rings' only
+    /// producer meanwhile (hold the ledger's lock).
+    ///
+    /// # Errors
+    /// A ring stayed full for `limit`: the commands after that point were not queued.
+    pub fn push_draining(&self, commands: &[(usize, Command)], limit: Duration) -> io::Result<()> {
+        let give_up = Instant::now() + limit;
+        let mut rest = commands;
+        while let Some(((worker, command), tail)) = rest.split_first() {
+            if self.push(*worker, command, self.generation()).is_ok() {
                 rest = tail;
             } else if Instant::now() < give_up {
                 std::thread::sleep(Duration::from_millis(1));
             } else {
-                return Err(io::Error::other(format!("worker {index}: its rack's rebuild did not drain")));
+                return Err(io::Error::other(format!("worker {worker}: its command ring did not drain")));
             }
         }
-        Ok(ready)
+        Ok(())
     }
 
     /// Gives up on dead worker `index`: its slot stays [`shm::RETIRED`], its ring and rack

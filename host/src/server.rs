@@ -98,22 +98,7 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
     let supervisor = crate::supervisor::spawn(pool.clone(), ledger.clone(), stop.clone())?;
 
     let store = Store::new(&options.state_dir);
-    let t_restore = Instant::now();
     let played = options.demo || options.script.is_some();
-    if played {
-        println!("synthpool: the script starts from an empty patch (the last patch stays saved)");
-    } else if options.fresh {
-        println!("synthpool: --fresh: starting from an empty patch");
-    } else {
-        let mut ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
-        let (restored, problems) = persist::restore(&store, &mut ledger, engine.as_ref());
-        for problem in &problems {
-            eprintln!("synthpool: restoring {}: {problem}", store.last_path().display());
-        }
-        if restored > 0 || !problems.is_empty() {
-            log(&format!("restored the last patch ({restored} lines)"), t_restore.elapsed());
-        }
-    }
     // A played script (the demo, a load) is not saved over the performer's last patch.
     let saver = if played { None } else { Some(Saver::start(store.clone(), ledger.clone())?) };
 
@@ -178,6 +163,23 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
             None => println!(
                 "synthpool: no audio device: playing into a null sink (add --record FILE.wav to keep what plays)"
             ),
+        }
+    }
+    // The last patch comes back once the audio runs: a patch larger than the command rings
+    // then goes in as the workers drain them.
+    let t_restore = Instant::now();
+    if played {
+        println!("synthpool: the script starts from an empty patch (the last patch stays saved)");
+    } else if options.fresh {
+        println!("synthpool: --fresh: starting from an empty patch");
+    } else {
+        let mut ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        let (restored, problems) = persist::restore(&store, &mut ledger, engine.as_ref());
+        for problem in &problems {
+            eprintln!("synthpool: restoring {}: {problem}", store.last_path().display());
+        }
+        if restored > 0 || !problems.is_empty() {
+            log(&format!("restored the last patch ({restored} lines)"), t_restore.elapsed());
         }
     }
     log("ready, from start", t.elapsed());

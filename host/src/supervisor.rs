@@ -97,8 +97,10 @@ impl Supervisor {
             let moving = ledger.usage(death.index).modules;
             match ledger.evacuate(death.index) {
                 Ok(commands) => {
-                    if pool.send_together(&commands).is_err() {
-                        eprintln!("synthpool: worker {}: its modules' new workers had no room in their rings", death.index);
+                    // In parts if need be: the ledger has recorded the move, so every command
+                    // must reach the new workers.
+                    if let Err(e) = pool.push_draining(&commands, Duration::from_secs(2)) {
+                        eprintln!("synthpool: worker {}: moving its modules: {e}", death.index);
                     }
                     match pool.retire(death.index) {
                         Ok(()) => {

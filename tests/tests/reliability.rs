@@ -387,3 +387,38 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
     let late_total: i64 = late_after;
     assert!(missing as i64 <= late_total, "the tone missed {missing} blocks, {late_total} late");
 }
+
+#[test]
+fn a_saved_patch_larger_than_the_command_rings_comes_back_whole() {
+    let _machine = exclusive();
+    let dir = scratch("big-restore");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // 4,000 vcos on one worker: 20,000 commands, more than a ring's 16,384.
+    let mut lines = Vec::new();
+    for id in 1..=4000 {
+        lines.push(format!("/module/new vco {id}"));
+    }
+    for id in 1..=4000 {
+        lines.push(format!("/module/set {id} freq_hz {}", 1000 + id));
+        lines.push(format!("/module/set {id} wave sine"));
+        lines.push(format!("/module/set {id} level 0.0001"));
+    }
+    for id in 1..=4000 {
+        lines.push(format!("/patch {id} out 0 in"));
+    }
+    std::fs::write(state.join("patch.osc"), lines.join("\n") + "\n").unwrap();
+    let server = Server::start(&["--workers", "1", "--state", state.to_str().unwrap()]);
+    let restored = server.startup.iter().find(|l| l.contains("restored the last patch")).cloned();
+    assert!(restored.as_deref().is_some_and(|l| l.contains("(20000 lines)")), "{:?}", server.startup);
+    let client = Client::new(server.port);
+    let status = client.status();
+    assert_eq!((int_at(&status, 3), int_at(&status, 4)), (4000, 4000), "modules and cables");
+    let dump = client.dump();
+    // The dump orders each module's settings together: compare as sets of lines.
+    let (mut got, mut want) = (dump, lines);
+    got.sort();
+    want.sort();
+    let differ: Vec<_> = got.iter().zip(&want).filter(|(g, w)| g != w).take(3).collect();
+    assert!(differ.is_empty(), "{} lines back of {}, differing: {differ:?}", got.len(), want.len());
+}
