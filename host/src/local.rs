@@ -17,6 +17,19 @@ use synthpool_core::{BLOCK, Block};
 /// before it is boxed, which a test thread's 2 MiB stack cannot hold.
 const BUILDER_STACK: usize = 64 << 20;
 
+/// A small patch the property tests and the fuzz target start every case from, so that
+/// edits find modules and cables to hit: a vco, a filter, an lfo on the pitch, a delay.
+pub const SAMPLE_PATCH: &[&str] = &[
+    "/module/new vco 1",
+    "/module/new vcf 2",
+    "/module/new lfo 3",
+    "/module/new delay 4",
+    "/patch 1 out 2 in",
+    "/patch 3 out 1 pitch",
+    "/patch 2 out 4 in",
+    "/patch 4 out 0 in",
+];
+
 /// Workers as in-process racks; see the module's documentation.
 pub struct LocalEngine {
     racks: Mutex<Vec<Box<HostRack>>>,

@@ -17,22 +17,10 @@ use synthpool_core::script::parse_line;
 use synthpool_core::topology::MAX_ID;
 use synthpool_host::engine::Engine;
 use synthpool_host::ledger::Ledger;
-use synthpool_host::local::LocalEngine;
+use synthpool_host::local::{LocalEngine, SAMPLE_PATCH as BASE};
 use synthpool_host::osc::{MAX_BUNDLE_DEPTH, Server};
 
 const WORKERS: usize = 2;
-
-/// Where every case starts: modules and cables for edits to find.
-const BASE: &[&str] = &[
-    "/module/new vco 1",
-    "/module/new vcf 2",
-    "/module/new lfo 3",
-    "/module/new delay 4",
-    "/patch 1 out 2 in",
-    "/patch 3 out 1 pitch",
-    "/patch 2 out 4 in",
-    "/patch 4 out 0 in",
-];
 
 const IMMEDIATELY: OscTime = OscTime { seconds: 0, fractional: 1 };
 

@@ -235,6 +235,17 @@ impl Client {
     }
 }
 
+/// Sends one message with liblo's `oscsend` (a third-party client; it does not listen for
+/// the reply): `types` is its type string (`si`), `args` the arguments as text.
+pub fn oscsend(port: u16, address: &str, types: &str, args: &[&str]) {
+    let status = Command::new("oscsend")
+        .args(["localhost", &port.to_string(), address, types])
+        .args(args)
+        .status()
+        .expect("oscsend runs (Debian package liblo-tools; cargo xtask test installs it)");
+    assert!(status.success(), "oscsend {address} failed");
+}
+
 /// Creates vco `id` as a sine of `hz` at `level`, patched to the output; every request must
 /// be answered `/done`.
 pub fn sine_to_out(client: &Client, id: i32, hz: f32, level: f32) {

@@ -4,7 +4,6 @@
 //! playing its tone throughout.
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::Duration;
 use synthpool_tests::*;
 
@@ -389,15 +388,6 @@ fn check(client: &Raw, dump_before: &[OscType], case: &Case) {
     assert_eq!(client.dump(), dump_before, "{}: the patch changed", case.what);
     let counted = int_at(&client.status(), STATUS_DROPPED) - dropped;
     assert_eq!(counted, i64::from(case.dropped), "{}: dropped datagrams counted", case.what);
-}
-
-fn oscsend(port: u16, address: &str, types: &str, args: &[&str]) {
-    let status = Command::new("oscsend")
-        .args(["localhost", &port.to_string(), address, types])
-        .args(args)
-        .status()
-        .expect("oscsend runs (Debian package liblo-tools; cargo xtask test installs it)");
-    assert!(status.success(), "oscsend {address} failed");
 }
 
 #[test]

@@ -5,15 +5,6 @@ use std::process::Command;
 use std::time::Duration;
 use synthpool_tests::*;
 
-fn oscsend(port: u16, address: &str, types: &str, args: &[&str]) {
-    let status = Command::new("oscsend")
-        .args(["localhost", &port.to_string(), address, types])
-        .args(args)
-        .status()
-        .expect("oscsend runs (Debian package liblo-tools; cargo xtask test installs it)");
-    assert!(status.success(), "oscsend {address} failed");
-}
-
 fn pause(seconds: f64) {
     std::thread::sleep(Duration::from_secs_f64(seconds));
 }

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use synthpool_host::ledger::Ledger;
-use synthpool_host::local::LocalEngine;
+use synthpool_host::local::{LocalEngine, SAMPLE_PATCH as BASE};
 use synthpool_host::osc::Server;
 
 const WORKERS: usize = 2;
@@ -19,18 +19,6 @@ struct Harness {
     ledger: Arc<Mutex<Ledger>>,
     server: Server,
 }
-
-/// A small patch every input starts from, so that edits find modules and cables to hit.
-const BASE: &[&str] = &[
-    "/module/new vco 1",
-    "/module/new vcf 2",
-    "/module/new lfo 3",
-    "/module/new delay 4",
-    "/patch 1 out 2 in",
-    "/patch 3 out 1 pitch",
-    "/patch 2 out 4 in",
-    "/patch 4 out 0 in",
-];
 
 fn harness() -> &'static Mutex<Harness> {
     static HARNESS: OnceLock<Mutex<Harness>> = OnceLock::new();
