@@ -24,10 +24,10 @@ fn kill9(pid: i64) {
 }
 
 /// The pid of worker `w` once a process other than `not` runs it (state 1), waiting for it
-/// up to 2 s.
+/// up to 5 s (a hung worker is replaced after 1 s).
 fn running_pid(client: &Client, w: usize, not: i64) -> i64 {
     let mut pid = 0;
-    let up = wait_for(Duration::from_secs(2), || {
+    let up = wait_for(Duration::from_secs(5), || {
         let status = client.status();
         pid = worker_field(&status, w, 0);
         pid != 0 && pid != not && worker_field(&status, w, 5) == 1
