@@ -214,7 +214,8 @@ fn main() {
     // The server's own part of the hand-off, as the issue defines it: a datagram in hand to
     // its command queued and its reply sent (what `Server::run` does after `recv_from`
     // returns). The round trip above adds two thread wakes, which on an idle VM cost tens of us.
-    let inside = synthpool_host::osc::Server::new(UdpSocket::bind("127.0.0.1:0").expect("bind"), engine.clone(), ledger.clone());
+    let inside =
+        synthpool_host::osc::Server::new(UdpSocket::bind("127.0.0.1:0").expect("bind"), engine.clone(), ledger.clone());
     let sink = UdpSocket::bind("127.0.0.1:0").expect("sink");
     sink.set_nonblocking(true).expect("nonblocking");
     let sink_addr = sink.local_addr().expect("addr");
@@ -223,7 +224,8 @@ fn main() {
     let mut drain = [0u8; 512];
     for k in 0..trips {
         let args = vec![OscType::Int(1), OscType::String("freq".into()), OscType::Float(200.0 + (k % 100) as f32)];
-        let bytes = encoder::encode(&OscPacket::Message(OscMessage { addr: "/module/set".into(), args })).expect("encode");
+        let bytes =
+            encoder::encode(&OscPacket::Message(OscMessage { addr: "/module/set".into(), args })).expect("encode");
         let t = Instant::now();
         for reply in inside.handle(&bytes) {
             let out = encoder::encode(&OscPacket::Message(reply)).expect("encode");
@@ -233,7 +235,9 @@ fn main() {
         while sink.recv_from(&mut drain).is_ok() {}
     }
     let (in_p50, in_p99) = stats_us(served);
-    println!("command hand-off, in the server (datagram to queued and /done sent): median {in_p50:.1} us, p99 {in_p99:.1} us");
+    println!(
+        "command hand-off, in the server (datagram to queued and /done sent): median {in_p50:.1} us, p99 {in_p99:.1} us"
+    );
     json.push(format!("\"handoff_server_us\": [{in_p50:.1}, {in_p99:.1}]"));
 
     // Flood: one sender as fast as it can for a while, another thread counting replies; the

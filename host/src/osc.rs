@@ -23,8 +23,8 @@
 use crate::engine::{Busy, Engine, ModuleTime};
 use crate::ledger::{Ledger, Refused};
 use crate::persist::{self, Notifier, ScriptRefused, Store};
-use ipnet::IpNet;
 use crate::wire;
+use ipnet::IpNet;
 use rosc::{OscMessage, OscPacket, OscTime, OscType};
 use std::io;
 use std::net::{IpAddr, UdpSocket};
@@ -251,7 +251,11 @@ impl Server {
             _ => {}
         }
         if let Some(i) = items.iter().position(|i| matches!(i, Item::Save(_) | Item::Load(_))) {
-            return vec![fail(&messages[i].addr, Error::WrongArgs.name(), "send /patch/save and /patch/load on their own")];
+            return vec![fail(
+                &messages[i].addr,
+                Error::WrongArgs.name(),
+                "send /patch/save and /patch/load on their own",
+            )];
         }
         let edits: Vec<(usize, Request<'_>)> = items
             .iter()
@@ -399,8 +403,7 @@ impl Server {
         let (worker, time) = match ledger.owner(id) {
             Some(worker) => (worker as i32, self.engine.module_time(worker, id).unwrap_or_default()),
             None => {
-                let times: Vec<_> =
-                    (0..self.engine.workers()).filter_map(|w| self.engine.module_time(w, id)).collect();
+                let times: Vec<_> = (0..self.engine.workers()).filter_map(|w| self.engine.module_time(w, id)).collect();
                 let mean_ns = times.iter().map(|t| t.mean_ns).sum();
                 (-1, ModuleTime { mean_ns, blocks: times.iter().map(|t| t.blocks).min().unwrap_or(0) })
             }
@@ -832,8 +835,14 @@ mod tests {
             server.send("/module/stats", vec![id]);
             let reply = server.reply();
             assert_eq!(reply.addr, "/module/stats");
-            let [OscType::Int(1), OscType::String(kind), OscType::Int(w), OscType::Float(share), OscType::Float(mean_ns), OscType::Int(blocks)] =
-                &reply.args[..]
+            let [
+                OscType::Int(1),
+                OscType::String(kind),
+                OscType::Int(w),
+                OscType::Float(share),
+                OscType::Float(mean_ns),
+                OscType::Int(blocks),
+            ] = &reply.args[..]
             else {
                 panic!("{reply:?}")
             };

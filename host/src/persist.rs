@@ -183,7 +183,9 @@ impl Saver {
     /// The thread cannot be spawned.
     pub fn start(store: Store, ledger: Arc<Mutex<Ledger>>) -> io::Result<Saver> {
         let (wake, changes) = sync_channel(1);
-        let thread = std::thread::Builder::new().name("saver".into()).spawn(move || save_on_change(&store, &ledger, &changes))?;
+        let thread = std::thread::Builder::new()
+            .name("saver".into())
+            .spawn(move || save_on_change(&store, &ledger, &changes))?;
         Ok(Saver { wake, thread })
     }
 
@@ -271,7 +273,12 @@ pub fn script_requests(text: &str) -> Result<Vec<(usize, Request<'_>)>, ScriptRe
 ///
 /// # Errors
 /// A line that does not parse or is refused, or rings without room: nothing changed.
-pub fn apply_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str, replace: bool) -> Result<usize, ScriptRefused> {
+pub fn apply_script(
+    ledger: &mut Ledger,
+    engine: &dyn Engine,
+    text: &str,
+    replace: bool,
+) -> Result<usize, ScriptRefused> {
     let lines = script_requests(text)?;
     let mut requests: Vec<Request<'_>> = Vec::with_capacity(lines.len() + 1);
     if replace {
@@ -279,14 +286,14 @@ pub fn apply_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str, replac
     }
     requests.extend(lines.iter().map(|&(_, r)| r));
     let first = usize::from(replace);
-    ledger.submit_with(&requests, |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) }).map_err(
-        |refused| match refused {
+    ledger
+        .submit_with(&requests, |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) })
+        .map_err(|refused| match refused {
             Refused::Invalid { index, error } => {
                 ScriptRefused::Line { line: index.checked_sub(first).map_or(0, |i| lines[i].0), error }
             }
             Refused::Send(Busy) => ScriptRefused::Busy,
-        },
-    )?;
+        })?;
     Ok(lines.len())
 }
 
@@ -317,8 +324,9 @@ pub fn restore(store: &Store, ledger: &mut Ledger, engine: &dyn Engine) -> (usiz
         // A patch larger than the rings goes in as the workers drain them (the audio runs).
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let sent = loop {
-            let sent = ledger
-                .submit_with(&[request], |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) });
+            let sent = ledger.submit_with(&[request], |commands| {
+                if commands.is_empty() { Ok(()) } else { engine.send_together(commands) }
+            });
             if sent != Err(Refused::Send(Busy)) || std::time::Instant::now() >= give_up {
                 break sent;
             }
@@ -326,7 +334,9 @@ pub fn restore(store: &Store, ledger: &mut Ledger, engine: &dyn Engine) -> (usiz
         };
         match sent {
             Ok(()) => restored += 1,
-            Err(Refused::Invalid { error, .. }) => problems.push(format!("line {}: {}: {error}", number + 1, error.name())),
+            Err(Refused::Invalid { error, .. }) => {
+                problems.push(format!("line {}: {}: {error}", number + 1, error.name()))
+            }
             Err(Refused::Send(Busy)) => problems.push(format!("line {}: Busy: worker ring full", number + 1)),
         }
     }

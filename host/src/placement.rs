@@ -275,13 +275,14 @@ impl Placement {
             let to = (0..scratch.workers())
                 .filter(|&w| scratch.open(w) && (scratch.usage[w] + need).fits())
                 .min_by(|&a, &b| {
-                    scratch.load(a).total_cmp(&scratch.load(b)).then(scratch.usage[a].modules.cmp(&scratch.usage[b].modules))
+                    scratch
+                        .load(a)
+                        .total_cmp(&scratch.load(b))
+                        .then(scratch.usage[a].modules.cmp(&scratch.usage[b].modules))
                 })
                 .ok_or(Error::RackFull)?;
-            let plan = Move {
-                to,
-                modules: modules.iter().filter(|e| group.contains(&e.id)).map(|e| (e.id, from)).collect(),
-            };
+            let plan =
+                Move { to, modules: modules.iter().filter(|e| group.contains(&e.id)).map(|e| (e.id, from)).collect() };
             scratch.apply_move(&plan, modules, cables);
             placed.extend(group);
             moves.push(plan);

@@ -8,13 +8,13 @@
 //! arrived. A worker that misses the deadline costs its own contribution for that block,
 //! counted in its `late_blocks`; nobody waits for it.
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
-use std::os::fd::OwnedFd;
 
 use rustix::event::{PollFd, PollFlags};
-use std::sync::{Mutex, PoisonError};
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use synthpool_core::BLOCK;
@@ -131,8 +131,12 @@ impl Pool {
             per_worker.push(spawned.elapsed());
         }
         pool.region.control().clock.watch.store(u32::from(pool.watch_ns > 0), Ordering::Relaxed);
-        let startup =
-            Startup { region: region_time, workers_ready: launch.elapsed(), per_worker, region_bytes: pool.region.len() };
+        let startup = Startup {
+            region: region_time,
+            workers_ready: launch.elapsed(),
+            per_worker,
+            region_bytes: pool.region.len(),
+        };
         Ok((pool, startup))
     }
 
@@ -184,10 +188,8 @@ impl Pool {
                 .iter()
                 .filter_map(|&i| slots[i].pidfd.as_ref().map(|fd| PollFd::new(fd, PollFlags::IN)))
                 .collect();
-            let timespec = rustix::time::Timespec {
-                tv_sec: timeout.as_secs() as i64,
-                tv_nsec: timeout.subsec_nanos() as i64,
-            };
+            let timespec =
+                rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
             if fds.is_empty() {
                 drop(slots);
                 std::thread::sleep(timeout);
@@ -346,8 +348,17 @@ impl Pool {
         for worker in workers {
             worker.woken_at_ns.store(now, Ordering::Relaxed);
         }
-        let owed_now = workers.iter().filter(|w| w.state.load(Ordering::Acquire) == shm::READY).count() as u32;
-        clock.expected_done.store(clock.done.load(Ordering::Acquire).wrapping_add(owed_now), Ordering::Release);
+        // The workers this block waits for: those READY as it starts (MAX_WORKERS is 64, one
+        // bit each). One that becomes ready meanwhile joins at the next block; one that dies
+        // meanwhile (the supervisor marks it DEAD) is waited for no longer.
+        let owed_mask = workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.state.load(Ordering::Acquire) == shm::READY)
+            .fold(0u64, |mask, (i, _)| mask | 1 << i);
+        clock
+            .expected_done
+            .store(clock.done.load(Ordering::Acquire).wrapping_add(owed_mask.count_ones()), Ordering::Release);
         // SeqCst pairs with the worker's: it counts itself a sleeper, then checks the
         // generation before sleeping; so either it sees this bump, or this sees it asleep.
         let generation = clock.generation.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
@@ -355,12 +366,15 @@ impl Pool {
             shm::futex_wake(&clock.generation, ALL);
         }
         let end = now + deadline.as_nanos() as u64;
-        // Only workers that are READY are waited for: a dead one (found by the supervisor)
-        // or one still starting costs nothing but its own share.
-        let owed = |w: &shm::WorkerShared| w.state.load(Ordering::Acquire) == shm::READY;
+        let owed =
+            |i: usize, w: &shm::WorkerShared| owed_mask >> i & 1 == 1 && w.state.load(Ordering::Acquire) == shm::READY;
         loop {
             let done = clock.done.load(Ordering::Acquire);
-            if workers.iter().all(|w| !owed(w) || w.done_generation.load(Ordering::Acquire) == generation) {
+            if workers
+                .iter()
+                .enumerate()
+                .all(|(i, w)| !owed(i, w) || w.done_generation.load(Ordering::Acquire) == generation)
+            {
                 break;
             }
             let t = shm::now_ns();
@@ -375,7 +389,7 @@ impl Pool {
         }
         *out = [0.0; BLOCK];
         let mut late = 0;
-        for worker in workers {
+        for (i, worker) in workers.iter().enumerate() {
             if worker.done_generation.load(Ordering::Acquire) == generation {
                 // A replacement's first block fades in: no step where its sound returns.
                 let fade = worker.fade_in.swap(0, Ordering::Relaxed) != 0;
@@ -383,7 +397,7 @@ impl Pool {
                     let gain = if fade { (k + 1) as f32 / BLOCK as f32 } else { 1.0 };
                     *o += gain * f32::from_bits(word.load(Ordering::Relaxed));
                 }
-            } else if owed(worker) {
+            } else if owed(i, worker) {
                 worker.late_blocks.fetch_add(1, Ordering::Relaxed);
                 late += 1;
             }
@@ -511,9 +525,10 @@ impl Engine for Pool {
             return None;
         }
         let shared = &self.region.control().workers[worker];
-        let slot = shared.modules.iter().find(|m| {
-            shm::module_of_word(m.module.load(Ordering::Relaxed)).is_some_and(|(found, _)| found == id)
-        })?;
+        let slot = shared
+            .modules
+            .iter()
+            .find(|m| shm::module_of_word(m.module.load(Ordering::Relaxed)).is_some_and(|(found, _)| found == id))?;
         let (blocks, ns) = (slot.blocks.load(Ordering::Relaxed), slot.ns.load(Ordering::Relaxed));
         Some(ModuleTime { mean_ns: if blocks == 0 { 0.0 } else { ns as f64 / f64::from(blocks) }, blocks })
     }

@@ -499,9 +499,10 @@ pub fn inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub fn release_dead_worker(region: &Region, index: usize, rebuild: bool) -> io::Result<()> {
     let shared = &region.control().workers[index];
     let holder = shared.claimed_by.load(std::sync::atomic::Ordering::Acquire);
-    if holder != 0 && rustix::process::Pid::from_raw(holder as i32).is_some_and(|pid| {
-        rustix::process::test_kill_process(pid).is_ok() && !is_zombie(holder)
-    }) {
+    if holder != 0
+        && rustix::process::Pid::from_raw(holder as i32)
+            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok() && !is_zombie(holder))
+    {
         return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("worker {index} is still held by pid {holder}")));
     }
     if rebuild {
@@ -601,7 +602,10 @@ impl Drop for CountAllocations {
 
 /// Allocations and frees counted inside [`CountAllocations`] scopes in this process so far.
 pub fn counted_allocations() -> (u64, u64) {
-    (AUDIO_ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed), AUDIO_FREES.load(std::sync::atomic::Ordering::Relaxed))
+    (
+        AUDIO_ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed),
+        AUDIO_FREES.load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 /// Lowers the calling thread's scheduling priority to nice `nice` (the OSC thread, when every

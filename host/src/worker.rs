@@ -80,6 +80,10 @@ pub fn run(args: WorkerArgs) -> i32 {
     // Read the clock before saying ready: the host may start the first block right after.
     let clock = &control.clock;
     let mut seen = clock.generation.load(Ordering::Acquire);
+    // A replacement starts level with the clock, not where its predecessor stopped (the
+    // supervisor would take a slot that was dead a while for one that hangs), and one block
+    // short of it, so the host never takes the predecessor's last output for this block's.
+    me.done_generation.store(seen.wrapping_sub(1), Ordering::Release);
     me.state.store(shm::READY, Ordering::Release);
     shm::futex_wake(&me.state, ALL);
     // From here on every allocation this thread makes is counted (there must be none).

@@ -57,9 +57,11 @@ fn profile_prints_a_row_per_worker_and_writes_an_svg() {
 
 /// The `/proc/PID/fd` entry of `pid`'s region, once it has one.
 fn region_of(pid: u32) -> Option<PathBuf> {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten().map(|e| e.path()).find(|p| {
-        std::fs::read_link(p).is_ok_and(|t| t.as_os_str() == "/memfd:synthpool (deleted)")
-    })
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::read_link(p).is_ok_and(|t| t.as_os_str() == "/memfd:synthpool (deleted)"))
 }
 
 fn render(out: &Path) -> std::process::Child {

@@ -324,7 +324,8 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
     let flood = |rate_per_s: u64, seconds: f64| {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        let (done, busy, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (done, busy, other) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let (socket, done, busy, other, stop) =
@@ -334,7 +335,9 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
                 while !stop.load(Ordering::Relaxed) {
                     let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
                     match rosc::decoder::decode_udp(&buf[..n]) {
-                        Ok((_, rosc::OscPacket::Message(m))) if m.addr == "/done" => done.fetch_add(1, Ordering::Relaxed),
+                        Ok((_, rosc::OscPacket::Message(m))) if m.addr == "/done" => {
+                            done.fetch_add(1, Ordering::Relaxed)
+                        }
                         Ok((_, rosc::OscPacket::Message(m))) if m.args.get(1) == Some(&s("Busy")) => {
                             busy.fetch_add(1, Ordering::Relaxed)
                         }

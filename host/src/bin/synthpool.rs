@@ -1,11 +1,11 @@
 //! `synthpool`: the modular synthesizer server's command line.
 use clap::{Parser, Subcommand};
+use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use synthpool_host::audio::AudioChoice;
-use ipnet::IpNet;
 use synthpool_host::persist::Store;
 use synthpool_host::server::{ServeOptions, render, serve};
 
