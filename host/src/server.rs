@@ -356,7 +356,7 @@ pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, o
 /// The render loop, for an already started pool (whose generation is where it starts).
 ///
 /// # Errors
-/// None today; kept for pools that can fail mid-render.
+/// A worker died during the render.
 pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
     let rate = Engine::sample_rate_hz(pool);
     let mut ledger = Ledger::new(Engine::workers(pool));
@@ -372,7 +372,12 @@ pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f
             refused.push(format!("line {number}: {why}"))
         });
         // Offline: wait as long as it takes (no deadline to meet).
-        pool.render_block(&mut block_out, Duration::from_secs(10));
+        if pool.render_block(&mut block_out, Duration::from_secs(10)) > 0
+            && let Some(death) = pool.wait_for_death(Duration::ZERO)
+        {
+            // Offline there is no supervisor: a render missing a worker's share is wrong.
+            return Err(io::Error::other(format!("worker {} died during the render: {}", death.index, death.how)));
+        }
         samples.extend_from_slice(&block_out);
     }
     Ok((samples, refused))
