@@ -69,3 +69,49 @@ fn two_workers_render_the_demo_as_one_does_up_to_summation_order() {
     // rounding differences only, ~-130 dB.
     assert!(diff_peak_db(&one, &two) < -100.0, "{}", diff_peak_db(&one, &two));
 }
+
+/// Renders `blocks` blocks; returns them and how many had a worker late.
+fn play(pool: &Pool, blocks: usize) -> (Vec<f32>, usize) {
+    let mut out = [0.0; BLOCK];
+    let mut all = Vec::new();
+    let mut late_blocks = 0;
+    for _ in 0..blocks {
+        late_blocks += usize::from(pool.render_block(&mut out, Duration::from_secs(2)) > 0);
+        all.extend_from_slice(&out);
+    }
+    (all, late_blocks)
+}
+
+#[test]
+fn a_dead_worker_s_rack_rebuilt_from_the_ledger_plays_the_patch_again() {
+    let pool = pool(1);
+    let mut ledger = Ledger::new(1);
+    for line in ["/module/new vco 1", "/module/set 1 wave square", "/module/set 1 level 0.5", "/patch 1 out 0 in"] {
+        let (_, request) = synthpool_core::script::parse_line(line, 0.0).unwrap();
+        ledger.submit_with(&[request.unwrap()], |commands| pool.send_together(commands)).unwrap();
+    }
+    let (before, _) = play(&pool, 50);
+    assert!(peak_db(&before[BLOCK * 10..]) > -7.0, "the square plays");
+    // Dead between blocks or not, the rebuild path clears the rack and queues the ledger's
+    // commands for it: what the supervisor does for a worker that died mid-change.
+    pool.kill(0);
+    let death = loop {
+        if let Some(death) = pool.wait_for_death(Duration::from_millis(100)) {
+            break death;
+        }
+    };
+    assert_eq!(death.index, 0);
+    let (gap, _) = play(&pool, 5);
+    assert!(gap.iter().all(|&s| s == 0.0), "a dead worker's share is silence, not a stall");
+    pool.relaunch(0, Some(&ledger.worker_commands(0))).unwrap();
+    let (after, late) = play(&pool, 50);
+    assert_eq!(late, 0, "{:?}", pool.status());
+    let first = after.iter().position(|&s| s != 0.0).expect("the patch plays again");
+    // The replacement's first block fades in: no step larger than the square's own edges
+    // (0.5 peak to peak is 1.0; band-limited, a little less) at its return.
+    let return_step =
+        after[first.saturating_sub(1)..first + BLOCK].windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f32::max);
+    assert!(return_step <= 1.05, "step {return_step} where it returns");
+    assert!(peak_db(&after[first + BLOCK * 10..]) > -7.0, "the square plays at its level again");
+    assert_eq!(pool.status()[0].restarts, 1);
+}
