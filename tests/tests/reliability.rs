@@ -206,7 +206,8 @@ fn the_patch_survives_a_kill_9_of_the_server() {
 #[test]
 fn named_patches_save_and_load_and_names_stay_in_their_folder() {
     let _machine = exclusive();
-    let server = Server::start(&["--workers", "2"]);
+    let state = scratch("named-patches");
+    let server = Server::start(&["--workers", "2", "--state", state.to_str().unwrap()]);
     let client = Client::new(server.port);
     sine_to_out(&client, 1, A_HZ, 0.4);
     let one = client.dump();
@@ -225,6 +226,12 @@ fn named_patches_save_and_load_and_names_stay_in_their_folder() {
     assert_eq!(reply.args[1], s("NoSuchPatch"));
     let reply = client.ask("/patch/save", vec![i(3)]);
     assert_eq!(reply.args[1], s("WrongArgs"));
+    // A saved file edited by hand into something the rack refuses: all or none.
+    let broken = "/module/new vco 20\n/module/new vcf 21\n/patch 20 out 21 nope\n";
+    std::fs::write(state.join("patches/broken.osc"), broken).unwrap();
+    let reply = client.ask("/patch/load", vec![s("broken")]);
+    assert_eq!((reply.addr.as_str(), &reply.args[1]), ("/fail", &s("UnknownPort")), "{reply:?}");
+    assert!(matches!(&reply.args[2], rosc::OscType::String(m) if m.contains("line 3")), "{reply:?}");
     assert_eq!(client.dump(), one, "failed saves and loads changed nothing");
 }
 
