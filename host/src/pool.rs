@@ -130,7 +130,6 @@ impl Pool {
             }
             per_worker.push(spawned.elapsed());
         }
-        pool.region.control().clock.watch.store(u32::from(pool.watch_ns > 0), Ordering::Relaxed);
         let startup = Startup {
             region: region_time,
             workers_ready: launch.elapsed(),

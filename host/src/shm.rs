@@ -57,11 +57,6 @@ pub struct Clock {
     /// The `done` count at which this block's last worker is finished: that worker, and only
     /// it, wakes the host (which otherwise would wake once per worker to find work left).
     pub expected_done: AtomicU32,
-    /// Nonzero when the machine has a core no worker is pinned to, for the audio thread:
-    /// then workers and the audio thread may watch the clock instead of sleeping (it takes
-    /// time from nobody). With a worker on every core they always sleep: a watching worker
-    /// would hold the core the audio thread needs to finish the block.
-    pub watch: AtomicU32,
     /// Sample rate, Hz.
     pub sample_rate_hz: AtomicU32,
 }

@@ -64,8 +64,8 @@ pub fn run(args: WorkerArgs) -> i32 {
     let (control, rack) = region.parts();
     let sample_rate_hz = control.clock.sample_rate_hz.load(Ordering::Relaxed) as f32;
     let me = &control.workers[args.index];
-    // The host cleared the rack when it created the region: preparing it touches (pre-faults)
-    // the memory the first blocks use. A replacement (the slot has rendered blocks) finds the
+    // The host laid the rack out when it created the region (`Rack::init_zeroed`): preparing
+    // it touches (pre-faults) the slots in use. A replacement (the slot has rendered blocks) finds the
     // rack its predecessor left at a block boundary, or cleared and rebuilt by the host
     // (see `shm::WorkerShared::busy`), and carries on from it: its voices keep their phase,
     // envelopes, delay lines and reverb tails.
@@ -92,8 +92,6 @@ pub fn run(args: WorkerArgs) -> i32 {
     let mut block = [0.0f32; BLOCK];
     // Time from finishing a block to the next one starting, ns (the last block's).
     let mut gap_ns = u64::MAX;
-    // This worker finished the last block last, and woke the audio thread.
-    let mut woke_host = false;
     loop {
         // Blocks that came back to back (offline rendering, a heavy patch near its deadline)
         // are watched for a moment before sleeping: the next one then starts without a wake.
@@ -102,12 +100,7 @@ pub fn run(args: WorkerArgs) -> i32 {
         let finished_ns = shm::now_ns();
         while clock.generation.load(Ordering::SeqCst) == seen && clock.stop.load(Ordering::Acquire) == 0 {
             if shm::now_ns() < spin_until {
-                if woke_host && clock.watch.load(Ordering::Relaxed) == 0 {
-                    // The audio thread it woke may be waiting for this very core: let it run.
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
+                std::hint::spin_loop();
                 continue;
             }
             clock.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -170,8 +163,8 @@ pub fn run(args: WorkerArgs) -> i32 {
         // Release: the output words above are visible before the host sees this generation.
         me.done_generation.store(generation, Ordering::Release);
         let done = clock.done.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-        woke_host = done.wrapping_sub(clock.expected_done.load(Ordering::Acquire)) as i32 >= 0;
-        if woke_host {
+        // Only the worker that completes the block wakes the audio thread.
+        if done.wrapping_sub(clock.expected_done.load(Ordering::Acquire)) as i32 >= 0 {
             shm::futex_wake(&clock.done, 1);
         }
     }
