@@ -133,11 +133,11 @@ impl Server {
         self
     }
 
-    /// Keeps named patches in `store` (`/patch/save`, `/patch/load`) and tells `saver` after
-    /// every change.
-    pub fn with_store(mut self, store: Store, saver: Notifier) -> Self {
+    /// Keeps named patches in `store` (`/patch/save`, `/patch/load`) and tells `saver`, if
+    /// any, after every change (none while a script plays: it is not the performer's patch).
+    pub fn with_store(mut self, store: Store, saver: Option<Notifier>) -> Self {
         self.store = Some(store);
-        self.saver = Some(saver);
+        self.saver = saver;
         self
     }
 

@@ -106,9 +106,7 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
     let socket = UdpSocket::bind(options.listen)?;
     let local = socket.local_addr()?;
     let mut osc = crate::osc::Server::new(socket, engine.clone(), ledger.clone()).with_allow(options.allow.clone());
-    if let Some(saver) = &saver {
-        osc = osc.with_store(store.clone(), saver.notifier());
-    }
+    osc = osc.with_store(store.clone(), saver.as_ref().map(Saver::notifier));
     let placement = osc_placement(&pool);
     let osc_thread = {
         let stop = stop.clone();
