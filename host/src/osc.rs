@@ -195,6 +195,10 @@ impl Server {
             let message = format!("bundles nest deeper than {MAX_BUNDLE_DEPTH}");
             return vec![fail("#bundle", "WrongArgs", &message)];
         }
+        if let Some(address) = wire::bare_address(datagram) {
+            let message = OscMessage { addr: address.into(), args: Vec::new() };
+            return self.handle_messages(&[&message], None);
+        }
         // rosc alone would accept bad padding, trailing bytes and half a bundle (see wire.rs).
         let decoded = wire::well_formed(datagram, MAX_BUNDLE_DEPTH).then(|| rosc::decoder::decode_udp(datagram));
         match decoded.unwrap_or(Err(rosc::OscError::BadPacket("malformed"))) {
@@ -859,6 +863,17 @@ mod tests {
         assert_eq!(fail_name(&server.reply()), ("/module/stats", "IdOutOfRange"));
         server.send("/module/stats", vec![s("1")]);
         assert_eq!(fail_name(&server.reply()), ("/module/stats", "WrongArgs"));
+    }
+
+    #[test]
+    fn a_message_without_type_tags_is_a_message_without_arguments() {
+        let server = Running::start(1);
+        server.client.send_to(b"/status\0", server.server).unwrap();
+        assert_eq!(server.reply().addr, "/status", "an old client's bare /status");
+        server.client.send_to(b"/module/free\0\0\0\0", server.server).unwrap();
+        let reply = server.reply();
+        assert_eq!((reply.addr.as_str(), &reply.args[1]), ("/fail", &s("WrongArgs")), "{reply:?}");
+        assert_eq!(server.stats.dropped_datagrams(), 0, "both were answered as messages");
     }
 
     #[test]

@@ -15,6 +15,17 @@ pub fn well_formed(datagram: &[u8], max_depth: usize) -> bool {
     packet(datagram, max_depth)
 }
 
+/// The address of a datagram that is an address and nothing else (no type tag string): a
+/// message without arguments as older OSC implementations send it, which OSC 1.0 asks
+/// servers to accept (`/status`, `/patch/dump`, `/patch/clear`).
+pub fn bare_address(datagram: &[u8]) -> Option<&str> {
+    if datagram.is_empty() || !datagram.len().is_multiple_of(4) {
+        return None;
+    }
+    let (address, rest) = string(datagram)?;
+    (rest.is_empty() && address.starts_with('/')).then_some(address)
+}
+
 fn packet(bytes: &[u8], depth: usize) -> bool {
     if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return false;

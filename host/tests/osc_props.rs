@@ -118,7 +118,11 @@ fn step(h: &Harness, datagram: &[u8]) -> Result<(), TestCaseError> {
         prop_assert!(replies.is_empty() || (replies.len() == 1 && malformed(&replies[0])), "{:?}", replies);
         prop_assert_eq!(&dump(h), &before, "a dropped datagram changed the patch");
     } else if fails.is_empty() {
-        let packet = rosc::decoder::decode_udp(datagram).map(|(_, p)| p);
+        // An address alone is a message without arguments (OSC 1.0's older clients).
+        let packet = match synthpool_host::wire::bare_address(datagram) {
+            Some(addr) => Ok(OscPacket::Message(OscMessage { addr: addr.into(), args: Vec::new() })),
+            None => rosc::decoder::decode_udp(datagram).map(|(_, p)| p),
+        };
         prop_assert!(packet.is_ok(), "answered without /fail, so it decoded: {:?}", replies);
         let packet = packet.unwrap();
         let sent = messages(&packet);

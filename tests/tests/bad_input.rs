@@ -155,7 +155,9 @@ fn malformed_cases() -> Vec<Case> {
         malformed("truncated inside the int", free_1[..free_1.len() - 2].to_vec(), "/module/free"),
         malformed("truncated inside the type tags", b"/module/free\0\0\0\0,i".to_vec(), "/module/free"),
         unanswered("truncated inside the address", b"/module/fr".to_vec()),
-        malformed("no type tag string", osc_string(b"/module/free"), "/module/free"),
+        // An address alone is a message without arguments (OSC 1.0 asks servers to accept
+        // older clients' messages without a type tag string): here one missing its id.
+        fail("no type tag string", osc_string(b"/module/free"), "/module/free", "WrongArgs"),
         malformed(
             "bad padding after the address",
             [b"/module/free\0X\0\0".as_slice(), b",i\0\0", &int(1)].concat(),

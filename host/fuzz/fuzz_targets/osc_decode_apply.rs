@@ -38,6 +38,9 @@ fn message_count(datagram: &[u8]) -> Option<usize> {
             rosc::OscPacket::Bundle(b) => b.content.iter().map(count).sum(),
         }
     }
+    if synthpool_host::wire::bare_address(datagram).is_some() {
+        return Some(1); // an address alone: a message without arguments
+    }
     rosc::decoder::decode_udp(datagram).ok().map(|(_, p)| count(&p))
 }
 
