@@ -210,19 +210,41 @@ impl Client {
     }
 
     /// The whole `/patch/dump` (every part's lines, in order).
+    /// A part lost on the way (UDP: a busy test machine can overflow the socket's buffer
+    /// with a big patch's parts) makes it ask again, up to three times.
     pub fn dump(&self) -> Vec<String> {
+        for _ in 0..3 {
+            if let Some(lines) = self.dump_once() {
+                return lines;
+            }
+            // Let the rest of the broken answer arrive, then drop it.
+            std::thread::sleep(Duration::from_millis(300));
+            self.socket.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+            while self.try_reply().is_some() {}
+            self.socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        }
+        panic!("/patch/dump lost parts three times");
+    }
+
+    /// One `/patch/dump`, or None when a part went missing.
+    fn dump_once(&self) -> Option<Vec<String>> {
         self.send("/patch/dump", vec![]);
         let mut lines = Vec::new();
+        let mut expected = 1;
         loop {
             let part = self.reply();
             assert_eq!(part.addr, "/patch/dump");
             let (n, of) = (int_at(&part.args, 0), int_at(&part.args, 1));
+            if n != expected {
+                return None;
+            }
+            expected += 1;
             lines.extend(part.args[2..].iter().map(|a| match a {
                 OscType::String(line) => line.clone(),
                 other => panic!("dump line {other:?}"),
             }));
             if n == of {
-                return lines;
+                return Some(lines);
             }
         }
     }

@@ -51,15 +51,34 @@ impl Raw {
     }
 
     /// `/patch/dump`, all parts. Its reply also proves that nothing else was queued before it.
+    /// A part lost on the way (UDP: a busy machine can overflow the socket's buffer with a
+    /// full rack's 60-odd parts) makes it ask again, up to three times.
     fn dump(&self) -> Vec<OscType> {
-        let first = self.ask(msg("/patch/dump", vec![]));
-        assert_eq!(first.addr, "/patch/dump", "an extra reply before the dump: {first:?}");
-        let parts = int_at(&first.args, 1);
-        let mut lines = first.args[2..].to_vec();
-        for _ in 1..parts {
-            lines.extend(self.reply().args[2..].iter().cloned());
+        for _ in 0..3 {
+            let first = self.ask(msg("/patch/dump", vec![]));
+            assert_eq!(first.addr, "/patch/dump", "an extra reply before the dump: {first:?}");
+            let parts = int_at(&first.args, 1);
+            let mut lines = first.args[2..].to_vec();
+            let mut whole = int_at(&first.args, 0) == 1;
+            for part in 2..=parts {
+                if !whole {
+                    break;
+                }
+                let reply = self.reply();
+                whole = reply.addr == "/patch/dump" && int_at(&reply.args, 0) == part;
+                lines.extend(reply.args[2..].iter().cloned());
+            }
+            if whole {
+                return lines;
+            }
+            // Let the rest of the broken answer arrive, then drop it.
+            std::thread::sleep(Duration::from_millis(300));
+            self.socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            let mut buf = [0u8; 65_536];
+            while self.socket.recv_from(&mut buf).is_ok() {}
+            self.socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         }
-        lines
+        panic!("/patch/dump lost parts three times");
     }
 
     fn status(&self) -> Vec<OscType> {
