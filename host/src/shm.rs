@@ -202,7 +202,7 @@ impl Region {
         let fd = memfd_create("synthpool", MemfdFlags::empty())?;
         let len = region_len(workers);
         ftruncate(&fd, len as u64)?;
-        let mut region = Self::map(fd, len, workers)?;
+        let mut region = Self::map(fd, len, workers, ProtFlags::READ | ProtFlags::WRITE)?;
         for index in 0..workers {
             // A fresh memfd reads as zeros, which is a valid HostRack (see `rack_mut`);
             // `init_zeroed` writes only the few pages whose empty value is not zeros, so the
@@ -226,21 +226,7 @@ impl Region {
         // SAFETY: `raw_fd` was inherited from the host for this purpose and nothing else in
         // this process owns it; fstat below checks it is open before we rely on it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw_fd) };
-        let len = rustix::fs::fstat(&fd)?.st_size as usize;
-        if len < size_of::<Control>() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "region too small"));
-        }
-        let mut region = Self::map(fd, len, 0)?;
-        let clock = &region.control().clock;
-        if clock.magic.load(std::sync::atomic::Ordering::Acquire) != MAGIC {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a synthpool region"));
-        }
-        let workers = clock.workers.load(std::sync::atomic::Ordering::Relaxed) as usize;
-        if workers > MAX_WORKERS || region_len(workers) > len {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "region layout does not match this build"));
-        }
-        region.workers = workers;
-        Ok(region)
+        Self::map_laid_out(fd, ProtFlags::READ | ProtFlags::WRITE)
     }
 
     /// Maps a running server's region read-only from `path`, a `/proc/PID/fd/N` link to its
@@ -252,15 +238,17 @@ impl Region {
     /// this build.
     pub fn attach_read_only(path: &std::path::Path) -> io::Result<ReadOnlyRegion> {
         let fd: OwnedFd = std::fs::File::open(path)?.into();
+        Ok(ReadOnlyRegion { region: Self::map_laid_out(fd, ProtFlags::READ)? })
+    }
+
+    /// Maps a region another process created and laid out, with `prot`, and checks it is one
+    /// of this build: large enough, its magic word, its worker count within the mapping.
+    fn map_laid_out(fd: OwnedFd, prot: ProtFlags) -> io::Result<Region> {
         let len = rustix::fs::fstat(&fd)?.st_size as usize;
         if len < size_of::<Control>() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "region too small"));
         }
-        // SAFETY: a fresh shared mapping of `len` bytes of `fd`, read-only, at an address the
-        // kernel picks; no existing memory is affected.
-        let ptr = unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, &fd, 0)? };
-        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        let mut region = Region { base, len, fd, workers: 0 };
+        let mut region = Self::map(fd, len, 0, prot)?;
         let clock = &region.control().clock;
         if clock.magic.load(std::sync::atomic::Ordering::Acquire) != MAGIC {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a synthpool region of this build"));
@@ -270,14 +258,13 @@ impl Region {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "region layout does not match this build"));
         }
         region.workers = workers;
-        Ok(ReadOnlyRegion { region })
+        Ok(region)
     }
 
-    fn map(fd: OwnedFd, len: usize, workers: usize) -> io::Result<Region> {
-        // SAFETY: a fresh shared mapping of `len` bytes of `fd`, at an address the kernel picks;
-        // no existing memory is affected.
-        let ptr =
-            unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)? };
+    fn map(fd: OwnedFd, len: usize, workers: usize, prot: ProtFlags) -> io::Result<Region> {
+        // SAFETY: a fresh shared mapping of `len` bytes of `fd` (read-write, or read-only for
+        // the profiler), at an address the kernel picks; no existing memory is affected.
+        let ptr = unsafe { mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, &fd, 0)? };
         let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(Region { base, len, fd, workers })
     }

@@ -189,8 +189,12 @@ impl Client {
 
     /// Sends any packet.
     pub fn send_packet(&self, packet: &OscPacket) {
-        let bytes = encoder::encode(packet).expect("encodes");
-        self.socket.send_to(&bytes, self.server).expect("sends");
+        self.send_bytes(&encoder::encode(packet).expect("encodes"));
+    }
+
+    /// Sends a datagram as it is (malformed ones included).
+    pub fn send_bytes(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.server).expect("sends");
     }
 
     /// The next reply (a message; bundles are not sent back).
@@ -326,6 +330,14 @@ pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
     done()
+}
+
+/// Stops `server` (SIGTERM; it must exit 0) and reads what it recorded to `wav`; also
+/// returns what it printed after start-up.
+pub fn stop_and_read(server: Server, wav: &Path) -> (Vec<f32>, Vec<String>) {
+    let (code, said) = server.stop();
+    assert_eq!(code, 0, "synthpool exits 0 on SIGTERM: {said:?}");
+    (read_wav(wav), said)
 }
 
 /// Reads a mono float WAV.

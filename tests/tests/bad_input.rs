@@ -3,7 +3,6 @@
 //! a count in `/status`), `/patch/dump` is the same after each as before, and the patch keeps
 //! playing its tone throughout.
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
-use std::net::UdpSocket;
 use std::time::Duration;
 use synthpool_tests::*;
 
@@ -16,77 +15,6 @@ const STATUS_GENERATION: usize = 7;
 const MAX_BUNDLE_DEPTH: usize = 4;
 
 const IMMEDIATELY: OscTime = OscTime { seconds: 0, fractional: 1 };
-
-/// A client that sends raw bytes as well as packets (tests/src/lib.rs's `Client` sends only
-/// what rosc encodes).
-struct Raw {
-    socket: UdpSocket,
-    port: u16,
-}
-
-impl Raw {
-    fn new(port: u16) -> Raw {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        // A safety net against a lost reply, not a measurement.
-        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        Raw { socket, port }
-    }
-
-    fn send(&self, bytes: &[u8]) {
-        self.socket.send_to(bytes, ("127.0.0.1", self.port)).unwrap();
-    }
-
-    fn reply(&self) -> OscMessage {
-        let mut buf = [0u8; 65_536];
-        let (n, _) = self.socket.recv_from(&mut buf).expect("a reply within 5 s");
-        match rosc::decoder::decode_udp(&buf[..n]).expect("a valid reply").1 {
-            OscPacket::Message(m) => m,
-            OscPacket::Bundle(b) => panic!("unexpected bundle {b:?}"),
-        }
-    }
-
-    fn ask(&self, message: OscMessage) -> OscMessage {
-        self.send(&encode(&OscPacket::Message(message)));
-        self.reply()
-    }
-
-    /// `/patch/dump`, all parts. Its reply also proves that nothing else was queued before it.
-    /// A part lost on the way (UDP: a busy machine can overflow the socket's buffer with a
-    /// full rack's 60-odd parts) makes it ask again, up to three times.
-    fn dump(&self) -> Vec<OscType> {
-        for _ in 0..3 {
-            let first = self.ask(msg("/patch/dump", vec![]));
-            assert_eq!(first.addr, "/patch/dump", "an extra reply before the dump: {first:?}");
-            let parts = int_at(&first.args, 1);
-            let mut lines = first.args[2..].to_vec();
-            let mut whole = int_at(&first.args, 0) == 1;
-            for part in 2..=parts {
-                if !whole {
-                    break;
-                }
-                let reply = self.reply();
-                whole = reply.addr == "/patch/dump" && int_at(&reply.args, 0) == part;
-                lines.extend(reply.args[2..].iter().cloned());
-            }
-            if whole {
-                return lines;
-            }
-            // Let the rest of the broken answer arrive, then drop it.
-            std::thread::sleep(Duration::from_millis(300));
-            self.socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-            let mut buf = [0u8; 65_536];
-            while self.socket.recv_from(&mut buf).is_ok() {}
-            self.socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        }
-        panic!("/patch/dump lost parts three times");
-    }
-
-    fn status(&self) -> Vec<OscType> {
-        let reply = self.ask(msg("/status", vec![]));
-        assert_eq!(reply.addr, "/status", "{reply:?}");
-        reply.args
-    }
-}
 
 fn msg(addr: &str, args: Vec<OscType>) -> OscMessage {
     OscMessage { addr: addr.into(), args }
@@ -395,9 +323,9 @@ fn refused_cases() -> Vec<Case> {
 }
 
 /// Sends `case`, checks its one reply (or none), the dump, and the dropped count.
-fn check(client: &Raw, dump_before: &[OscType], case: &Case) {
+fn check(client: &Client, dump_before: &[String], case: &Case) {
     let dropped = int_at(&client.status(), STATUS_DROPPED);
-    client.send(&case.bytes);
+    client.send_bytes(&case.bytes);
     if let Expect::Fail(address, name) = case.expect {
         let reply = client.reply();
         assert_eq!(reply.addr, "/fail", "{}: {reply:?}", case.what);
@@ -417,7 +345,7 @@ fn every_bad_input_gets_one_fail_or_is_counted_and_the_patch_plays_on() {
     let dir = scratch("bad-input");
     let wav = dir.join("rec.wav");
     let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
-    let client = Raw::new(server.port);
+    let client = Client::new(server.port);
     // The patch: a 440 Hz sine at 0.5 through a lowpass at 5 kHz (-0.0003 dB at 440 Hz).
     for (addr, args) in [
         ("/module/new", vec![s("vco"), i(1)]),
@@ -429,7 +357,7 @@ fn every_bad_input_gets_one_fail_or_is_counted_and_the_patch_plays_on() {
         ("/patch", vec![i(1), s("out"), i(2), s("in")]),
         ("/patch", vec![i(2), s("out"), i(0), s("in")]),
     ] {
-        let reply = client.ask(msg(addr, args.clone()));
+        let reply = client.ask(addr, args.clone());
         assert_eq!(reply.addr, "/done", "{addr} {args:?}: {reply:?}");
     }
     let built_at = int_at(&client.status(), STATUS_GENERATION);
@@ -504,10 +432,10 @@ fn every_bad_input_gets_one_fail_or_is_counted_and_the_patch_plays_on() {
 fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
     let _machine = exclusive();
     let server = Server::start(&["--workers", "1"]);
-    let client = Raw::new(server.port);
+    let client = Client::new(server.port);
     let empty = client.dump();
     let done = |addr: &str, args: Vec<OscType>| {
-        let reply = client.ask(msg(addr, args.clone()));
+        let reply = client.ask(addr, args.clone());
         assert_eq!(reply.addr, "/done", "{addr} {args:?}: {reply:?}");
     };
     // The rack's pools: 4 reverbs, 8 delays.

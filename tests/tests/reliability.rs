@@ -77,12 +77,6 @@ fn both_playing(a: &[f64], b: &[f64]) -> usize {
     (0..a.len()).find(|&k| a[k] > 0.3 && b[k] > 0.15).expect("both tones heard") + 2
 }
 
-fn stop_and_read(server: Server, wav: &Path) -> Vec<f32> {
-    let (code, said) = server.stop();
-    assert_eq!(code, 0, "synthpool exits 0 on SIGTERM: {said:?}");
-    read_wav(wav)
-}
-
 #[test]
 fn a_worker_killed_ten_times_comes_back_each_time_and_the_other_never_drops() {
     let _machine = exclusive();
@@ -109,7 +103,7 @@ fn a_worker_killed_ten_times_comes_back_each_time_and_the_other_never_drops() {
         assert_eq!((worker_field(&status, w, 7), worker_field(&status, w, 8)), (0, 0), "worker {w} allocated");
     }
     assert_eq!((int_at(&status, 9), int_at(&status, 10)), (0, 0), "the audio thread allocated");
-    let x = stop_and_read(server, &wav);
+    let x = stop_and_read(server, &wav).0;
     let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
     let start = (settled..a.len()).find(|&k| a[k] > 0.3 && b[k] > 0.15).expect("both tones play once placed");
     // B never drops but for blocks its own worker was late for (counted; CI is not real-time).
@@ -159,7 +153,7 @@ fn a_worker_that_keeps_crashing_is_retired_and_its_modules_move() {
     assert_eq!(client.ask("/module/new", vec![s("vco"), i(3)]).addr, "/done");
     assert_eq!(worker_field(&client.status(), 1, 2), 3);
     pause(0.4);
-    let x = stop_and_read(server, &wav);
+    let x = stop_and_read(server, &wav).0;
     let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
     let tail = a.len() - (0.2 * FS as f64 / BLOCK as f64) as usize;
     let clean: Vec<usize> = (tail..a.len()).filter(|&k| b[k] > 0.1).collect();
@@ -195,7 +189,7 @@ fn the_patch_survives_a_kill_9_of_the_server() {
     assert!(second.startup.iter().any(|l| l.contains("restored the last patch")), "{:?}", second.startup);
     assert_eq!(client.dump(), before, "the same patch");
     pause(0.5);
-    let x = stop_and_read(second, &wav);
+    let x = stop_and_read(second, &wav).0;
     let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
     let start = both_playing(&a, &b);
     let playing = (start..a.len()).filter(|&k| a[k] > 0.3 && b[k] > 0.15).count();
@@ -303,7 +297,7 @@ fn a_worker_that_stops_answering_is_killed_and_replaced() {
     assert_ne!(replaced, pid);
     assert_eq!(client.dump(), before, "the patch is unchanged");
     pause(0.3);
-    let x = stop_and_read(server, &wav);
+    let x = stop_and_read(server, &wav).0;
     let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
     let tail = a.len() - (0.2 * FS as f64 / BLOCK as f64) as usize;
     let playing = (tail..a.len()).filter(|&k| a[k] > 0.3 && b[k] > 0.15).count();
@@ -417,7 +411,7 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
     assert!(after_kb - before_kb <= 32, "memory after the flood: {before_kb} -> {after_kb} kB");
     assert_eq!((int_at(&status, 9), int_at(&status, 10)), (0, 0), "the audio thread allocated");
     assert_eq!(client.dump(), before, "the patch is unchanged");
-    let x = stop_and_read(server, &wav);
+    let x = stop_and_read(server, &wav).0;
     let a = tone_per_block(&x, 1);
     let start = (0..a.len()).find(|&k| a[k] > 0.3).expect("tone heard") + 2;
     let missing = a[start..counted_blocks(&status).min(a.len())].iter().filter(|&&v| v < 0.2).count();

@@ -1,6 +1,5 @@
 //! The server as a user meets it: the real `synthpool` binary, real OSC clients (liblo's
 //! `oscsend`, python-osc, and rosc), and the sound checked in what it recorded.
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use synthpool_tests::*;
@@ -44,12 +43,6 @@ fn departure_from_sine(out: &[f32], hz: f64, fit_end: usize) -> usize {
         .filter(|&n| !silent[n / BLOCK])
         .find(|&n| (out[n] as f64 - (a * (w * n as f64).sin() + b * (w * n as f64).cos())).abs() > 2e-3)
         .expect("the pitch changed")
-}
-
-fn stop_and_read(server: Server, wav: &Path) -> (Vec<f32>, Vec<String>) {
-    let (code, said) = server.stop();
-    assert_eq!(code, 0, "synthpool exits 0 on SIGTERM: {said:?}");
-    (read_wav(wav), said)
 }
 
 #[test]
