@@ -19,10 +19,6 @@ use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use synthpool_core::BLOCK;
 
 use crate::pool::Pool;
-use crate::shm;
-
-/// Real-time priority of the host's audio thread (above the workers').
-pub const AUDIO_PRIORITY: i32 = 80;
 
 /// Which output to open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -82,6 +78,14 @@ impl Clocked {
             let sample = T::from_sample_(self.pending[self.pending_at]);
             self.pending_at += 1;
             frame.fill(sample);
+        }
+    }
+
+    /// Sets up the calling thread as the audio thread ([`Pool::enter_audio_thread`]); says
+    /// once when real-time scheduling was refused.
+    pub fn enter(&self) {
+        if !self.pool.enter_audio_thread().realtime {
+            eprintln!("synthpool: real-time scheduling refused for the audio thread; running at normal priority");
         }
     }
 
@@ -306,22 +310,24 @@ fn start_stream(dev: &cpal::Device, config: cpal::StreamConfig, source: Clocked)
     Ok(stream)
 }
 
-/// A stream of samples of type `T` fed by `source`; the callback flushes denormals on its
-/// thread the first time it runs (cpal owns that thread).
+/// A stream of samples of type `T` fed by `source`; the callback makes its thread the audio
+/// thread ([`Clocked::enter`]) the first time it runs (cpal owns that thread).
 fn build_stream<T: cpal::SizedSample + cpal::FromSample<f32>>(
     dev: &cpal::Device,
     config: cpal::StreamConfig,
     mut source: Clocked,
 ) -> Result<cpal::Stream, String> {
     let channels = config.channels as usize;
-    let mut denormals_flushed = false;
+    let mut entered = false;
     let stats = source.stats.clone();
     dev.build_output_stream(
         config,
         move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
-            if !denormals_flushed {
-                denormals_flushed = true;
-                shm::flush_denormals();
+            if !entered {
+                // cpal owns this thread: its first callback makes it the audio thread (the
+                // only syscalls of the callback besides the wake-up, and only this once).
+                entered = true;
+                source.enter();
             }
             source.fill(data, channels)
         },
@@ -342,10 +348,7 @@ fn build_stream<T: cpal::SizedSample + cpal::FromSample<f32>>(
 
 fn spawn_null_sink(mut source: Clocked, sample_rate_hz: u32, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("audio-null".into()).spawn(move || {
-        if shm::set_realtime(AUDIO_PRIORITY).is_err() {
-            eprintln!("synthpool: real-time scheduling refused for the audio thread; running at normal priority");
-        }
-        shm::flush_denormals();
+        source.enter();
         let period = Duration::from_secs_f64(BLOCK as f64 / sample_rate_hz as f64);
         let mut block = [0.0f32; BLOCK];
         let mut next = Instant::now();

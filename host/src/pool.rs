@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 
 use rustix::event::{PollFd, PollFlags};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -54,16 +54,37 @@ pub struct Pool {
     region: Region,
     slots: Mutex<Vec<Slot>>,
     cores: Vec<usize>,
+    /// The first core no worker is pinned to, if any: the audio and OSC threads run there.
+    free_core: Option<usize>,
     sample_rate_hz: u32,
     exe: PathBuf,
     /// How long the audio thread watches `done` before sleeping, ns: [`HOST_WATCH_NS`] when
-    /// the machine has a core no worker is pinned to (watching takes time from nobody), else 0.
+    /// the machine has a core no worker is pinned to (the audio thread runs there, see
+    /// [`Pool::enter_audio_thread`], so watching takes time from nobody), else 0.
     watch_ns: u64,
+    /// How long the last block took from its wake to its last `done`, ns (written by the
+    /// audio thread only): the watch stretches to cover a block as long as the last one.
+    last_block_ns: AtomicU64,
+}
+
+/// Real-time priority of the audio thread (live or offline), above the workers'
+/// ([`crate::worker::WORKER_PRIORITY`]): woken by the last worker to finish a block, it takes
+/// a core at once instead of waiting out that worker's watch of the clock.
+pub const AUDIO_PRIORITY: i32 = 80;
+
+/// What [`Pool::enter_audio_thread`] obtained.
+#[derive(Clone, Copy, Debug)]
+pub struct AudioThread {
+    /// SCHED_FIFO at [`AUDIO_PRIORITY`] was granted.
+    pub realtime: bool,
+    /// The core the thread was pinned to (one no worker uses), if any.
+    pub core: Option<usize>,
 }
 
 /// How long the audio thread watches for the workers' last `done` before sleeping on it, when
-/// it has a core of its own: a sleeping thread on an idle core of a VM wakes tens of
-/// microseconds late.
+/// it has a core of its own, at least: a sleeping thread on an idle core of a VM wakes tens of
+/// microseconds late. When the last block took longer, the watch covers that long and a
+/// quarter more (a heavy patch offline, one block after the other).
 pub const HOST_WATCH_NS: u64 = 100_000;
 
 /// One worker process as the host holds it.
@@ -103,15 +124,19 @@ impl Pool {
             Some(path) => path.clone(),
             None => default_worker_exe()?,
         };
-        let available = core_affinity::get_core_ids().map(|ids| ids.len()).unwrap_or(1).max(1);
-        let cores: Vec<usize> = (0..config.workers).map(|i| i % available).collect();
+        let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().iter().map(|c| c.id).collect();
+        let count = available.len().max(1);
+        let cores: Vec<usize> = (0..config.workers).map(|i| available.get(i % count).copied().unwrap_or(0)).collect();
+        let free_core = available.iter().copied().find(|id| !cores.contains(id));
         let pool = Pool {
             region,
             slots: Mutex::new(Vec::with_capacity(config.workers)),
             cores,
+            free_core,
             sample_rate_hz: config.sample_rate_hz,
             exe,
-            watch_ns: if config.workers < available { HOST_WATCH_NS } else { 0 },
+            watch_ns: if free_core.is_some() { HOST_WATCH_NS } else { 0 },
+            last_block_ns: AtomicU64::new(0),
         };
         let launch = Instant::now();
         let mut spawned_at = Vec::with_capacity(config.workers);
@@ -324,6 +349,21 @@ impl Pool {
         &self.cores
     }
 
+    /// The first core no worker is pinned to, if the machine has one.
+    pub fn free_core(&self) -> Option<usize> {
+        self.free_core
+    }
+
+    /// Makes the calling thread the pool's audio thread: SCHED_FIFO at [`AUDIO_PRIORITY`],
+    /// denormals flushed, and pinned to [`Pool::free_core`] when there is one, so that its
+    /// watch of the workers (see `watch_ns`) never takes a worker's core. Call it once, on the
+    /// thread that calls [`Pool::render_block`], before the first block.
+    pub fn enter_audio_thread(&self) -> AudioThread {
+        shm::flush_denormals();
+        let core = self.free_core.filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+        AudioThread { realtime: shm::set_realtime(AUDIO_PRIORITY).is_ok(), core }
+    }
+
     /// The state word of worker `index` ([`shm::READY`] and so on).
     pub fn state(&self, index: usize) -> u32 {
         self.region.control().workers.get(index).map_or(shm::EXITED, |w| w.state.load(Ordering::Acquire))
@@ -365,6 +405,8 @@ impl Pool {
             shm::futex_wake(&clock.generation, ALL);
         }
         let end = now + deadline.as_nanos() as u64;
+        let watch_ns =
+            if self.watch_ns == 0 { 0 } else { self.watch_ns.max(self.last_block_ns.load(Ordering::Relaxed) / 4 * 5) };
         let owed =
             |i: usize, w: &shm::WorkerShared| owed_mask >> i & 1 == 1 && w.state.load(Ordering::Acquire) == shm::READY;
         loop {
@@ -380,12 +422,13 @@ impl Pool {
             if t >= end {
                 break;
             }
-            if t < now + self.watch_ns {
+            if t < now + watch_ns {
                 std::hint::spin_loop();
                 continue;
             }
             shm::futex_wait(&clock.done, done, Some(Duration::from_nanos(end - t)));
         }
+        self.last_block_ns.store(shm::now_ns() - now, Ordering::Relaxed);
         *out = [0.0; BLOCK];
         let mut late = 0;
         for (i, worker) in workers.iter().enumerate() {

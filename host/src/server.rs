@@ -230,9 +230,7 @@ enum OscPlacement {
 }
 
 fn osc_placement(pool: &Pool) -> OscPlacement {
-    let used: Vec<usize> = pool.cores().to_vec();
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    match cores.iter().map(|c| c.id).find(|id| !used.contains(id)) {
+    match pool.free_core() {
         Some(free) => OscPlacement::Core(free),
         None => OscPlacement::Nice(10),
     }
@@ -356,6 +354,21 @@ pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, o
 /// # Errors
 /// A worker died during the render.
 pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
+    // The render loop is the offline audio thread, set up as the live one is
+    // (`Pool::enter_audio_thread`: real-time above the workers, on a core of its own if any).
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("render".into())
+            .spawn_scoped(scope, || {
+                pool.enter_audio_thread();
+                render_loop(pool, script, seconds)
+            })?
+            .join()
+            .map_err(|_| io::Error::other("the render thread panicked"))?
+    })
+}
+
+fn render_loop(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
     let rate = Engine::sample_rate_hz(pool);
     let mut ledger = Ledger::new(Engine::workers(pool));
     let mut player = Player::new(script);

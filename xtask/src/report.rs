@@ -164,6 +164,12 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
     let (in50, in99) = pair("handoff_server_us").unwrap_or((f64::NAN, f64::NAN));
     let (block50, block99) = pair("block_overhead_us")?;
     let speedup = json.get("speedup_2_over_1")?.as_f64()?;
+    let (low, high) = pair("speedup_range").unwrap_or((f64::NAN, f64::NAN));
+    let rounds = json.get("rounds").and_then(serde_json::Value::as_u64).unwrap_or(1);
+    let (block1, block2) = (
+        json.get("block_1_us").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN),
+        json.get("block_2_us").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN),
+    );
     let voices = json.get("heavy_voices").and_then(serde_json::Value::as_u64).unwrap_or(60);
     let rss = json.get("idle_rss_kib")?.as_u64()?;
     let private = json.get("idle_private_kib")?.as_u64()?;
@@ -175,7 +181,7 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
          | command hand-off in the server (datagram in to queued, /done sent) | 57 us round trip | < 20 us | **{in50:.1} us** ({in99:.1} us) |\n\
          | the same as a UDP round trip from a client on loopback (two thread wakes more) | 57 us | - | **{rtt50:.1} us** ({rtt99:.1} us) |\n\
          | OSC message to changed output | 9-16 ms | at most one block after the block in flight | tested: `a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight` |\n\
-         | speed-up, 2 workers vs 1, {voices} standard voices built, then rendered offline, 2 cores | 1.17x | >= 1.8x | **{speedup:.2}x** |\n\
+         | speed-up, 2 workers vs 1, {voices} standard voices built, then rendered offline in {rounds} alternating rounds, 2 cores | 1.17x | >= 1.8x | **{speedup:.2}x** (rounds {low:.2}-{high:.2}x; {block1:.0} us a block on 1 worker, {block2:.0} us on 2) |\n\
          | memory per idle worker (largest of 2) | ~50 MB | < 2 MB RSS, < 1 MB private | **{:.2} MB RSS, {:.2} MB private** |\n\
          | pool overhead per block (wake + gather, 2 idle workers) | - | - | **{block50:.1} us = {:.1}%** of the block ({block99:.1} us = {:.1}%) |\n",
         cold50 / 1e3,
