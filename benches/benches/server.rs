@@ -24,7 +24,12 @@ use synthpool_host::server::render_with;
 const FS: u32 = 48_000;
 const BUDGET_US: f64 = 64.0 / 48_000.0 * 1e6;
 
+/// The worker `SYNTHPOOL_WORKER` names (`cargo xtask bench`: the statically linked one),
+/// else the `synthpool-worker` of this profile, built now.
 fn worker_exe(profile: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(synthpool_host::pool::WORKER_ENV) {
+        return PathBuf::from(path);
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = vec!["build", "--quiet", "-p", "synthpool-host", "--bin", "synthpool-worker"];

@@ -8,19 +8,32 @@
 //! an engine of in-process racks for tests and the fuzz target; [`wire`] checks OSC framing.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "server")]
 pub mod audio;
+#[cfg(feature = "server")]
 pub mod engine;
+#[cfg(feature = "server")]
 pub mod ledger;
+#[cfg(feature = "server")]
 pub mod local;
+#[cfg(feature = "server")]
 pub mod osc;
+#[cfg(feature = "server")]
 pub mod persist;
+#[cfg(feature = "server")]
 pub mod placement;
+#[cfg(feature = "server")]
 pub mod pool;
+#[cfg(feature = "server")]
 pub mod profile;
+#[cfg(feature = "server")]
 pub mod render;
+#[cfg(feature = "server")]
 pub mod server;
 #[allow(unsafe_code)]
 pub mod shm;
+#[cfg(feature = "server")]
 pub mod supervisor;
+#[cfg(feature = "server")]
 pub mod wire;
 pub mod worker;

@@ -588,9 +588,21 @@ fn spawn_worker(exe: &Path, fd: i32, index: usize, core: usize) -> io::Result<Ch
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", exe.display())))
 }
 
-/// `synthpool-worker` beside the running executable (or one directory up, for test binaries
-/// in `target/*/deps`).
+/// The environment variable naming the `synthpool-worker` to launch when the configuration
+/// names none (`cargo xtask` points it at the statically linked worker it builds).
+pub const WORKER_ENV: &str = "SYNTHPOOL_WORKER";
+
+/// The worker [`WORKER_ENV`] names, else `synthpool-worker` beside the running executable (or
+/// one directory up, for test binaries in `target/*/deps`).
 fn default_worker_exe() -> io::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(WORKER_ENV) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(io::Error::new(io::ErrorKind::NotFound, format!("{WORKER_ENV}={} is not a file", path.display())))
+        };
+    }
     let me = std::env::current_exe()?;
     let dir = me.parent().ok_or_else(|| io::Error::other("executable has no directory"))?;
     for candidate in [dir.join("synthpool-worker"), dir.join("../synthpool-worker")] {

@@ -6,6 +6,7 @@ mod pi;
 mod prereq;
 mod report;
 mod steps;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -145,6 +146,7 @@ fn main() -> ExitCode {
 /// The steps of `cargo xtask test`, in order; the first failure stops the run.
 #[rustfmt::skip]
 fn test_steps(root: &Path) -> Vec<Step> {
+    let (worker, worker_exe) = worker::build(root, "debug");
     let mut steps = vec![
         // No `std` exists for thumbv7em-none-eabihf: this fails if the core reaches for it.
         Step::cargo("core builds for Cortex-M4F (no_std)", &["build", "-p", "synthpool-core", "--target", "thumbv7em-none-eabihf"]),
@@ -152,11 +154,15 @@ fn test_steps(root: &Path) -> Vec<Step> {
         // 16 MiB stacks: tests keep whole fixed-size racks on their threads' stacks.
         // .venv/bin first: the end-to-end tests run python-osc from there. firmware-sim's
         // host side checks the firmware's expected checksum against the host's render.
+        // The tests run the worker the other tasks run: the static one (worker.rs).
+        worker,
         Step::cargo("workspace tests", &["test", "--workspace"])
             .env("RUST_MIN_STACK", "16777216")
+            .env(worker::ENV, &worker_exe)
             .path_first(&root.join(VENV).join("bin")),
         // In test mode criterion runs each bench once: they build and their output checks pass.
-        Step::cargo("benches run once (test mode)", &["test", "-p", "synthpool-benches", "--benches"]),
+        Step::cargo("benches run once (test mode)", &["test", "-p", "synthpool-benches", "--benches"])
+            .env(worker::ENV, &worker_exe),
     ];
     // The Raspberry Pi check: aarch64 builds under qemu-aarch64, on x86-64 machines only.
     steps.extend(pi::steps());
@@ -208,11 +214,8 @@ fn demo(root: &Path, invoked_in: &Path, args: &DemoArgs) -> ExitCode {
             &out,
         ],
     );
-    // `cargo run --bin synthpool` builds that binary only: a fresh clone would have no
-    // synthpool-worker beside it, an old one a worker of another build. Build both first.
-    let build =
-        Step::cargo("build the server and its worker", &["build", "--release", "-p", "synthpool-host", "--bins"]);
-    steps::run_all("demo", &[build, serve]);
+    let (worker, worker_exe) = worker::build(root, "release");
+    steps::run_all("demo", &[worker, serve.env(worker::ENV, &worker_exe)]);
     if !out_abs.is_file() {
         fail(&format!("the server ran but wrote no {out}"));
     }
@@ -249,7 +252,8 @@ fn bench(root: &Path, args: &BenchArgs) -> ExitCode {
         cargo_args.push("--");
         cargo_args.extend(args.criterion.iter().map(String::as_str));
     }
-    steps::run_all("bench", &[Step::cargo("criterion benches", &cargo_args)]);
+    let (worker, worker_exe) = worker::build(root, "release");
+    steps::run_all("bench", &[worker, Step::cargo("criterion benches", &cargo_args).env(worker::ENV, &worker_exe)]);
     if !args.criterion.is_empty() {
         println!("a filtered run: BENCHMARKS.md left as it is (run `cargo xtask bench` alone to rewrite it)");
         return ExitCode::SUCCESS;
@@ -290,11 +294,9 @@ fn profile(root: &Path, invoked_in: &Path, args: &ProfileArgs) -> ExitCode {
     if args.live {
         cargo_args.push("--live");
     }
-    // `cargo run --bin synthpool` alone would leave a stale synthpool-worker beside it (a
-    // worker of another build refuses the region): build both first.
-    let build =
-        Step::cargo("build the server and its worker", &["build", "--release", "-p", "synthpool-host", "--bins"]);
-    steps::run_all("profile", &[build, Step::cargo("the profiler records the server", &cargo_args)]);
+    let (worker, worker_exe) = worker::build(root, "release");
+    let profile = Step::cargo("the profiler records the server", &cargo_args).env(worker::ENV, &worker_exe);
+    steps::run_all("profile", &[worker, profile]);
     ExitCode::SUCCESS
 }
 

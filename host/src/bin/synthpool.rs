@@ -14,6 +14,9 @@ use synthpool_host::server::{ServeOptions, render, serve};
 /// Start it, point an OSC controller at it (UDP, port 57130 by default) and patch:
 ///   /module/new vco 1        /module/set 1 freq 220       /patch 1 out 0 in
 /// Every request is answered /done or /fail. See PROTOCOL.md for every address.
+///
+/// Environment: SYNTHPOOL_WORKER=PATH names the synthpool-worker to launch (default: the one
+/// beside this program; `cargo xtask` points it at a statically linked one).
 #[derive(Parser)]
 #[command(version, about, long_about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
