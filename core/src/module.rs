@@ -350,6 +350,19 @@ impl Module {
         value: f32,
         pools: Pools<'_, DL, CL, AL>,
     ) {
+        self.set_at(param, value, 0, pools);
+    }
+
+    /// As [`Module::set`], timed to sample `frame` of the next block: an adsr's gate opens or
+    /// closes at that sample ([`Adsr::set_gate_at`]); every other parameter glides over the
+    /// block from its start, as untimed.
+    pub fn set_at<const DL: usize, const CL: usize, const AL: usize>(
+        &mut self,
+        param: u8,
+        value: f32,
+        frame: usize,
+        pools: Pools<'_, DL, CL, AL>,
+    ) {
         let choice = value as u32; // enumerations: validated to be a whole index upstream
         match self {
             Module::Empty => {}
@@ -385,7 +398,7 @@ impl Module {
                 1 => u.set_decay_s(value),
                 2 => u.set_sustain(value),
                 3 => u.set_release_s(value),
-                4 => u.set_gate(value),
+                4 => u.set_gate_at(value, frame),
                 _ => {}
             },
             Module::Lfo(u) => match param {

@@ -302,6 +302,13 @@ impl<
     /// Applies a command checked by a [`Topology`]; takes effect from the next block.
     /// Cannot fail: a command that does not fit this rack changes nothing.
     pub fn apply(&mut self, command: &Command) {
+        self.apply_at(command, 0);
+    }
+
+    /// As [`Rack::apply`], timed to sample `frame` of the next block (a timetagged OSC
+    /// bundle): a [`Command::Set`] of an adsr's gate takes effect at that sample
+    /// ([`Module::set_at`]); every other command starts its glide or fade with the block.
+    pub fn apply_at(&mut self, command: &Command, frame: usize) {
         if !matches!(command, Command::Set { .. }) {
             // New fades change where ports read from (a fading wire is summed with its ramp).
             self.fades_pending = true;
@@ -320,7 +327,7 @@ impl<
             Command::Set { id, param, value } => {
                 if let Some(slot) = self.slot_of(id) {
                     let pools = Pools { delays: &mut self.delays, reverbs: &mut self.reverbs };
-                    self.modules[slot].set(param, value, pools);
+                    self.modules[slot].set_at(param, value, frame, pools);
                 }
             }
             Command::Patch { src, dst, port } => {

@@ -1,5 +1,8 @@
 //! What the OSC side needs from the audio side: a way to hand commands to a worker, and
 //! figures for `/status`. The pool implements it; tests can implement it with a fake.
+use std::time::Duration;
+
+use synthpool_core::BLOCK;
 use synthpool_core::command::Command;
 
 /// A worker's command ring was full: the command was not queued (reply `/fail busy`).
@@ -50,6 +53,24 @@ pub struct ModuleTime {
     pub blocks: u32,
 }
 
+/// When a bundle's commands apply: with the block of generation `generation`, timed to its
+/// sample `frame` (0..BLOCK: an adsr's gate opens or closes there, every other change starts
+/// with the block; see `Rack::apply_at`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Due {
+    /// The block's generation.
+    pub generation: u32,
+    /// The sample within the block.
+    pub frame: u8,
+}
+
+impl Due {
+    /// At the start of the block of `generation`.
+    pub fn block(generation: u32) -> Self {
+        Self { generation, frame: 0 }
+    }
+}
+
 /// The audio side, as the control side sees it.
 pub trait Engine: Send + Sync {
     /// Number of workers.
@@ -65,15 +86,21 @@ pub trait Engine: Send + Sync {
     /// # Errors
     /// [`Busy`] when any ring lacks room for its share; then none was queued.
     fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy>;
-    /// Queues `commands` to apply together at the block of generation `due` (or at the next
-    /// block if `due` has passed): scripts and timetagged bundles. Engines without a clock
-    /// apply them at once.
+    /// Queues `commands` to apply together at `due` (or at the next block if its block has
+    /// passed): scripts and timetagged bundles. Engines without a clock apply them at once.
     ///
     /// # Errors
     /// As [`Engine::send_together`].
-    fn send_together_at(&self, commands: &[(usize, Command)], due: u32) -> Result<(), Busy> {
+    fn send_together_at(&self, commands: &[(usize, Command)], due: Due) -> Result<(), Busy> {
         let _ = due;
         self.send_together(commands)
+    }
+    /// The block and sample that play `ahead` from now, on the audio side's clock, no sooner
+    /// than a bundle can be queued whole (two blocks ahead). Engines without a clock: the
+    /// block nearest `ahead` after those two.
+    fn due_in(&self, ahead: Duration) -> Due {
+        let blocks = ahead.as_secs_f64() * f64::from(self.sample_rate_hz()) / BLOCK as f64;
+        Due::block(self.generation().wrapping_add(2).wrapping_add(blocks.round() as u32))
     }
     /// The generation of the block rendered last (0 before the first).
     fn generation(&self) -> u32 {

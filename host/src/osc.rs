@@ -20,7 +20,7 @@
 //!
 //! A datagram that cannot be decoded is dropped and counted; when its address can still be
 //! read, it is answered `/fail <address> WrongArgs "malformed message"`.
-use crate::engine::{Busy, Engine, ModuleTime};
+use crate::engine::{Busy, Due, Engine, ModuleTime};
 use crate::ledger::{Ledger, Refused};
 use crate::persist::{self, Notifier, ScriptRefused, Store};
 use crate::wire;
@@ -216,15 +216,15 @@ impl Server {
                 self.count_timing(bundle.timetag, now);
                 let mut messages = Vec::new();
                 flatten(&bundle.content, &mut messages);
-                self.handle_messages(&messages, self.due_generation(bundle.timetag, now))
+                self.handle_messages(&messages, self.due(bundle.timetag, now))
             }
         }
     }
 
-    /// The block generation a bundle with `timetag` is due at: the block nearest the time it
-    /// names, counted from the block the audio side rendered last. None for "immediately"
-    /// and for times that have passed (those apply at once).
-    fn due_generation(&self, timetag: OscTime, now: SystemTime) -> Option<u32> {
+    /// When a bundle with `timetag` is due: the block and sample that play at the time it
+    /// names, on the audio side's clock ([`Engine::due_in`]). None for "immediately" and for
+    /// times that have passed (those apply at once).
+    fn due(&self, timetag: OscTime, now: SystemTime) -> Option<Due> {
         // rosc's conversion to SystemTime panics for a time before 1970 (it subtracts
         // Durations): compare as timetags first, and only a time to come is converted.
         let now_tag = OscTime::try_from(now).ok()?;
@@ -232,17 +232,15 @@ impl Server {
             return None;
         }
         let at = SystemTime::from(timetag);
-        let ahead = at.duration_since(now).ok()?;
-        let blocks = (ahead.as_secs_f64() * self.engine.sample_rate_hz() as f64 / BLOCK as f64).round();
         // Farther than MAX_AHEAD_S: refused upstream as WrongArgs would lose the bundle;
         // cap it instead (it then applies early, and is counted early).
-        let blocks = blocks.min(MAX_AHEAD_S * self.engine.sample_rate_hz() as f64 / BLOCK as f64) as u32;
-        Some(self.engine.generation().wrapping_add(1).wrapping_add(blocks))
+        let ahead = at.duration_since(now).ok()?.min(Duration::from_secs_f64(MAX_AHEAD_S));
+        Some(self.engine.due_in(ahead))
     }
 
-    /// Checks `messages` as one bundle, queues their commands together (for block generation
-    /// `due`, or the next block), records them.
-    fn handle_messages(&self, messages: &[&OscMessage], due: Option<u32>) -> Vec<OscMessage> {
+    /// Checks `messages` as one bundle, queues their commands together (for `due`, or the
+    /// next block), records them.
+    fn handle_messages(&self, messages: &[&OscMessage], due: Option<Due>) -> Vec<OscMessage> {
         let mut items = Vec::with_capacity(messages.len());
         for message in messages {
             match item(message) {

@@ -21,7 +21,7 @@ use synthpool_core::BLOCK;
 use synthpool_core::command::Command;
 use synthpool_core::ring::Message;
 
-use crate::engine::{Busy, Engine, ModuleTime, WorkerStatus};
+use crate::engine::{Busy, Due, Engine, ModuleTime, WorkerStatus};
 use crate::profile::percentile;
 use crate::shm::{self, ALL, Region, TIMING_SLOTS};
 
@@ -65,7 +65,16 @@ pub struct Pool {
     /// How long the last block took from its wake to its last `done`, ns (written by the
     /// audio thread only): the watch stretches to cover a block as long as the last one.
     last_block_ns: AtomicU64,
+    /// The audio clock as the monotonic clock sees it: when generation 0 would have started,
+    /// ns as f64 bits (0: no block yet), written by the audio thread each block, smoothed
+    /// ([`EPOCH_SMOOTHING`]). Timetags become samples through it ([`Engine::due_in`]).
+    epoch_ns: AtomicU64,
 }
+
+/// The audio clock's estimate follows each block's start by this fraction of its error:
+/// jitter (a sleeping thread's wake, a device that asks for several blocks at once) is
+/// averaged over ~64 blocks, a drift between the device's clock and the system's is followed.
+pub const EPOCH_SMOOTHING: f64 = 1.0 / 64.0;
 
 /// Real-time priority of the audio thread (live or offline), above the workers'
 /// ([`crate::worker::WORKER_PRIORITY`]): woken by the last worker to finish a block, it takes
@@ -137,6 +146,7 @@ impl Pool {
             exe,
             watch_ns: if free_core.is_some() { HOST_WATCH_NS } else { 0 },
             last_block_ns: AtomicU64::new(0),
+            epoch_ns: AtomicU64::new(0),
         };
         let launch = Instant::now();
         let mut spawned_at = Vec::with_capacity(config.workers);
@@ -253,7 +263,7 @@ impl Pool {
         // the replacement takes them (all are due at once, so it completes within a few blocks).
         let mut rest = rebuild.unwrap_or_default();
         while let Some((command, tail)) = rest.split_first() {
-            if self.push(index, command, self.generation()).is_err() {
+            if self.push(index, command, Due::block(self.generation())).is_err() {
                 break;
             }
             rest = tail;
@@ -287,7 +297,7 @@ impl Pool {
         let give_up = Instant::now() + limit;
         let mut rest = commands;
         while let Some(((worker, command), tail)) = rest.split_first() {
-            if self.push(*worker, command, self.generation()).is_ok() {
+            if self.push(*worker, command, Due::block(self.generation())).is_ok() {
                 rest = tail;
             } else if Instant::now() < give_up {
                 std::thread::sleep(Duration::from_millis(1));
@@ -404,6 +414,7 @@ impl Pool {
         if clock.sleepers.load(Ordering::SeqCst) > 0 {
             shm::futex_wake(&clock.generation, ALL);
         }
+        self.follow_clock(generation, now);
         let end = now + deadline.as_nanos() as u64;
         let watch_ns =
             if self.watch_ns == 0 { 0 } else { self.watch_ns.max(self.last_block_ns.load(Ordering::Relaxed) / 4 * 5) };
@@ -470,9 +481,28 @@ impl Pool {
         slots.clear();
     }
 
-    fn push(&self, worker: usize, command: &Command, not_before: u32) -> Result<(), Busy> {
+    /// Moves the audio clock's estimate (`epoch_ns`) toward block `generation` having started
+    /// at `now_ns`; a first block, or one more than 8 blocks off (a stall, a wrapped
+    /// generation), sets it outright.
+    fn follow_clock(&self, generation: u32, now_ns: u64) {
+        let period_ns = self.block_period_ns();
+        let epoch = f64::from_bits(self.epoch_ns.load(Ordering::Relaxed));
+        let error = now_ns as f64 - (epoch + f64::from(generation) * period_ns);
+        let epoch = if epoch == 0.0 || error.abs() > 8.0 * period_ns {
+            now_ns as f64 - f64::from(generation) * period_ns
+        } else {
+            epoch + error * EPOCH_SMOOTHING
+        };
+        self.epoch_ns.store(epoch.to_bits(), Ordering::Relaxed);
+    }
+
+    fn block_period_ns(&self) -> f64 {
+        BLOCK as f64 * 1e9 / f64::from(self.sample_rate_hz)
+    }
+
+    fn push(&self, worker: usize, command: &Command, due: Due) -> Result<(), Busy> {
         let [a, b, c, d] = command.to_words();
-        let message: Message = [a, b, c, d, not_before, 0];
+        let message: Message = [a, b, c, d, due.generation, u32::from(due.frame)];
         let ring = &self.region.control().workers.get(worker).ok_or(Busy)?.commands;
         ring.try_push(message).map_err(|_| Busy)
     }
@@ -491,16 +521,34 @@ impl Engine for Pool {
 
     fn send(&self, worker: usize, command: &Command) -> Result<(), Busy> {
         // Due at once: at the next block any worker starts.
-        self.push(worker, command, self.generation())
+        self.push(worker, command, Due::block(self.generation()))
     }
 
     fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy> {
         // Two blocks ahead: every worker reads the whole bundle at the same block, even if
         // one wakes while the bundle is still being pushed.
-        self.send_together_at(commands, self.generation().wrapping_add(2))
+        self.send_together_at(commands, Due::block(self.generation().wrapping_add(2)))
     }
 
-    fn send_together_at(&self, commands: &[(usize, Command)], due: u32) -> Result<(), Busy> {
+    fn due_in(&self, ahead: Duration) -> Due {
+        let epoch = f64::from_bits(self.epoch_ns.load(Ordering::Relaxed));
+        let current = self.generation();
+        let soonest = Due::block(current.wrapping_add(2));
+        if epoch == 0.0 {
+            return soonest;
+        }
+        // Samples from the start of the current block to the time named.
+        let period_ns = self.block_period_ns();
+        let at_ns = shm::now_ns() as f64 + ahead.as_nanos() as f64;
+        let samples = ((at_ns - (epoch + f64::from(current) * period_ns)) * BLOCK as f64 / period_ns).round();
+        if samples < 2.0 * BLOCK as f64 {
+            return soonest;
+        }
+        let samples = samples as u64;
+        Due { generation: current.wrapping_add((samples / BLOCK as u64) as u32), frame: (samples % BLOCK as u64) as u8 }
+    }
+
+    fn send_together_at(&self, commands: &[(usize, Command)], due: Due) -> Result<(), Busy> {
         let control = self.region.control();
         let mut wanted = vec![0usize; self.region.workers()];
         for (worker, _) in commands {

@@ -12,7 +12,7 @@ use synthpool_core::BLOCK;
 use synthpool_core::script::Player;
 
 use crate::audio::{AudioChoice, AudioStats, Clocked, Output, Recorder};
-use crate::engine::Engine;
+use crate::engine::{Due, Engine};
 use crate::ledger::Ledger;
 use crate::persist::{self, Saver, Store};
 use crate::pool::{Pool, PoolConfig};
@@ -408,7 +408,8 @@ fn queue_due_lines(
     let rate = Engine::sample_rate_hz(pool) as f32;
     while let Some(line) = player.next_due_for_block(block, rate) {
         let outcome = line.map_err(|e| (e.number, e.error.to_string())).and_then(|line| {
-            let result = ledger.submit_with(&[line.request], |commands| pool.send_together_at(commands, due));
+            let result =
+                ledger.submit_with(&[line.request], |commands| pool.send_together_at(commands, Due::block(due)));
             result.map_err(|e| (line.number, format!("{e:?}")))
         });
         if let Err((number, why)) = outcome {

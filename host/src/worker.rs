@@ -126,7 +126,8 @@ pub fn run(args: WorkerArgs) -> i32 {
                 if at.wrapping_sub(message[4]) as i32 >= 0 {
                     let _ = me.commands.pop();
                     if let Some(command) = Command::from_words([message[0], message[1], message[2], message[3]]) {
-                        rack.apply(&command);
+                        // Timed to a sample of this block (word 5, a timetagged bundle's).
+                        rack.apply_at(&command, message[5] as usize);
                     }
                 } else {
                     break;

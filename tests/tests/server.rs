@@ -263,6 +263,49 @@ fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
     );
 }
 
+/// Timetags name samples, not blocks: python-osc sends three bundles that open, close and
+/// open again an envelope's gate 10 ms (480 samples) and 10.5 ms (504 samples) apart. The
+/// envelope, patched straight to the output, starts, releases and starts again exactly that
+/// many samples apart; block-accurate timing would put every change at a multiple of 64.
+#[test]
+fn timetagged_gates_open_and_close_at_the_sample_they_name() {
+    let _machine = exclusive();
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "{} missing: `cargo xtask test` creates it with python-osc", python.display());
+    let dir = scratch("timed-gates");
+    let wav = dir.join("rec.wav");
+    let server = Server::start(&["--workers", "1", "--record", wav.to_str().unwrap()]);
+    let client = Client::new(server.port);
+    assert_eq!(client.ask("/module/new", vec![s("adsr"), i(1)]).addr, "/done");
+    // The shortest attack and release (0.5 ms, 24 samples), held at full level.
+    for (param, value) in [("attack", 0.0005), ("decay", 0.0005), ("sustain", 1.0), ("release", 0.0005)] {
+        assert_eq!(client.ask("/module/set", vec![i(1), s(param), f(value)]).addr, "/done");
+    }
+    assert_eq!(client.ask("/patch", vec![i(1), s("out"), i(0), s("in")]).addr, "/done");
+    pause(0.2);
+    let out = Command::new(&python)
+        .arg(root().join("tests/clients/timed_gates.py"))
+        .args([server.port.to_string(), "1".into()])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.starts_with("/done\t/module/set")).count(), 3, "{text}");
+    pause(0.5);
+    let (y, _) = stop_and_read(server, &wav);
+    // The output's level scales the envelope: its held level is the recording's peak.
+    let held_level = y.iter().copied().fold(0.0f32, f32::max);
+    let opens = y.iter().position(|&v| v > 0.0).expect("the gate opened");
+    let peak = opens + y[opens..].iter().position(|&v| v == held_level).expect("the attack ends");
+    let released = peak + y[peak..].iter().position(|&v| v < held_level).expect("the gate closed");
+    let closed = released + y[released..].iter().position(|&v| v == 0.0).expect("the release ends");
+    let reopens = closed + y[closed..].iter().position(|&v| v > 0.0).expect("the gate opened again");
+    let (held, apart) = (released as i64 - opens as i64, reopens as i64 - released as i64);
+    // Each time is converted to a sample on its own: one sample of rounding either side.
+    assert!((held - 480).abs() <= 1, "open at {opens}, released at {released}: {held} samples, not 480");
+    assert!((apart - 504).abs() <= 1, "released at {released}, open again at {reopens}: {apart} samples, not 504");
+}
+
 /// JACK's dummy driver paces the server like a sound card would (one 64-frame period at a
 /// time, from JACK's own thread): the server renders through cpal's JACK backend.
 #[test]

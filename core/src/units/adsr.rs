@@ -8,12 +8,15 @@
 //! c^1..=c^64 inside it. So a block costs one multiply-add per sample with no loop-carried
 //! dependency (LLVM vectorises it), and rounding never accumulates from block to block:
 //! a 60 s stage still lands within a few samples of 60 s.
-use crate::block::{BLOCK, Block, SILENCE};
+use crate::block::{BLOCK, Block};
 use crate::dsp::{flush, math};
 
 /// Decay and release aim this fraction of their distance beyond their end level and stop
 /// when they reach it: the curve is within 0.1% of its distance one time constant before.
 const TARGET_RATIO: f32 = 0.001;
+
+// The gate parameter keeps one bit a sample of the block.
+const _: () = assert!(BLOCK <= u64::BITS as usize);
 
 /// ln((1 + TARGET_RATIO) / TARGET_RATIO) = ln(1001): the log-decay over one stage time, so
 /// `(distance + overshoot) * c^N = overshoot` lands on the end level after N samples.
@@ -38,8 +41,10 @@ pub struct Adsr {
     /// Sustain level, linear 0.0..=1.0.
     sustain: f32,
     release_s: f32,
-    /// Gate parameter: on when set with a value above 0.5.
-    gate: bool,
+    /// The gate parameter at each sample of the next block, bit i for sample i (on when set
+    /// with a value above 0.5): all ones or all zeros unless a change was timed to a sample
+    /// within the block ([`Adsr::set_gate_at`]).
+    gate: u64,
     /// A time or the sample rate changed: the coefficients below are recomputed next block.
     coefs_stale: bool,
     /// Attack rise per sample, 1 / (attack_s * fs).
@@ -82,7 +87,7 @@ impl Adsr {
             decay_s: 0.1,
             sustain: 0.7,
             release_s: 0.2,
-            gate: false,
+            gate: 0,
             coefs_stale: true,
             attack_step: 0.0,
             decay_log: 0.0,
@@ -157,7 +162,16 @@ impl Adsr {
 
     /// Gate parameter: on when `gate` > 0.5 (NaN is off), default off. Applies from the next block.
     pub fn set_gate(&mut self, gate: f32) {
-        self.gate = gate > 0.5;
+        self.set_gate_at(gate, 0);
+    }
+
+    /// As [`Adsr::set_gate`], from sample `frame` of the next block on (0..BLOCK; later
+    /// frames count as the last): the samples before it keep the gate as it was. A timed
+    /// note starts or ends at its sample, not at the block's start. Changes timed within one
+    /// block apply in the order they are made.
+    pub fn set_gate_at(&mut self, gate: f32, frame: usize) {
+        let before = if frame == 0 { 0 } else { u64::MAX >> (u64::BITS as usize - frame.min(BLOCK - 1)) };
+        self.gate = (self.gate & before) | if gate > 0.5 { !before } else { 0 };
     }
 
     /// Writes the envelope, 0.0..=1.0, to `out`. The gate at each sample is the gate
@@ -183,25 +197,26 @@ impl Adsr {
 
         // A gate that does not change within the block (the usual case) is rendered in one
         // run; counting is vectorisable where scanning for the changes is not.
-        let uniform_gate = match gate {
-            None => Some(self.gate),
-            Some(_) if self.gate => Some(true),
-            Some(input) => match input.iter().filter(|&&g| g > 0.5).count() {
+        let param = self.gate;
+        let uniform_gate = match (gate, param) {
+            (_, u64::MAX) => Some(true),
+            (None, 0) => Some(false),
+            (Some(input), 0) => match input.iter().filter(|&&g| g > 0.5).count() {
                 0 => Some(false),
                 BLOCK => Some(true),
                 _ => None,
             },
+            _ => None, // the parameter changes within the block
         };
+        let on_at = |i: usize| param >> i & 1 == 1 || gate.is_some_and(|input| input[i] > 0.5);
 
-        let input = gate.unwrap_or(&SILENCE);
         let mut i = 0;
         while i < BLOCK {
             let (gate_on, run_end) = match uniform_gate {
                 Some(on) => (on, BLOCK),
                 None => {
-                    let on = input.get(i).is_some_and(|&g| g > 0.5);
-                    let same = input.iter().skip(i + 1).take_while(|&&g| (g > 0.5) == on).count();
-                    (on, i + 1 + same)
+                    let on = on_at(i);
+                    (on, (i + 1..BLOCK).find(|&j| on_at(j) != on).unwrap_or(BLOCK))
                 }
             };
             if gate_on != self.gate_was {
@@ -217,6 +232,8 @@ impl Adsr {
             self.level = sustain; // the glide's end, exact
         }
         self.level = flush(self.level);
+        // The parameter holds its last sample's value from the next block on.
+        self.gate = if param >> (BLOCK - 1) & 1 == 1 { u64::MAX } else { 0 };
     }
 
     /// Restarts the closed form of the current stage from the current level.
@@ -507,6 +524,48 @@ mod tests {
         let off = [0.0; BLOCK];
         let y = render_s(0.1, |b| env.process(Some(&off), b));
         assert_eq!(y[y.len() - 1], 0.5);
+    }
+
+    #[test]
+    fn a_gate_timed_to_a_sample_opens_and_closes_there() {
+        // The same note through the gate input and through timed parameter changes: on at
+        // sample 10 of block 0, off at sample 40 of block 20, a blip on at 50 and off at 60 of
+        // block 30, and an on at 63 of block 40: the same samples, bit for bit.
+        let events =
+            [(10, 1.0), (20 * BLOCK + 40, 0.0), (30 * BLOCK + 50, 1.0), (30 * BLOCK + 60, 0.0), (40 * BLOCK + 63, 1.0)];
+        let gate_at = |t: usize| events.iter().rev().find(|&&(at, _)| at <= t).map_or(0.0, |&(_, g)| g);
+        let mut by_input = adsr(0.001, 0.01, 0.5, 0.01);
+        let mut n = 0;
+        let expected = render_s(0.1, |b| {
+            let gate: Block = core::array::from_fn(|i| gate_at(n * BLOCK + i));
+            n += 1;
+            by_input.process(Some(&gate), b)
+        });
+        let mut by_param = adsr(0.001, 0.01, 0.5, 0.01);
+        let mut n = 0;
+        let y = render_s(0.1, |b| {
+            for &(at, g) in events.iter().filter(|&&(at, _)| at / BLOCK == n) {
+                by_param.set_gate_at(g, at % BLOCK);
+            }
+            n += 1;
+            by_param.process(None, b)
+        });
+        assert_eq!(y, expected);
+        assert!(y[..10].iter().all(|&v| v == 0.0) && y[10] > 0.0);
+        assert!(y[30 * BLOCK + 49] < y[30 * BLOCK + 50], "the blip re-attacks at its sample");
+        assert!(y[40 * BLOCK + 62] == 0.0 && y[40 * BLOCK + 63] > 0.0, "the last sample of a block");
+        // Untimed changes are the frame-0 case, and the parameter holds after its block.
+        let mut a = adsr(0.001, 0.01, 0.5, 0.01);
+        let mut b = a.clone();
+        a.set_gate(1.0);
+        b.set_gate_at(1.0, 0);
+        let (ya, yb) = (render_s(0.01, |o| a.process(None, o)), render_s(0.01, |o| b.process(None, o)));
+        assert_eq!(ya, yb);
+        // Frames past the block count as its last sample.
+        let mut late = adsr(0.001, 0.01, 0.5, 0.01);
+        late.set_gate_at(1.0, 500);
+        let y = render_s(0.01, |o| late.process(None, o));
+        assert!(y[..BLOCK - 1].iter().all(|&v| v == 0.0) && y[BLOCK - 1] > 0.0);
     }
 
     #[test]
