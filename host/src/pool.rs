@@ -96,6 +96,11 @@ pub struct AudioThread {
 /// quarter more (a heavy patch offline, one block after the other).
 pub const HOST_WATCH_NS: u64 = 100_000;
 
+/// The longest the audio thread watches (a block that took longer was slow anyway, and the
+/// OSC thread shares the audio thread's core: a watch of most of the 1.33 ms period would
+/// starve it).
+pub const HOST_WATCH_MAX_NS: u64 = 250_000;
+
 /// One worker process as the host holds it.
 struct Slot {
     child: Option<Child>,
@@ -416,8 +421,11 @@ impl Pool {
         }
         self.follow_clock(generation, now);
         let end = now + deadline.as_nanos() as u64;
-        let watch_ns =
-            if self.watch_ns == 0 { 0 } else { self.watch_ns.max(self.last_block_ns.load(Ordering::Relaxed) / 4 * 5) };
+        let watch_ns = if self.watch_ns == 0 {
+            0
+        } else {
+            (self.last_block_ns.load(Ordering::Relaxed) / 4 * 5).clamp(self.watch_ns, HOST_WATCH_MAX_NS)
+        };
         let owed =
             |i: usize, w: &shm::WorkerShared| owed_mask >> i & 1 == 1 && w.state.load(Ordering::Acquire) == shm::READY;
         loop {
