@@ -77,6 +77,15 @@ impl Server {
         Self::start_on(free_port(), args)
     }
 
+    /// As [`Server::start`], recording what it plays (`--record`) to `rec.wav` in a fresh
+    /// scratch folder `name`; returns the server and the recording's path.
+    pub fn recording(name: &str, args: &[&str]) -> (Server, PathBuf) {
+        let wav = scratch(name).join("rec.wav");
+        let wav_arg = wav.to_str().expect("a UTF-8 scratch path");
+        let args: Vec<&str> = args.iter().copied().chain(["--record", wav_arg]).collect();
+        (Self::start(&args), wav)
+    }
+
     /// As [`Server::start`], on UDP port `port`.
     pub fn start_on(port: u16, args: &[&str]) -> Server {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

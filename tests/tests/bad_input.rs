@@ -342,9 +342,7 @@ fn check(client: &Client, dump_before: &[String], case: &Case) {
 #[test]
 fn every_bad_input_gets_one_fail_or_is_counted_and_the_patch_plays_on() {
     let _machine = exclusive();
-    let dir = scratch("bad-input");
-    let wav = dir.join("rec.wav");
-    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("bad-input", &["--workers", "2"]);
     let client = Client::new(server.port);
     // The patch: a 440 Hz sine at 0.5 through a lowpass at 5 kHz (-0.0003 dB at 440 Hz).
     for (addr, args) in [

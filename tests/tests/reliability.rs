@@ -4,7 +4,7 @@
 //! Two tones that each make a whole number of cycles per block (750 Hz: 1, 6000 Hz: 8, at
 //! 48 kHz) are followed block by block in the recording (`tone_per_block`): one DFT bin each,
 //! so each worker's share of the sum is seen on its own.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use synthpool_tests::*;
@@ -53,17 +53,18 @@ fn two_tones(client: &Client) {
     panic!("tone B never landed on worker 1");
 }
 
-/// A server of 2 workers recording to `wav`, playing [`two_tones`]; its client, the patch,
-/// and the recorded block from which both tones play where they stay (tone B may have been
-/// placed again, with a gap, before it landed on worker 1).
-fn two_tone_server(wav: &Path) -> (Server, Client, Vec<String>, usize) {
-    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+/// A server of 2 workers recording to `rec.wav` in scratch folder `name`, playing
+/// [`two_tones`]; the recording's path, its client, the patch, and the recorded block from
+/// which both tones play where they stay (tone B may have been placed again, with a gap,
+/// before it landed on worker 1).
+fn two_tone_server(name: &str) -> (Server, PathBuf, Client, Vec<String>, usize) {
+    let (server, wav) = Server::recording(name, &["--workers", "2"]);
     let client = Client::new(server.port);
     two_tones(&client);
     let before = client.dump();
     // Blocks rendered by now, plus a few for the last creation's fade.
     let settled = counted_blocks(&client.status()) + 4;
-    (server, client, before, settled)
+    (server, wav, client, before, settled)
 }
 
 /// Recorded blocks that a `/status` reply's late counts cover: the blocks rendered by then
@@ -80,9 +81,7 @@ fn both_playing(a: &[f64], b: &[f64]) -> usize {
 #[test]
 fn a_worker_killed_ten_times_comes_back_each_time_and_the_other_never_drops() {
     let _machine = exclusive();
-    let dir = scratch("kill-worker");
-    let wav = dir.join("out.wav");
-    let (server, client, before, settled) = two_tone_server(&wav);
+    let (server, wav, client, before, settled) = two_tone_server("kill-worker");
     pause(0.3);
     let mut pid = 0;
     for _ in 0..10 {
@@ -134,9 +133,7 @@ fn a_worker_killed_ten_times_comes_back_each_time_and_the_other_never_drops() {
 #[test]
 fn a_worker_that_keeps_crashing_is_retired_and_its_modules_move() {
     let _machine = exclusive();
-    let dir = scratch("crash-loop");
-    let wav = dir.join("out.wav");
-    let (server, client, before, _) = two_tone_server(&wav);
+    let (server, wav, client, before, _) = two_tone_server("crash-loop");
     pause(0.2);
     let mut pid = 0;
     for _ in 0..5 {
@@ -286,9 +283,7 @@ fn ten_thousand_blocks_with_commands_flowing_allocate_nothing_on_the_audio_path(
 #[test]
 fn a_worker_that_stops_answering_is_killed_and_replaced() {
     let _machine = exclusive();
-    let dir = scratch("hung-worker");
-    let wav = dir.join("out.wav");
-    let (server, client, before, _) = two_tone_server(&wav);
+    let (server, wav, client, before, _) = two_tone_server("hung-worker");
     pause(0.2);
     let pid = running_pid(&client, 1, 0);
     let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status().expect("kill runs");
@@ -318,9 +313,7 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let _machine = exclusive();
-    let dir = scratch("flood");
-    let wav = dir.join("out.wav");
-    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("flood", &["--workers", "2"]);
     let client = Client::new(server.port);
     sine_to_out(&client, 1, A_HZ, 0.4);
     let before = client.dump();

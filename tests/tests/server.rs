@@ -48,9 +48,7 @@ fn departure_from_sine(out: &[f32], hz: f64, fit_end: usize) -> usize {
 #[test]
 fn a_vco_patched_to_out_over_oscsend_is_heard_at_440_hz() {
     let _machine = exclusive();
-    let dir = scratch("oscsend");
-    let wav = dir.join("rec.wav");
-    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("oscsend", &["--workers", "2"]);
     oscsend(server.port, "/module/new", "si", &["vco", "1"]);
     oscsend(server.port, "/module/set", "iss", &["1", "wave", "sine"]);
     oscsend(server.port, "/module/set", "isf", &["1", "freq", "440"]);
@@ -70,9 +68,7 @@ fn a_vco_patched_to_out_over_oscsend_is_heard_at_440_hz() {
 #[test]
 fn a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight() {
     let _machine = exclusive();
-    let dir = scratch("latency");
-    let wav = dir.join("rec.wav");
-    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("latency", &["--workers", "2"]);
     let client = Client::new(server.port);
     sine_to_out(&client, 1, 440.0, 1.0);
     pause(0.3);
@@ -96,9 +92,7 @@ fn a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight() {
 #[test]
 fn a_freed_module_fades_out_without_a_click_then_is_silent() {
     let _machine = exclusive();
-    let dir = scratch("free");
-    let wav = dir.join("rec.wav");
-    let server = Server::start(&["--workers", "1", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("free", &["--workers", "1"]);
     let client = Client::new(server.port);
     sine_to_out(&client, 3, 220.0, 1.0);
     pause(0.4);
@@ -119,9 +113,7 @@ fn a_freed_module_fades_out_without_a_click_then_is_silent() {
 #[test]
 fn modules_on_two_workers_are_both_heard() {
     let _machine = exclusive();
-    let dir = scratch("two-workers");
-    let wav = dir.join("rec.wav");
-    let server = Server::start(&["--workers", "2", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("two-workers", &["--workers", "2"]);
     let client = Client::new(server.port);
     for (id, hz) in [(1, 300.0), (2, 500.0)] {
         sine_to_out(&client, id, hz, 0.5);
@@ -235,9 +227,7 @@ fn render_mode_and_live_mode_give_the_same_sound() {
 #[test]
 fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
     let _machine = exclusive();
-    let dir = scratch("timetag");
-    let wav = dir.join("rec.wav");
-    let server = Server::start(&["--workers", "1", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("timetag", &["--workers", "1"]);
     let client = Client::new(server.port);
     sine_to_out(&client, 1, 440.0, 1.0);
     pause(0.3);
@@ -272,9 +262,7 @@ fn timetagged_gates_open_and_close_at_the_sample_they_name() {
     let _machine = exclusive();
     let python = root().join(".venv/bin/python");
     assert!(python.exists(), "{} missing: `cargo xtask test` creates it with python-osc", python.display());
-    let dir = scratch("timed-gates");
-    let wav = dir.join("rec.wav");
-    let server = Server::start(&["--workers", "1", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("timed-gates", &["--workers", "1"]);
     let client = Client::new(server.port);
     assert_eq!(client.ask("/module/new", vec![s("adsr"), i(1)]).addr, "/done");
     // The shortest attack and release (0.5 ms, 24 samples), held at full level.
@@ -315,8 +303,6 @@ fn through_jack_s_dummy_driver_a_440_hz_vco_is_heard() {
         eprintln!("jackd is not installed (Debian package jackd2): skipping the JACK test");
         return;
     }
-    let dir = scratch("jack");
-    let wav = dir.join("rec.wav");
     let mut jackd = Command::new("jackd")
         .args(["--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"])
         .stdout(std::process::Stdio::null())
@@ -324,7 +310,7 @@ fn through_jack_s_dummy_driver_a_440_hz_vco_is_heard() {
         .spawn()
         .expect("jackd starts");
     pause(1.0);
-    let server = Server::start(&["--workers", "2", "--audio", "jack", "--record", wav.to_str().unwrap()]);
+    let (server, wav) = Server::recording("jack", &["--workers", "2", "--audio", "jack"]);
     assert!(server.startup.iter().any(|l| l.contains("audio: jack:")), "{:?}", server.startup);
     let client = Client::new(server.port);
     sine_to_out(&client, 1, 440.0, 1.0);
