@@ -253,19 +253,32 @@ impl Pool {
     }
 
     /// Launches a replacement for dead worker `index` and waits (up to 1 s) until it is
-    /// ready. With `rebuild`, its rack is first cleared and its pending commands dropped, and
-    /// `rebuild` (the ledger's commands for that worker) is queued instead; without, it
-    /// re-attaches to the rack and commands its predecessor left. The caller must be the only
-    /// producer for that worker's ring meanwhile (the OSC thread pushes under the ledger's
-    /// lock: hold it). Returns the time from launch to ready.
+    /// ready: [`Pool::release_dead`], [`Pool::launch_replacement`], then what of `rebuild`
+    /// did not fit in the ring. The caller must be the only producer for that worker's ring
+    /// meanwhile (the OSC thread pushes under the ledger's lock: hold it). Returns the time
+    /// from launch to ready.
     ///
     /// # Errors
-    /// The slot is still held by a live process, the replacement cannot start, or it does not
-    /// report ready in time (it is then killed).
+    /// As those two, or the rest of a rebuild could not be queued within 2 s.
     pub fn relaunch(&self, index: usize, rebuild: Option<&[Command]>) -> io::Result<Duration> {
+        let rest = self.release_dead(index, rebuild)?;
+        let ready = self.launch_replacement(index)?;
+        let rest: Vec<(usize, Command)> = rest.iter().map(|&c| (index, c)).collect();
+        self.push_draining(&rest, Duration::from_secs(2))?;
+        Ok(ready)
+    }
+
+    /// Readies dead worker `index`'s slot for a replacement. With `rebuild`, its rack is
+    /// cleared, its pending commands dropped, and `rebuild` (the ledger's commands for that
+    /// worker) queued instead, as much as fits; without, the replacement will re-attach to the
+    /// rack and the commands its predecessor left. Returns the part of `rebuild` that did not
+    /// fit: it must follow, before any other command for that worker, once the replacement
+    /// drains the ring. The caller must be the ring's only producer (hold the ledger's lock).
+    ///
+    /// # Errors
+    /// The slot is still held by a live process.
+    pub fn release_dead<'a>(&self, index: usize, rebuild: Option<&'a [Command]>) -> io::Result<&'a [Command]> {
         shm::release_dead_worker(&self.region, index, rebuild.is_some())?;
-        // What fits in the ring goes now; a rebuild larger than the ring follows in parts as
-        // the replacement takes them (all are due at once, so it completes within a few blocks).
         let mut rest = rebuild.unwrap_or_default();
         while let Some((command, tail)) = rest.split_first() {
             if self.push(index, command, Due::block(self.generation())).is_err() {
@@ -273,6 +286,15 @@ impl Pool {
             }
             rest = tail;
         }
+        Ok(rest)
+    }
+
+    /// Starts the replacement for worker `index` (after [`Pool::release_dead`]) and waits
+    /// up to 1 s until it is ready; it needs no lock. Returns the time from launch to ready.
+    ///
+    /// # Errors
+    /// The replacement cannot start, or it does not report ready in time (it is then killed).
+    pub fn launch_replacement(&self, index: usize) -> io::Result<Duration> {
         let started = Instant::now();
         let worker = &self.region.control().workers[index];
         worker.restarts.fetch_add(1, Ordering::Relaxed);
@@ -285,10 +307,7 @@ impl Pool {
             }
             return Err(e);
         }
-        let ready = started.elapsed();
-        let rest: Vec<(usize, Command)> = rest.iter().map(|&c| (index, c)).collect();
-        self.push_draining(&rest, Duration::from_secs(2))?;
-        Ok(ready)
+        Ok(started.elapsed())
     }
 
     /// Queues `commands`, each due at once, in order, waiting for room in a full ring as its

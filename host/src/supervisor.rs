@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use synthpool_core::command::Command;
+
 use crate::engine::Engine;
 use crate::ledger::Ledger;
 use crate::pool::{Death, Pool};
@@ -130,11 +132,23 @@ impl Supervisor {
     }
 
     fn relaunch(&mut self, pool: &Pool, ledger: &Mutex<Ledger>, index: usize, rebuild: bool, since: Instant) {
-        // Under the ledger's lock: the OSC thread pushes commands under it, so the ring keeps
-        // one producer while a rebuild refills it.
-        let ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
-        let commands = rebuild.then(|| ledger.worker_commands(index));
-        match pool.relaunch(index, commands.as_deref()) {
+        // The slot is readied under the ledger's lock: the OSC thread pushes commands under
+        // it, so the ring keeps one producer while a rebuild refills it. The launch (a few
+        // ms; up to 1 s for a replacement that hangs) runs without it, so the OSC side keeps
+        // answering, unless part of a rebuild is still to follow: nothing may overtake it.
+        let mut guard = Some(ledger.lock().unwrap_or_else(PoisonError::into_inner));
+        let commands = guard.as_ref().filter(|_| rebuild).map(|ledger| ledger.worker_commands(index));
+        let relaunched = pool.release_dead(index, commands.as_deref()).and_then(|rest| {
+            if rest.is_empty() {
+                guard = None;
+            }
+            let ready = pool.launch_replacement(index)?;
+            let rest: Vec<(usize, Command)> = rest.iter().map(|&c| (index, c)).collect();
+            pool.push_draining(&rest, Duration::from_secs(2))?;
+            Ok(ready)
+        });
+        drop(guard);
+        match relaunched {
             Ok(_) => {
                 let took = since.elapsed();
                 self.done.relaunched += 1;

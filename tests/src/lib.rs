@@ -41,6 +41,14 @@ pub fn server_binary() -> PathBuf {
         .clone()
 }
 
+/// The `synthpool-worker` the server launches: the one `SYNTHPOOL_WORKER` names (`cargo
+/// xtask test`: the statically linked one), else the one beside [`server_binary`].
+pub fn worker_binary() -> PathBuf {
+    std::env::var_os("SYNTHPOOL_WORKER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| server_binary().with_file_name("synthpool-worker"))
+}
+
 /// Holds the machine for one test's servers.
 pub fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -88,6 +96,11 @@ impl Server {
 
     /// As [`Server::start`], on UDP port `port`.
     pub fn start_on(port: u16, args: &[&str]) -> Server {
+        Self::start_with_env(port, args, &[])
+    }
+
+    /// As [`Server::start_on`], with environment variables `env` set for the server.
+    pub fn start_with_env(port: u16, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Server {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let audio: &[&str] = if args.contains(&"--audio") { &[] } else { &["--audio", "null"] };
         let state = if args.contains(&"--state") {
@@ -101,6 +114,7 @@ impl Server {
             .args(audio)
             .args(&state)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -446,3 +446,48 @@ fn a_saved_patch_larger_than_the_command_rings_comes_back_whole() {
     let differ: Vec<_> = got.iter().zip(&want).filter(|(g, w)| g != w).take(3).collect();
     assert!(differ.is_empty(), "{} lines back of {}, differing: {differ:?}", got.len(), want.len());
 }
+
+/// The OSC side answers while a replacement is launched: a worker whose replacement takes
+/// 0.5 s to start (a wrapper that sleeps before it runs the worker, once a mark file exists)
+/// is killed, and `/status` is answered within 0.2 s throughout, the replacement still
+/// starting. The ledger's lock is held only while the slot is readied.
+#[test]
+fn the_server_answers_while_a_slow_replacement_starts() {
+    let _machine = exclusive();
+    let dir = scratch("slow-replacement");
+    let mark = dir.join("slow");
+    let wrapper = dir.join("slow-worker.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then sleep 0.5; fi\nexec '{}' \"$@\"\n",
+            mark.display(),
+            worker_binary().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let server = Server::start_with_env(free_port(), &["--workers", "2"], &[("SYNTHPOOL_WORKER", wrapper.as_os_str())]);
+    let client = Client::new(server.port);
+    two_tones(&client);
+    let pid = running_pid(&client, 0, 0);
+    std::fs::write(&mark, b"").unwrap();
+    kill9(pid);
+    let killed = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut replaced_after = None;
+    while killed.elapsed() < Duration::from_secs(3) && replaced_after.is_none() {
+        let asked = std::time::Instant::now();
+        let status = client.status();
+        slowest = slowest.max(asked.elapsed());
+        let now = worker_field(&status, 0, 0);
+        if now != pid && now != 0 && worker_field(&status, 0, 5) == 1 {
+            replaced_after = Some(killed.elapsed());
+        }
+        pause(0.02);
+    }
+    let replaced_after = replaced_after.expect("the replacement came up within 3 s");
+    assert!(replaced_after >= Duration::from_millis(450), "the replacement started slowly: {replaced_after:?}");
+    assert!(slowest < Duration::from_millis(200), "/status took {slowest:?} while the replacement started");
+    assert!(client.dump().iter().any(|l| l.contains("/module/new vco 2")), "the patch is whole");
+}
