@@ -321,7 +321,7 @@ impl Server {
             Err(e) => return fail(&message.addr, e.name(), &e.to_string()),
         };
         let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
-        match persist::apply_script(&mut ledger, self.engine.as_ref(), &text, true) {
+        match persist::load_script(&mut ledger, self.engine.as_ref(), &text) {
             Ok(_) => {
                 drop(ledger);
                 self.changed();
@@ -330,7 +330,12 @@ impl Server {
             Err(ScriptRefused::Line { line, error }) => {
                 fail(&message.addr, error.name(), &format!("{name}.osc line {line}: {error}"))
             }
-            Err(ScriptRefused::Busy) => fail(&message.addr, "Busy", "worker ring full"),
+            Err(ScriptRefused::Busy) => {
+                // A load fed in parts may have applied its first lines: they are kept.
+                drop(ledger);
+                self.changed();
+                fail(&message.addr, "Busy", "worker ring full")
+            }
         }
     }
 

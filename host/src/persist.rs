@@ -310,7 +310,15 @@ pub fn restore(store: &Store, ledger: &mut Ledger, engine: &dyn Engine) -> (usiz
     if let Ok(n) = apply_script(ledger, engine, &text, false) {
         return (n, Vec::new());
     }
-    let mut restored = 0;
+    feed_script(ledger, engine, &text)
+}
+
+/// Applies the script `text` line by line, each line its own bundle, keeping every line
+/// that is accepted: for a patch larger than the rings (it goes in as the workers drain
+/// them, so the audio must run) or one a smaller pool cannot hold whole. Returns the lines
+/// applied and the problems met, one line each.
+pub fn feed_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str) -> (usize, Vec<String>) {
+    let mut applied = 0;
     let mut problems = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let request = match parse_line(line, 0.0) {
@@ -321,26 +329,54 @@ pub fn restore(store: &Store, ledger: &mut Ledger, engine: &dyn Engine) -> (usiz
                 continue;
             }
         };
-        // A patch larger than the rings goes in as the workers drain them (the audio runs).
-        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let sent = loop {
-            let sent = ledger.submit_with(&[request], |commands| {
-                if commands.is_empty() { Ok(()) } else { engine.send_together(commands) }
-            });
-            if sent != Err(Refused::Send(Busy)) || std::time::Instant::now() >= give_up {
-                break sent;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        };
-        match sent {
-            Ok(()) => restored += 1,
+        match submit_waiting(ledger, engine, request) {
+            Ok(()) => applied += 1,
             Err(Refused::Invalid { error, .. }) => {
                 problems.push(format!("line {}: {}: {error}", number + 1, error.name()))
             }
             Err(Refused::Send(Busy)) => problems.push(format!("line {}: Busy: worker ring full", number + 1)),
         }
     }
-    (restored, problems)
+    (applied, problems)
+}
+
+/// Submits `request` alone, waiting up to 2 s for room while a worker's ring is full.
+///
+/// # Errors
+/// As [`Ledger::submit_with`]: nothing was recorded.
+fn submit_waiting(ledger: &mut Ledger, engine: &dyn Engine, request: Request<'_>) -> Result<(), Refused<Busy>> {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let sent =
+            ledger.submit_with(
+                &[request],
+                |commands| {
+                    if commands.is_empty() { Ok(()) } else { engine.send_together(commands) }
+                },
+            );
+        if sent != Err(Refused::Send(Busy)) || std::time::Instant::now() >= give_up {
+            return sent;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Replaces the patch with the script `text` (`/patch/load`): as one bundle, all or none;
+/// when it is valid but larger than the rings, the patch is cleared and the script fed line
+/// by line as the workers drain their rings ([`feed_script`]), over a few blocks.
+///
+/// # Errors
+/// A line that does not parse or is refused (nothing changed); `Busy` when a ring stayed
+/// full 2 s while feeding (the lines before it are applied and recorded).
+pub fn load_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str) -> Result<usize, ScriptRefused> {
+    match apply_script(ledger, engine, text, true) {
+        Err(ScriptRefused::Busy) => {}
+        other => return other,
+    }
+    // Valid as a whole (it was checked before the rings were asked): only room lacked.
+    submit_waiting(ledger, engine, Request::Clear).map_err(|_| ScriptRefused::Busy)?;
+    let (applied, problems) = feed_script(ledger, engine, text);
+    if problems.is_empty() { Ok(applied) } else { Err(ScriptRefused::Busy) }
 }
 
 #[cfg(test)]

@@ -431,7 +431,8 @@ fn a_saved_patch_larger_than_the_command_rings_comes_back_whole() {
     for id in 1..=4000 {
         lines.push(format!("/patch {id} out 0 in"));
     }
-    std::fs::write(state.join("patch.osc"), lines.join("\n") + "\n").unwrap();
+    let lines_text = lines.join("\n") + "\n";
+    std::fs::write(state.join("patch.osc"), &lines_text).unwrap();
     let server = Server::start(&["--workers", "1", "--state", state.to_str().unwrap()]);
     let restored = server.startup.iter().find(|l| l.contains("restored the last patch")).cloned();
     assert!(restored.as_deref().is_some_and(|l| l.contains("(20000 lines)")), "{:?}", server.startup);
@@ -445,6 +446,22 @@ fn a_saved_patch_larger_than_the_command_rings_comes_back_whole() {
     want.sort();
     let differ: Vec<_> = got.iter().zip(&want).filter(|(g, w)| g != w).take(3).collect();
     assert!(differ.is_empty(), "{} lines back of {}, differing: {differ:?}", got.len(), want.len());
+    // The same patch loaded by name over an empty one: fed in parts, answered once.
+    std::fs::create_dir_all(state.join("patches")).unwrap();
+    std::fs::write(state.join("patches/big.osc"), lines_text).unwrap();
+    assert_eq!(client.ask("/patch/clear", vec![]).addr, "/done");
+    assert_eq!(int_at(&client.status(), 3), 0);
+    let reply = client.ask("/patch/load", vec![s("big")]);
+    assert_eq!(
+        (reply.addr.as_str(), &reply.args[..]),
+        ("/done", &[rosc::OscType::String("/patch/load".into()), s("big")][..]),
+        "{reply:?}"
+    );
+    let status = client.status();
+    assert_eq!((int_at(&status, 3), int_at(&status, 4)), (4000, 4000), "modules and cables after the load");
+    let mut again = client.dump();
+    again.sort();
+    assert_eq!(again, got, "the loaded patch is the restored one");
 }
 
 /// The OSC side answers while a replacement is launched: a worker whose replacement takes
