@@ -57,6 +57,28 @@ pub enum Command {
     },
     /// Free every module but the output (each fades out) and every cable.
     Clear,
+    /// Hand module `id`'s state, as it is before this block renders, to another rack: a move
+    /// between worker processes, so the module carries on instead of starting afresh. Made
+    /// by the host (never by a [`Topology`]); the worker copies the module into its outbox
+    /// slot `slot` ([`Rack::module`](crate::rack::Rack::module)). A rack alone ignores it.
+    Export {
+        /// The module.
+        id: ModuleId,
+        /// The outbox slot.
+        slot: u16,
+    },
+    /// Take module `id`'s state from worker `from`'s outbox slot `slot`, exported for this
+    /// same block ([`Command::Export`]), after this block's other commands. Made by the host;
+    /// the worker copies it in ([`Rack::adopt`](crate::rack::Rack::adopt)). A rack alone
+    /// ignores it.
+    Import {
+        /// The module.
+        id: ModuleId,
+        /// The worker that exported it.
+        from: u8,
+        /// Its outbox slot there.
+        slot: u16,
+    },
 }
 
 /// A value as a user gave it: OSC has `f`, `i` and `s` arguments; scripts have the same.
@@ -240,6 +262,8 @@ impl Command {
             Command::Patch { src, dst, port } => [4, src as u32, dst as u32, port as u32],
             Command::Unpatch { src, dst, port } => [5, src as u32, dst as u32, port as u32],
             Command::Clear => [6, 0, 0, 0],
+            Command::Export { id, slot } => [7, id as u32, slot as u32, 0],
+            Command::Import { id, from, slot } => [8, id as u32, from as u32, slot as u32],
         }
     }
 
@@ -254,6 +278,8 @@ impl Command {
             4 => Command::Patch { src: id?, dst: u16::try_from(b).ok()?, port: u8::try_from(c).ok()? },
             5 => Command::Unpatch { src: id?, dst: u16::try_from(b).ok()?, port: u8::try_from(c).ok()? },
             6 => Command::Clear,
+            7 => Command::Export { id: id?, slot: u16::try_from(b).ok()? },
+            8 => Command::Import { id: id?, from: u8::try_from(b).ok()?, slot: u16::try_from(c).ok()? },
             _ => return None,
         })
     }

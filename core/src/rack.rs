@@ -49,6 +49,21 @@ enum Fade {
     Steady,
     /// Freed or unpatched: fades out during the next block, then goes.
     Out,
+    /// A module handed over to another rack ([`Command::Export`]: a move between workers):
+    /// it renders unfaded for one more block while its cables to modules that stay fade out
+    /// (the other rack fades them in), then goes.
+    Leave,
+    /// A module handed over from another rack this block ([`Rack::adopt`]): it renders
+    /// unfaded, carrying on from the other rack's state, while its cables to modules that did
+    /// not arrive with it fade in; then it is steady.
+    Arrive,
+}
+
+impl Fade {
+    /// A module on its way out: freed (fading) or handed over (leaving).
+    fn gone(self) -> bool {
+        matches!(self, Fade::Out | Fade::Leave)
+    }
 }
 
 /// Times the rack's modules as it renders ([`Rack::process_timed`]): the host's profiler.
@@ -309,7 +324,7 @@ impl<
     /// bundle): a [`Command::Set`] of an adsr's gate takes effect at that sample
     /// ([`Module::set_at`]); every other command starts its glide or fade with the block.
     pub fn apply_at(&mut self, command: &Command, frame: usize) {
-        if !matches!(command, Command::Set { .. }) {
+        if !matches!(command, Command::Set { .. } | Command::Import { .. }) {
             // New fades change where ports read from (a fading wire is summed with its ramp).
             self.fades_pending = true;
             self.structure_changed = true;
@@ -345,7 +360,7 @@ impl<
                             self.wires.swap_remove(w);
                             self.structure_changed = true;
                         }
-                        Fade::Steady | Fade::Out => self.wires[w].fade = Fade::Out,
+                        Fade::Steady | Fade::Out | Fade::Leave | Fade::Arrive => self.wires[w].fade = Fade::Out,
                     }
                 }
             }
@@ -362,7 +377,79 @@ impl<
                     wire.fade = Fade::Out;
                 }
             }
+            // The worker copies the module out first (`module`); here it leaves.
+            Command::Export { id, .. } => self.leave(id),
+            // The worker copies the module in (`adopt`): a rack has no outbox.
+            Command::Import { .. } => {}
         }
+    }
+
+    /// Module `id` leaves for another rack: it renders unfaded one more block, its cables to
+    /// modules that stay fade out, those to modules leaving with it stay, and then it goes.
+    fn leave(&mut self, id: ModuleId) {
+        let Some(slot) = self.slot_of(id).filter(|_| id != OUTPUT_ID) else { return };
+        self.ids[slot] = NONE;
+        if self.fades[slot] == Fade::In {
+            // Never heard (see `module`): it goes as a freed one does.
+            self.fades[slot] = Fade::Out;
+            return;
+        }
+        self.fades[slot] = Fade::Leave;
+        let here = slot as u16;
+        for w in 0..self.wires.len() {
+            let Wire { src, dst, fade, .. } = self.wires[w];
+            if src != here && dst != here {
+                continue;
+            }
+            let other = if src == here { dst } else { src };
+            self.wires[w].fade = match (self.fades[other as usize], fade) {
+                // Between two leaving modules (this one's fellow set it fading: undo).
+                (Fade::Leave, Fade::Out) => Fade::Steady,
+                (Fade::Leave, fade) => fade,
+                _ => Fade::Out,
+            };
+        }
+    }
+
+    /// Module `id` as it is (its unit's whole state), for handing it to another rack; None
+    /// when no live module has that id, or when it was created since the last block (never
+    /// heard: the other rack's fresh one is the same, and fades in as this one would have).
+    pub fn module(&self, id: ModuleId) -> Option<&Module> {
+        self.slot_of(id).filter(|&slot| self.fades[slot] != Fade::In).map(|slot| &self.modules[slot])
+    }
+
+    /// Replaces module `id`'s state with `state`, a module of the same kind handed over from
+    /// another rack ([`Rack::module`], then [`Command::Export`] there): it carries on from
+    /// there, unfaded (see [`Fade::Arrive`]). Delays and reverbs are not taken (their lines
+    /// live in the rack's pools, not in the module). Returns whether the state was taken.
+    pub fn adopt(&mut self, id: ModuleId, state: &Module) -> bool {
+        let Some(slot) = self.slot_of(id) else { return false };
+        let kind = self.modules[slot].kind();
+        let movable = !matches!(kind, None | Some(Kind::Output | Kind::Delay | Kind::Reverb));
+        if !movable || state.kind() != kind {
+            return false;
+        }
+        self.modules[slot] = state.clone();
+        // It carries on unfaded, as do its cables to modules that arrived with it; those to
+        // the rest fade in (the other rack fades them out).
+        self.fades[slot] = Fade::Arrive;
+        let here = slot as u16;
+        for w in 0..self.wires.len() {
+            let Wire { src, dst, fade, .. } = self.wires[w];
+            let other = if src == here {
+                dst
+            } else if dst == here {
+                src
+            } else {
+                continue;
+            };
+            if fade == Fade::In && self.fades[other as usize] == Fade::Arrive {
+                self.wires[w].fade = Fade::Steady;
+            }
+        }
+        self.fades_pending = true;
+        self.structure_changed = true;
+        true
     }
 
     /// Renders one block of the output module into `out`, then retires finished fades.
@@ -432,11 +519,7 @@ impl<
     pub fn cable_count(&self) -> usize {
         self.wires
             .iter()
-            .filter(|w| {
-                w.fade != Fade::Out
-                    && self.fades[w.src as usize] != Fade::Out
-                    && self.fades[w.dst as usize] != Fade::Out
-            })
+            .filter(|w| w.fade != Fade::Out && !self.fades[w.src as usize].gone() && !self.fades[w.dst as usize].gone())
             .count()
     }
 
@@ -460,7 +543,7 @@ impl<
     /// only for slots whose id or fade says it may be taken: the module array of a big rack
     /// is mostly untouched memory, and stays so.
     fn occupied(&self, slot: usize) -> bool {
-        (self.ids[slot] != NONE || self.fades[slot] == Fade::Out) && !matches!(self.modules[slot], Module::Empty)
+        (self.ids[slot] != NONE || self.fades[slot].gone()) && !matches!(self.modules[slot], Module::Empty)
     }
 
     fn create(&mut self, id: ModuleId, kind: Kind) {
@@ -497,7 +580,7 @@ impl<
             Some(index) => index,
             None => {
                 let ghost =
-                    owners.iter().position(|&o| self.fades[o as usize] == Fade::Out && self.ids[o as usize] == NONE)?;
+                    owners.iter().position(|&o| self.fades[o as usize].gone() && self.ids[o as usize] == NONE)?;
                 self.remove_slot(owners[ghost] as usize);
                 ghost
             }
@@ -516,8 +599,7 @@ impl<
     }
 
     fn oldest_ghost_slot(&self) -> Option<usize> {
-        (1..MODULES)
-            .find(|&s| self.fades[s] == Fade::Out && self.ids[s] == NONE && !matches!(self.modules[s], Module::Empty))
+        (1..MODULES).find(|&s| self.fades[s].gone() && self.ids[s] == NONE && !matches!(self.modules[s], Module::Empty))
     }
 
     fn connect(&mut self, src: u16, dst: u16, port: u8) {
@@ -531,9 +613,7 @@ impl<
         let wire = Wire { src, dst, port, fade: Fade::In };
         if self.wires.is_full() {
             let ghost = self.wires.iter().position(|w| {
-                w.fade == Fade::Out
-                    || self.fades[w.src as usize] == Fade::Out
-                    || self.fades[w.dst as usize] == Fade::Out
+                w.fade == Fade::Out || self.fades[w.src as usize].gone() || self.fades[w.dst as usize].gone()
             });
             match ghost {
                 Some(g) => {
@@ -575,8 +655,8 @@ impl<
         self.fades_pending = false;
         for slot in 1..MODULES {
             match self.fades[slot] {
-                Fade::In => self.fades[slot] = Fade::Steady,
-                Fade::Out => self.remove_slot(slot),
+                Fade::In | Fade::Arrive => self.fades[slot] = Fade::Steady,
+                Fade::Out | Fade::Leave => self.remove_slot(slot),
                 Fade::Steady => {}
             }
         }
@@ -675,7 +755,7 @@ impl<
             // wires and order again. Whatever still loops stays silent.
             let before = self.wires.len();
             let fades = self.fades;
-            self.wires.retain(|w| w.fade != Fade::Out && fades[w.src as usize] != Fade::Out);
+            self.wires.retain(|w| w.fade != Fade::Out && !fades[w.src as usize].gone());
             if self.wires.len() != before {
                 self.rebuild_order();
             }
@@ -724,7 +804,7 @@ impl<
         let pools = Pools { delays: &mut delays[..], reverbs: &mut reverbs[..] };
         modules[slot].process(&inputs, out, pools);
         match fades[slot] {
-            Fade::Steady => {}
+            Fade::Steady | Fade::Leave | Fade::Arrive => {}
             Fade::In => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= g),
             Fade::Out => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= 1.0 - g),
         }
@@ -823,7 +903,8 @@ fn sum_ports(
         for wire in list.iter().filter_map(|&w| wires.get(w as usize)).filter(|w| w.port == port as u8) {
             let Some(src) = outs.get(wire.src as usize) else { continue };
             match wire.fade {
-                Fade::Steady => sum.iter_mut().zip(src).for_each(|(s, x)| *s += x),
+                // A wire is only ever In, Steady or Out.
+                Fade::Steady | Fade::Leave | Fade::Arrive => sum.iter_mut().zip(src).for_each(|(s, x)| *s += x),
                 Fade::In => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * g),
                 Fade::Out => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * (1.0 - g)),
             }
@@ -846,7 +927,7 @@ fn resolve<'a>(
 /// Stores a rendered block as a slot's output, through the slot's fade.
 fn write_faded(out: &mut Block, rendered: &Block, fade: Fade) {
     match fade {
-        Fade::Steady => *out = *rendered,
+        Fade::Steady | Fade::Leave | Fade::Arrive => *out = *rendered,
         Fade::In => out.iter_mut().zip(rendered).zip(&RAMP_IN).for_each(|((o, x), g)| *o = x * g),
         Fade::Out => out.iter_mut().zip(rendered).zip(&RAMP_IN).for_each(|((o, x), g)| *o = x * (1.0 - g)),
     }
@@ -1162,6 +1243,74 @@ mod tests {
         let peak = peak_db(&out[FS as usize / 2..]);
         assert!(peak < -20.0 && peak > -40.0, "peak {peak}");
         assert!((freq_by_zero_crossings(&out[FS as usize / 2..], FS) - 110.0).abs() < 1.0);
+    }
+
+    /// A standard voice with an LFO on the cutoff, its gate held, in a fresh bench.
+    fn voice_with_lfo() -> Bench {
+        let mut b = Bench::new();
+        for line in [
+            "/module/new vco 1",
+            "/module/new vcf 2",
+            "/module/new vca 3",
+            "/module/new adsr 4",
+            "/module/new lfo 5",
+            "/module/set 1 freq 110",
+            "/module/set 4 attack 0.3",
+            "/module/set 4 gate 1",
+            "/module/set 5 rate 3",
+            "/patch 1 out 2 in",
+            "/patch 5 out 2 cutoff",
+            "/patch 2 out 3 in",
+            "/patch 4 out 3 cv",
+            "/patch 3 out 0 in",
+        ] {
+            b.run(line);
+        }
+        b
+    }
+
+    #[test]
+    fn a_voice_handed_to_another_rack_carries_on_without_a_seam() {
+        // Racks A and C play the same voice for 0.2 s (mid-attack, the LFO mid-sweep). Then
+        // the voice moves from A to B as a move between workers does: A exports each module
+        // (it leaves), B builds the voice and adopts each module's state. In that block A and
+        // B together play what C, which kept the voice, plays; from then on B alone does.
+        let (mut a, mut c) = (voice_with_lfo(), voice_with_lfo());
+        a.render(0.2);
+        c.render(0.2);
+        let mut b = voice_with_lfo();
+        let mut fresh = voice_with_lfo();
+        for id in 1..=5 {
+            let state = a.rack.module(id).expect("module on A").clone();
+            a.rack.apply(&Command::Export { id, slot: 0 });
+            assert!(b.rack.adopt(id, &state), "module {id} adopted");
+        }
+        let (mut block_a, mut block_b, mut block_c) = ([0.0; BLOCK], [0.0; BLOCK], [0.0; BLOCK]);
+        a.rack.process(&mut block_a);
+        b.rack.process(&mut block_b);
+        c.rack.process(&mut block_c);
+        let peak = block_c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(peak > 0.01, "the voice plays: {peak}");
+        let seam =
+            block_a.iter().zip(&block_b).zip(&block_c).map(|((x, y), z)| (x + y - z).abs()).fold(0.0f32, f32::max);
+        assert!(seam <= peak * 1e-6, "A + B differ from C by {seam} in the move's block (peak {peak})");
+        assert!(block_a[0] != 0.0 && block_b[BLOCK - 1] != 0.0, "A fades out while B fades in");
+        let (heard_a, heard_b, heard_c, heard_fresh) = (a.render(0.1), b.render(0.1), c.render(0.1), fresh.render(0.1));
+        assert!(heard_a.iter().all(|&v| v == 0.0), "A is empty after the block");
+        assert_eq!(a.rack.module_count(), 1, "only A's output is left");
+        assert_eq!(heard_b, heard_c, "B plays on exactly as C does");
+        let differs = heard_fresh.iter().zip(&heard_c).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        assert!(differs > peak * 0.1, "a fresh voice plays something else: {differs} (peak {peak})");
+        // Nothing is taken across kinds, by a missing id, or for a delay (its line is in a pool).
+        let vco = c.rack.module(1).unwrap().clone();
+        assert!(!b.rack.adopt(2, &vco) && !b.rack.adopt(9, &vco));
+        b.run("/module/new delay 6");
+        c.run("/module/new delay 6");
+        // A module not yet heard has no state to hand over: the other rack's fresh one is it.
+        assert!(c.rack.module(6).is_none());
+        c.render(0.01);
+        let delay = c.rack.module(6).unwrap().clone();
+        assert!(!b.rack.adopt(6, &delay));
     }
 
     #[test]

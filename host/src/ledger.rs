@@ -12,7 +12,10 @@
 //! can hand the commands to the workers in between and record them only if they were queued
 //! ([`Ledger::submit_with`] does all three).
 use crate::placement::{Move, Placement, RACK_DELAYS, RACK_REVERBS, Usage};
+use crate::shm::OUTBOX_SLOTS;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use synthpool_core::command::{Command, Error, ModuleId, OUTPUT_ID, Request};
 use synthpool_core::module::{Kind, MAX_PARAMS, OUTPUT_PORT, ParamSpec};
 use synthpool_core::topology::{Cable, MAX_ID, Topology};
@@ -38,7 +41,15 @@ pub struct Ledger {
     placement: Placement,
     /// Counts commits, so a [`Staged`] is committed only to the state it was checked against.
     revision: u64,
+    /// Per worker, the next of its outbox slots to hand a moving module over in (turn by
+    /// turn, [`OUTBOX_SLOTS`]); shared by the copies bundles are checked on, so a slot handed
+    /// out is not handed out again until every other one has been.
+    outbox_turns: Arc<Vec<AtomicUsize>>,
 }
+
+/// Most modules of one move whose state is handed over (the rest start afresh): half the
+/// outbox, so two moves in a row from one worker use different slots.
+pub const HANDOVERS_PER_MOVE: usize = OUTBOX_SLOTS / 2;
 
 /// One checked request, ready to be recorded.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +102,8 @@ impl Ledger {
         let workers = workers.max(1);
         let topology = Box::new(PatchTopology::new(workers * RACK_DELAYS, workers * RACK_REVERBS));
         let params = BTreeMap::from([(OUTPUT_ID, defaults(Kind::Output))]);
-        Self { topology, params, placement: Placement::new(workers), revision: 0 }
+        let outbox_turns = Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
+        Self { topology, params, placement: Placement::new(workers), revision: 0, outbox_turns }
     }
 
     /// Number of workers.
@@ -231,7 +243,8 @@ impl Ledger {
         let moves = self.placement.plan_evacuation(from, self.topology.modules(), self.topology.cables())?;
         let mut commands = Commands::new();
         for m in &moves {
-            commands.extend(self.move_commands(m).into_iter().filter(|&(w, _)| w != from));
+            // The dead worker hands nothing over: its modules start afresh.
+            commands.extend(self.move_commands(m, false).into_iter().filter(|&(w, _)| w != from));
             self.placement.apply_move(m, self.topology.modules(), self.topology.cables());
         }
         self.placement.retire(from);
@@ -305,7 +318,7 @@ impl Ledger {
             Command::Patch { src, dst, port } => {
                 let cable = Cable { src, dst, port };
                 let moved = self.placement.plan_patch(self.topology.modules(), self.topology.cables(), cable)?;
-                let mut commands = moved.as_ref().map(|m| self.move_commands(m)).unwrap_or_default();
+                let mut commands = moved.as_ref().map(|m| self.move_commands(m, true)).unwrap_or_default();
                 let worker = moved.as_ref().map(|m| m.to).or_else(|| self.placement.cable_worker(&cable));
                 commands.push((worker.unwrap_or(0), command));
                 (Change::Patch { cable, moved }, commands)
@@ -315,6 +328,8 @@ impl Ledger {
                 (Change::Unpatch { cable }, vec![(self.placement.cable_worker(&cable).unwrap_or(0), command)])
             }
             Command::Clear => (Change::Clear, every_worker(command)),
+            // Made by `move_commands`, never by a topology.
+            Command::Export { .. } | Command::Import { .. } => return Err(Error::UnknownAddress),
         })
     }
 
@@ -362,18 +377,34 @@ impl Ledger {
 
     /// A move, as commands: free on the old workers; new, every parameter, and every cable of
     /// the moving modules on the new one. All land in one block, so each fades out where it
-    /// was while it fades in where it goes.
-    fn move_commands(&self, m: &Move) -> Commands {
-        let mut commands: Commands = m.modules.iter().map(|&(id, from)| (from, Command::Free { id })).collect();
-        let kinds: Vec<(ModuleId, Kind)> =
-            m.modules.iter().filter_map(|&(id, _)| self.topology.kind(id).map(|k| (id, k))).collect();
-        commands.extend(kinds.iter().map(|&(id, kind)| (m.to, Command::New { id, kind })));
-        for &(id, kind) in &kinds {
+    /// was while it fades in where it goes. With `handover`, each module (up to
+    /// [`HANDOVERS_PER_MOVE`]; not delays and reverbs, whose lines stay in their rack's pool)
+    /// is first exported from its old worker's rack and last imported into the new one: it
+    /// carries on where it was (an envelope's stage, an oscillator's phase) instead of
+    /// starting afresh.
+    fn move_commands(&self, m: &Move, handover: bool) -> Commands {
+        let kinds: Vec<(ModuleId, Kind, usize)> =
+            m.modules.iter().filter_map(|&(id, from)| self.topology.kind(id).map(|k| (id, k, from))).collect();
+        let handed: Vec<(ModuleId, usize, u16)> = kinds
+            .iter()
+            .filter(|&&(_, kind, from)| handover && from != m.to && !matches!(kind, Kind::Delay | Kind::Reverb))
+            .take(HANDOVERS_PER_MOVE)
+            .map(|&(id, _, from)| {
+                let turn = self.outbox_turns.get(from).map_or(0, |t| t.fetch_add(1, Ordering::Relaxed));
+                (id, from, (turn % OUTBOX_SLOTS) as u16)
+            })
+            .collect();
+        let mut commands: Commands =
+            handed.iter().map(|&(id, from, slot)| (from, Command::Export { id, slot })).collect();
+        commands.extend(m.modules.iter().map(|&(id, from)| (from, Command::Free { id })));
+        commands.extend(kinds.iter().map(|&(id, kind, _)| (m.to, Command::New { id, kind })));
+        for &(id, kind, _) in &kinds {
             commands.extend(self.set_commands(id, kind).into_iter().map(|c| (m.to, c)));
         }
         for c in self.topology.cables().iter().filter(|c| m.moves(c.src) || m.moves(c.dst)) {
             commands.push((m.to, Command::Patch { src: c.src, dst: c.dst, port: c.port }));
         }
+        commands.extend(handed.iter().map(|&(id, from, slot)| (m.to, Command::Import { id, from: from as u8, slot })));
         commands
     }
 

@@ -109,8 +109,23 @@ impl Engine for LocalEngine {
         if commands.iter().any(|&(w, _)| w >= racks.len()) {
             return Err(Busy);
         }
-        for (worker, command) in commands {
-            racks[*worker].apply(command);
+        // A move's handovers, as the workers make them through their outboxes.
+        let mut handed = Vec::new();
+        for &(worker, command) in commands {
+            match command {
+                Command::Export { id, slot } => {
+                    if let Some(module) = racks[worker].module(id) {
+                        handed.push(((worker, slot), module.clone()));
+                    }
+                    racks[worker].apply(&command);
+                }
+                Command::Import { id, from, slot } => {
+                    if let Some((_, module)) = handed.iter().find(|(at, _)| *at == (from as usize, slot)) {
+                        racks[worker].adopt(id, module);
+                    }
+                }
+                command => racks[worker].apply(&command),
+            }
         }
         Ok(())
     }

@@ -5,9 +5,13 @@
 //! component) therefore live on one worker, and **there are no cables between workers**: a
 //! cable that would join two components on different workers first moves one of them. The
 //! modules that move are freed on their old worker and created anew on the new one, with
-//! their parameters and cables, all in the same block: the old copies fade out over that
-//! block while the new ones fade in (a crossfade, not a click), but the new copies start from
-//! a fresh state (an envelope restarts, a delay line starts empty).
+//! their parameters and cables, all in the same block, and each hands its state over
+//! (`Ledger::move_commands`: exported from the old worker's rack through its outbox in shared
+//! memory, adopted by the new one in the same block). In that block both copies play, from
+//! the same state: the old one's cables to what stays fade out while the new one's fade in,
+//! so the sum is what one copy would have played and the move cannot be heard; an envelope
+//! keeps its stage, an oscillator its phase. Delays and reverbs (their lines live in their
+//! rack's pools) and the modules of a worker that died start afresh, crossfaded.
 //!
 //! The output module (id 0) exists on every worker, and a cable into it stays on its
 //! source's worker: patching into the output joins nothing. Only when the output's own `out`
@@ -487,10 +491,13 @@ mod tests {
         patch(&mut ledger, 10, 11, "fm").unwrap();
         assert_eq!((ledger.owner(1), ledger.owner(10)), (Some(0), Some(1)));
 
-        // The lfo+vco pair (2 modules) joins the voice (3 modules): the pair moves to worker 0.
+        // The lfo+vco pair (2 modules) joins the voice (3 modules): the pair moves to worker 0,
+        // handed over through worker 1's outbox (slots 0 and 1: its first exports).
         let sent = patch(&mut ledger, 10, 2, "cutoff").unwrap();
         let lfo = Kind::Lfo.params().iter().enumerate();
         let mut expected = vec![
+            (1, Command::Export { id: 10, slot: 0 }),
+            (1, Command::Export { id: 11, slot: 1 }),
             (1, Command::Free { id: 10 }),
             (1, Command::Free { id: 11 }),
             (0, Command::New { id: 10, kind: Kind::Lfo }),
@@ -508,6 +515,8 @@ mod tests {
                 .map(|(p, s)| (0, Command::Set { id: 11, param: p as u8, value: s.default })),
         );
         expected.push((0, Command::Patch { src: 10, dst: 11, port: 1 }));
+        expected.push((0, Command::Import { id: 10, from: 1, slot: 0 }));
+        expected.push((0, Command::Import { id: 11, from: 1, slot: 1 }));
         expected.push((0, Command::Patch { src: 10, dst: 2, port: 1 }));
         assert_eq!(sent, expected);
         assert_components_together(&ledger);

@@ -20,6 +20,7 @@ use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 use rustix::thread::futex;
 use synthpool_core::BLOCK;
+use synthpool_core::module::Module;
 use synthpool_core::rack::HostRack;
 use synthpool_core::ring::Ring;
 
@@ -170,8 +171,41 @@ fn rack_offset(index: usize) -> usize {
     round_up(size_of::<Control>(), PAGE) + index * round_up(size_of::<HostRack>(), PAGE)
 }
 
+/// Modules a worker's outbox holds at once: a move hands over at most this many modules
+/// from one worker (the rest start afresh), and the ledger hands out a worker's slots in
+/// turn, so a slot is reused only after this many more exports.
+pub const OUTBOX_SLOTS: usize = 64;
+
+/// One module handed from one worker to another (a move between workers): written by the
+/// worker that owns the outbox, read by the one taking the module, in the same block.
+#[repr(C)]
+struct OutSlot {
+    /// Odd while the owner writes the slot (a sequence lock).
+    seq: AtomicU32,
+    /// The generation the module was exported for (0: none yet).
+    generation: AtomicU32,
+    /// The module's id.
+    id: AtomicU32,
+    /// 1 when `module` holds it; 0 when the exporter had none to give (the module was new
+    /// that block): the importer then starts it afresh without waiting.
+    present: AtomicU32,
+    /// The module, as the owner's rack held it before that block.
+    module: std::cell::UnsafeCell<std::mem::MaybeUninit<Module>>,
+}
+
+/// A worker's outbox: [`OUTBOX_SLOTS`] modules on their way to other workers.
+#[repr(C)]
+struct Outbox {
+    slots: [OutSlot; OUTBOX_SLOTS],
+}
+
+/// Where worker `index`'s outbox lies in a region of `workers` workers (after every rack).
+fn outbox_offset(workers: usize, index: usize) -> usize {
+    rack_offset(workers) + index * round_up(size_of::<Outbox>(), PAGE)
+}
+
 fn region_len(workers: usize) -> usize {
-    rack_offset(workers)
+    outbox_offset(workers, workers)
 }
 
 /// The mapped region. Dropping it unmaps it.
@@ -373,23 +407,103 @@ pub struct WorkerRegion {
 }
 
 impl WorkerRegion {
-    /// The shared atomics and this worker's rack, borrowed together.
-    pub fn parts(&mut self) -> (&Control, &mut HostRack) {
+    /// The shared atomics, this worker's rack and the outboxes, borrowed together.
+    pub fn parts(&mut self) -> (&Control, &mut HostRack, Outboxes<'_>) {
         let index = self.index;
         let rack: *mut HostRack = {
             // SAFETY: this process claimed rack `index` (`claim_worker`), so it is its only
             // user; see `rack_mut` for layout and validity.
             unsafe { &mut *self.region.rack_ptr(index) }
         };
+        let outboxes = Outboxes { region: &self.region, own: index };
         // SAFETY: the rack lies after the control block (rack_offset >= its page-rounded
-        // size), so the shared `&Control` and the `&mut HostRack` never overlap; both borrow
-        // `self`, so neither outlives the mapping.
-        (self.region.control(), unsafe { &mut *rack })
+        // size) and before the outboxes, so the shared `&Control`, the outboxes and the `&mut
+        // HostRack` never overlap; all borrow `self`, so none outlives the mapping.
+        (self.region.control(), unsafe { &mut *rack }, outboxes)
     }
 
     /// The worker slot this process owns.
     pub fn index(&self) -> usize {
         self.index
+    }
+}
+
+/// The workers' outboxes, as one worker uses them: it writes its own ([`Outboxes::export`])
+/// and reads the others' ([`Outboxes::import`]).
+///
+/// The protocol that makes the plain (non-atomic) module bytes safe to share: the owner
+/// writes a slot only when an `Export` command names it, between its `seq` turning odd and
+/// even again, and publishes the generation after (Release); a reader copies the bytes only
+/// once it sees that generation and an even `seq` (Acquire), and keeps the copy only if
+/// `seq` did not move meanwhile. The ledger hands out each worker's slots in turn
+/// ([`OUTBOX_SLOTS`] of them), and a reader reads a slot in the block it was written for, so
+/// a slot is not rewritten while read unless that many modules leave one worker within a
+/// block; the sequence check then discards the copy (the module starts afresh).
+pub struct Outboxes<'a> {
+    region: &'a Region,
+    own: usize,
+}
+
+impl Outboxes<'_> {
+    fn slot(&self, worker: usize, slot: usize) -> Option<&OutSlot> {
+        let workers = self.region.workers;
+        if worker >= workers || slot >= OUTBOX_SLOTS || outbox_offset(workers, worker + 1) > self.region.len {
+            return None;
+        }
+        // SAFETY: inside the mapping (checked), aligned (page-aligned outbox, repr(C) array),
+        // and zeros or slots written by `export` are valid OutSlots: atomics, and a
+        // MaybeUninit read only through the protocol above.
+        let outbox = unsafe { &*self.region.base.as_ptr().add(outbox_offset(workers, worker)).cast::<Outbox>() };
+        Some(&outbox.slots[slot])
+    }
+
+    /// Copies `module` (id `id`; None: nothing to hand over) into slot `slot` of this
+    /// worker's outbox, for generation `generation`. Ignored for a slot out of range.
+    pub fn export(&self, slot: usize, id: u16, generation: u32, module: Option<&Module>) {
+        let Some(out) = self.slot(self.own, slot) else { return };
+        out.seq.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(module) = module {
+            // SAFETY: only this worker writes its own outbox (the protocol above); the value
+            // is a whole Module, which holds no pointers, so its bytes mean the same in any
+            // process.
+            unsafe { out.module.get().write(std::mem::MaybeUninit::new(module.clone())) };
+        }
+        out.present.store(u32::from(module.is_some()), std::sync::atomic::Ordering::Relaxed);
+        out.id.store(u32::from(id), std::sync::atomic::Ordering::Relaxed);
+        out.seq.fetch_add(1, std::sync::atomic::Ordering::Release);
+        out.generation.store(generation, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Module `id` from slot `slot` of worker `from`'s outbox, exported for generation
+    /// `generation`: waits for it until the monotonic clock reads `give_up_ns` (the exporter
+    /// writes it at the start of the same block), then gives up (None). None at once when the
+    /// exporter had none to give.
+    pub fn import(&self, from: usize, slot: usize, id: u16, generation: u32, give_up_ns: u64) -> Option<Module> {
+        let out = self.slot(from, slot)?;
+        loop {
+            let seq = out.seq.load(std::sync::atomic::Ordering::Acquire);
+            if seq % 2 == 0
+                && out.generation.load(std::sync::atomic::Ordering::Acquire) == generation
+                && out.id.load(std::sync::atomic::Ordering::Relaxed) == u32::from(id)
+            {
+                if out.present.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                    return None;
+                }
+                // SAFETY: the bytes are copied as MaybeUninit (no claim they are a valid Module
+                // yet); a volatile read keeps the copy between the two sequence loads.
+                let copy = unsafe { out.module.get().read_volatile() };
+                std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+                if out.seq.load(std::sync::atomic::Ordering::Relaxed) == seq {
+                    // SAFETY: the sequence did not move while copying, so the copy is the whole
+                    // Module the exporter wrote before publishing this generation.
+                    return Some(unsafe { copy.assume_init() });
+                }
+            }
+            if now_ns() >= give_up_ns {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
     }
 }
 

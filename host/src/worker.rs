@@ -20,6 +20,11 @@ pub const CATCH_UP_BLOCKS: u32 = 8;
 /// to back, ns.
 pub const SPIN_NS: u64 = 30_000;
 
+/// How long a worker waits, from the start of its block, for a module another worker
+/// exports to it in the same block (a move between workers): both were woken together and
+/// exports come first, so it is there within microseconds unless the exporter runs late.
+pub const IMPORT_WAIT_NS: u64 = 100_000;
+
 /// Real-time priority asked for by workers (below the host's audio thread).
 pub const WORKER_PRIORITY: i32 = 70;
 
@@ -61,7 +66,7 @@ pub fn run(args: WorkerArgs) -> i32 {
     let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: args.core });
     let realtime = std::env::var_os("SYNTHPOOL_NO_RT").is_none() && shm::set_realtime(WORKER_PRIORITY).is_ok();
     shm::flush_denormals();
-    let (control, rack) = region.parts();
+    let (control, rack, outboxes) = region.parts();
     let sample_rate_hz = control.clock.sample_rate_hz.load(Ordering::Relaxed) as f32;
     let me = &control.workers[args.index];
     // The host laid the rack out when it created the region (`Rack::init_zeroed`): preparing
@@ -125,9 +130,26 @@ pub fn run(args: WorkerArgs) -> i32 {
             while let Some(message) = me.commands.peek() {
                 if at.wrapping_sub(message[4]) as i32 >= 0 {
                     let _ = me.commands.pop();
-                    if let Some(command) = Command::from_words([message[0], message[1], message[2], message[3]]) {
+                    match Command::from_words([message[0], message[1], message[2], message[3]]) {
+                        // A module moving to another worker: its state as it is before this
+                        // block, for that worker to take in the same block; then it leaves
+                        // (its cables out fade while the other worker's fade in).
+                        Some(command @ Command::Export { id, slot }) => {
+                            outboxes.export(slot as usize, id, at, rack.module(id));
+                            rack.apply(&command);
+                        }
+                        // A module arriving from another worker (created by the commands
+                        // before this one): it carries on from the state exported there,
+                        // if that comes within IMPORT_WAIT_NS; else it starts afresh.
+                        Some(Command::Import { id, from, slot }) => {
+                            let give_up = start_ns + IMPORT_WAIT_NS;
+                            if let Some(module) = outboxes.import(from as usize, slot as usize, id, at, give_up) {
+                                rack.adopt(id, &module);
+                            }
+                        }
                         // Timed to a sample of this block (word 5, a timetagged bundle's).
-                        rack.apply_at(&command, message[5] as usize);
+                        Some(command) => rack.apply_at(&command, message[5] as usize),
+                        None => {}
                     }
                 } else {
                     break;

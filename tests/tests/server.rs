@@ -253,6 +253,102 @@ fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
     );
 }
 
+/// Sends `lines` (script lines) as one bundle, applied now; each must be answered `/done`.
+fn bundle(client: &Client, lines: &[&str]) {
+    let content = lines
+        .iter()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let addr = words.next().expect("an address").to_owned();
+            let args = words
+                .map(|w| w.parse::<i32>().map(i).or_else(|_| w.parse::<f32>().map(f)).unwrap_or_else(|_| s(w)))
+                .collect();
+            rosc::OscPacket::Message(rosc::OscMessage { addr, args })
+        })
+        .collect();
+    let now = rosc::OscTime { seconds: 0, fractional: 1 };
+    client.send_packet(&rosc::OscPacket::Bundle(rosc::OscBundle { timetag: now, content }));
+    for line in lines {
+        let reply = client.reply();
+        assert_eq!(reply.addr, "/done", "{line}: {reply:?}");
+    }
+}
+
+/// A voice moved to another worker carries on: mid-attack, its tone neither dips nor
+/// restarts. The voice (3 modules) is placed on one worker and a larger silent chain (5) on
+/// the other; a cable from the chain into the voice (at no depth: the sound stays the same)
+/// joins them, and the smaller, the voice, moves. Its modules hand their state over to the
+/// other worker in the block of the move, which both workers play half each.
+#[test]
+fn a_voice_moved_to_another_worker_carries_on_without_a_dip() {
+    let _machine = exclusive();
+    let (server, wav) = Server::recording("handover", &["--workers", "2"]);
+    let client = Client::new(server.port);
+    // 750 Hz: one cycle a block, followed block by block; a 1 s attack, so a restart shows.
+    bundle(
+        &client,
+        &[
+            "/module/new vco 1",
+            "/module/new adsr 2",
+            "/module/new vca 3",
+            "/module/set 1 wave sine",
+            "/module/set 1 freq 750",
+            "/module/set 1 fm_depth 0",
+            "/module/set 2 attack 1",
+            "/module/set 2 sustain 1",
+            "/module/set 3 gain 0.5",
+            "/module/set 2 gate 1",
+            "/patch 1 out 3 in",
+            "/patch 2 out 3 cv",
+            "/patch 3 out 0 in",
+        ],
+    );
+    bundle(
+        &client,
+        &[
+            "/module/new lfo 10",
+            "/module/new vca 11",
+            "/module/new vca 12",
+            "/module/new vca 13",
+            "/module/new vca 14",
+            "/module/set 10 depth 0",
+            "/patch 10 out 11 in",
+            "/patch 11 out 12 in",
+            "/patch 12 out 13 in",
+            "/patch 13 out 14 in",
+        ],
+    );
+    let status = client.status();
+    let counts = (worker_field(&status, 0, 2), worker_field(&status, 1, 2));
+    assert!(counts == (3, 5) || counts == (5, 3), "voice and chain on different workers: {counts:?}");
+    pause(0.3);
+    let before = int_at(&client.status(), 7);
+    assert_eq!(client.ask("/patch", vec![i(10), s("out"), i(1), s("fm")]).addr, "/done");
+    let after = int_at(&client.status(), 7);
+    let status = client.status();
+    let counts = (worker_field(&status, 0, 2), worker_field(&status, 1, 2));
+    assert!(counts == (8, 0) || counts == (0, 8), "the voice joined the chain: {counts:?}");
+    pause(0.3);
+    let (out, _) = stop_and_read(server, &wav);
+    let amplitude = tone_per_block(&out, 1);
+    let silent = silent_blocks(&out);
+    // The move lands two blocks after the /patch was sent (its bundle is due then); look
+    // from a little before the send to well after it (generation k is recorded block k - 1).
+    let (from, to) = ((before as usize).saturating_sub(10), after as usize + 40);
+    assert!(to < amplitude.len(), "recorded past the move");
+    let mut worst: f64 = 0.0;
+    for k in from + 1..to - 1 {
+        if silent[k - 1] || silent[k] || silent[k + 1] {
+            continue; // a dropout on a loaded machine, not the move
+        }
+        // The attack rises in a straight line: each block is the mean of its neighbours.
+        let bend = (amplitude[k] - (amplitude[k - 1] + amplitude[k + 1]) / 2.0).abs() / amplitude[k];
+        worst = worst.max(bend);
+    }
+    assert!(amplitude[from] > 0.05, "the voice plays before the move: {}", amplitude[from]);
+    assert!(worst < 0.01, "the tone bends by {:.1}% of itself around the move", worst * 100.0);
+}
+
 /// Timetags name samples, not blocks: python-osc sends three bundles that open, close and
 /// open again an envelope's gate 10 ms (480 samples) and 10.5 ms (504 samples) apart. The
 /// envelope, patched straight to the output, starts, releases and starts again exactly that
