@@ -37,7 +37,10 @@ pub const TIMING_SLOTS: usize = 1024;
 const PAGE: usize = 4096;
 /// Region marker: a tag and the sizes of the layout, so a worker from another build (whose
 /// layout may differ) refuses to attach instead of misreading memory.
-const MAGIC: u64 = 0x5350_0000_0000_0000 ^ ((size_of::<Control>() as u64) << 24) ^ size_of::<HostRack>() as u64;
+const MAGIC: u64 = 0x5350_0000_0000_0000
+    ^ ((size_of::<Outbox>() as u64) << 40)
+    ^ ((size_of::<Control>() as u64) << 24)
+    ^ size_of::<HostRack>() as u64;
 
 /// Words every process watches: the block clock.
 #[repr(C)]
