@@ -41,10 +41,13 @@ pub struct Adsr {
     /// Sustain level, linear 0.0..=1.0.
     sustain: f32,
     release_s: f32,
-    /// The gate parameter at each sample of the next block, bit i for sample i (on when set
-    /// with a value above 0.5): all ones or all zeros unless a change was timed to a sample
-    /// within the block ([`Adsr::set_gate_at`]).
-    gate: u64,
+    /// The gate parameter as the next block starts (on when set with a value above 0.5).
+    gate: bool,
+    /// Samples of the next block where the gate parameter changes, bit i for sample i
+    /// ([`Adsr::set_gate_at`]; an untimed change is at sample 0).
+    gate_changes: u64,
+    /// The value it changes to at each of those samples, bit i for sample i.
+    gate_values: u64,
     /// A time or the sample rate changed: the coefficients below are recomputed next block.
     coefs_stale: bool,
     /// Attack rise per sample, 1 / (attack_s * fs).
@@ -87,7 +90,9 @@ impl Adsr {
             decay_s: 0.1,
             sustain: 0.7,
             release_s: 0.2,
-            gate: 0,
+            gate: false,
+            gate_changes: 0,
+            gate_values: 0,
             coefs_stale: true,
             attack_step: 0.0,
             decay_log: 0.0,
@@ -166,12 +171,32 @@ impl Adsr {
     }
 
     /// As [`Adsr::set_gate`], from sample `frame` of the next block on (0..BLOCK; later
-    /// frames count as the last): the samples before it keep the gate as it was. A timed
-    /// note starts or ends at its sample, not at the block's start. Changes timed within one
-    /// block apply in the order they are made.
+    /// frames count as the last), until a change timed to a later sample: a timed note
+    /// starts or ends at its sample, not at the block's start, whatever order the changes
+    /// of one block come in (two at one sample: the last made wins).
     pub fn set_gate_at(&mut self, gate: f32, frame: usize) {
-        let before = if frame == 0 { 0 } else { u64::MAX >> (u64::BITS as usize - frame.min(BLOCK - 1)) };
-        self.gate = (self.gate & before) | if gate > 0.5 { !before } else { 0 };
+        let bit = 1u64 << frame.min(BLOCK - 1);
+        self.gate_changes |= bit;
+        self.gate_values = if gate > 0.5 { self.gate_values | bit } else { self.gate_values & !bit };
+    }
+
+    /// The gate parameter at each sample of the next block, bit i for sample i.
+    fn gate_mask(&self) -> u64 {
+        let all = |on: bool| if on { u64::MAX } else { 0 };
+        match self.gate_changes {
+            0 => all(self.gate),
+            1 => all(self.gate_values & 1 == 1),
+            changes => {
+                let (mut on, mut mask) = (self.gate, 0);
+                for i in 0..BLOCK {
+                    if changes >> i & 1 == 1 {
+                        on = self.gate_values >> i & 1 == 1;
+                    }
+                    mask |= u64::from(on) << i;
+                }
+                mask
+            }
+        }
     }
 
     /// Writes the envelope, 0.0..=1.0, to `out`. The gate at each sample is the gate
@@ -197,7 +222,7 @@ impl Adsr {
 
         // A gate that does not change within the block (the usual case) is rendered in one
         // run; counting is vectorisable where scanning for the changes is not.
-        let param = self.gate;
+        let param = self.gate_mask();
         let uniform_gate = match (gate, param) {
             (_, u64::MAX) => Some(true),
             (None, 0) => Some(false),
@@ -233,7 +258,8 @@ impl Adsr {
         }
         self.level = flush(self.level);
         // The parameter holds its last sample's value from the next block on.
-        self.gate = if param >> (BLOCK - 1) & 1 == 1 { u64::MAX } else { 0 };
+        self.gate = param >> (BLOCK - 1) & 1 == 1;
+        self.gate_changes = 0;
     }
 
     /// Restarts the closed form of the current stage from the current level.
@@ -530,7 +556,8 @@ mod tests {
     fn a_gate_timed_to_a_sample_opens_and_closes_there() {
         // The same note through the gate input and through timed parameter changes: on at
         // sample 10 of block 0, off at sample 40 of block 20, a blip on at 50 and off at 60 of
-        // block 30, and an on at 63 of block 40: the same samples, bit for bit.
+        // block 30, and an on at 63 of block 40: the same samples, bit for bit, whatever the
+        // order the changes of one block are made in.
         let events =
             [(10, 1.0), (20 * BLOCK + 40, 0.0), (30 * BLOCK + 50, 1.0), (30 * BLOCK + 60, 0.0), (40 * BLOCK + 63, 1.0)];
         let gate_at = |t: usize| events.iter().rev().find(|&&(at, _)| at <= t).map_or(0.0, |&(_, g)| g);
@@ -544,7 +571,8 @@ mod tests {
         let mut by_param = adsr(0.001, 0.01, 0.5, 0.01);
         let mut n = 0;
         let y = render_s(0.1, |b| {
-            for &(at, g) in events.iter().filter(|&&(at, _)| at / BLOCK == n) {
+            // Made in reverse order within each block: the samples decide, not the order.
+            for &(at, g) in events.iter().rev().filter(|&&(at, _)| at / BLOCK == n) {
                 by_param.set_gate_at(g, at % BLOCK);
             }
             n += 1;
