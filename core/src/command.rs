@@ -59,7 +59,7 @@ pub enum Command {
     Clear,
     /// Hand module `id`'s state, as it is before this block renders, to another rack: a move
     /// between worker processes, so the module carries on instead of starting afresh. Made
-    /// by the host (never by a [`Topology`]); the worker copies the module into its outbox
+    /// by the host (never by a [`Topology`](crate::topology::Topology)); the worker copies the module into its outbox
     /// slot `slot` ([`Rack::module`](crate::rack::Rack::module)). A rack alone ignores it.
     Export {
         /// The module.

@@ -420,7 +420,8 @@ impl<
 
     /// Replaces module `id`'s state with `state`, a module of the same kind handed over from
     /// another rack ([`Rack::module`], then [`Command::Export`] there): it carries on from
-    /// there, unfaded (see [`Fade::Arrive`]). Delays and reverbs are not taken (their lines
+    /// there, unfaded in this block, its cables to modules that arrived with it steady and
+    /// those to the rest fading in. Delays and reverbs are not taken (their lines
     /// live in the rack's pools, not in the module). Returns whether the state was taken.
     pub fn adopt(&mut self, id: ModuleId, state: &Module) -> bool {
         let Some(slot) = self.slot_of(id) else { return false };
