@@ -970,6 +970,15 @@ mod tests {
             Self { rack, topology }
         }
 
+        /// A fresh bench that has run `lines`.
+        fn with(lines: &[&str]) -> Self {
+            let mut b = Self::new();
+            for line in lines {
+                b.run(line);
+            }
+            b
+        }
+
         fn run(&mut self, line: &str) {
             let (_, request) = crate::script::parse_line(line, 0.0).unwrap();
             self.rack.submit(&mut self.topology, &request.unwrap()).unwrap();
@@ -1220,8 +1229,7 @@ mod tests {
 
     #[test]
     fn the_standard_voice_sounds_and_stays_in_range() {
-        let mut b = Bench::new();
-        for line in [
+        let mut b = Bench::with(&[
             "/module/new vco 1",
             "/module/new vcf 2",
             "/module/new vca 3",
@@ -1235,9 +1243,7 @@ mod tests {
             "/patch 2 out 3 in",
             "/patch 4 out 3 cv",
             "/patch 3 out 0 in",
-        ] {
-            b.run(line);
-        }
+        ]);
         let out = b.render(1.0);
         assert!(all_finite(&out));
         // Saw through a gentle filter at 0.05 * sustain 0.7: about -30 dBFS peak, well below 0.
@@ -1248,8 +1254,7 @@ mod tests {
 
     /// A standard voice with an LFO on the cutoff, its gate held, in a fresh bench.
     fn voice_with_lfo() -> Bench {
-        let mut b = Bench::new();
-        for line in [
+        Bench::with(&[
             "/module/new vco 1",
             "/module/new vcf 2",
             "/module/new vca 3",
@@ -1264,10 +1269,7 @@ mod tests {
             "/patch 2 out 3 in",
             "/patch 4 out 3 cv",
             "/patch 3 out 0 in",
-        ] {
-            b.run(line);
-        }
-        b
+        ])
     }
 
     #[test]
