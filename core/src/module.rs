@@ -350,17 +350,28 @@ impl Module {
         value: f32,
         pools: Pools<'_, DL, CL, AL>,
     ) {
-        self.set_at(param, value, 0, pools);
+        self.set_timed(param, value, None, pools);
     }
 
-    /// As [`Module::set`], timed to sample `frame` of the next block: an adsr's gate opens or
-    /// closes at that sample ([`Adsr::set_gate_at`]); every other parameter glides over the
-    /// block from its start, as untimed.
+    /// As [`Module::set`], timed to sample `frame` of the next block (a timetagged OSC
+    /// bundle): an adsr's gate opens or closes at that sample ([`Adsr::set_gate_at`]) and a
+    /// vco's frequency steps there ([`Vco::set_freq_hz_at`]); every other parameter glides
+    /// over the block from its start, as untimed.
     pub fn set_at<const DL: usize, const CL: usize, const AL: usize>(
         &mut self,
         param: u8,
         value: f32,
         frame: usize,
+        pools: Pools<'_, DL, CL, AL>,
+    ) {
+        self.set_timed(param, value, Some(frame), pools);
+    }
+
+    fn set_timed<const DL: usize, const CL: usize, const AL: usize>(
+        &mut self,
+        param: u8,
+        value: f32,
+        at: Option<usize>,
         pools: Pools<'_, DL, CL, AL>,
     ) {
         let choice = value as u32; // enumerations: validated to be a whole index upstream
@@ -372,7 +383,10 @@ impl Module {
                 }
             }
             Module::Vco(u) => match param {
-                0 => u.set_freq_hz(value),
+                0 => match at {
+                    Some(frame) => u.set_freq_hz_at(value, frame),
+                    None => u.set_freq_hz(value),
+                },
                 1 => {
                     if let Some(w) = Wave::from_index(choice) {
                         u.set_wave(w)
@@ -398,7 +412,7 @@ impl Module {
                 1 => u.set_decay_s(value),
                 2 => u.set_sustain(value),
                 3 => u.set_release_s(value),
-                4 => u.set_gate_at(value, frame),
+                4 => u.set_gate_at(value, at.unwrap_or(0)),
                 _ => {}
             },
             Module::Lfo(u) => match param {

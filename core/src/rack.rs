@@ -317,13 +317,18 @@ impl<
     /// Applies a command checked by a [`Topology`]; takes effect from the next block.
     /// Cannot fail: a command that does not fit this rack changes nothing.
     pub fn apply(&mut self, command: &Command) {
-        self.apply_at(command, 0);
+        self.apply_timed(command, None);
     }
 
     /// As [`Rack::apply`], timed to sample `frame` of the next block (a timetagged OSC
-    /// bundle): a [`Command::Set`] of an adsr's gate takes effect at that sample
-    /// ([`Module::set_at`]); every other command starts its glide or fade with the block.
+    /// bundle): a [`Command::Set`] of an adsr's gate or a vco's frequency takes effect at
+    /// that sample ([`Module::set_at`]); every other command starts its glide or fade with
+    /// the block.
     pub fn apply_at(&mut self, command: &Command, frame: usize) {
+        self.apply_timed(command, Some(frame));
+    }
+
+    fn apply_timed(&mut self, command: &Command, at: Option<usize>) {
         if !matches!(command, Command::Set { .. } | Command::Import { .. }) {
             // New fades change where ports read from (a fading wire is summed with its ramp).
             self.fades_pending = true;
@@ -342,7 +347,10 @@ impl<
             Command::Set { id, param, value } => {
                 if let Some(slot) = self.slot_of(id) {
                     let pools = Pools { delays: &mut self.delays, reverbs: &mut self.reverbs };
-                    self.modules[slot].set_at(param, value, frame, pools);
+                    match at {
+                        Some(frame) => self.modules[slot].set_at(param, value, frame, pools),
+                        None => self.modules[slot].set(param, value, pools),
+                    }
                 }
             }
             Command::Patch { src, dst, port } => {

@@ -53,21 +53,27 @@ pub struct ModuleTime {
     pub blocks: u32,
 }
 
-/// When a bundle's commands apply: with the block of generation `generation`, timed to its
-/// sample `frame` (0..BLOCK: an adsr's gate opens or closes there, every other change starts
-/// with the block; see `Rack::apply_at`).
+/// When a bundle's commands apply: with the block of generation `generation`, and, for a
+/// timetagged bundle, timed to its sample `frame` (0..BLOCK: an adsr's gate opens or closes
+/// there and a vco's frequency steps there, every other change starts with the block; see
+/// `Rack::apply_at`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Due {
     /// The block's generation.
     pub generation: u32,
-    /// The sample within the block.
-    pub frame: u8,
+    /// The sample within the block a timetag names; None for an untimed change.
+    pub frame: Option<u8>,
 }
 
 impl Due {
-    /// At the start of the block of `generation`.
+    /// With the block of `generation`, untimed.
     pub fn block(generation: u32) -> Self {
-        Self { generation, frame: 0 }
+        Self { generation, frame: None }
+    }
+
+    /// At sample `frame` of the block of `generation`.
+    pub fn sample(generation: u32, frame: u8) -> Self {
+        Self { generation, frame: Some(frame) }
     }
 }
 
@@ -100,7 +106,7 @@ pub trait Engine: Send + Sync {
     /// block nearest `ahead` after those two.
     fn due_in(&self, ahead: Duration) -> Due {
         let blocks = ahead.as_secs_f64() * f64::from(self.sample_rate_hz()) / BLOCK as f64;
-        Due::block(self.generation().wrapping_add(2).wrapping_add(blocks.round() as u32))
+        Due::sample(self.generation().wrapping_add(2).wrapping_add(blocks.round() as u32), 0)
     }
     /// The generation of the block rendered last (0 before the first).
     fn generation(&self) -> u32 {

@@ -529,7 +529,8 @@ impl Pool {
 
     fn push(&self, worker: usize, command: &Command, due: Due) -> Result<(), Busy> {
         let [a, b, c, d] = command.to_words();
-        let message: Message = [a, b, c, d, due.generation, u32::from(due.frame)];
+        // Word 5: 0 untimed, else 1 + the sample a timetag names.
+        let message: Message = [a, b, c, d, due.generation, due.frame.map_or(0, |f| u32::from(f) + 1)];
         let ring = &self.region.control().workers.get(worker).ok_or(Busy)?.commands;
         ring.try_push(message).map_err(|_| Busy)
     }
@@ -560,7 +561,7 @@ impl Engine for Pool {
     fn due_in(&self, ahead: Duration) -> Due {
         let epoch = f64::from_bits(self.epoch_ns.load(Ordering::Relaxed));
         let current = self.generation();
-        let soonest = Due::block(current.wrapping_add(2));
+        let soonest = Due::sample(current.wrapping_add(2), 0);
         if epoch == 0.0 {
             return soonest;
         }
@@ -572,7 +573,7 @@ impl Engine for Pool {
             return soonest;
         }
         let samples = samples as u64;
-        Due { generation: current.wrapping_add((samples / BLOCK as u64) as u32), frame: (samples % BLOCK as u64) as u8 }
+        Due::sample(current.wrapping_add((samples / BLOCK as u64) as u32), (samples % BLOCK as u64) as u8)
     }
 
     fn send_together_at(&self, commands: &[(usize, Command)], due: Due) -> Result<(), Busy> {

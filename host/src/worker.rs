@@ -147,8 +147,12 @@ pub fn run(args: WorkerArgs) -> i32 {
                                 rack.adopt(id, &module);
                             }
                         }
-                        // Timed to a sample of this block (word 5, a timetagged bundle's).
-                        Some(command) => rack.apply_at(&command, message[5] as usize),
+                        // Untimed (word 5 is 0), or timed to a sample of this block (1 + it:
+                        // a timetagged bundle's).
+                        Some(command) => match message[5] {
+                            0 => rack.apply(&command),
+                            timed => rack.apply_at(&command, timed as usize - 1),
+                        },
                         None => {}
                     }
                 } else {

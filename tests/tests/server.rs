@@ -25,8 +25,12 @@ fn amplitude_at(x: &[f32], hz: f64) -> f64 {
 /// sample of its block and moves the phase by 4.5e-4 after one sample, 2.7e-3 after three;
 /// silent blocks (dropouts on a loaded machine) are skipped, not taken for a change.
 fn departure_from_sine(out: &[f32], hz: f64, fit_end: usize) -> usize {
+    departure_after_fit(out, hz, fit_end - FS as usize / 10, fit_end)
+}
+
+/// As [`departure_from_sine`], fitted over `out[fit_start..fit_end]`.
+fn departure_after_fit(out: &[f32], hz: f64, fit_start: usize, fit_end: usize) -> usize {
     let w = std::f64::consts::TAU * hz / FS as f64;
-    let fit_start = fit_end - FS as usize / 10;
     let silent = silent_blocks(out);
     let (mut ss, mut sc, mut cc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for (n, &x) in out.iter().enumerate().take(fit_end).skip(fit_start) {
@@ -349,6 +353,23 @@ fn a_voice_moved_to_another_worker_carries_on_without_a_dip() {
     assert!(worst < 0.01, "the tone bends by {:.1}% of itself around the move", worst * 100.0);
 }
 
+/// Runs `tests/clients/timed_sets.py`: python-osc sends one timetagged bundle per value,
+/// setting `param` of module `id` to it, 0.3 s from now, then 10 ms and 20.5 ms after; each
+/// must be answered `/done`.
+fn timed_sets(port: u16, id: i32, param: &str, values: &[&str]) {
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "{} missing: `cargo xtask test` creates it with python-osc", python.display());
+    let out = Command::new(&python)
+        .arg(root().join("tests/clients/timed_sets.py"))
+        .args([port.to_string(), id.to_string(), param.to_owned()])
+        .args(values)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.starts_with("/done\t/module/set")).count(), values.len(), "{text}");
+}
+
 /// Timetags name samples, not blocks: python-osc sends three bundles that open, close and
 /// open again an envelope's gate 10 ms (480 samples) and 10.5 ms (504 samples) apart. The
 /// envelope, patched straight to the output, starts, releases and starts again exactly that
@@ -356,8 +377,6 @@ fn a_voice_moved_to_another_worker_carries_on_without_a_dip() {
 #[test]
 fn timetagged_gates_open_and_close_at_the_sample_they_name() {
     let _machine = exclusive();
-    let python = root().join(".venv/bin/python");
-    assert!(python.exists(), "{} missing: `cargo xtask test` creates it with python-osc", python.display());
     let (server, wav) = Server::recording("timed-gates", &["--workers", "1"]);
     let client = Client::new(server.port);
     assert_eq!(client.ask("/module/new", vec![s("adsr"), i(1)]).addr, "/done");
@@ -367,14 +386,7 @@ fn timetagged_gates_open_and_close_at_the_sample_they_name() {
     }
     assert_eq!(client.ask("/patch", vec![i(1), s("out"), i(0), s("in")]).addr, "/done");
     pause(0.2);
-    let out = Command::new(&python)
-        .arg(root().join("tests/clients/timed_gates.py"))
-        .args([server.port.to_string(), "1".into()])
-        .output()
-        .expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().filter(|l| l.starts_with("/done\t/module/set")).count(), 3, "{text}");
+    timed_sets(server.port, 1, "gate", &["1", "0", "1"]);
     pause(0.5);
     let (y, _) = stop_and_read(server, &wav);
     // The output's level scales the envelope: its held level is the recording's peak.
@@ -388,6 +400,31 @@ fn timetagged_gates_open_and_close_at_the_sample_they_name() {
     // Each time is converted to a sample on its own: one sample of rounding either side.
     assert!((held - 480).abs() <= 1, "open at {opens}, released at {released}: {held} samples, not 480");
     assert!((apart - 504).abs() <= 1, "released at {released}, open again at {reopens}: {apart} samples, not 504");
+}
+
+/// A vco's frequency steps on the sample a timetag names: python-osc sends two bundles
+/// 10 ms (480 samples) apart, 750 Hz to 1500 Hz and back. The recorded tone leaves each
+/// pitch exactly that many samples apart (a glide over the block, as untimed changes make,
+/// would start both changes at a block's start, a multiple of 64 samples apart).
+#[test]
+fn timetagged_frequency_changes_step_at_the_sample_they_name() {
+    let _machine = exclusive();
+    let (server, wav) = Server::recording("timed-freq", &["--workers", "1"]);
+    let client = Client::new(server.port);
+    sine_to_out(&client, 1, 750.0, 0.5);
+    pause(0.2);
+    // The recording's sample now (generation k is recorded block k - 1): the changes come
+    // 0.3 s later, after a stretch of steady 750 Hz to fit.
+    let now = (int_at(&client.status(), 7) as usize).saturating_sub(1) * BLOCK;
+    timed_sets(server.port, 1, "freq", &["1500", "750"]);
+    pause(0.5);
+    let (y, _) = stop_and_read(server, &wav);
+    let up = departure_from_sine(&y, 750.0, now);
+    // The 1500 Hz stretch is 480 samples: fit it well inside, then find where it ends.
+    let down = departure_after_fit(&y, 1500.0, up + 32, up + 400);
+    let apart = down as i64 - up as i64;
+    // Where a pitch change shows depends on the wave's phase there: a few samples.
+    assert!((apart - 480).abs() <= 4, "up at {up}, down at {down}: {apart} samples, not 480");
 }
 
 /// JACK's dummy driver paces the server like a sound card would (one 64-frame period at a

@@ -105,6 +105,9 @@ pub struct Vco {
     carry: [f32; TAPS],
     /// Set by `reset`: the next block starts the wave (a band-limited step from silence).
     fresh: bool,
+    /// 0, or 1 + the sample of the next block where the frequency steps to `freq_hz`
+    /// instead of gliding to it over the block ([`Vco::set_freq_hz_at`]).
+    freq_step_at: u8,
 }
 
 impl Default for Vco {
@@ -131,6 +134,7 @@ impl Vco {
             phase: 0,
             carry: [0.0; TAPS],
             fresh: true,
+            freq_step_at: 0,
         }
     }
 
@@ -160,6 +164,17 @@ impl Vco {
     pub fn set_freq_hz(&mut self, hz: f32) {
         if hz.is_finite() {
             self.freq_hz = limit(hz, MIN_FREQ_HZ, MAX_FREQ_NORM * self.fs_hz);
+        }
+    }
+
+    /// As [`Vco::set_freq_hz`], but timed: the frequency steps to `hz` at sample `frame` of
+    /// the next block (0..BLOCK; later frames count as the last) instead of gliding over the
+    /// block. The phase runs on without a break, so a step is no click: a timed note's pitch
+    /// starts on its sample. The last timed change of a block wins.
+    pub fn set_freq_hz_at(&mut self, hz: f32, frame: usize) {
+        if hz.is_finite() {
+            self.set_freq_hz(hz);
+            self.freq_step_at = frame.min(BLOCK - 1) as u8 + 1;
         }
     }
 
@@ -238,6 +253,7 @@ impl Vco {
             }
         }
         self.freq_norm = f_end;
+        self.freq_step_at = 0;
         self.level_now = self.level;
         self.pulse_width_now = self.pulse_width;
         self.fm_depth_now = self.fm_depth;
@@ -266,8 +282,14 @@ impl Vco {
         // Separate passes, each vectorised with short chains of dependent operations (one
         // fused loop is slower: the chains of its iterations do not overlap enough).
         let mut freq = [0.0f32; BLOCK];
-        for (f, &k) in freq.iter_mut().zip(&RAMP) {
-            *f = f_start + f_step * k;
+        if let Some(step_at) = (self.freq_step_at as usize).checked_sub(1) {
+            for (i, f) in freq.iter_mut().enumerate() {
+                *f = if i < step_at { f_start } else { f_end };
+            }
+        } else {
+            for (f, &k) in freq.iter_mut().zip(&RAMP) {
+                *f = f_start + f_step * k;
+            }
         }
         if let Some(pitch) = pitch_oct {
             for (f, &octaves) in freq.iter_mut().zip(pitch) {
@@ -694,6 +716,38 @@ mod tests {
         v.set_freq_hz(hz);
         v.prepare(FS);
         v
+    }
+
+    #[test]
+    fn a_timed_frequency_change_steps_on_its_sample_with_the_phase_unbroken() {
+        let mut out = [0.0; BLOCK];
+        let (inc_1k, inc_2k) = (increment(1000.0 / FS), increment(2000.0 / FS));
+        for frame in [0, 20, 63] {
+            let mut v = vco(Wave::Sine, 1000.0);
+            v.process(None, None, &mut out);
+            let start = v.phase;
+            v.set_freq_hz_at(2000.0, frame);
+            v.process(None, None, &mut out);
+            // The samples before `frame` advance at 1 kHz, the rest at 2 kHz.
+            let expected = start
+                .wrapping_add(inc_1k.wrapping_mul(frame as u32))
+                .wrapping_add(inc_2k.wrapping_mul((BLOCK - frame) as u32));
+            assert_eq!(v.phase, expected, "step at {frame}");
+            // No break in the wave: no step larger than a 2 kHz sine's steepest.
+            let steepest = core::f32::consts::TAU * 2000.0 / FS;
+            assert!(max_step(&out) <= steepest * 1.05, "step at {frame}: {}", max_step(&out));
+            // The next block is steady at 2 kHz.
+            v.process(None, None, &mut out);
+            assert_eq!(v.phase, expected.wrapping_add(inc_2k.wrapping_mul(BLOCK as u32)));
+        }
+        // Untimed, the same change glides over the block: it ends elsewhere.
+        let mut v = vco(Wave::Sine, 1000.0);
+        v.process(None, None, &mut out);
+        let start = v.phase;
+        v.set_freq_hz(2000.0);
+        v.process(None, None, &mut out);
+        assert_ne!(v.phase, start.wrapping_add(inc_2k.wrapping_mul(BLOCK as u32)));
+        assert_ne!(v.phase, start.wrapping_add(inc_1k.wrapping_mul(BLOCK as u32)));
     }
 
     fn render(v: &mut Vco, seconds: f32) -> Vec<f32> {
