@@ -22,8 +22,10 @@ pub const SPIN_NS: u64 = 30_000;
 
 /// How long a worker waits, from the start of its block, for a module another worker
 /// exports to it in the same block (a move between workers): both were woken together and
-/// exports come first, so it is there within microseconds unless the exporter runs late.
-pub const IMPORT_WAIT_NS: u64 = 100_000;
+/// exports come first, so it is there within microseconds unless the exporter runs late (a
+/// worker without real-time priority on a loaded machine: 100 us was seen to fall short).
+/// A quarter of the block, once per move.
+pub const IMPORT_WAIT_NS: u64 = 300_000;
 
 /// Real-time priority asked for by workers (below the host's audio thread).
 pub const WORKER_PRIORITY: i32 = 70;

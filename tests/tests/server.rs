@@ -286,8 +286,47 @@ fn bundle(client: &Client, lines: &[&str]) {
 #[test]
 fn a_voice_moved_to_another_worker_carries_on_without_a_dip() {
     let _machine = exclusive();
-    let (server, wav) = Server::recording("handover", &["--workers", "2"]);
+    // On a loaded machine an attempt can tell nothing: a block a worker missed is missing
+    // from the recording, which no check of a tone's shape can tell from a dip; and
+    // placement by measured load may put the chain beside the voice.
+    up_to_three_attempts(move_a_voice);
+}
+
+/// Runs `attempt(1)`, `attempt(2)` ... until one tells (Ok, or a panic that fails the
+/// test); an attempt that cannot tell on this machine's load says why (Err) and is tried
+/// again, three times in all.
+fn up_to_three_attempts(attempt: impl Fn(usize) -> Result<(), String>) {
+    for n in 1..=3 {
+        match attempt(n) {
+            Ok(()) => return,
+            Err(why) => eprintln!("attempt {n}: {why}; again"),
+        }
+    }
+    panic!("no attempt could tell: the machine is too loaded");
+}
+
+/// What would spoil an attempt of a test that times samples, as `/status` counts it:
+/// bundles applied after the time they named (`late_bundles`), and blocks a worker missed
+/// (missing from the recording), in all.
+fn spoilers(client: &Client) -> (i64, i64) {
+    let status = client.status();
+    let workers = int_at(&status, 2) as usize;
+    (int_at(&status, 5), (0..workers).map(|w| worker_field(&status, w, 4)).sum())
+}
+
+/// Why an attempt whose check failed cannot tell, if `spoilers` grew from `before` to
+/// `after` (a check that passed passes whatever the machine did).
+fn spoiled(before: (i64, i64), after: (i64, i64)) -> Option<String> {
+    let (bundles, blocks) = (after.0 - before.0, after.1 - before.1);
+    (bundles > 0 || blocks > 0).then(|| format!("{bundles} bundles came after their time, {blocks} blocks were missed"))
+}
+
+/// One attempt of [`a_voice_moved_to_another_worker_carries_on_without_a_dip`]: panics when
+/// the tone bends with no late block around the move; Err(why) when it could not tell.
+fn move_a_voice(attempt: usize) -> Result<(), String> {
+    let (server, wav) = Server::recording(&format!("handover-{attempt}"), &["--workers", "2"]);
     let client = Client::new(server.port);
+    let late = |status: &[rosc::OscType]| worker_field(status, 0, 4) + worker_field(status, 1, 4);
     // 750 Hz: one cycle a block, followed block by block; a 1 s attack, so a restart shows.
     bundle(
         &client,
@@ -324,33 +363,53 @@ fn a_voice_moved_to_another_worker_carries_on_without_a_dip() {
     );
     let status = client.status();
     let counts = (worker_field(&status, 0, 2), worker_field(&status, 1, 2));
-    assert!(counts == (3, 5) || counts == (5, 3), "voice and chain on different workers: {counts:?}");
+    if counts != (3, 5) && counts != (5, 3) {
+        return Err(format!("the chain was placed beside the voice: {counts:?}"));
+    }
     pause(0.3);
-    let before = int_at(&client.status(), 7);
+    let status = client.status();
+    let (before, late_before) = (int_at(&status, 7), late(&status));
     assert_eq!(client.ask("/patch", vec![i(10), s("out"), i(1), s("fm")]).addr, "/done");
     let after = int_at(&client.status(), 7);
     let status = client.status();
     let counts = (worker_field(&status, 0, 2), worker_field(&status, 1, 2));
     assert!(counts == (8, 0) || counts == (0, 8), "the voice joined the chain: {counts:?}");
     pause(0.3);
+    let late_during = late(&client.status()) - late_before;
     let (out, _) = stop_and_read(server, &wav);
     let amplitude = tone_per_block(&out, 1);
-    let silent = silent_blocks(&out);
     // The move lands two blocks after the /patch was sent (its bundle is due then); look
     // from a little before the send to well after it (generation k is recorded block k - 1).
     let (from, to) = ((before as usize).saturating_sub(10), after as usize + 40);
     assert!(to < amplitude.len(), "recorded past the move");
-    let mut worst: f64 = 0.0;
+    let silent = silent_blocks(&out);
+    let (mut worst, mut at): (f64, usize) = (0.0, 0);
     for k in from + 1..to - 1 {
         if silent[k - 1] || silent[k] || silent[k + 1] {
-            continue; // a dropout on a loaded machine, not the move
+            continue; // a block a worker missed: gone from the recording, not bent
         }
         // The attack rises in a straight line: each block is the mean of its neighbours.
-        let bend = (amplitude[k] - (amplitude[k - 1] + amplitude[k + 1]) / 2.0).abs() / amplitude[k];
-        worst = worst.max(bend);
+        let bend = (amplitude[k] - (amplitude[k - 1] + amplitude[k + 1]) / 2.0).abs() / amplitude[k].max(1e-9);
+        if bend > worst {
+            (worst, at) = (bend, k);
+        }
     }
-    assert!(amplitude[from] > 0.05, "the voice plays before the move: {}", amplitude[from]);
-    assert!(worst < 0.01, "the tone bends by {:.1}% of itself around the move", worst * 100.0);
+    if worst >= 0.01 && late_during > 0 {
+        return Err(format!("{late_during} late blocks around the move"));
+    }
+    let heard = |k: &usize| !silent[*k];
+    assert!(
+        (from..to).filter(heard).all(|k| amplitude[k] > 0.05),
+        "the voice plays throughout: {:?}",
+        &amplitude[from..to]
+    );
+    assert!(
+        worst < 0.01,
+        "the tone bends by {:.1}% of itself around the move, at block {at} (the /patch was sent between blocks {before} and {after}): {:?}",
+        worst * 100.0,
+        &amplitude[at.saturating_sub(3)..at + 4]
+    );
+    Ok(())
 }
 
 /// Runs `tests/clients/timed_sets.py`: python-osc sends one timetagged bundle per value,
@@ -377,7 +436,13 @@ fn timed_sets(port: u16, id: i32, param: &str, values: &[&str]) {
 #[test]
 fn timetagged_gates_open_and_close_at_the_sample_they_name() {
     let _machine = exclusive();
-    let (server, wav) = Server::recording("timed-gates", &["--workers", "1"]);
+    // A loaded machine may hand the server a bundle after its time: it then applies at
+    // once, on a block's start, and the attempt cannot tell.
+    up_to_three_attempts(timed_gates);
+}
+
+fn timed_gates(attempt: usize) -> Result<(), String> {
+    let (server, wav) = Server::recording(&format!("timed-gates-{attempt}"), &["--workers", "1"]);
     let client = Client::new(server.port);
     assert_eq!(client.ask("/module/new", vec![s("adsr"), i(1)]).addr, "/done");
     // The shortest attack and release (0.5 ms, 24 samples), held at full level.
@@ -386,9 +451,12 @@ fn timetagged_gates_open_and_close_at_the_sample_they_name() {
     }
     assert_eq!(client.ask("/patch", vec![i(1), s("out"), i(0), s("in")]).addr, "/done");
     pause(0.2);
+    let before = spoilers(&client);
     timed_sets(server.port, 1, "gate", &["1", "0", "1"]);
     pause(0.5);
+    let after = spoilers(&client);
     let (y, _) = stop_and_read(server, &wav);
+    let spoiled = spoiled(before, after);
     // The output's level scales the envelope: its held level is the recording's peak.
     let held_level = y.iter().copied().fold(0.0f32, f32::max);
     let opens = y.iter().position(|&v| v > 0.0).expect("the gate opened");
@@ -398,8 +466,12 @@ fn timetagged_gates_open_and_close_at_the_sample_they_name() {
     let reopens = closed + y[closed..].iter().position(|&v| v > 0.0).expect("the gate opened again");
     let (held, apart) = (released as i64 - opens as i64, reopens as i64 - released as i64);
     // Each time is converted to a sample on its own: one sample of rounding either side.
+    if let Some(why) = spoiled.filter(|_| (held - 480).abs() > 1 || (apart - 504).abs() > 1) {
+        return Err(why);
+    }
     assert!((held - 480).abs() <= 1, "open at {opens}, released at {released}: {held} samples, not 480");
     assert!((apart - 504).abs() <= 1, "released at {released}, open again at {reopens}: {apart} samples, not 504");
+    Ok(())
 }
 
 /// A vco's frequency steps on the sample a timetag names: python-osc sends two bundles
@@ -409,22 +481,33 @@ fn timetagged_gates_open_and_close_at_the_sample_they_name() {
 #[test]
 fn timetagged_frequency_changes_step_at_the_sample_they_name() {
     let _machine = exclusive();
-    let (server, wav) = Server::recording("timed-freq", &["--workers", "1"]);
+    up_to_three_attempts(timed_frequencies);
+}
+
+fn timed_frequencies(attempt: usize) -> Result<(), String> {
+    let (server, wav) = Server::recording(&format!("timed-freq-{attempt}"), &["--workers", "1"]);
     let client = Client::new(server.port);
     sine_to_out(&client, 1, 750.0, 0.5);
     pause(0.2);
     // The recording's sample now (generation k is recorded block k - 1): the changes come
     // 0.3 s later, after a stretch of steady 750 Hz to fit.
     let now = (int_at(&client.status(), 7) as usize).saturating_sub(1) * BLOCK;
+    let before = spoilers(&client);
     timed_sets(server.port, 1, "freq", &["1500", "750"]);
     pause(0.5);
+    let after = spoilers(&client);
     let (y, _) = stop_and_read(server, &wav);
+    let spoiled = spoiled(before, after);
     let up = departure_from_sine(&y, 750.0, now);
     // The 1500 Hz stretch is 480 samples: fit it well inside, then find where it ends.
     let down = departure_after_fit(&y, 1500.0, up + 32, up + 400);
     let apart = down as i64 - up as i64;
     // Where a pitch change shows depends on the wave's phase there: a few samples.
+    if let Some(why) = spoiled.filter(|_| (apart - 480).abs() > 4) {
+        return Err(why);
+    }
     assert!((apart - 480).abs() <= 4, "up at {up}, down at {down}: {apart} samples, not 480");
+    Ok(())
 }
 
 /// JACK's dummy driver paces the server like a sound card would (one 64-frame period at a
