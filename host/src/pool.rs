@@ -58,10 +58,6 @@ pub struct Pool {
     free_core: Option<usize>,
     sample_rate_hz: u32,
     exe: PathBuf,
-    /// How long the audio thread watches `done` before sleeping, ns: [`HOST_WATCH_NS`] when
-    /// the machine has a core no worker is pinned to (the audio thread runs there, see
-    /// [`Pool::enter_audio_thread`], so watching takes time from nobody), else 0.
-    watch_ns: u64,
     /// How long the last block took from its wake to its last `done`, ns (written by the
     /// audio thread only): the watch stretches to cover a block as long as the last one.
     last_block_ns: AtomicU64,
@@ -149,7 +145,6 @@ impl Pool {
             free_core,
             sample_rate_hz: config.sample_rate_hz,
             exe,
-            watch_ns: if free_core.is_some() { HOST_WATCH_NS } else { 0 },
             last_block_ns: AtomicU64::new(0),
             epoch_ns: AtomicU64::new(0),
         };
@@ -261,7 +256,24 @@ impl Pool {
     /// # Errors
     /// As those two, or the rest of a rebuild could not be queued within 2 s.
     pub fn relaunch(&self, index: usize, rebuild: Option<&[Command]>) -> io::Result<Duration> {
+        self.relaunch_then(index, rebuild, |_| {})
+    }
+
+    /// As [`Pool::relaunch`], calling `queued(all)` once the slot is readied and as much of
+    /// `rebuild` queued as fits, before the launch: with `all` true nothing is left to queue,
+    /// so the caller may stop being the ring's only producer (release the ledger's lock) for
+    /// the launch (a few ms; up to 1 s for a replacement that hangs).
+    ///
+    /// # Errors
+    /// As [`Pool::relaunch`].
+    pub fn relaunch_then(
+        &self,
+        index: usize,
+        rebuild: Option<&[Command]>,
+        queued: impl FnOnce(bool),
+    ) -> io::Result<Duration> {
         let rest = self.release_dead(index, rebuild)?;
+        queued(rest.is_empty());
         let ready = self.launch_replacement(index)?;
         let rest: Vec<(usize, Command)> = rest.iter().map(|&c| (index, c)).collect();
         self.push_draining(&rest, Duration::from_secs(2))?;
@@ -277,7 +289,7 @@ impl Pool {
     ///
     /// # Errors
     /// The slot is still held by a live process.
-    pub fn release_dead<'a>(&self, index: usize, rebuild: Option<&'a [Command]>) -> io::Result<&'a [Command]> {
+    fn release_dead<'a>(&self, index: usize, rebuild: Option<&'a [Command]>) -> io::Result<&'a [Command]> {
         shm::release_dead_worker(&self.region, index, rebuild.is_some())?;
         let mut rest = rebuild.unwrap_or_default();
         while let Some((command, tail)) = rest.split_first() {
@@ -294,7 +306,7 @@ impl Pool {
     ///
     /// # Errors
     /// The replacement cannot start, or it does not report ready in time (it is then killed).
-    pub fn launch_replacement(&self, index: usize) -> io::Result<Duration> {
+    fn launch_replacement(&self, index: usize) -> io::Result<Duration> {
         let started = Instant::now();
         let worker = &self.region.control().workers[index];
         worker.restarts.fetch_add(1, Ordering::Relaxed);
@@ -390,7 +402,7 @@ impl Pool {
 
     /// Makes the calling thread the pool's audio thread: SCHED_FIFO at [`AUDIO_PRIORITY`],
     /// denormals flushed, and pinned to [`Pool::free_core`] when there is one, so that its
-    /// watch of the workers (see `watch_ns`) never takes a worker's core. Call it once, on the
+    /// watch of the workers ([`HOST_WATCH_NS`]) never takes a worker's core. Call it once, on the
     /// thread that calls [`Pool::render_block`], before the first block.
     pub fn enter_audio_thread(&self) -> AudioThread {
         shm::flush_denormals();
@@ -440,10 +452,12 @@ impl Pool {
         }
         self.follow_clock(generation, now);
         let end = now + deadline.as_nanos() as u64;
-        let watch_ns = if self.watch_ns == 0 {
+        // Only from a core of its own (the audio thread is pinned there): watching takes time
+        // from nobody. Without one, it sleeps at once.
+        let watch_ns = if self.free_core.is_none() {
             0
         } else {
-            (self.last_block_ns.load(Ordering::Relaxed) / 4 * 5).clamp(self.watch_ns, HOST_WATCH_MAX_NS)
+            (self.last_block_ns.load(Ordering::Relaxed) / 4 * 5).clamp(HOST_WATCH_NS, HOST_WATCH_MAX_NS)
         };
         let owed =
             |i: usize, w: &shm::WorkerShared| owed_mask >> i & 1 == 1 && w.state.load(Ordering::Acquire) == shm::READY;

@@ -21,8 +21,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use synthpool_core::command::Command;
-
 use crate::engine::Engine;
 use crate::ledger::Ledger;
 use crate::pool::{Death, Pool};
@@ -138,14 +136,10 @@ impl Supervisor {
         // answering, unless part of a rebuild is still to follow: nothing may overtake it.
         let mut guard = Some(ledger.lock().unwrap_or_else(PoisonError::into_inner));
         let commands = guard.as_ref().filter(|_| rebuild).map(|ledger| ledger.worker_commands(index));
-        let relaunched = pool.release_dead(index, commands.as_deref()).and_then(|rest| {
-            if rest.is_empty() {
+        let relaunched = pool.relaunch_then(index, commands.as_deref(), |all_queued| {
+            if all_queued {
                 guard = None;
             }
-            let ready = pool.launch_replacement(index)?;
-            let rest: Vec<(usize, Command)> = rest.iter().map(|&c| (index, c)).collect();
-            pool.push_draining(&rest, Duration::from_secs(2))?;
-            Ok(ready)
         });
         drop(guard);
         match relaunched {
