@@ -326,7 +326,6 @@ fn spoiled(before: (i64, i64), after: (i64, i64)) -> Option<String> {
 fn move_a_voice(attempt: usize) -> Result<(), String> {
     let (server, wav) = Server::recording(&format!("handover-{attempt}"), &["--workers", "2"]);
     let client = Client::new(server.port);
-    let late = |status: &[rosc::OscType]| worker_field(status, 0, 4) + worker_field(status, 1, 4);
     // 750 Hz: one cycle a block, followed block by block; a 1 s attack, so a restart shows.
     bundle(
         &client,
@@ -367,15 +366,14 @@ fn move_a_voice(attempt: usize) -> Result<(), String> {
         return Err(format!("the chain was placed beside the voice: {counts:?}"));
     }
     pause(0.3);
-    let status = client.status();
-    let (before, late_before) = (int_at(&status, 7), late(&status));
+    let (before, spoilers_before) = (int_at(&client.status(), 7), spoilers(&client));
     assert_eq!(client.ask("/patch", vec![i(10), s("out"), i(1), s("fm")]).addr, "/done");
     let after = int_at(&client.status(), 7);
     let status = client.status();
     let counts = (worker_field(&status, 0, 2), worker_field(&status, 1, 2));
     assert!(counts == (8, 0) || counts == (0, 8), "the voice joined the chain: {counts:?}");
     pause(0.3);
-    let late_during = late(&client.status()) - late_before;
+    let spoiled = spoiled(spoilers_before, spoilers(&client));
     let (out, _) = stop_and_read(server, &wav);
     let amplitude = tone_per_block(&out, 1);
     // The move lands two blocks after the /patch was sent (its bundle is due then); look
@@ -394,8 +392,8 @@ fn move_a_voice(attempt: usize) -> Result<(), String> {
             (worst, at) = (bend, k);
         }
     }
-    if worst >= 0.01 && late_during > 0 {
-        return Err(format!("{late_during} late blocks around the move"));
+    if let Some(why) = spoiled.filter(|_| worst >= 0.01) {
+        return Err(why);
     }
     let heard = |k: &usize| !silent[*k];
     assert!(
