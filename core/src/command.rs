@@ -79,6 +79,39 @@ pub enum Command {
         /// Its outbox slot there.
         slot: u16,
     },
+    /// Create module `id` as one end of a cable between workers, on link channel `channel`:
+    /// a [`Kind::Send`] (what is patched into it is published on the channel) or a
+    /// [`Kind::Receive`] (its output is the channel's block of the same block). Made by the
+    /// host (never by a [`Topology`](crate::topology::Topology)). It starts steady, unfaded:
+    /// the cables into the send fade, as the one cable they stand for would.
+    Link {
+        /// The new module's id (the host's own, above the protocol's ids).
+        id: ModuleId,
+        /// The channel.
+        channel: u16,
+        /// Which end.
+        end: LinkEnd,
+    },
+}
+
+/// Which end of a cable between workers a [`Command::Link`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkEnd {
+    /// The sending worker's end ([`Kind::Send`]).
+    Send,
+    /// The receiving worker's end ([`Kind::Receive`]).
+    Receive,
+}
+
+impl LinkEnd {
+    /// The module kind of this end.
+    pub const fn kind(self) -> Kind {
+        match self {
+            LinkEnd::Send => Kind::Send,
+            LinkEnd::Receive => Kind::Receive,
+        }
+    }
 }
 
 /// A value as a user gave it: OSC has `f`, `i` and `s` arguments; scripts have the same.
@@ -264,6 +297,7 @@ impl Command {
             Command::Clear => [6, 0, 0, 0],
             Command::Export { id, slot } => [7, id as u32, slot as u32, 0],
             Command::Import { id, from, slot } => [8, id as u32, from as u32, slot as u32],
+            Command::Link { id, channel, end } => [9, id as u32, channel as u32, end as u32],
         }
     }
 
@@ -280,6 +314,15 @@ impl Command {
             6 => Command::Clear,
             7 => Command::Export { id: id?, slot: u16::try_from(b).ok()? },
             8 => Command::Import { id: id?, from: u8::try_from(b).ok()?, slot: u16::try_from(c).ok()? },
+            9 => Command::Link {
+                id: id?,
+                channel: u16::try_from(b).ok()?,
+                end: match c {
+                    0 => LinkEnd::Send,
+                    1 => LinkEnd::Receive,
+                    _ => return None,
+                },
+            },
             _ => return None,
         })
     }

@@ -53,6 +53,12 @@ pub enum Kind {
     Reverb,
     /// Four inputs, a gain each, an output level.
     Mixer,
+    /// One end of a cable between workers, made by the host (not in [`Kind::ALL`]: no user
+    /// creates one): what is patched into its `in` is published as a link channel's block.
+    Send,
+    /// The other end: its output is the link channel's block of this same block, which the
+    /// worker that sends it publishes (silence if it comes too late).
+    Receive,
 }
 
 /// A parameter as the protocol sees it: value range, default, and names for enumerations.
@@ -174,6 +180,8 @@ impl Kind {
             Kind::Delay => "delay",
             Kind::Reverb => "reverb",
             Kind::Mixer => "mixer",
+            Kind::Send => "send",
+            Kind::Receive => "receive",
         }
     }
 
@@ -190,8 +198,8 @@ impl Kind {
             Kind::Vcf => &["in", "cutoff"],
             Kind::Vca => &["in", "cv"],
             Kind::Adsr => &["gate"],
-            Kind::Lfo | Kind::Noise => &[],
-            Kind::Delay | Kind::Reverb => &["in"],
+            Kind::Lfo | Kind::Noise | Kind::Receive => &[],
+            Kind::Delay | Kind::Reverb | Kind::Send => &["in"],
             Kind::Mixer => &["in1", "in2", "in3", "in4"],
         }
     }
@@ -209,6 +217,7 @@ impl Kind {
             Kind::Delay => &DELAY_PARAMS,
             Kind::Reverb => &REVERB_PARAMS,
             Kind::Mixer => &MIXER_PARAMS,
+            Kind::Send | Kind::Receive => &[],
         }
     }
 
@@ -273,6 +282,18 @@ pub enum Module {
     },
     /// See [`Mixer`].
     Mixer(Mixer),
+    /// A cable's end on the sending worker ([`Kind::Send`]): its output is its input, which
+    /// the rack publishes on link channel `channel`.
+    Send {
+        /// The link channel (an index into the host's shared channels).
+        channel: u16,
+    },
+    /// A cable's end on the receiving worker ([`Kind::Receive`]): the rack fills its output
+    /// from link channel `channel`.
+    Receive {
+        /// The link channel.
+        channel: u16,
+    },
 }
 
 /// The rack's pools of long-buffer units, lent to a module while it runs.
@@ -305,6 +326,9 @@ impl Module {
             Kind::Delay => Module::Delay { pool },
             Kind::Reverb => Module::Reverb { pool },
             Kind::Mixer => Module::Mixer(Mixer::new()),
+            // Channel 0 until the rack gives it its own (`Command::Link`).
+            Kind::Send => Module::Send { channel: 0 },
+            Kind::Receive => Module::Receive { channel: 0 },
         };
         module.prepare(sample_rate_hz);
         module
@@ -324,6 +348,8 @@ impl Module {
             Module::Delay { .. } => Kind::Delay,
             Module::Reverb { .. } => Kind::Reverb,
             Module::Mixer(_) => Kind::Mixer,
+            Module::Send { .. } => Kind::Send,
+            Module::Receive { .. } => Kind::Receive,
         })
     }
 
@@ -338,7 +364,11 @@ impl Module {
             Module::Lfo(u) => u.prepare(sample_rate_hz),
             Module::Noise(u) => u.prepare(sample_rate_hz),
             Module::Mixer(u) => u.prepare(sample_rate_hz),
-            Module::Empty | Module::Delay { .. } | Module::Reverb { .. } => {}
+            Module::Empty
+            | Module::Delay { .. }
+            | Module::Reverb { .. }
+            | Module::Send { .. }
+            | Module::Receive { .. } => {}
         }
     }
 
@@ -462,6 +492,7 @@ impl Module {
                 4 => u.set_level(value),
                 _ => {}
             },
+            Module::Send { .. } | Module::Receive { .. } => {}
         }
     }
 
@@ -491,6 +522,9 @@ impl Module {
                 None => *out = [0.0; crate::block::BLOCK],
             },
             Module::Mixer(u) => u.process([a, b, c, d], out),
+            Module::Send { .. } => *out = a.copied().unwrap_or([0.0; crate::block::BLOCK]),
+            // The rack fills it from the link channel.
+            Module::Receive { .. } => *out = [0.0; crate::block::BLOCK],
         }
     }
 }

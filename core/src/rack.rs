@@ -14,7 +14,7 @@
 //! structural change, with incoming cables grouped per slot (a counting sort) so a block
 //! touches each cable once.
 use crate::block::{BLOCK, Block};
-use crate::command::{Command, Error, ModuleId, OUTPUT_ID, Request};
+use crate::command::{Command, Error, LinkEnd, ModuleId, OUTPUT_ID, Request};
 use crate::module::{Kind, LANES, MAX_INPUTS, Module, Pools};
 use crate::script::Player;
 use crate::topology::Topology;
@@ -86,6 +86,33 @@ impl SlotTimer for Untimed {
 
     #[inline(always)]
     fn charge(&mut self, _slot: usize, _spent: u64) {}
+}
+
+/// Carries the blocks of cables between racks (workers): the host's shared memory, or a
+/// test's table. The core knows neither memory nor clocks; the caller brings them.
+///
+/// In a block, a rack publishes each [`Kind::Send`]'s input as soon as it is rendered and
+/// asks for each [`Kind::Receive`]'s block as late as it can: [`Rack::process_linked`] renders
+/// first what feeds a send, then what depends on no receive, then the rest.
+pub trait Links {
+    /// Publishes this block of link channel `channel`.
+    fn send(&mut self, channel: u16, block: &Block);
+    /// Fills `block` with this block of link channel `channel`; false when it did not come in
+    /// time (the rack then takes silence for it).
+    fn receive(&mut self, channel: u16, block: &mut Block) -> bool;
+}
+
+/// No other rack: sends go nowhere, receives are silent. What [`Rack::process`] renders with.
+pub struct Unlinked;
+
+impl Links for Unlinked {
+    #[inline(always)]
+    fn send(&mut self, _channel: u16, _block: &Block) {}
+
+    #[inline(always)]
+    fn receive(&mut self, _channel: u16, _block: &mut Block) -> bool {
+        false
+    }
 }
 
 /// A physical cable, slot to slot.
@@ -389,6 +416,18 @@ impl<
             Command::Export { id, .. } => self.leave(id),
             // The worker copies the module in (`adopt`): a rack has no outbox.
             Command::Import { .. } => {}
+            Command::Link { id, channel, end } => {
+                self.create(id, end.kind());
+                if let Some(slot) = self.slot_of(id) {
+                    self.modules[slot] = match end {
+                        LinkEnd::Send => Module::Send { channel },
+                        LinkEnd::Receive => Module::Receive { channel },
+                    };
+                    // Steady at once: the cables into the send fade in, as the one cable the
+                    // pair stands for would; a second fade would make the sum differ.
+                    self.fades[slot] = Fade::Steady;
+                }
+            }
         }
     }
 
@@ -474,6 +513,14 @@ impl<
     /// the rack's own work and are charged to no slot.
     #[inline]
     pub fn process_timed<T: SlotTimer>(&mut self, out: &mut Block, timer: &mut T) {
+        self.process_linked(out, timer, &mut Unlinked);
+    }
+
+    /// As [`Rack::process_timed`], with the blocks of cables between racks carried by
+    /// `links`: each send's input is published when it is rendered, each receive's block is
+    /// asked for when its turn comes (see [`Links`] for the order).
+    #[inline]
+    pub fn process_linked<T: SlotTimer, L: Links>(&mut self, out: &mut Block, timer: &mut T, links: &mut L) {
         if self.structure_changed {
             self.rebuild_order();
         }
@@ -493,7 +540,7 @@ impl<
                 at += LANES;
             } else {
                 let slot = self.order[at] as usize;
-                self.process_slot(slot);
+                self.process_slot(slot, links);
                 let after = timer.now();
                 timer.charge(slot, after.wrapping_sub(before));
                 before = after;
@@ -619,7 +666,9 @@ impl<
             }
             return;
         }
-        let wire = Wire { src, dst, port, fade: Fade::In };
+        // Out of a receive: steady at once, as the receive itself (see `Command::Link`).
+        let fade = if matches!(self.modules[src as usize], Module::Receive { .. }) { Fade::Steady } else { Fade::In };
+        let wire = Wire { src, dst, port, fade };
         if self.wires.is_full() {
             let ghost = self.wires.iter().position(|w| {
                 w.fade == Fade::Out || self.fades[w.src as usize].gone() || self.fades[w.dst as usize].gone()
@@ -729,6 +778,21 @@ impl<
             placed[src] += 1;
         }
         self.depth = [0; MODULES];
+        // With cables between racks, what feeds a send renders first (another rack may be
+        // waiting for it) and what depends on a receive last (its block may not be there
+        // yet): bit 1 of `phase` marks a slot downstream of a receive, bit 0 one that feeds
+        // no send. A cable never leads to a lower phase, so sorting by phase first keeps the
+        // order valid. Without links every phase is 0 and the order is as it always was.
+        let mut phase = [0u8; MODULES];
+        let linked = self.order.iter().any(|&s| matches!(self.modules[s as usize], Module::Receive { .. }))
+            || self.wires.iter().any(|w| matches!(self.modules[w.dst as usize], Module::Send { .. }));
+        if linked {
+            for &slot in self.order.iter() {
+                if matches!(self.modules[slot as usize], Module::Receive { .. }) {
+                    phase[slot as usize] = 2;
+                }
+            }
+        }
         let mut head = 0;
         while head < self.order.len() {
             let from = self.order[head] as usize;
@@ -736,6 +800,7 @@ impl<
             let first = first_out[from] as usize;
             for &dst in &outbound[first..first + count_out[from] as usize] {
                 let dst = dst as usize;
+                phase[dst] |= phase[from] & 2;
                 self.depth[dst] = self.depth[dst].max(self.depth[from] + 1);
                 waiting[dst] -= 1;
                 if waiting[dst] == 0 {
@@ -743,11 +808,27 @@ impl<
                 }
             }
         }
-        // By depth, then kind: still a valid order (a cable always leads deeper), and modules
-        // of one kind at one depth sit together, ready to share lanes.
+        if linked {
+            // Feeds a send: the send itself, or any slot with a cable to one that does
+            // (walked from the last in Kahn's order to the first, so every successor is known).
+            let mut feeds = [false; MODULES];
+            for &slot in self.order.iter().rev() {
+                let slot = slot as usize;
+                let first = first_out[slot] as usize;
+                feeds[slot] = matches!(self.modules[slot], Module::Send { .. })
+                    || outbound[first..first + count_out[slot] as usize].iter().any(|&d| feeds[d as usize]);
+                if !feeds[slot] {
+                    phase[slot] |= 1;
+                }
+            }
+        }
+        // By phase, depth, then kind: still a valid order (a cable always leads deeper, never
+        // to a lower phase), and modules of one kind at one depth sit together, ready to share
+        // lanes.
         let (depth, modules) = (&self.depth, &self.modules);
-        self.order
-            .sort_unstable_by_key(|&slot| (depth[slot as usize], modules[slot as usize].kind().map(|k| k as u8), slot));
+        self.order.sort_unstable_by_key(|&slot| {
+            (phase[slot as usize], depth[slot as usize], modules[slot as usize].kind().map(|k| k as u8), slot)
+        });
         for &slot in self.order.iter() {
             let slot = slot as usize;
             if let Some(kind) = self.modules[slot].kind() {
@@ -790,10 +871,20 @@ impl<
             .count()
     }
 
-    fn process_slot(&mut self, slot: usize) {
+    fn process_slot<L: Links>(&mut self, slot: usize, links: &mut L) {
         let Self { modules, outs, wires, inbound, first_in, count_in, scratch, delays, reverbs, fades, plans, .. } =
             self;
         if matches!(modules[slot], Module::Empty) {
+            return;
+        }
+        if let Module::Receive { channel } = modules[slot] {
+            let out = &mut outs[slot];
+            if !links.receive(channel, out) {
+                *out = [0.0; BLOCK];
+            }
+            if fades[slot] == Fade::Out {
+                out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= 1.0 - g);
+            }
             return;
         }
         let sources = plans[slot];
@@ -816,6 +907,9 @@ impl<
             Fade::Steady | Fade::Leave | Fade::Arrive => {}
             Fade::In => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= g),
             Fade::Out => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= 1.0 - g),
+        }
+        if let Module::Send { channel } = modules[slot] {
+            links.send(channel, out);
         }
     }
 
@@ -1322,6 +1416,136 @@ mod tests {
         c.render(0.01);
         let delay = c.rack.module(6).unwrap().clone();
         assert!(!b.rack.adopt(6, &delay));
+    }
+
+    /// Link channels between racks rendered on one thread in turn: a receive finds what a
+    /// send published earlier in the same turn, or nothing.
+    #[derive(Default)]
+    struct Table {
+        blocks: std::collections::BTreeMap<u16, Block>,
+    }
+
+    impl Links for Table {
+        fn send(&mut self, channel: u16, block: &Block) {
+            self.blocks.insert(channel, *block);
+        }
+
+        fn receive(&mut self, channel: u16, block: &mut Block) -> bool {
+            self.blocks.remove(&channel).map(|b| *block = b).is_some()
+        }
+    }
+
+    /// Two saws into one delay and to the output, the delay to the output: a shared bus.
+    const BUS: [&str; 12] = [
+        "/module/new vco 1",
+        "/module/set 1 freq 220",
+        "/module/new vco 2",
+        "/module/set 2 freq 330",
+        "/module/new delay 3",
+        "/module/set 3 time 0.01",
+        "/module/set 3 feedback 0.6",
+        "/patch 2 out 0 in",
+        "/patch 2 out 3 in",
+        "/patch 3 out 0 in",
+        "/patch 1 out 0 in",
+        "/patch 1 out 3 in",
+    ];
+
+    #[test]
+    fn a_shared_bus_split_over_two_racks_plays_what_one_rack_plays() {
+        let mut one = Bench::with(&BUS);
+        // A holds vco 1, and sends it to the delay on B; B holds the rest, the receive
+        // patched into the delay. The modules the host adds for the link are steady at once.
+        let mut a = Bench::with(&BUS[..2]);
+        a.run("/patch 1 out 0 in");
+        a.rack.apply(&Command::Link { id: 100, channel: 7, end: LinkEnd::Send });
+        a.rack.apply(&Command::Patch { src: 1, dst: 100, port: 0 });
+        let mut b = Bench::with(&BUS[2..10]);
+        b.rack.apply(&Command::Link { id: 101, channel: 7, end: LinkEnd::Receive });
+        b.rack.apply(&Command::Patch { src: 101, dst: 3, port: 0 });
+        let mut table = Table::default();
+        let (mut whole, mut split) = (std::vec::Vec::new(), std::vec::Vec::new());
+        for _ in 0..(0.5 * FS) as usize / BLOCK {
+            let (mut x, mut y, mut z) = ([0.0; BLOCK], [0.0; BLOCK], [0.0; BLOCK]);
+            one.rack.process(&mut x);
+            a.rack.process_linked(&mut y, &mut Untimed, &mut table);
+            b.rack.process_linked(&mut z, &mut Untimed, &mut table);
+            whole.extend_from_slice(&x);
+            split.extend(y.iter().zip(&z).map(|(p, q)| p + q));
+        }
+        assert!(rms_db(&whole) > -20.0, "the bus plays: {} dB", rms_db(&whole));
+        // The same sums in another order: within rounding, 1e-6 of full scale.
+        let differs = whole.iter().zip(&split).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        assert!(differs < 1e-6, "two racks differ from one by {differs}");
+        // A receive whose block did not come takes silence: B alone plays vco 2 and the
+        // delay's tail of what it had.
+        let (mut y, mut z) = ([0.0; BLOCK], [0.0; BLOCK]);
+        b.rack.process_linked(&mut z, &mut Untimed, &mut Table::default());
+        a.rack.process_linked(&mut y, &mut Untimed, &mut table);
+        assert!(z.iter().all(|v| v.is_finite()));
+        assert_eq!(a.rack.module_count(), 3, "output, vco, send");
+    }
+
+    #[test]
+    fn racks_that_send_to_each_other_render_their_sends_before_their_receives() {
+        // A: vco 1 -> send 0; receive 1 -> vca 2 -> output. B: receive 0 -> vcf 3 -> send 1.
+        // Rendered on two threads at once, each waiting for the other's block: this only
+        // finishes if each rack publishes its send before it waits on its receive.
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::{Arc, Mutex};
+        struct Shared {
+            turn: [AtomicU32; 2],
+            blocks: [Mutex<Block>; 2],
+        }
+        struct Threaded {
+            shared: Arc<Shared>,
+            turn: u32,
+        }
+        impl Links for Threaded {
+            fn send(&mut self, channel: u16, block: &Block) {
+                *self.shared.blocks[channel as usize].lock().unwrap() = *block;
+                self.shared.turn[channel as usize].store(self.turn, Ordering::Release);
+            }
+            fn receive(&mut self, channel: u16, block: &mut Block) -> bool {
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while self.shared.turn[channel as usize].load(Ordering::Acquire) != self.turn {
+                    assert!(std::time::Instant::now() < until, "waited 5 s on channel {channel}: a deadlock");
+                    std::thread::yield_now();
+                }
+                *block = *self.shared.blocks[channel as usize].lock().unwrap();
+                true
+            }
+        }
+        let shared = Arc::new(Shared {
+            turn: [AtomicU32::new(0), AtomicU32::new(0)],
+            blocks: [Mutex::new([0.0; BLOCK]), Mutex::new([0.0; BLOCK])],
+        });
+        let mut a = Bench::with(&["/module/new vco 1", "/module/new vca 2", "/patch 2 out 0 in"]);
+        a.rack.apply(&Command::Link { id: 100, channel: 0, end: LinkEnd::Send });
+        a.rack.apply(&Command::Patch { src: 1, dst: 100, port: 0 });
+        a.rack.apply(&Command::Link { id: 101, channel: 1, end: LinkEnd::Receive });
+        a.rack.apply(&Command::Patch { src: 101, dst: 2, port: 0 });
+        let mut b = Bench::with(&["/module/new vcf 3"]);
+        b.rack.apply(&Command::Link { id: 102, channel: 0, end: LinkEnd::Receive });
+        b.rack.apply(&Command::Patch { src: 102, dst: 3, port: 0 });
+        b.rack.apply(&Command::Link { id: 103, channel: 1, end: LinkEnd::Send });
+        b.rack.apply(&Command::Patch { src: 3, dst: 103, port: 0 });
+        let render = |mut bench: Bench, shared: Arc<Shared>| {
+            std::thread::spawn(move || {
+                let mut heard = std::vec::Vec::new();
+                for turn in 1..=200 {
+                    let mut block = [0.0; BLOCK];
+                    bench.rack.process_linked(&mut block, &mut Untimed, &mut Threaded { shared: shared.clone(), turn });
+                    heard.extend_from_slice(&block);
+                }
+                heard
+            })
+        };
+        let (heard_a, heard_b) = (render(a, shared.clone()), render(b, shared));
+        let (heard_a, heard_b) = (heard_a.join().unwrap(), heard_b.join().unwrap());
+        assert!(heard_b.iter().all(|&v| v == 0.0), "B's output has nothing patched to it");
+        // A hears its own vco, filtered on B, back in the same block.
+        assert!(rms_db(&heard_a[BLOCK * 10..]) > -10.0, "{} dB", rms_db(&heard_a));
     }
 
     #[test]

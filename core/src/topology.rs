@@ -148,7 +148,7 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                     self.cables.retain(|c| c.src != id && c.dst != id);
                 }
             }
-            Command::Set { .. } | Command::Export { .. } | Command::Import { .. } => {}
+            Command::Set { .. } | Command::Export { .. } | Command::Import { .. } | Command::Link { .. } => {}
             Command::Patch { src, dst, port } => {
                 let cable = Cable { src, dst, port };
                 if !self.cables.contains(&cable) {

@@ -328,8 +328,8 @@ impl Ledger {
                 (Change::Unpatch { cable }, vec![(self.placement.cable_worker(&cable).unwrap_or(0), command)])
             }
             Command::Clear => (Change::Clear, every_worker(command)),
-            // Made by `move_commands`, never by a topology.
-            Command::Export { .. } | Command::Import { .. } => return Err(Error::UnknownAddress),
+            // Made by the ledger itself, never by a topology.
+            Command::Export { .. } | Command::Import { .. } | Command::Link { .. } => return Err(Error::UnknownAddress),
         })
     }
 
