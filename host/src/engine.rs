@@ -20,6 +20,9 @@ pub struct WorkerStatus {
     pub load: f32,
     /// Blocks it did not finish by the deadline.
     pub late_blocks: u64,
+    /// Blocks in which another worker waiting for a cable's block from this one gave up
+    /// (this one was late with it, or died): that input took silence.
+    pub late_links: u64,
     /// Blocks it rendered.
     pub blocks: u64,
     /// Its state word: 0 starting, 1 running, 2 exited, 3 dead (being replaced), 4 retired.

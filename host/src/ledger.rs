@@ -16,7 +16,7 @@ use crate::shm::OUTBOX_SLOTS;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use synthpool_core::command::{Command, Error, ModuleId, OUTPUT_ID, Request};
+use synthpool_core::command::{Command, Error, LinkEnd, ModuleId, OUTPUT_ID, Request};
 use synthpool_core::module::{Kind, MAX_PARAMS, OUTPUT_PORT, ParamSpec};
 use synthpool_core::topology::{Cable, MAX_ID, Topology};
 
@@ -30,6 +30,49 @@ pub type PatchTopology = Topology<{ MAX_ID as usize + 1 }, PATCH_CABLES>;
 
 /// Commands for workers: (worker index, command), in the order they must be applied.
 pub type Commands = Vec<(usize, Command)>;
+
+pub use crate::shm::LINK_CHANNELS;
+
+/// Ids of the modules that stand for cables between workers: channel `c`'s send is
+/// `LINK_ID_BASE + 2c`, its receive `LINK_ID_BASE + 2c + 1`, all above the protocol's ids.
+pub const LINK_ID_BASE: ModuleId = MAX_ID + 1;
+const _: () = assert!(LINK_ID_BASE as usize + 2 * LINK_CHANNELS < ModuleId::MAX as usize);
+
+/// The cables between workers that end in one input port: those from one worker share a
+/// send, a channel and a receive (each worker sums its share; the port adds the shares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LinkKey {
+    /// The module whose input it is.
+    pub dst: ModuleId,
+    /// The input port.
+    pub port: u8,
+    /// The worker the cables come from.
+    pub from: usize,
+}
+
+/// One link: a send on the worker the cables come from, a receive on the port's worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The link channel.
+    pub channel: u16,
+    /// The worker the receive is on (the port's module's).
+    pub to: usize,
+}
+
+impl Link {
+    /// The id of the send module.
+    pub fn send_id(&self) -> ModuleId {
+        LINK_ID_BASE + 2 * self.channel
+    }
+
+    /// The id of the receive module.
+    pub fn receive_id(&self) -> ModuleId {
+        LINK_ID_BASE + 2 * self.channel + 1
+    }
+}
+
+/// Every link of the patch, by the port it ends in and the worker it comes from.
+pub type Links = BTreeMap<LinkKey, Link>;
 
 /// The patch: modules, their parameters and owners, cables.
 #[derive(Clone, Debug)]
@@ -45,6 +88,11 @@ pub struct Ledger {
     /// turn, [`OUTBOX_SLOTS`]); shared by the copies bundles are checked on, so a slot handed
     /// out is not handed out again until every other one has been.
     outbox_turns: Arc<Vec<AtomicUsize>>,
+    /// The cables between workers, as links (see [`LinkKey`]).
+    links: Links,
+    /// Where the search for a free link channel starts: channels are handed out in turn, so
+    /// one freed in a block is not taken again in the same block while its send fades out.
+    next_channel: usize,
 }
 
 /// Most modules of one move whose state is handed over (the rest start afresh): half the
@@ -60,6 +108,8 @@ enum Change {
     Patch { cable: Cable, moved: Option<Move> },
     Unpatch { cable: Cable },
     Clear,
+    /// The links after the change before this one (see [`Ledger::relink`]).
+    Links { links: Links, next_channel: usize },
 }
 
 /// Requests checked by [`Ledger::check_bundle`]: the commands to queue, and what
@@ -103,7 +153,15 @@ impl Ledger {
         let topology = Box::new(PatchTopology::new(workers * RACK_DELAYS, workers * RACK_REVERBS));
         let params = BTreeMap::from([(OUTPUT_ID, defaults(Kind::Output))]);
         let outbox_turns = Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
-        Self { topology, params, placement: Placement::new(workers), revision: 0, outbox_turns }
+        Self {
+            topology,
+            params,
+            placement: Placement::new(workers),
+            revision: 0,
+            outbox_turns,
+            links: Links::new(),
+            next_channel: 0,
+        }
     }
 
     /// Number of workers.
@@ -126,21 +184,23 @@ impl Ledger {
     pub fn check_bundle(&self, requests: &[Request<'_>]) -> Result<Staged, (usize, Error)> {
         let mut staged = Staged { changes: Vec::new(), commands: Vec::new(), revision: self.revision };
         if let [request] = requests {
-            let (change, commands) = self.plan(request, None).map_err(|e| (0, e))?;
-            staged.changes.push(change);
+            let (changes, commands) = self.plan(request, None).map_err(|e| (0, e))?;
+            staged.changes = changes;
             staged.commands = commands;
             return Ok(staged);
         }
         let mut scratch = self.clone();
-        let groups = Groups::of(requests);
+        let groups = Groups::of(requests, self);
         for (index, request) in requests.iter().enumerate() {
             let near = match *request {
                 Request::New { id, .. } => scratch.worker_near(groups.joined_to(id)),
                 _ => None,
             };
-            let (change, commands) = scratch.plan(request, near).map_err(|e| (index, e))?;
-            scratch.record(&change);
-            staged.changes.push(change);
+            let (changes, commands) = scratch.plan(request, near).map_err(|e| (index, e))?;
+            for change in &changes {
+                scratch.record(change);
+            }
+            staged.changes.extend(changes);
             staged.commands.extend(commands);
         }
         Ok(staged)
@@ -185,8 +245,10 @@ impl Ledger {
     /// # Errors
     /// As [`Ledger::check_bundle`]; nothing changed.
     pub fn submit(&mut self, request: &Request<'_>) -> Result<Commands, Error> {
-        let (change, commands) = self.plan(request, None)?;
-        self.record(&change);
+        let (changes, commands) = self.plan(request, None)?;
+        for change in &changes {
+            self.record(change);
+        }
         self.revision += 1;
         Ok(commands)
     }
@@ -227,9 +289,139 @@ impl Ledger {
             commands.extend(self.set_commands(e.id, e.kind));
         }
         for c in self.topology.cables().iter().filter(|c| self.placement.cable_worker(c) == Some(worker)) {
-            commands.push(Command::Patch { src: c.src, dst: c.dst, port: c.port });
+            if self.link_of(c).is_none() {
+                commands.push(Command::Patch { src: c.src, dst: c.dst, port: c.port });
+            }
+        }
+        for (key, link) in &self.links {
+            if key.from == worker {
+                commands.extend(self.send_commands(key, link).into_iter().map(|(_, c)| c));
+            }
+            if link.to == worker {
+                commands.extend(self.receive_commands(key, link).into_iter().map(|(_, c)| c));
+            }
         }
         commands
+    }
+
+    /// The cables between workers, as links.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// What the links take in `worker`'s rack beyond [`Ledger::usage`]: (modules, cables),
+    /// a send for each link from it, a receive and its cable for each link to it (the
+    /// cables into a send are the user's, counted in `usage`).
+    pub fn link_usage(&self, worker: usize) -> (usize, usize) {
+        let sends = self.links.keys().filter(|k| k.from == worker).count();
+        let receives = self.links.values().filter(|l| l.to == worker).count();
+        (sends + receives, receives)
+    }
+
+    /// The link cable `c` goes through, if it runs between workers.
+    fn link_of(&self, c: &Cable) -> Option<(LinkKey, Link)> {
+        let key = self.link_key(c)?;
+        self.links.get(&key).map(|&link| (key, link))
+    }
+
+    /// The link a cable would go through as the patch is placed now: None for a cable within
+    /// one worker, or one to or from the output (on every worker).
+    fn link_key(&self, c: &Cable) -> Option<LinkKey> {
+        if c.src == OUTPUT_ID || c.dst == OUTPUT_ID {
+            return None;
+        }
+        let (from, to) = (self.owner(c.src)?, self.owner(c.dst)?);
+        (from != to).then_some(LinkKey { dst: c.dst, port: c.port, from })
+    }
+
+    /// The send of `link` on its worker, with the cables into it.
+    fn send_commands(&self, key: &LinkKey, link: &Link) -> Commands {
+        let send = link.send_id();
+        let mut commands = vec![(key.from, Command::Link { id: send, channel: link.channel, end: LinkEnd::Send })];
+        for c in self.topology.cables().iter().filter(|c| self.link_key(c) == Some(*key)) {
+            commands.push((key.from, Command::Patch { src: c.src, dst: send, port: 0 }));
+        }
+        commands
+    }
+
+    /// The receive of `link` on its worker, with its cable into the port.
+    fn receive_commands(&self, key: &LinkKey, link: &Link) -> Commands {
+        let receive = link.receive_id();
+        vec![
+            (link.to, Command::Link { id: receive, channel: link.channel, end: LinkEnd::Receive }),
+            (link.to, Command::Patch { src: receive, dst: key.dst, port: key.port }),
+        ]
+    }
+
+    /// The commands that take the links from what they are here to what `after` (this
+    /// ledger with one change recorded, its links not yet) needs, and the links it then has.
+    /// A link no longer needed is freed on both ends (the cables into its send fade out with
+    /// it); a new one is made, steady, and the cables into its send fade in; a cable that
+    /// now runs through a link another did not is patched into that link's send, and one
+    /// that no longer does is unpatched from it. The rack ignores a plain cable whose ends it
+    /// does not both hold, so the change's own commands for such a cable do nothing.
+    ///
+    /// # Errors
+    /// `RackFull` when every link channel is taken.
+    fn relink(&self, after: &Ledger) -> Result<(Commands, Change), Error> {
+        let mut wanted: BTreeMap<LinkKey, Vec<Cable>> = BTreeMap::new();
+        for c in after.topology.cables() {
+            if let Some(key) = after.link_key(c) {
+                wanted.entry(key).or_default().push(*c);
+            }
+        }
+        let mut links = Links::new();
+        let mut commands = Commands::new();
+        let mut next_channel = self.next_channel;
+        let mut taken: Vec<bool> = vec![false; LINK_CHANNELS];
+        for link in self.links.values() {
+            taken[link.channel as usize] = true;
+        }
+        for (key, link) in &self.links {
+            let to = after.owner(key.dst);
+            if wanted.contains_key(key) && to == Some(link.to) {
+                links.insert(*key, *link);
+            } else {
+                commands.push((key.from, Command::Free { id: link.send_id() }));
+                commands.push((link.to, Command::Free { id: link.receive_id() }));
+            }
+        }
+        for (key, cables) in &wanted {
+            if let Some(link) = links.get(key) {
+                // Kept: patch what is new to it, unpatch what left it.
+                let send = link.send_id();
+                let had = |c: &Cable| self.topology.cables().contains(c) && self.link_key(c) == Some(*key);
+                for c in cables.iter().filter(|c| !had(c)) {
+                    commands.push((key.from, Command::Patch { src: c.src, dst: send, port: 0 }));
+                }
+                continue;
+            }
+            let Some(channel) = (0..LINK_CHANNELS).map(|k| (next_channel + k) % LINK_CHANNELS).find(|&c| !taken[c])
+            else {
+                return Err(Error::RackFull);
+            };
+            taken[channel] = true;
+            next_channel = (channel + 1) % LINK_CHANNELS;
+            let link = Link { channel: channel as u16, to: after.owner(key.dst).unwrap_or(0) };
+            links.insert(*key, link);
+            commands.extend(after.receive_commands(key, &link));
+            commands.extend(after.send_commands(key, &link).into_iter().filter(|(_, c)| match c {
+                Command::Patch { src, .. } => cables.iter().any(|k| k.src == *src),
+                _ => true,
+            }));
+        }
+        // Cables that ran through a kept link and no longer do (unpatched, or now within
+        // one worker): out of its send. A freed source module takes its cables with it.
+        for c in self.topology.cables() {
+            if let Some((key, link)) = self.link_of(c)
+                && links.get(&key) == Some(&link)
+                && (!after.topology.cables().contains(c) || after.link_key(c) != Some(key))
+                && after.topology.kind(c.src).is_some()
+            {
+                commands.push((key.from, Command::Unpatch { src: c.src, dst: link.send_id(), port: 0 }));
+            }
+        }
+        Ok((commands, Change::Links { links, next_channel }))
     }
 
     /// Gives up on worker `from` (it keeps crashing): moves each group of its modules, with
@@ -242,11 +434,18 @@ impl Ledger {
     pub fn evacuate(&mut self, from: usize) -> Result<Commands, Error> {
         let moves = self.placement.plan_evacuation(from, self.topology.modules(), self.topology.cables())?;
         let mut commands = Commands::new();
+        let mut after = self.clone();
         for m in &moves {
             // The dead worker hands nothing over: its modules start afresh.
-            commands.extend(self.move_commands(m, false).into_iter().filter(|&(w, _)| w != from));
-            self.placement.apply_move(m, self.topology.modules(), self.topology.cables());
+            commands.extend(self.move_commands(m, false));
+            after.placement.apply_move(m, self.topology.modules(), self.topology.cables());
         }
+        let (link_commands, links) = self.relink(&after)?;
+        commands.extend(link_commands);
+        // The caller empties the dead worker's rack: nothing goes there.
+        commands.retain(|&(w, _)| w != from);
+        *self = after;
+        self.record(&links);
         self.placement.retire(from);
         self.revision += 1;
         Ok(commands)
@@ -300,7 +499,21 @@ impl Ledger {
 
     /// Checks `request` and works out its commands, changing nothing. A new module goes to
     /// worker `near` if it has room.
-    fn plan(&self, request: &Request<'_>, near: Option<usize>) -> Result<(Change, Commands), Error> {
+    fn plan(&self, request: &Request<'_>, near: Option<usize>) -> Result<(Vec<Change>, Commands), Error> {
+        let (change, mut commands) = self.plan_change(request, near)?;
+        // Only a change of cables or owners can change which cables run between workers.
+        if !matches!(change, Change::Patch { .. } | Change::Unpatch { .. } | Change::Free { .. }) {
+            return Ok((vec![change], commands));
+        }
+        let mut after = self.clone();
+        after.record(&change);
+        let (link_commands, links) = self.relink(&after)?;
+        commands.extend(link_commands);
+        Ok((vec![change, links], commands))
+    }
+
+    /// As [`Ledger::plan`], without the links.
+    fn plan_change(&self, request: &Request<'_>, near: Option<usize>) -> Result<(Change, Commands), Error> {
         let command = self.topology.resolve(request)?;
         let owner = |id| self.owner(id).unwrap_or(0);
         let every_worker = |command| (0..self.workers()).map(|w| (w, command)).collect();
@@ -371,6 +584,11 @@ impl Ledger {
                 self.topology.apply(&Command::Clear);
                 self.placement.clear();
                 self.params.retain(|&id, _| id == OUTPUT_ID);
+                self.links.clear();
+            }
+            Change::Links { ref links, next_channel } => {
+                self.links = links.clone();
+                self.next_channel = next_channel;
             }
         }
     }
@@ -423,13 +641,21 @@ struct Groups {
 }
 
 impl Groups {
-    fn of(requests: &[Request<'_>]) -> Self {
+    fn of(requests: &[Request<'_>], ledger: &Ledger) -> Self {
         let mut groups = Groups { parent: BTreeMap::new() };
+        // A port with a cable already is a join (a shared bus): what is patched into it
+        // may stay on another worker, so it draws no new module to its worker.
+        let joins = |dst: i32, in_port: &str| {
+            let Ok(dst) = ModuleId::try_from(dst) else { return false };
+            let port = ledger.topology.kind(dst).and_then(|k| k.input_index(in_port));
+            ledger.topology.cables().iter().any(|c| c.dst == dst && Some(c.port) == port)
+        };
         for request in requests {
             // Cables into (or out of) the output join nothing here: see placement.rs.
-            if let Request::Patch { src, dst, .. } = *request
+            if let Request::Patch { src, dst, in_port, .. } = *request
                 && src != 0
                 && dst != 0
+                && !joins(dst, in_port)
             {
                 let (a, b) = (groups.root(src), groups.root(dst));
                 if a != b {
@@ -494,6 +720,64 @@ mod tests {
         for text in script.lines() {
             line(ledger, text).unwrap_or_else(|e| panic!("{text}: {e}"));
         }
+    }
+
+    /// Two voices on each of two workers, all patched into one delay: a shared bus.
+    fn bus(ledger: &mut Ledger) {
+        build(ledger, "/module/new delay 50\n/patch 50 out 0 in");
+        for v in 0..4 {
+            let (vco, vca) = (1 + 2 * v, 2 + 2 * v);
+            // A voice as one bundle lands on one worker, the least loaded (here: fewest modules).
+            let bundle = [
+                format!("/module/new vco {vco}"),
+                format!("/module/new vca {vca}"),
+                format!("/patch {vco} out {vca} in"),
+                format!("/patch {vca} out 0 in"),
+                format!("/patch {vca} out 50 in"),
+            ];
+            let parsed: Vec<_> = bundle.iter().map(|l| parse_line(l, 0.0).unwrap().1.unwrap()).collect();
+            ledger.submit_with(&parsed, |_| Ok::<(), ()>(())).unwrap();
+        }
+    }
+
+    #[test]
+    fn cables_into_a_shared_port_from_another_worker_go_through_one_link() {
+        let mut ledger = Ledger::new(2);
+        bus(&mut ledger);
+        let delay_on = ledger.owner(50).unwrap();
+        let other = 1 - delay_on;
+        let remote: Vec<ModuleId> = (1..=4).map(|v| 2 * v).filter(|&vca| ledger.owner(vca) == Some(other)).collect();
+        assert!(!remote.is_empty(), "some voices on the other worker");
+        let key = LinkKey { dst: 50, port: 0, from: other };
+        let link = *ledger.links().get(&key).expect("one link from the other worker");
+        assert_eq!(ledger.links().len(), 1);
+        assert_eq!(link.to, delay_on);
+        assert_eq!(ledger.link_usage(other), (1, 0), "a send");
+        assert_eq!(ledger.link_usage(delay_on), (1, 1), "a receive and its cable");
+        // The rebuild of each worker holds its end.
+        let sends = ledger.worker_commands(other);
+        assert!(sends.contains(&Command::Link { id: link.send_id(), channel: link.channel, end: LinkEnd::Send }));
+        for &vca in &remote {
+            assert!(sends.contains(&Command::Patch { src: vca, dst: link.send_id(), port: 0 }));
+        }
+        let receives = ledger.worker_commands(delay_on);
+        assert!(receives.contains(&Command::Patch { src: link.receive_id(), dst: 50, port: 0 }));
+        // One cable out: unpatched from the send; the link stays for the rest.
+        let first = remote[0];
+        let commands = line(&mut ledger, &format!("/unpatch {first} out 50 in")).unwrap();
+        assert!(commands.contains(&(other, Command::Unpatch { src: first, dst: link.send_id(), port: 0 })), "{commands:?}");
+        // The last one out (freed): the link goes, both ends.
+        for &vca in &remote[1..] {
+            line(&mut ledger, &format!("/module/free {vca}")).unwrap();
+        }
+        assert!(ledger.links().is_empty(), "{:?}", ledger.links());
+        assert_eq!((ledger.link_usage(0), ledger.link_usage(1)), ((0, 0), (0, 0)));
+        // Clear forgets links too.
+        line(&mut ledger, "/patch/clear").unwrap();
+        bus(&mut ledger);
+        assert_eq!(ledger.links().len(), 1);
+        line(&mut ledger, "/patch/clear").unwrap();
+        assert!(ledger.links().is_empty());
     }
 
     const VOICE: &str = "/module/new vco 1

@@ -10,7 +10,7 @@ use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use synthpool_core::command::Command;
-use synthpool_core::rack::HostRack;
+use synthpool_core::rack::{HostRack, Links, Untimed};
 use synthpool_core::{BLOCK, Block};
 
 /// Stack of the thread that builds the racks, bytes: `HostRack::new` makes its ~5 MB value
@@ -66,8 +66,11 @@ impl LocalEngine {
     pub fn render(&self) -> Block {
         let mut sum = [0.0; BLOCK];
         let mut block = [0.0; BLOCK];
+        // Racks render in turn: a receive finds what a rack before it sent this block, else
+        // silence (as a worker whose sender is late).
+        let mut links = Table::default();
         for rack in self.racks.lock().unwrap_or_else(PoisonError::into_inner).iter_mut() {
-            rack.process(&mut block);
+            rack.process_linked(&mut block, &mut Untimed, &mut links);
             for (s, x) in sum.iter_mut().zip(&block) {
                 *s += x;
             }
@@ -90,6 +93,22 @@ impl LocalEngine {
     pub fn counts(&self) -> Vec<(usize, usize)> {
         let racks = self.racks.lock().unwrap_or_else(PoisonError::into_inner);
         racks.iter().map(|r| (r.module_count(), r.cable_count())).collect()
+    }
+}
+
+/// Link channels between racks rendered in turn on one thread.
+#[derive(Default)]
+struct Table {
+    blocks: std::collections::BTreeMap<u16, Block>,
+}
+
+impl Links for Table {
+    fn send(&mut self, channel: u16, block: &Block) {
+        self.blocks.insert(channel, *block);
+    }
+
+    fn receive(&mut self, channel: u16, block: &mut Block) -> bool {
+        self.blocks.get(&channel).map(|b| *block = *b).is_some()
     }
 }
 

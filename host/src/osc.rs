@@ -45,7 +45,7 @@ pub const MAX_REPLY_BYTES: usize = 8192;
 /// Figures before the per-worker part of `/status`.
 pub const STATUS_HEADER: usize = 13;
 /// Figures per worker in `/status`.
-pub const STATUS_WORKER_FIELDS: usize = 14;
+pub const STATUS_WORKER_FIELDS: usize = 15;
 
 /// Replies to one datagram sent back to back before the rest are paced by [`REPLY_PACE`].
 pub const PACED_AFTER: usize = 8;
@@ -353,7 +353,7 @@ impl Server {
     ///
     /// then, for each worker, `worker_fields` figures: `pid core modules load late_blocks
     /// state restarts allocations frees block_p50_us block_p99_us block_max_us wake_p50_us
-    /// wake_p99_us` (state: 0 starting, 1 running, 2 exited, 3 dead and being replaced, 4
+    /// wake_p99_us late_links` (state: 0 starting, 1 running, 2 exited, 3 dead and being replaced, 4
     /// retired; the last five are float32, over the worker's last 1023 blocks). Later
     /// versions may add figures at the end of each part.
     ///
@@ -394,6 +394,7 @@ impl Server {
                 OscType::Float(status.block_max_us),
                 OscType::Float(status.wake_p50_us),
                 OscType::Float(status.wake_p99_us),
+                int(status.late_links),
             ]);
         }
         debug_assert_eq!(args.len(), STATUS_HEADER + STATUS_WORKER_FIELDS * workers.len());
@@ -899,6 +900,7 @@ mod tests {
             expected.extend([i(1000 + w), i(w), i(modules), OscType::Float(0.25 * w as f32), i(7)]);
             expected.extend([i(1), i(0), i(0), i(0)]);
             expected.extend([40.0, 80.0, 200.0, 20.0, 70.0].map(OscType::Float));
+            expected.push(i(0));
         }
         assert_eq!(status.args, expected);
         assert_eq!(server.stats.late_bundles(), 1);

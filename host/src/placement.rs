@@ -1,9 +1,11 @@
 //! Which worker owns which module.
 //!
-//! Each worker renders its own rack and the host sums the racks' outputs, so a cable cannot
-//! run from one worker's rack into another's. Modules joined by cables (a connected
-//! component) therefore live on one worker, and **there are no cables between workers**: a
-//! cable that would join two components on different workers first moves one of them. The
+//! Each worker renders its own rack and the host sums the racks' outputs. Modules joined by
+//! cables (a connected component) live on one worker where they can: a cable that would
+//! join two components on different workers first moves one of them. The exception is a
+//! join: a cable into a port that has a cable already (many voices into one delay) may run
+//! between workers, through a link (a send on one worker, a receive on the other, the
+//! block carried in shared memory within the same block: see ledger.rs's `Link`). The
 //! modules that move are freed on their old worker and created anew on the new one, with
 //! their parameters and cables, all in the same block, and each hands its state over
 //! (`Ledger::move_commands`: exported from the old worker's rack through its outbox in shared
@@ -212,6 +214,17 @@ impl Placement {
     /// `RackFull` when no worker's rack has room for the cable (and the merged component).
     pub fn plan_patch(&self, modules: &[Entry], cables: &[Cable], new: Cable) -> Result<Option<Move>, Error> {
         let joins_output = new.src == OUTPUT_ID || cables.iter().any(|c| c.src == OUTPUT_ID);
+        // A port that has a cable already is a join: each worker sums its share of what is
+        // patched into it and a link carries the share across (see ledger.rs's `Link`). The
+        // new cable may then run between workers; nothing moves.
+        let joins_port = cables.iter().any(|c| c.dst == new.dst && c.port == new.port);
+        if joins_port && !joins_output && new.src != OUTPUT_ID && new.dst != OUTPUT_ID {
+            let w = self.cable_worker(&new).unwrap_or(0);
+            return if self.usage(w).cables < RACK_CABLES { Ok(None) } else { Err(Error::RackFull) };
+        }
+        // Cables that run between workers already join nothing: each side stays where it is.
+        let local: Vec<Cable> = cables.iter().filter(|c| !self.crosses(c)).copied().collect();
+        let cables = &local[..];
         let component = component(cables, new, joins_output);
         let mut held = vec![0usize; self.workers()];
         for w in component.iter().filter_map(|&id| self.owner(id)) {
@@ -243,6 +256,14 @@ impl Placement {
         Err(Error::RackFull)
     }
 
+    /// True when cable `c` runs between two workers (neither end is the output, which is on
+    /// every worker).
+    pub fn crosses(&self, c: &Cable) -> bool {
+        c.src != OUTPUT_ID
+            && c.dst != OUTPUT_ID
+            && matches!((self.owner(c.src), self.owner(c.dst)), (Some(a), Some(b)) if a != b)
+    }
+
     /// True when `worker` exists and is not retired: new modules may go there.
     pub fn open(&self, worker: usize) -> bool {
         self.retired.get(worker).is_some_and(|&r| !r)
@@ -261,6 +282,9 @@ impl Placement {
     /// `RackFull` when some group fits on no other open worker.
     pub fn plan_evacuation(&self, from: usize, modules: &[Entry], cables: &[Cable]) -> Result<Vec<Move>, Error> {
         let joins_output = cables.iter().any(|c| c.src == OUTPUT_ID);
+        // A group is joined by cables within the worker; those to other workers stay links.
+        let local: Vec<Cable> = cables.iter().filter(|c| !self.crosses(c)).copied().collect();
+        let cables = &local[..];
         let mut scratch = self.clone();
         scratch.retired[from] = true;
         let mut placed = BTreeSet::new();

@@ -444,6 +444,8 @@ impl Pool {
         clock
             .expected_done
             .store(clock.done.load(Ordering::Acquire).wrapping_add(owed_mask.count_ones()), Ordering::Release);
+        // A worker waiting for a link's block gives up when this block is given up on.
+        clock.deadline_ns.store(now + deadline.as_nanos() as u64, Ordering::Relaxed);
         // SeqCst pairs with the worker's: it counts itself a sleeper, then checks the
         // generation before sleeping; so either it sees this bump, or this sees it asleep.
         let generation = clock.generation.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
@@ -637,6 +639,7 @@ impl Engine for Pool {
                     core: self.cores.get(index).copied().unwrap_or(0),
                     load: self.load(index),
                     late_blocks: w.late_blocks.load(Ordering::Relaxed),
+                    late_links: w.late_links.load(Ordering::Relaxed),
                     blocks,
                     state: w.state.load(Ordering::Relaxed),
                     restarts: w.restarts.load(Ordering::Relaxed),

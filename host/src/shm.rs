@@ -63,6 +63,9 @@ pub struct Clock {
     pub expected_done: AtomicU32,
     /// Sample rate, Hz.
     pub sample_rate_hz: AtomicU32,
+    /// When the host stops waiting for this block (CLOCK_MONOTONIC, ns), written before the
+    /// generation is bumped: a worker waiting for a link's block gives up then.
+    pub deadline_ns: AtomicU64,
 }
 
 /// One block's timing, as the worker measured it (CLOCK_MONOTONIC, ns).
@@ -155,6 +158,25 @@ pub struct WorkerShared {
     pub timed_blocks: AtomicU64,
     /// Per rack slot: its module and the time it took.
     pub modules: [ModuleTiming; HostRack::SLOTS],
+    /// Blocks in which a worker waiting for a link's block from this one gave up (this one
+    /// was late, or died): the receive took silence for it.
+    pub late_links: AtomicU64,
+}
+
+/// Link channels in the region: each carries one block a block from the worker that sends
+/// it to the one that receives it (a cable between workers; see ledger.rs's `Link`).
+pub const LINK_CHANNELS: usize = 256;
+
+/// One link channel. The sender writes the block, then the generation it is for (Release);
+/// the receiver reads the generation (Acquire), then the block.
+#[repr(C, align(64))]
+pub struct LinkChannel {
+    /// The generation whose block `block` holds.
+    pub generation: AtomicU32,
+    /// The worker that sends on it (set when its send is made).
+    pub sender: AtomicU32,
+    /// The block, as f32 bits.
+    pub block: [AtomicU32; BLOCK],
 }
 
 /// The atomics part of the region.
@@ -164,6 +186,8 @@ pub struct Control {
     pub clock: Clock,
     /// One entry per possible worker.
     pub workers: [WorkerShared; MAX_WORKERS],
+    /// The link channels.
+    pub links: [LinkChannel; LINK_CHANNELS],
 }
 
 fn round_up(n: usize, to: usize) -> usize {

@@ -8,8 +8,8 @@
 use std::sync::atomic::Ordering;
 
 use synthpool_core::BLOCK;
-use synthpool_core::command::Command;
-use synthpool_core::rack::{HostRack, SlotTimer};
+use synthpool_core::command::{Command, LinkEnd};
+use synthpool_core::rack::{HostRack, Links, SlotTimer, Untimed};
 
 use crate::shm::{self, ALL, Region, TIMING_SLOTS};
 
@@ -149,6 +149,16 @@ pub fn run(args: WorkerArgs) -> i32 {
                                 rack.adopt(id, &module);
                             }
                         }
+                        // One end of a cable between workers: the send's channel names its
+                        // sender, so a receiver stops waiting for it if it dies.
+                        Some(command @ Command::Link { channel, end, .. }) => {
+                            if end == LinkEnd::Send
+                                && let Some(link) = control.links.get(channel as usize)
+                            {
+                                link.sender.store(args.index as u32, Ordering::Relaxed);
+                            }
+                            rack.apply(&command);
+                        }
                         // Untimed (word 5 is 0), or timed to a sample of this block (1 + it:
                         // a timetagged bundle's).
                         Some(command) => match message[5] {
@@ -162,12 +172,15 @@ pub fn run(args: WorkerArgs) -> i32 {
                 }
             }
             let blocks = me.blocks.load(Ordering::Relaxed);
+            // A block the clock already passed waits for no link: its blocks are gone.
+            let give_up_ns = if at == generation { clock.deadline_ns.load(Ordering::Relaxed) } else { 0 };
+            let mut links = SharedLinks { control, generation: at, give_up_ns };
             if at == generation && blocks % TIME_MODULES_EVERY == 0 {
                 publish_modules(rack, &me.modules);
-                rack.process_timed(&mut block, &mut ModuleClock { modules: &me.modules });
+                rack.process_linked(&mut block, &mut ModuleClock { modules: &me.modules }, &mut links);
                 me.timed_blocks.store(me.timed_blocks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             } else {
-                rack.process(&mut block);
+                rack.process_linked(&mut block, &mut Untimed, &mut links);
             }
             if at == generation {
                 break;
@@ -200,6 +213,53 @@ pub fn run(args: WorkerArgs) -> i32 {
     me.state.store(shm::EXITED, Ordering::Release);
     me.claimed_by.store(0, Ordering::Release);
     0
+}
+
+/// The link channels in the shared region, for one block of one worker's rack: sends
+/// publish their block, receives wait for theirs until the block's deadline, or until the
+/// sender is found dead, and then take silence and count the sender late.
+struct SharedLinks<'a> {
+    control: &'a shm::Control,
+    generation: u32,
+    give_up_ns: u64,
+}
+
+impl Links for SharedLinks<'_> {
+    #[inline]
+    fn send(&mut self, channel: u16, block: &synthpool_core::Block) {
+        let Some(link) = self.control.links.get(channel as usize) else { return };
+        for (word, sample) in link.block.iter().zip(block) {
+            word.store(sample.to_bits(), Ordering::Relaxed);
+        }
+        // Release: the block's words are visible before a receiver sees this generation.
+        link.generation.store(self.generation, Ordering::Release);
+    }
+
+    #[inline]
+    fn receive(&mut self, channel: u16, block: &mut synthpool_core::Block) -> bool {
+        let Some(link) = self.control.links.get(channel as usize) else { return false };
+        let sender = self.control.workers.get(link.sender.load(Ordering::Relaxed) as usize);
+        // Watched, not slept on: the sender runs on another core at the same moment, and
+        // its send comes first in its block (the rack's order), so the wait is short; it is
+        // bounded by the block's deadline and ends at once if the sender dies.
+        while link.generation.load(Ordering::Acquire) != self.generation {
+            let alive = sender.is_some_and(|s| s.state.load(Ordering::Acquire) == shm::READY);
+            if !alive || shm::now_ns() >= self.give_up_ns {
+                // (A block the clock passed, rendered to catch up, is this worker's lateness.)
+                if let Some(s) = sender.filter(|_| self.give_up_ns != 0) {
+                    s.late_links.fetch_add(1, Ordering::Relaxed);
+                }
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+        for (sample, word) in block.iter_mut().zip(&link.block) {
+            *sample = f32::from_bits(word.load(Ordering::Relaxed));
+        }
+        // Still this block's: a sender already in the next block (the clock moved on, so this
+        // block is late anyway) may have begun overwriting it.
+        link.generation.load(Ordering::Acquire) == self.generation
+    }
 }
 
 /// Charges each slot's time to its [`shm::ModuleTiming`] (this worker is the only writer:

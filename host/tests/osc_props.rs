@@ -156,8 +156,9 @@ fn step(h: &Harness, datagram: &[u8]) -> Result<(), TestCaseError> {
     prop_assert!(block.iter().all(|x| x.is_finite()), "{:?}", block);
     let ledger = h.ledger.lock().unwrap();
     for (w, counts) in h.engine.counts().into_iter().enumerate() {
-        let usage = ledger.usage(w);
-        prop_assert_eq!(counts, (usage.modules + 1, usage.cables), "worker {}'s rack vs the ledger", w);
+        let (usage, (link_modules, link_cables)) = (ledger.usage(w), ledger.link_usage(w));
+        let expected = (usage.modules + 1 + link_modules, usage.cables + link_cables);
+        prop_assert_eq!(counts, expected, "worker {}'s rack vs the ledger", w);
     }
     Ok(())
 }

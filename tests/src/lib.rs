@@ -3,7 +3,7 @@
 //!
 //! Servers are started one at a time (`exclusive`): each pins workers to the machine's cores,
 //! and two at once would only measure each other.
-use rosc::{OscMessage, OscPacket, OscType, decoder, encoder};
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, decoder, encoder};
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -306,6 +306,27 @@ pub fn sine_to_out(client: &Client, id: i32, hz: f32, level: f32) {
         ("/patch", vec![i(id), s("out"), i(0), s("in")]),
     ] {
         assert_eq!(client.ask(addr, args.clone()).addr, "/done", "{addr} {args:?}");
+    }
+}
+
+/// Sends `lines` (script lines) as one bundle, applied now; each must be answered `/done`.
+pub fn bundle(client: &Client, lines: &[&str]) {
+    let content = lines
+        .iter()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let addr = words.next().expect("an address").to_owned();
+            let args = words
+                .map(|w| w.parse::<i32>().map(i).or_else(|_| w.parse::<f32>().map(f)).unwrap_or_else(|_| s(w)))
+                .collect();
+            OscPacket::Message(OscMessage { addr, args })
+        })
+        .collect();
+    let now = OscTime { seconds: 0, fractional: 1 };
+    client.send_packet(&OscPacket::Bundle(OscBundle { timetag: now, content }));
+    for line in lines {
+        let reply = client.reply();
+        assert_eq!(reply.addr, "/done", "{line}: {reply:?}");
     }
 }
 

@@ -257,27 +257,6 @@ fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
     );
 }
 
-/// Sends `lines` (script lines) as one bundle, applied now; each must be answered `/done`.
-fn bundle(client: &Client, lines: &[&str]) {
-    let content = lines
-        .iter()
-        .map(|line| {
-            let mut words = line.split_whitespace();
-            let addr = words.next().expect("an address").to_owned();
-            let args = words
-                .map(|w| w.parse::<i32>().map(i).or_else(|_| w.parse::<f32>().map(f)).unwrap_or_else(|_| s(w)))
-                .collect();
-            rosc::OscPacket::Message(rosc::OscMessage { addr, args })
-        })
-        .collect();
-    let now = rosc::OscTime { seconds: 0, fractional: 1 };
-    client.send_packet(&rosc::OscPacket::Bundle(rosc::OscBundle { timetag: now, content }));
-    for line in lines {
-        let reply = client.reply();
-        assert_eq!(reply.addr, "/done", "{line}: {reply:?}");
-    }
-}
-
 /// A voice moved to another worker carries on: mid-attack, its tone neither dips nor
 /// restarts. The voice (3 modules) is placed on one worker and a larger silent chain (5) on
 /// the other; a cable from the chain into the voice (at no depth: the sound stays the same)

@@ -82,7 +82,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(block.iter().all(|x| x.is_finite()), "{block:?}");
     let ledger = h.ledger.lock().unwrap();
     for (w, (modules, cables)) in h.engine.counts().into_iter().enumerate() {
-        let usage = ledger.usage(w);
-        assert_eq!((modules, cables), (usage.modules + 1, usage.cables), "worker {w}");
+        let (usage, (link_modules, link_cables)) = (ledger.usage(w), ledger.link_usage(w));
+        let expected = (usage.modules + 1 + link_modules, usage.cables + link_cables);
+        assert_eq!((modules, cables), expected, "worker {w}");
     }
 });

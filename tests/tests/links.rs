@@ -1,0 +1,131 @@
+//! Cables between workers: a patch whose voices meet in one delay and reverb (a shared bus)
+//! is spread over the workers, and sounds as it does on one.
+use std::process::Command;
+use synthpool_tests::*;
+
+/// The shared-bus patch: `voices` standard voices (saw -> lowpass 2 kHz Q 2 -> vca x 0.05
+/// <- adsr, gate held), each patched to the output and into one delay -> reverb -> output.
+/// Each voice's lines, and the bus's, as one group.
+fn shared_bus(voices: usize) -> Vec<Vec<String>> {
+    let mut groups = vec![
+        ["/module/new delay 9000", "/module/set 9000 time 0.25", "/module/new reverb 9001"]
+            .into_iter()
+            .chain(["/patch 9000 out 9001 in", "/patch 9001 out 0 in"])
+            .map(str::to_owned)
+            .collect(),
+    ];
+    for v in 0..voices {
+        let (vco, vcf, vca, env) = (1 + 4 * v, 2 + 4 * v, 3 + 4 * v, 4 + 4 * v);
+        groups.push(vec![
+            format!("/module/new vco {vco}"),
+            format!("/module/set {vco} freq {}", 110 + 7 * v),
+            format!("/module/new vcf {vcf}"),
+            format!("/module/set {vcf} cutoff 2000"),
+            format!("/module/set {vcf} q 2"),
+            format!("/module/new vca {vca}"),
+            format!("/module/set {vca} gain 0.05"),
+            format!("/module/new adsr {env}"),
+            format!("/module/set {env} gate 1"),
+            format!("/patch {vco} out {vcf} in"),
+            format!("/patch {vcf} out {vca} in"),
+            format!("/patch {env} out {vca} cv"),
+            format!("/patch {vca} out 0 in"),
+            format!("/patch {vca} out 9000 in"),
+        ]);
+    }
+    groups
+}
+
+/// Renders `script` offline for `seconds` on `workers` workers.
+fn render(dir: &std::path::Path, script: &std::path::Path, workers: usize, seconds: f64) -> Vec<f32> {
+    let out = dir.join(format!("{workers}.wav"));
+    let rendered = Command::new(server_binary())
+        .args(["render", "--workers", &workers.to_string(), "--seconds", &seconds.to_string(), "--script"])
+        .arg(script)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("synthpool render runs");
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    read_wav(&out)
+}
+
+#[test]
+fn a_shared_bus_sounds_the_same_on_one_and_two_workers() {
+    let _machine = exclusive();
+    let dir = scratch("shared-bus-render");
+    let script = dir.join("bus.osc");
+    std::fs::write(&script, shared_bus(16).concat().join("\n") + "\n").unwrap();
+    let one = render(&dir, &script, 1, 2.0);
+    let two = render(&dir, &script, 2, 2.0);
+    assert_eq!(one.len(), two.len());
+    assert!(rms_db(&one) > -30.0, "the patch plays: {} dB", rms_db(&one));
+    let differs = one.iter().zip(&two).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    // The same sums in another order: rounding only.
+    assert!(differs < 1e-6, "two workers differ from one by {differs}");
+}
+
+#[test]
+fn a_shared_bus_played_live_uses_both_workers() {
+    let _machine = exclusive();
+    let (server, wav) = Server::recording("shared-bus-live", &["--workers", "2"]);
+    let client = Client::new(server.port);
+    // The bus first, then each voice as one bundle (as a controller sends a voice).
+    for group in shared_bus(8) {
+        let lines: Vec<&str> = group.iter().map(String::as_str).collect();
+        bundle(&client, &lines);
+    }
+    let status = client.status();
+    let modules: Vec<i64> = (0..2).map(|w| worker_field(&status, w, 2)).collect();
+    // 8 voices of 4 modules and the bus's 2, spread by load: each worker holds voices.
+    assert!(modules.iter().all(|&m| m >= 8), "modules per worker: {modules:?}");
+    assert_eq!(modules.iter().sum::<i64>(), 34, "modules per worker: {modules:?}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (x, _) = stop_and_read(server, &wav);
+    let clean = longest_clean(&x, x.len() / 2, x.len());
+    assert!(clean.len() > FS as usize / 10, "at least 0.1 s without a dropout");
+    assert!(rms_db(clean) > -30.0, "the patch plays: {} dB", rms_db(clean));
+}
+
+/// The worker that holds module `id` (`/module/stats`).
+fn worker_of(client: &Client, id: i32) -> usize {
+    let reply = client.ask("/module/stats", vec![i(id)]);
+    assert_eq!(reply.addr, "/module/stats", "{reply:?}");
+    int_at(&reply.args, 2) as usize
+}
+
+#[test]
+fn a_stopped_sender_is_counted_late_and_nobody_waits_past_the_deadline() {
+    let _machine = exclusive();
+    let (server, wav) = Server::recording("shared-bus-stopped", &["--workers", "2"]);
+    let client = Client::new(server.port);
+    for group in shared_bus(8) {
+        let lines: Vec<&str> = group.iter().map(String::as_str).collect();
+        bundle(&client, &lines);
+    }
+    let bus = worker_of(&client, 9000);
+    let sender = 1 - bus;
+    assert!((0..8).any(|v| worker_of(&client, 3 + 4 * v) == sender), "voices on both workers");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = client.status();
+    let late_links = |status: &[rosc::OscType], w: usize| worker_field(status, w, 14);
+    assert_eq!(late_links(&before, sender), 0, "nothing late yet");
+    // The sender stops for 100 ms (SIGSTOP): the bus's worker waits for its block each
+    // block until the deadline, then takes silence for it and counts it late.
+    let pid = worker_field(&before, sender, 0).to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = client.status();
+    assert!(late_links(&after, sender) > 0, "the stopped sender counted late: {after:?}");
+    assert_eq!(late_links(&after, bus), 0, "the bus's worker sends nothing");
+    let (x, _) = stop_and_read(server, &wav);
+    // The bus's worker kept its deadline: its blocks are all there but the ones the host
+    // counted late (a loaded machine), and the sound is back at the end.
+    let bus_late = worker_field(&after, bus, 4) as usize;
+    let silent = silent_blocks(&x).iter().filter(|&&s| s).count();
+    let clean = longest_clean(&x, x.len() - FS as usize / 5, x.len());
+    assert!(clean.len() >= FS as usize / 10, "it plays at the end ({silent} silent blocks, {bus_late} late)");
+    assert!(rms_db(clean) > -30.0, "{} dB", rms_db(clean));
+}
