@@ -116,6 +116,36 @@ fn smaps_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Builds `script` on a pool of 1 and of 2 workers, then renders `seconds` on each in
+/// `rounds` alternating turns; returns the median ratio of 1-worker to 2-worker time with the
+/// smallest and largest, and the median block time of each, us.
+fn speedup(exe: &Path, script: &str, seconds: f64, rounds: usize) -> ((f64, f64, f64), f64, f64) {
+    let pools: Vec<Pool> = [1, 2]
+        .into_iter()
+        .map(|workers| {
+            let (pool, _) = start(workers, exe);
+            let (_, refused) = render_with(&pool, script, 0.05).expect("build the patch");
+            assert!(refused.is_empty(), "{} lines refused, the first {:?}", refused.len(), refused.first());
+            pool
+        })
+        .collect();
+    let mut took = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (pool, took) in pools.iter().zip(&mut took) {
+            let t = Instant::now();
+            let (out, _) = render_with(pool, "", seconds).expect("render");
+            took.push(t.elapsed().as_secs_f64());
+            assert!(out.iter().any(|&s| s != 0.0));
+        }
+    }
+    drop(pools);
+    let mut ratios: Vec<f64> = took[0].iter().zip(&took[1]).map(|(one, two)| one / two).collect();
+    ratios.sort_by(f64::total_cmp);
+    let blocks = seconds * FS as f64 / BLOCK as f64;
+    let block_us = |t: &[f64]| stats_us(t.iter().map(|s| s / blocks * 1e6).collect()).0;
+    ((percentile(&ratios, 0.5), ratios[0], ratios[ratios.len() - 1]), block_us(&took[0]), block_us(&took[1]))
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let exe = worker_exe(if full { "release" } else { "debug" });
@@ -285,61 +315,42 @@ fn main() {
     println!("worker crash to replacement ready ({kills} kills): median {rec_p50:.0} us, p99 {rec_p99:.0} us");
     json.push(format!("\"recovery_us\": [{rec_p50:.1}, {rec_p99:.1}], \"kills\": {kills}"));
 
-    // Speed-up of 2 workers over 1 on a heavy patch: 800 standard voices (3,200 modules, one
-    // worker's rack holds them all), each its own component, built first, then rendered offline
-    // as fast as the CPU allows (the timed part renders only: the patch is already there). Both
-    // pools are built first, then rendered in turns (1 worker, 2 workers, 1, 2 ...), so both
-    // see the same moments of this shared machine; the figure is the median of the rounds'
-    // ratios.
+    // Speed-up of 2 workers over 1 on heavy patches, built first, then rendered offline as fast
+    // as the CPU allows (the timed part renders only: the patch is already there). Both pools
+    // are built first, then rendered in turns (1 worker, 2 workers, 1, 2 ...), so both see the
+    // same moments of this shared machine; the figure is the median of the rounds' ratios.
+    // Independent voices: 800 standard voices (3,200 modules), each its own component. The
+    // shared bus: N voices, each also into one delay -> reverb (one component; the voices on
+    // the other worker reach the delay through a link).
     let (seconds, rounds) = if full { (1.0, 7) } else { (0.05, 1) };
     let heavy_voices = if full { 800 } else { 60 };
-    let script = voices(heavy_voices);
-    let pools: Vec<Pool> = [1, 2]
-        .into_iter()
-        .map(|workers| {
-            let (pool, _) = start(workers, &exe);
-            let (_, refused) = render_with(&pool, &script, 0.05).expect("build the patch");
-            assert!(refused.is_empty(), "{} lines refused, the first {:?}", refused.len(), refused.first());
-            pool
-        })
-        .collect();
-    let mut took = [Vec::new(), Vec::new()];
-    for _ in 0..rounds {
-        for (pool, took) in pools.iter().zip(&mut took) {
-            let t = Instant::now();
-            let (out, _) = render_with(pool, "", seconds).expect("render");
-            took.push(t.elapsed().as_secs_f64());
-            assert!(out.iter().any(|&s| s != 0.0));
-        }
-    }
-    let work_us: Vec<Vec<f64>> =
-        pools.iter().map(|p| p.status().iter().map(|s| f64::from(s.load) * BUDGET_US).collect()).collect();
-    drop(pools);
-    let mut ratios: Vec<f64> = took[0].iter().zip(&took[1]).map(|(one, two)| one / two).collect();
-    ratios.sort_by(f64::total_cmp);
-    let speedup = percentile(&ratios, 0.5);
-    let blocks = seconds * FS as f64 / BLOCK as f64;
-    let block_us = |t: &[f64]| stats_us(t.iter().map(|s| s / blocks * 1e6).collect()).0;
+    let (ratio, block_1, block_2) = speedup(&exe, &voices(heavy_voices), seconds, rounds);
     println!(
-        "heavy patch ({heavy_voices} voices), {rounds} rounds of {seconds} s offline: 1 worker {:.0} us a block (the \
-         worker's own work {:.0} us), 2 workers {:.0} us a block (work {:.0} + {:.0} us): speed-up {speedup:.2}x \
-         (rounds {:.2}-{:.2}x)",
-        block_us(&took[0]),
-        work_us[0][0],
-        block_us(&took[1]),
-        work_us[1][0],
-        work_us[1][1],
-        ratios[0],
-        ratios[ratios.len() - 1],
+        "independent voices ({heavy_voices}), {rounds} rounds of {seconds} s offline: 1 worker {block_1:.0} us a \
+         block, 2 workers {block_2:.0} us: speed-up {:.2}x (rounds {:.2}-{:.2}x)",
+        ratio.0, ratio.1, ratio.2
     );
     json.push(format!(
-        "\"speedup_2_over_1\": {speedup:.3}, \"speedup_range\": [{:.3}, {:.3}], \"rounds\": {rounds}, \
-         \"block_1_us\": {:.1}, \"block_2_us\": {:.1}, \"heavy_voices\": {heavy_voices}",
-        ratios[0],
-        ratios[ratios.len() - 1],
-        block_us(&took[0]),
-        block_us(&took[1]),
+        "\"speedup_2_over_1\": {:.3}, \"speedup_range\": [{:.3}, {:.3}], \"rounds\": {rounds}, \
+         \"block_1_us\": {block_1:.1}, \"block_2_us\": {block_2:.1}, \"heavy_voices\": {heavy_voices}",
+        ratio.0, ratio.1, ratio.2
     ));
+    let bus_sizes: &[usize] = if full { &[400, 800] } else { &[30] };
+    for &n in bus_sizes {
+        let mut script = String::new();
+        synthpool_core::script::write_bus_script(n, &mut script).expect("writes");
+        let (ratio, block_1, block_2) = speedup(&exe, &script, seconds, rounds);
+        println!(
+            "shared bus ({n} voices -> delay -> reverb), {rounds} rounds of {seconds} s offline: 1 worker \
+             {block_1:.0} us a block, 2 workers {block_2:.0} us: speed-up {:.2}x (rounds {:.2}-{:.2}x)",
+            ratio.0, ratio.1, ratio.2
+        );
+        json.push(format!(
+            "\"bus_{n}_speedup\": {:.3}, \"bus_{n}_range\": [{:.3}, {:.3}], \"bus_{n}_block_1_us\": {block_1:.1}, \
+             \"bus_{n}_block_2_us\": {block_2:.1}",
+            ratio.0, ratio.1, ratio.2
+        ));
+    }
 
     if full {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

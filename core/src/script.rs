@@ -182,6 +182,27 @@ pub fn write_voice_script(voices: usize, out: &mut impl core::fmt::Write) -> cor
     Ok(())
 }
 
+/// Writes [`write_voice_script`]'s voices and a shared bus they all feed: every vca also into
+/// one delay (0.25 s) -> reverb -> output (ids `4 * voices + 1` and `+ 2`, made after the
+/// voices). One connected component: the patch a polysynth with effects is. The benchmarks
+/// time it on one worker and on several.
+///
+/// # Errors
+/// `out` refused a write.
+pub fn write_bus_script(voices: usize, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+    write_voice_script(voices, out)?;
+    let (delay, reverb) = (4 * voices + 1, 4 * voices + 2);
+    write!(
+        out,
+        "/module/new delay {delay}\n/module/set {delay} time_s 0.25\n/module/new reverb {reverb}\n\
+         /patch {delay} out {reverb} in\n/patch {reverb} out 0 in\n"
+    )?;
+    for v in 0..voices {
+        writeln!(out, "/patch {} out {delay} in", 3 + 4 * v)?;
+    }
+    Ok(())
+}
+
 fn value_of(token: &str, quoted: bool) -> Value<'_> {
     if quoted {
         return Value::Str(token);

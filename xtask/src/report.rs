@@ -171,6 +171,20 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
         json.get("block_2_us").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN),
     );
     let voices = json.get("heavy_voices").and_then(serde_json::Value::as_u64).unwrap_or(60);
+    // The shared bus (issue 12): N voices, each also into one delay -> reverb, over links.
+    let mut bus_rows = String::new();
+    for n in [30, 400, 800] {
+        let Some(ratio) = json.get(format!("bus_{n}_speedup")).and_then(serde_json::Value::as_f64) else { continue };
+        let (low, high) = pair(&format!("bus_{n}_range")).unwrap_or((f64::NAN, f64::NAN));
+        let block = |k: &str| json.get(format!("bus_{n}_{k}")).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+        bus_rows += &format!(
+            "| speed-up, 2 workers vs 1, shared bus: {n} standard voices each also into one delay -> reverb, \
+             same rounds | 0.91x before links | >= 1.8x | **{ratio:.2}x** (rounds {low:.2}-{high:.2}x; {:.0} us a \
+             block on 1 worker, {:.0} us on 2) |\n",
+            block("block_1_us"),
+            block("block_2_us")
+        );
+    }
     let rss = json.get("idle_rss_kib")?.as_u64()?;
     let private = json.get("idle_private_kib")?.as_u64()?;
     let budget_us = BUDGET_NS / 1e3;
@@ -182,6 +196,7 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
          | the same as a UDP round trip from a client on loopback (two thread wakes more) | 57 us | - | **{rtt50:.1} us** ({rtt99:.1} us) |\n\
          | OSC message to changed output | 9-16 ms | at most one block after the block in flight | tested: `a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight` |\n\
          | speed-up, 2 workers vs 1, {voices} standard voices built, then rendered offline in {rounds} alternating rounds, 2 cores | 1.17x | >= 1.8x | **{speedup:.2}x** (rounds {low:.2}-{high:.2}x; {block1:.0} us a block on 1 worker, {block2:.0} us on 2) |\n\
+         {bus_rows}\
          | memory per idle worker (largest of 2) | ~50 MB | < 2 MB RSS, < 1 MB private | **{:.2} MB RSS, {:.2} MB private** |\n\
          | pool overhead per block (wake + gather, 2 idle workers) | - | - | **{block50:.1} us = {:.1}%** of the block ({block99:.1} us = {:.1}%) |\n",
         cold50 / 1e3,
