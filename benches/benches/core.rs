@@ -49,7 +49,7 @@ fn fx(c: &mut Criterion) {
 }
 
 /// The clock the workers time modules with (CLOCK_MONOTONIC through the vDSO, as
-/// `shm::now_ns`), and per-slot sums as the workers keep them.
+/// `clock::now_ns`), and per-slot sums as the workers keep them.
 struct Clock {
     start: std::time::Instant,
     spent: [u64; 256],

@@ -98,7 +98,7 @@ impl Clocked {
 
     fn render_one(&mut self) {
         // The whole block, recorder hand-off included, is the audio path: counted.
-        let _counting = crate::shm::CountAllocations::here();
+        let _counting = crate::alloc_count::CountAllocations::here();
         let late = self.pool.render_block(&mut self.pending, self.deadline);
         self.pending_at = 0;
         self.stats.blocks.fetch_add(1, Ordering::Relaxed);

@@ -6,10 +6,15 @@
 //! that die. [`render`] renders a script in
 //! one process with one rack: the reference the pool's render is checked against. [`local`] is
 //! an engine of in-process racks for tests and the fuzz target; [`wire`] checks OSC framing.
+//! Beside them: [`alloc_count`] (the counter that proves the audio path allocates nothing),
+//! [`sched`] (the audio threads' scheduling and float modes), [`clock`] (the monotonic clock
+//! every process shares) and [`pid`] (whether a process is alive).
 #![deny(unsafe_code)]
 
+pub mod alloc_count;
 #[cfg(feature = "server")]
 pub mod audio;
+pub mod clock;
 #[cfg(feature = "server")]
 pub mod engine;
 #[cfg(feature = "server")]
@@ -20,6 +25,7 @@ pub mod local;
 pub mod osc;
 #[cfg(feature = "server")]
 pub mod persist;
+pub mod pid;
 #[cfg(feature = "server")]
 pub mod placement;
 #[cfg(feature = "server")]
@@ -28,6 +34,7 @@ pub mod pool;
 pub mod profile;
 #[cfg(feature = "server")]
 pub mod render;
+pub mod sched;
 #[cfg(feature = "server")]
 pub mod server;
 #[allow(unsafe_code)]

@@ -361,7 +361,7 @@ impl Server {
     /// counts every cable; counters past i32's range read as `i32::MAX`.
     pub fn status_reply(&self, ledger: &Ledger) -> OscMessage {
         let workers = self.engine.status();
-        let (allocations, frees) = crate::shm::counted_allocations();
+        let (allocations, frees) = crate::alloc_count::counted_allocations();
         let mut args = vec![
             int(self.engine.sample_rate_hz()),
             int(BLOCK),
@@ -892,7 +892,7 @@ mod tests {
         server.send_packet(OscPacket::Bundle(rosc::OscBundle { timetag: late, content: vec![] }));
         let status = server.status();
         let i = OscType::Int;
-        let (allocations, frees) = crate::shm::counted_allocations();
+        let (allocations, frees) = crate::alloc_count::counted_allocations();
         let mut expected = vec![i(48_000), i(64), i(3), i(1), i(1), i(1), i(0), i(0), i(0)];
         expected.extend([i(allocations as i32), i(frees as i32), i(0), i(STATUS_WORKER_FIELDS as i32)]);
         for w in 0..3 {

@@ -24,6 +24,7 @@ use synthpool_core::ring::Message;
 use crate::engine::{Busy, Due, Engine, ModuleTime, WorkerStatus};
 use crate::profile::percentile;
 use crate::shm::{self, ALL, Region, TIMING_SLOTS};
+use crate::{alloc_count, clock, sched};
 
 /// How to build a pool.
 #[derive(Clone, Debug)]
@@ -128,7 +129,7 @@ impl Pool {
     pub fn start(config: &PoolConfig) -> io::Result<(Pool, Startup)> {
         let started = Instant::now();
         let region = Region::create(config.workers, config.sample_rate_hz)?;
-        shm::inheritable(region.fd())?;
+        inheritable(region.fd())?;
         let region_time = started.elapsed();
         let exe = match &config.worker_exe {
             Some(path) => path.clone(),
@@ -405,9 +406,9 @@ impl Pool {
     /// watch of the workers ([`HOST_WATCH_NS`]) never takes a worker's core. Call it once, on the
     /// thread that calls [`Pool::render_block`], before the first block.
     pub fn enter_audio_thread(&self) -> AudioThread {
-        shm::flush_denormals();
+        sched::flush_denormals();
         let core = self.free_core.filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
-        AudioThread { realtime: shm::set_realtime(AUDIO_PRIORITY).is_ok(), core }
+        AudioThread { realtime: sched::set_realtime(AUDIO_PRIORITY).is_ok(), core }
     }
 
     /// The state word of worker `index` ([`shm::READY`] and so on).
@@ -425,11 +426,11 @@ impl Pool {
     /// their outputs into `out`. Returns how many workers missed the deadline. Allocation-free,
     /// lock-free; its only syscalls are the futex wake and wait.
     pub fn render_block(&self, out: &mut [f32; BLOCK], deadline: Duration) -> usize {
-        let _counting = shm::CountAllocations::here();
+        let _counting = alloc_count::CountAllocations::here();
         let control = self.region.control();
         let clock = &control.clock;
         let workers = &control.workers[..self.region.workers()];
-        let now = shm::now_ns();
+        let now = clock::now_ns();
         for worker in workers {
             worker.woken_at_ns.store(now, Ordering::Relaxed);
         }
@@ -472,7 +473,7 @@ impl Pool {
             {
                 break;
             }
-            let t = shm::now_ns();
+            let t = clock::now_ns();
             if t >= end {
                 break;
             }
@@ -482,7 +483,7 @@ impl Pool {
             }
             shm::futex_wait(&clock.done, done, Some(Duration::from_nanos(end - t)));
         }
-        self.last_block_ns.store(shm::now_ns() - now, Ordering::Relaxed);
+        self.last_block_ns.store(clock::now_ns() - now, Ordering::Relaxed);
         *out = [0.0; BLOCK];
         let mut late = 0;
         for (i, worker) in workers.iter().enumerate() {
@@ -583,7 +584,7 @@ impl Engine for Pool {
         }
         // Samples from the start of the current block to the time named.
         let period_ns = self.block_period_ns();
-        let at_ns = shm::now_ns() as f64 + ahead.as_nanos() as f64;
+        let at_ns = clock::now_ns() as f64 + ahead.as_nanos() as f64;
         let samples = ((at_ns - (epoch + f64::from(current) * period_ns)) * BLOCK as f64 / period_ns).round();
         if samples < 2.0 * BLOCK as f64 {
             return soonest;
@@ -671,6 +672,13 @@ impl Engine for Pool {
     fn sample_rate_hz(&self) -> u32 {
         self.sample_rate_hz
     }
+}
+
+/// Clears close-on-exec on `fd` so the workers this process launches inherit it.
+fn inheritable(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::io::fcntl_getfd(fd)?;
+    rustix::io::fcntl_setfd(fd, flags - rustix::io::FdFlags::CLOEXEC)?;
+    Ok(())
 }
 
 fn spawn_worker(exe: &Path, fd: i32, index: usize, core: usize) -> io::Result<Child> {

@@ -243,7 +243,7 @@ impl OscPlacement {
                 core_affinity::set_for_current(core_affinity::CoreId { id });
             }
             OscPlacement::Nice(nice) => {
-                if let Err(e) = crate::shm::lower_priority(nice) {
+                if let Err(e) = crate::sched::lower_priority(nice) {
                     eprintln!("synthpool: cannot lower the OSC thread's priority: {e}");
                 }
             }
@@ -336,9 +336,9 @@ pub struct RenderReport {
 /// The pool cannot start or the file cannot be written.
 pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, out: &Path) -> io::Result<RenderReport> {
     let (pool, _) = Pool::start(&PoolConfig { workers, sample_rate_hz, worker_exe: None })?;
-    let before = crate::shm::counted_allocations();
+    let before = crate::alloc_count::counted_allocations();
     let (samples, refused) = render_with(&pool, script, seconds)?;
-    let after = crate::shm::counted_allocations();
+    let after = crate::alloc_count::counted_allocations();
     let (mut allocations, mut frees) = (after.0 - before.0, after.1 - before.1);
     for w in 0..Engine::workers(&pool) {
         let (a, f) = pool.worker_allocations(w);

@@ -1,5 +1,7 @@
 //! The one place with `unsafe`: the shared memory region every process maps, its `repr(C)`
-//! layout, futex wait and wake on its words, and the few OS calls the audio path needs.
+//! layout, futex wait and wake on its words, the counting allocator's `GlobalAlloc` impl
+//! (its bookkeeping is `alloc_count.rs`), and the two raw calls behind `sched.rs`
+//! (SCHED_FIFO, the flush-to-zero register).
 //!
 //! Layout (one memfd, laid out once by the host before any worker starts):
 //! ```text
@@ -526,7 +528,7 @@ impl Outboxes<'_> {
                     return Some(unsafe { copy.assume_init() });
                 }
             }
-            if now_ns() >= give_up_ns {
+            if crate::clock::now_ns() >= give_up_ns {
                 return None;
             }
             std::hint::spin_loop();
@@ -559,26 +561,21 @@ pub fn futex_wake(word: &AtomicU32, count: u32) {
     let _ = futex::wake(word, futex::Flags::empty(), count);
 }
 
-/// Monotonic clock, ns (CLOCK_MONOTONIC; comparable across processes).
-pub fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// Asks for SCHED_FIFO at `priority` for the calling thread.
+/// pthread_setschedparam(SCHED_FIFO, `priority`) for the calling thread: the raw call behind
+/// [`crate::sched::set_realtime`] (rustix has no sched_setscheduler).
 ///
 /// # Errors
 /// The OS refused (no CAP_SYS_NICE or RLIMIT_RTPRIO).
-pub fn set_realtime(priority: i32) -> io::Result<()> {
+pub(crate) fn set_fifo_priority(priority: i32) -> io::Result<()> {
     let param = libc::sched_param { sched_priority: priority };
     // SAFETY: pthread_self() is the calling thread; `param` is a valid sched_param for the call.
     let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
     if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
 }
 
-/// Makes denormal floats flush to zero on this thread (FTZ and DAZ on x86-64, FZ on aarch64):
-/// feedback paths that decay into denormals then cost nothing extra.
-pub fn flush_denormals() {
+/// Sets this thread's flush-to-zero modes (FTZ and DAZ on x86-64, FZ on aarch64): the
+/// register writes behind [`crate::sched::flush_denormals`].
+pub(crate) fn set_flush_to_zero() {
     #[cfg(target_arch = "x86_64")]
     {
         // MXCSR bit 15 is flush-to-zero, bit 6 denormals-are-zero.
@@ -602,16 +599,6 @@ pub fn flush_denormals() {
     }
 }
 
-/// Clears close-on-exec on `fd` so a child process inherits it.
-///
-/// # Errors
-/// fcntl failed.
-pub fn inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let flags = rustix::io::fcntl_getfd(fd)?;
-    rustix::io::fcntl_setfd(fd, flags - rustix::io::FdFlags::CLOEXEC)?;
-    Ok(())
-}
-
 /// Clears worker `index`'s slot after its process is gone so a replacement can claim it:
 /// drops the commands it had not taken when `rebuild` (they are replaced by the ledger's
 /// rebuild), clears its rack in place when `rebuild` (its predecessor died while changing
@@ -622,10 +609,7 @@ pub fn inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub fn release_dead_worker(region: &Region, index: usize, rebuild: bool) -> io::Result<()> {
     let shared = &region.control().workers[index];
     let holder = shared.claimed_by.load(std::sync::atomic::Ordering::Acquire);
-    if holder != 0
-        && rustix::process::Pid::from_raw(holder as i32)
-            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok() && !is_zombie(holder))
-    {
+    if holder != 0 && crate::pid::is_alive(holder) {
         return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("worker {index} is still held by pid {holder}")));
     }
     if rebuild {
@@ -642,102 +626,33 @@ pub fn release_dead_worker(region: &Region, index: usize, rebuild: bool) -> io::
     Ok(())
 }
 
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
-        .unwrap_or(true)
-}
-
-/// A global allocator that counts the allocations and frees made on threads inside a
-/// [`CountAllocations`] scope (the audio path), and passes everything to the system
-/// allocator. Both binaries install it; the counts prove the audio path allocates nothing.
-pub struct CountingAlloc;
-
-static AUDIO_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static AUDIO_FREES: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn counting() -> bool {
-    // try_with: a thread being torn down has no thread locals left; it is not counted.
-    COUNTING.try_with(std::cell::Cell::get).unwrap_or(false)
-}
-
 // SAFETY: every call is forwarded unchanged to the system allocator; counting only touches
 // atomics and a const-initialised thread local (neither allocates).
-unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+unsafe impl std::alloc::GlobalAlloc for crate::alloc_count::CountingAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if counting() {
-            AUDIO_ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        crate::alloc_count::note_allocation();
         // SAFETY: the caller's contract for `alloc` is passed on as it is.
         unsafe { std::alloc::System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        if counting() {
-            AUDIO_FREES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        crate::alloc_count::note_free();
         // SAFETY: the caller's contract for `dealloc` is passed on as it is.
         unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if counting() {
-            AUDIO_ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        crate::alloc_count::note_allocation();
         // SAFETY: as `alloc`.
         unsafe { std::alloc::System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        if counting() {
-            AUDIO_ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            AUDIO_FREES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        crate::alloc_count::note_allocation();
+        crate::alloc_count::note_free();
         // SAFETY: as `alloc` and `dealloc`.
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
-}
-
-/// While alive, allocations and frees on this thread are counted (when the process uses
-/// [`CountingAlloc`]); dropping it restores what was before, so scopes nest.
-pub struct CountAllocations {
-    was: bool,
-}
-
-impl CountAllocations {
-    /// Starts counting on this thread.
-    pub fn here() -> Self {
-        let was = COUNTING.with(|c| c.replace(true));
-        Self { was }
-    }
-}
-
-impl Drop for CountAllocations {
-    fn drop(&mut self) {
-        let was = self.was;
-        let _ = COUNTING.try_with(|c| c.set(was));
-    }
-}
-
-/// Allocations and frees counted inside [`CountAllocations`] scopes in this process so far.
-pub fn counted_allocations() -> (u64, u64) {
-    (
-        AUDIO_ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed),
-        AUDIO_FREES.load(std::sync::atomic::Ordering::Relaxed),
-    )
-}
-
-/// Lowers the calling thread's scheduling priority to nice `nice` (the OSC thread, when every
-/// core runs a worker: it must yield to them).
-///
-/// # Errors
-/// The OS refused.
-pub fn lower_priority(nice: i32) -> io::Result<()> {
-    Ok(rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)?)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use synthpool_core::command::{Command, LinkEnd};
 use synthpool_core::rack::{HostRack, Links, SlotTimer, Untimed};
 
 use crate::shm::{self, ALL, Region, TIMING_SLOTS};
+use crate::{alloc_count, clock, sched};
 
 /// Most missed blocks a late worker renders to catch up with the clock.
 pub const CATCH_UP_BLOCKS: u32 = 8;
@@ -66,8 +67,8 @@ pub fn run(args: WorkerArgs) -> i32 {
     };
     let mut region = region;
     let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: args.core });
-    let realtime = std::env::var_os("SYNTHPOOL_NO_RT").is_none() && shm::set_realtime(WORKER_PRIORITY).is_ok();
-    shm::flush_denormals();
+    let realtime = std::env::var_os("SYNTHPOOL_NO_RT").is_none() && sched::set_realtime(WORKER_PRIORITY).is_ok();
+    sched::flush_denormals();
     let (control, rack, outboxes) = region.parts();
     let sample_rate_hz = control.clock.sample_rate_hz.load(Ordering::Relaxed) as f32;
     let me = &control.workers[args.index];
@@ -94,7 +95,7 @@ pub fn run(args: WorkerArgs) -> i32 {
     me.state.store(shm::READY, Ordering::Release);
     shm::futex_wake(&me.state, ALL);
     // From here on every allocation this thread makes is counted (there must be none).
-    let _counting = shm::CountAllocations::here();
+    let _counting = alloc_count::CountAllocations::here();
 
     let mut block = [0.0f32; BLOCK];
     // Time from finishing a block to the next one starting, ns (the last block's).
@@ -103,10 +104,10 @@ pub fn run(args: WorkerArgs) -> i32 {
         // Blocks that came back to back (offline rendering, a heavy patch near its deadline)
         // are watched for a moment before sleeping: the next one then starts without a wake.
         // Paced blocks (a gap far longer than the watch) sleep at once: no time is burnt.
-        let spin_until = if gap_ns < 2 * SPIN_NS { shm::now_ns() + SPIN_NS } else { 0 };
-        let finished_ns = shm::now_ns();
+        let spin_until = if gap_ns < 2 * SPIN_NS { clock::now_ns() + SPIN_NS } else { 0 };
+        let finished_ns = clock::now_ns();
         while clock.generation.load(Ordering::SeqCst) == seen && clock.stop.load(Ordering::Acquire) == 0 {
-            if shm::now_ns() < spin_until {
+            if clock::now_ns() < spin_until {
                 std::hint::spin_loop();
                 continue;
             }
@@ -114,11 +115,11 @@ pub fn run(args: WorkerArgs) -> i32 {
             shm::futex_wait(&clock.generation, seen, None);
             clock.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
-        gap_ns = shm::now_ns().saturating_sub(finished_ns);
+        gap_ns = clock::now_ns().saturating_sub(finished_ns);
         if clock.stop.load(Ordering::Acquire) != 0 {
             break;
         }
-        let start_ns = shm::now_ns();
+        let start_ns = clock::now_ns();
         let generation = clock.generation.load(Ordering::Acquire);
         me.busy.store(1, Ordering::Release);
         // Blocks the clock passed while this worker was late: render them too (their output
@@ -190,7 +191,7 @@ pub fn run(args: WorkerArgs) -> i32 {
         for (word, sample) in me.output.iter().zip(&block) {
             word.store(sample.to_bits(), Ordering::Relaxed);
         }
-        let end_ns = shm::now_ns();
+        let end_ns = clock::now_ns();
         let blocks = me.blocks.load(Ordering::Relaxed);
         let timing = &me.timing[blocks as usize % TIMING_SLOTS];
         timing.generation.store(generation, Ordering::Relaxed);
@@ -198,7 +199,7 @@ pub fn run(args: WorkerArgs) -> i32 {
         timing.wake_ns.store(start_ns.saturating_sub(woken).min(u32::MAX as u64) as u32, Ordering::Relaxed);
         timing.work_ns.store((end_ns - start_ns).min(u32::MAX as u64) as u32, Ordering::Relaxed);
         me.blocks.store(blocks + 1, Ordering::Relaxed);
-        let (allocations, frees) = shm::counted_allocations();
+        let (allocations, frees) = alloc_count::counted_allocations();
         me.allocations.store(allocations, Ordering::Relaxed);
         me.frees.store(frees, Ordering::Relaxed);
         me.busy.store(0, Ordering::Release);
@@ -244,7 +245,7 @@ impl Links for SharedLinks<'_> {
         // bounded by the block's deadline and ends at once if the sender dies.
         while link.generation.load(Ordering::Acquire) != self.generation {
             let alive = sender.is_some_and(|s| s.state.load(Ordering::Acquire) == shm::READY);
-            if !alive || shm::now_ns() >= self.give_up_ns {
+            if !alive || clock::now_ns() >= self.give_up_ns {
                 // (A block the clock passed, rendered to catch up, is this worker's lateness.)
                 if let Some(s) = sender.filter(|_| self.give_up_ns != 0) {
                     s.late_links.fetch_add(1, Ordering::Relaxed);
@@ -271,7 +272,7 @@ struct ModuleClock<'a> {
 impl SlotTimer for ModuleClock<'_> {
     #[inline]
     fn now(&mut self) -> u64 {
-        shm::now_ns()
+        clock::now_ns()
     }
 
     #[inline]

@@ -139,7 +139,7 @@ fn cores() -> usize {
 
 /// Counts allocations on the audio path (there must be none; `/status` reports them).
 #[global_allocator]
-static ALLOCATOR: synthpool_host::shm::CountingAlloc = synthpool_host::shm::CountingAlloc;
+static ALLOCATOR: synthpool_host::alloc_count::CountingAlloc = synthpool_host::alloc_count::CountingAlloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
