@@ -338,9 +338,9 @@ fn increment(freq_norm: f32) -> u32 {
     (upper.to_bits() << 8).wrapping_add(rest.to_bits()).wrapping_sub((1.5 * ROUND).to_bits())
 }
 
-/// 2^x for x in -126.0..=127.0 (clamped), exactly 1.0 at 0.0: the polynomial of
-/// [`crate::dsp::math::exp2_fast`] (relative error below 5e-7), rounding by adding 1.5 * 2^23
-/// instead of a float-to-int cast, so that a loop of it vectorises.
+/// 2^x for x in -126.0..=127.0 (clamped), exactly 1.0 at 0.0: exponent bits times a
+/// degree-6 polynomial (relative error below 5e-7), rounding by adding 1.5 * 2^23 instead of
+/// a float-to-int cast, so that a loop of it vectorises.
 #[inline]
 fn exp2_smooth(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
@@ -837,7 +837,7 @@ mod tests {
     fn sine_440_hz_rms_is_minus_3_01_db() {
         let mut v = vco(Wave::Sine, 440.0);
         let out = render(&mut v, 1.0);
-        // Skip the 4-sample start delay; 0.1 dB: sin_turns is within 4e-6.
+        // Skip the 4-sample start delay; 0.1 dB: `sine_at` is within 3e-7 of libm.
         let rms = rms_db(&out[LATENCY..]);
         eprintln!("sine 440 Hz: RMS {rms:.4} dB");
         assert!((rms - -3.01).abs() < 0.1, "rms {rms} dB");
@@ -880,7 +880,7 @@ mod tests {
         let out = render_s(1.0, |b| v.process(Some(&up), None, b));
         let hz = freq_by_zero_crossings(&out, FS);
         eprintln!("pitch +1 octave: {hz:.4} Hz");
-        // 0.5 Hz as above; exp2_fast is within 5e-7 relative (0.0004 Hz here).
+        // 0.5 Hz as above; exp2_smooth is within 5e-7 relative (0.0004 Hz here).
         assert!((hz - 880.0).abs() < 0.5, "{hz} Hz");
         let down = [-2.0f32; BLOCK];
         let mut v = vco(Wave::Sine, 440.0);
