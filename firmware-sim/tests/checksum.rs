@@ -19,10 +19,12 @@ fn firmware_total() -> (u64, u64) {
 }
 
 /// Renders the demo with a rack built by `new_rack`, on a thread whose stack holds it (the
-/// host rack is ~5 MB of fixed arrays).
+/// host rack is 8.45 MB of fixed arrays).
 fn render_demo<R: Send + 'static>(new_rack: fn() -> Box<R>, render: fn(&mut R) -> Rendered) -> Rendered {
     std::thread::Builder::new()
-        .stack_size(64 << 20)
+        // 4 racks: building one by value takes up to 3 racks of stack (opt-level 0; see
+        // host/src/render.rs's RACK_BUILDER_STACK); 1 MiB for the render itself.
+        .stack_size(4 * size_of::<R>() + (1 << 20))
         .spawn(move || render(&mut new_rack()))
         .expect("spawn the render thread")
         .join()
