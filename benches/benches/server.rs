@@ -19,7 +19,7 @@ use synthpool_core::BLOCK;
 use synthpool_host::engine::Engine;
 use synthpool_host::ledger::Ledger;
 use synthpool_host::pool::{Pool, PoolConfig};
-use synthpool_host::server::render_with;
+use synthpool_host::server::{render_balanced, render_with};
 
 const FS: u32 = 48_000;
 const BUDGET_US: f64 = 64.0 / 48_000.0 * 1e6;
@@ -120,11 +120,14 @@ fn smaps_kib(pid: u32, field: &str) -> u64 {
 /// `rounds` alternating turns; returns the median ratio of 1-worker to 2-worker time with the
 /// smallest and largest, and the median block time of each, us.
 fn speedup(exe: &Path, script: &str, seconds: f64, rounds: usize) -> ((f64, f64, f64), f64, f64) {
+    let settle_s = if rounds > 1 { 2.0 } else { 0.05 };
     let pools: Vec<Pool> = [1, 2]
         .into_iter()
         .map(|workers| {
             let (pool, _) = start(workers, exe);
-            let (_, refused) = render_with(&pool, script, 0.05).expect("build the patch");
+            // Built, then played long enough for the render to even out the workers' loads
+            // (a step every 128 blocks: 2 s is 11 steps), as a live server would while it plays.
+            let (_, refused) = render_balanced(&pool, script, settle_s).expect("build the patch");
             assert!(refused.is_empty(), "{} lines refused, the first {:?}", refused.len(), refused.first());
             pool
         })
@@ -137,6 +140,15 @@ fn speedup(exe: &Path, script: &str, seconds: f64, rounds: usize) -> ((f64, f64,
             took.push(t.elapsed().as_secs_f64());
             assert!(out.iter().any(|&s| s != 0.0));
         }
+    }
+    for pool in &pools {
+        let status = pool.status();
+        let work: Vec<String> = status
+            .iter()
+            .zip(pool.loads())
+            .map(|(s, load)| format!("{:.0} us ({:.0} own)", s.block_p50_us, load as f64 * BUDGET_US))
+            .collect();
+        println!("  {} worker(s), block time (median) per worker: {}", status.len(), work.join(", "));
     }
     drop(pools);
     let mut ratios: Vec<f64> = took[0].iter().zip(&took[1]).map(|(one, two)| one / two).collect();

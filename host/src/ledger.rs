@@ -106,6 +106,8 @@ enum Change {
     Free { id: ModuleId },
     Set { id: ModuleId, param: u8, value: f32 },
     Patch { cable: Cable, moved: Option<Move> },
+    /// Modules moved to even out the workers' loads ([`Ledger::plan_balance`]).
+    Balance { moved: Move },
     Unpatch { cable: Cable },
     Clear,
     /// The links after the change before this one (see [`Ledger::relink`]).
@@ -451,6 +453,41 @@ impl Ledger {
         Ok(commands)
     }
 
+    /// Moves that even out the workers' loads (given by [`Ledger::set_loads`]; see
+    /// [`Placement::plan_balance`], with the busier one at `from` of its budget at least), at most [`HANDOVERS_PER_MOVE`] modules, each handing
+    /// its state over so the move cannot be heard; None when the loads are close enough.
+    /// Nothing is recorded until [`Ledger::commit`], after the commands are queued.
+    pub fn plan_balance(&self, from: f32) -> Option<Staged> {
+        let (modules, cables) = (self.topology.modules(), self.topology.cables());
+        let moved = self.placement.plan_balance(modules, cables, HANDOVERS_PER_MOVE, from)?;
+        let change = Change::Balance { moved };
+        let Change::Balance { moved } = &change else { return None };
+        let mut commands = self.move_commands(moved, true);
+        let mut after = self.clone();
+        after.record(&change);
+        let (link_commands, links) = self.relink(&after).ok()?;
+        commands.extend(link_commands);
+        Some(Staged { changes: vec![change, links], commands, revision: self.revision })
+    }
+
+    /// Evens out the workers' `loads` when the busier is at `from` of its budget or more (see
+    /// [`Ledger::plan_balance`]): gives the moves' commands to `send` and records them if it
+    /// succeeded. Returns whether modules moved.
+    pub fn balance_with<E>(
+        &mut self,
+        loads: &[f32],
+        from: f32,
+        send: impl FnOnce(&[(usize, Command)]) -> Result<(), E>,
+    ) -> bool {
+        self.set_loads(loads);
+        let Some(staged) = self.plan_balance(from) else { return false };
+        if send(staged.commands()).is_err() {
+            return false;
+        }
+        // Planned on self just above, under the same &mut: cannot be stale.
+        self.commit(staged).is_ok()
+    }
+
     /// Modules the user created (the output not counted).
     pub fn modules(&self) -> usize {
         self.topology.modules().len() - 1
@@ -585,6 +622,9 @@ impl Ledger {
                 self.placement.clear();
                 self.params.retain(|&id, _| id == OUTPUT_ID);
                 self.links.clear();
+            }
+            Change::Balance { ref moved } => {
+                self.placement.apply_move(moved, self.topology.modules(), self.topology.cables());
             }
             Change::Links { ref links, next_channel } => {
                 self.links = links.clone();
@@ -778,6 +818,46 @@ mod tests {
         assert_eq!(ledger.links().len(), 1);
         line(&mut ledger, "/patch/clear").unwrap();
         assert!(ledger.links().is_empty());
+    }
+
+    #[test]
+    fn a_busy_worker_hands_whole_voices_to_an_idle_one_and_keeps_its_delays() {
+        let mut ledger = Ledger::new(2);
+        bus(&mut ledger);
+        let delay_on = ledger.owner(50).unwrap();
+        let other = 1 - delay_on;
+        let on = |ledger: &Ledger, w: usize| (1..=8).filter(|&id| ledger.owner(id) == Some(w)).count();
+        let before = on(&ledger, delay_on);
+        assert!(before >= 2, "voices by the delay");
+        // Light loads, or loads within a fifth of each other: nothing moves.
+        for loads in [[0.01, 0.001], [0.30, 0.25]] {
+            let mut w = [0.0; 2];
+            (w[delay_on], w[other]) = (loads[0], loads[1]);
+            assert!(!ledger.balance_with(&w, 0.02, |_| Ok::<(), ()>(())), "{loads:?}");
+        }
+        let mut loads = [0.0; 2];
+        (loads[delay_on], loads[other]) = (0.5, 0.1);
+        let mut sent = Vec::new();
+        assert!(ledger.balance_with(&loads, 0.02, |c| {
+            sent = c.to_vec();
+            Ok::<(), ()>(())
+        }));
+        let after = on(&ledger, delay_on);
+        assert!(after < before, "voices moved: {before} -> {after}");
+        // Whole voices (vco and vca together), with their state handed over; the delay stays.
+        for v in 0..4 {
+            assert_eq!(ledger.owner(1 + 2 * v), ledger.owner(2 + 2 * v), "voice {v} together");
+        }
+        assert_eq!(ledger.owner(50), Some(delay_on));
+        assert!(sent.iter().any(|(_, c)| matches!(c, Command::Import { .. })), "{sent:?}");
+        // The moved voices now reach the delay through the link from their new worker.
+        let moved_vca = (1..=4).map(|v| 2 * v).find(|&vca| ledger.owner(vca) == Some(other)).unwrap();
+        let link = ledger.links()[&LinkKey { dst: 50, port: 0, from: other }];
+        assert!(ledger.worker_commands(other).contains(&Command::Patch { src: moved_vca, dst: link.send_id(), port: 0 }));
+        // A refused send records nothing.
+        let owners: Vec<_> = (1..=8).map(|id| ledger.owner(id)).collect();
+        ledger.balance_with(&[0.9, 0.9].map(|l: f32| l * if owners[0] == Some(0) { 1.0 } else { 0.1 }), 0.02, |_| Err(()));
+        assert_eq!((1..=8).map(|id| ledger.owner(id)).collect::<Vec<_>>(), owners);
     }
 
     const VOICE: &str = "/module/new vco 1

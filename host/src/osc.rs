@@ -56,6 +56,10 @@ pub const REPLY_PACE: Duration = Duration::from_micros(500);
 /// How often [`Server::run`] looks at its stop flag while no datagram arrives.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
 
+/// How often [`Server::run`] evens out the workers' loads ([`Ledger::balance_with`]): loads
+/// are medians over 64 blocks (85 ms at 48 kHz), so each step sees the last one's effect.
+pub const BALANCE_PERIOD: Duration = Duration::from_millis(250);
+
 /// Farthest ahead a bundle's timetag is honoured, s: a scheduled bundle holds back later
 /// commands to the same worker until it is due (each worker's ring is first in, first out,
 /// which keeps the patch consistent), so the horizon is kept short.
@@ -156,7 +160,14 @@ impl Server {
         self.socket.set_read_timeout(Some(STOP_POLL))?;
         // 65 535: the largest UDP datagram, so none is ever cut short.
         let mut buf = vec![0u8; 65_535];
+        let mut next_balance = std::time::Instant::now() + BALANCE_PERIOD;
         while !stop.load(Ordering::Relaxed) {
+            if std::time::Instant::now() >= next_balance {
+                next_balance += BALANCE_PERIOD;
+                let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+                let loads = self.engine.loads();
+                ledger.balance_with(&loads, crate::placement::BALANCE_FROM, |commands| self.engine.send_together(commands));
+            }
             match self.socket.recv_from(&mut buf) {
                 Ok((_, from)) if !self.allowed(from.ip()) => {
                     self.stats.refused_senders.fetch_add(1, Ordering::Relaxed);

@@ -50,6 +50,17 @@ const _: fn(&synthpool_core::rack::HostRack) -> Topology<{ RACK_MODULES + 1 }, R
 /// of `/module/new` arrives, so without this margin a whole burst would pile onto one worker.
 pub const LOAD_TIE: f32 = 0.05;
 
+/// Workers whose loads differ by more than this share of the busier one's are evened out by
+/// moving modules ([`Placement::plan_balance`]): two workers that must both finish a block
+/// (and a shared bus, whose worker waits for the others' shares) take as long as the slower.
+pub const BALANCE_GAP: f32 = 0.2;
+
+/// Below this load (a quarter of the block budget) a live server does not even its workers
+/// out: until a core nears its deadline, the balance does not matter to the sound, and a
+/// light patch stays where placement put it (nothing moves on noise, which would also make
+/// a live recording differ from the same patch rendered offline).
+pub const BALANCE_FROM: f32 = 0.25;
+
 /// What one worker's rack holds (its output module not counted).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -254,6 +265,70 @@ impl Placement {
             }
         }
         Err(Error::RackFull)
+    }
+
+    /// Modules that move from the busiest worker to the least busy one to even out their
+    /// loads, as the workers measured them (their own work: waits for other workers' cables
+    /// are not counted); None while they are close enough.
+    /// Whole groups of modules joined by cables within the worker move (a voice stays
+    /// together; a cable into a join holds nothing together), the latest made first, up to `max_modules`, until about half the gap has
+    /// moved (each module taken to cost the busy worker's load over its modules; the next
+    /// measurement corrects the guess). Only when the busier worker's load is at least `from`
+    /// (a live server: [`BALANCE_FROM`]) and the other's is lower by [`BALANCE_GAP`] of it. Groups holding a delay or a reverb stay (their lines
+    /// are in their rack's pools: moved, they would start afresh, audibly), and so does
+    /// everything while the output's `out` is patched somewhere (it gathers its inputs).
+    pub fn plan_balance(&self, modules: &[Entry], cables: &[Cable], max_modules: usize, from: f32) -> Option<Move> {
+        let open: Vec<usize> = (0..self.workers()).filter(|&w| self.open(w)).collect();
+        let by_load = |a: &&usize, b: &&usize| self.load(**a).total_cmp(&self.load(**b));
+        let (&busy, &idle) = (open.iter().max_by(by_load)?, open.iter().min_by(by_load)?);
+        let gap = self.load(busy) - self.load(idle);
+        let worth = self.load(busy) >= from && gap > BALANCE_GAP * self.load(busy);
+        if !worth || self.usage[busy].modules == 0 || cables.iter().any(|c| c.src == OUTPUT_ID) {
+            return None;
+        }
+        let per_module = self.load(busy) / self.usage[busy].modules as f32;
+        // A group is held together by cables within the worker, but not by those into a join
+        // (a port fed by several): those may run between workers.
+        let mut fed: BTreeMap<(ModuleId, u8), usize> = BTreeMap::new();
+        for c in cables {
+            *fed.entry((c.dst, c.port)).or_default() += 1;
+        }
+        let local: Vec<Cable> =
+            cables.iter().filter(|c| !self.crosses(c) && fed[&(c.dst, c.port)] < 2).copied().collect();
+        let kinds: BTreeMap<ModuleId, Kind> = modules.iter().map(|e| (e.id, e.kind)).collect();
+        let mut seen = BTreeSet::new();
+        let mut moving: Vec<ModuleId> = Vec::new();
+        let mut need = self.usage[idle];
+        for entry in modules.iter().rev().filter(|e| self.owner(e.id) == Some(busy)) {
+            if per_module * moving.len() as f32 >= gap / 2.0 {
+                break;
+            }
+            if seen.contains(&entry.id) {
+                continue;
+            }
+            let group = component(&local, Cable { src: entry.id, dst: entry.id, port: 0 }, false);
+            seen.extend(group.iter().copied());
+            let pooled = group.iter().any(|id| kinds.get(id).is_some_and(|k| k.uses_pool()));
+            if pooled || moving.len() + group.len() > max_modules {
+                continue;
+            }
+            let mut grown = need;
+            for id in &group {
+                grown = grown + kinds.get(id).map_or(Usage::default(), |&k| Usage::of_kind(k));
+            }
+            grown.cables += local.iter().filter(|c| group.contains(&c.src) || group.contains(&c.dst)).count();
+            if !grown.fits() {
+                continue;
+            }
+            need = grown;
+            moving.extend(group);
+        }
+        if moving.is_empty() {
+            return None;
+        }
+        // In creation order, as a move lists them.
+        let modules = modules.iter().filter(|e| moving.contains(&e.id)).map(|e| (e.id, busy)).collect();
+        Some(Move { to: idle, modules })
     }
 
     /// True when cable `c` runs between two workers (neither end is the output, which is on

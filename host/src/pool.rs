@@ -384,7 +384,10 @@ impl Pool {
         let mut work = [0u32; 64];
         let recent = blocks.min(64) as usize;
         for (k, slot) in work[..recent].iter_mut().enumerate() {
-            *slot = w.timing[(blocks as usize + TIMING_SLOTS - 1 - k) % TIMING_SLOTS].work_ns.load(Ordering::Relaxed);
+            let timing = &w.timing[(blocks as usize + TIMING_SLOTS - 1 - k) % TIMING_SLOTS];
+            // Its own work: time spent waiting for another worker's cable is that one's.
+            let (work, wait) = (timing.work_ns.load(Ordering::Relaxed), timing.wait_ns.load(Ordering::Relaxed));
+            *slot = work.saturating_sub(wait);
         }
         work[..recent].sort_unstable();
         let median = if recent == 0 { 0 } else { work[recent / 2] };

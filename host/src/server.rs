@@ -349,11 +349,30 @@ pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, o
     Ok(RenderReport { refused, blocks: (samples.len() / BLOCK) as u64, allocations: (allocations, frees) })
 }
 
+/// How often [`render_balanced`] evens out its workers' loads, blocks: twice the window a
+/// load is measured over (64 blocks), so each step sees the last one's effect.
+pub const BALANCE_EVERY_BLOCKS: u64 = 128;
+
+/// As [`render_with`], evening out the workers' loads as it plays, whatever the loads (a
+/// live server waits for a quarter of the budget: [`crate::placement::BALANCE_FROM`]): the
+/// benchmarks' way of building a patch as it would settle on a loaded server. Moves depend
+/// on measured times, so the output is not the same bit for bit from run to run.
+///
+/// # Errors
+/// A worker died during the render.
+pub fn render_balanced(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
+    render_on_audio_thread(pool, script, seconds, true)
+}
+
 /// The render loop, for an already started pool (whose generation is where it starts).
 ///
 /// # Errors
 /// A worker died during the render.
 pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
+    render_on_audio_thread(pool, script, seconds, false)
+}
+
+fn render_on_audio_thread(pool: &Pool, script: &str, seconds: f64, balance: bool) -> io::Result<(Vec<f32>, Vec<String>)> {
     // The render loop is the offline audio thread, set up as the live one is
     // (`Pool::enter_audio_thread`: real-time above the workers, on a core of its own if any).
     std::thread::scope(|scope| {
@@ -361,14 +380,14 @@ pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f
             .name("render".into())
             .spawn_scoped(scope, || {
                 pool.enter_audio_thread();
-                render_loop(pool, script, seconds)
+                render_loop(pool, script, seconds, balance)
             })?
             .join()
             .map_err(|_| io::Error::other("the render thread panicked"))?
     })
 }
 
-fn render_loop(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
+fn render_loop(pool: &Pool, script: &str, seconds: f64, balance: bool) -> io::Result<(Vec<f32>, Vec<String>)> {
     let rate = Engine::sample_rate_hz(pool);
     let mut ledger = Ledger::new(Engine::workers(pool));
     let mut player = Player::new(script);
@@ -382,6 +401,11 @@ fn render_loop(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>,
         queue_due_lines(&mut player, &mut ledger, pool, block, due, |number, why| {
             refused.push(format!("line {number}: {why}"))
         });
+        // Loads are measured over the last 64 blocks: every 128, the workers are evened out.
+        if balance && block % BALANCE_EVERY_BLOCKS == BALANCE_EVERY_BLOCKS - 1 {
+            let next = Due::block(due.wrapping_add(1));
+            ledger.balance_with(&pool.loads(), 0.0, |commands| pool.send_together_at(commands, next));
+        }
         // Offline: wait as long as it takes (no deadline to meet).
         if pool.render_block(&mut block_out, Duration::from_secs(10)) > 0
             && let Some(death) = pool.wait_for_death(Duration::ZERO)

@@ -79,6 +79,9 @@ pub struct BlockTiming {
     pub wake_ns: AtomicU32,
     /// From start to output written, ns.
     pub work_ns: AtomicU32,
+    /// Of `work_ns`, the time spent waiting for cables from other workers (links), ns: the
+    /// rest is this worker's own work, which its load measures.
+    pub wait_ns: AtomicU32,
 }
 
 /// One rack slot's module and the time it took, as its worker publishes them (every

@@ -128,6 +128,7 @@ pub fn run(args: WorkerArgs) -> i32 {
         let missed = generation.wrapping_sub(seen).wrapping_sub(1).min(CATCH_UP_BLOCKS);
         let mut at = generation.wrapping_sub(missed);
         seen = generation;
+        let mut waited_ns = 0u64;
         loop {
             // Commands wait for the generation they name (a bundle's share all wait for it).
             while let Some(message) = me.commands.peek() {
@@ -175,7 +176,7 @@ pub fn run(args: WorkerArgs) -> i32 {
             let blocks = me.blocks.load(Ordering::Relaxed);
             // A block the clock already passed waits for no link: its blocks are gone.
             let give_up_ns = if at == generation { clock.deadline_ns.load(Ordering::Relaxed) } else { 0 };
-            let mut links = SharedLinks { control, generation: at, give_up_ns };
+            let mut links = SharedLinks { control, generation: at, give_up_ns, waited_ns: 0 };
             if at == generation && blocks % TIME_MODULES_EVERY == 0 {
                 publish_modules(rack, &me.modules);
                 rack.process_linked(&mut block, &mut ModuleClock { modules: &me.modules }, &mut links);
@@ -183,6 +184,7 @@ pub fn run(args: WorkerArgs) -> i32 {
             } else {
                 rack.process_linked(&mut block, &mut Untimed, &mut links);
             }
+            waited_ns += links.waited_ns;
             if at == generation {
                 break;
             }
@@ -198,6 +200,7 @@ pub fn run(args: WorkerArgs) -> i32 {
         let woken = me.woken_at_ns.load(Ordering::Relaxed);
         timing.wake_ns.store(start_ns.saturating_sub(woken).min(u32::MAX as u64) as u32, Ordering::Relaxed);
         timing.work_ns.store((end_ns - start_ns).min(u32::MAX as u64) as u32, Ordering::Relaxed);
+        timing.wait_ns.store(waited_ns.min(u32::MAX as u64) as u32, Ordering::Relaxed);
         me.blocks.store(blocks + 1, Ordering::Relaxed);
         let (allocations, frees) = alloc_count::counted_allocations();
         me.allocations.store(allocations, Ordering::Relaxed);
@@ -223,6 +226,8 @@ struct SharedLinks<'a> {
     control: &'a shm::Control,
     generation: u32,
     give_up_ns: u64,
+    /// Time spent waiting in [`Links::receive`] this block, ns.
+    waited_ns: u64,
 }
 
 impl Links for SharedLinks<'_> {
@@ -239,6 +244,26 @@ impl Links for SharedLinks<'_> {
     #[inline]
     fn receive(&mut self, channel: u16, block: &mut synthpool_core::Block) -> bool {
         let Some(link) = self.control.links.get(channel as usize) else { return false };
+        if link.generation.load(Ordering::Acquire) != self.generation {
+            let since = clock::now_ns();
+            let came = self.wait(link);
+            self.waited_ns += clock::now_ns() - since;
+            if !came {
+                return false;
+            }
+        }
+        for (sample, word) in block.iter_mut().zip(&link.block) {
+            *sample = f32::from_bits(word.load(Ordering::Relaxed));
+        }
+        // Still this block's: a sender already in the next block (the clock moved on, so this
+        // block is late anyway) may have begun overwriting it.
+        link.generation.load(Ordering::Acquire) == self.generation
+    }
+}
+
+impl SharedLinks<'_> {
+    /// Waits for `link`'s block of this generation; false when it gave up (see above).
+    fn wait(&self, link: &shm::LinkChannel) -> bool {
         let sender = self.control.workers.get(link.sender.load(Ordering::Relaxed) as usize);
         // Watched, not slept on: the sender runs on another core at the same moment, and
         // its send comes first in its block (the rack's order), so the wait is short; it is
@@ -254,12 +279,7 @@ impl Links for SharedLinks<'_> {
             }
             std::hint::spin_loop();
         }
-        for (sample, word) in block.iter_mut().zip(&link.block) {
-            *sample = f32::from_bits(word.load(Ordering::Relaxed));
-        }
-        // Still this block's: a sender already in the next block (the clock moved on, so this
-        // block is late anyway) may have begun overwriting it.
-        link.generation.load(Ordering::Acquire) == self.generation
+        true
     }
 }
 
