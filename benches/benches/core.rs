@@ -4,10 +4,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use std::hint::black_box;
 use synthpool_benches::{fx_script, rack_playing, render, voice_script};
 use synthpool_core::BLOCK;
-
-fn rms(x: &[f32]) -> f32 {
-    (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt()
-}
+use synthpool_core::measure::rms;
 
 fn voices(c: &mut Criterion) {
     let mut group = c.benchmark_group("voice");
@@ -18,7 +15,7 @@ fn voices(c: &mut Criterion) {
         let out = render(&mut rack, 0.5);
         assert!(out.iter().all(|s| s.is_finite()), "non-finite output");
         let level = rms(&out[out.len() / 2..]);
-        assert!(level > 0.005 && level < 0.05 * n as f32, "voice x{n}: rms {level}");
+        assert!(level > 0.005 && level < 0.05 * n as f64, "voice x{n}: rms {level}");
         group.throughput(Throughput::Elements((BLOCK * n) as u64));
         group.bench_with_input(BenchmarkId::new("saw-vcf-vca-adsr", n), &n, |b, _| {
             let mut block = [0.0; BLOCK];

@@ -15,6 +15,7 @@ pub mod block;
 pub mod checksum;
 pub mod command;
 pub mod dsp;
+pub mod measure;
 pub mod module;
 pub mod rack;
 pub mod ring;

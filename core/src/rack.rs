@@ -1357,7 +1357,7 @@ mod tests {
     #[test]
     fn an_empty_rack_is_silent() {
         let mut b = Bench::new();
-        assert_eq!(peak_db(&b.render(0.1)), f32::NEG_INFINITY);
+        assert_eq!(peak_db(&b.render(0.1)), f64::NEG_INFINITY);
     }
 
     #[test]
@@ -1384,7 +1384,7 @@ mod tests {
         joined.extend_from_slice(&after[..2 * BLOCK]);
         assert!(max_step(&joined) <= 2.0 * steady, "click on free");
         assert!(after[BLOCK - 1].abs() < 0.05);
-        assert_eq!(peak_db(&after[BLOCK..]), f32::NEG_INFINITY);
+        assert_eq!(peak_db(&after[BLOCK..]), f64::NEG_INFINITY);
         assert_eq!((b.rack.module_count(), b.rack.cable_count()), (1, 0));
     }
 
@@ -1395,7 +1395,7 @@ mod tests {
         let steady = max_step(&steady_run);
         b.run("/unpatch 1 out 0 in");
         let gone = b.render(0.1);
-        assert_eq!(peak_db(&gone[BLOCK..]), f32::NEG_INFINITY);
+        assert_eq!(peak_db(&gone[BLOCK..]), f64::NEG_INFINITY);
         b.run("/patch 1 out 0 in");
         let back = b.render(0.1);
         let mut all = steady_run;
@@ -1716,7 +1716,7 @@ mod tests {
         let _ = b.render(0.1);
         b.run("/patch/clear");
         let after = b.render(0.5);
-        assert_eq!(peak_db(&after[BLOCK..]), f32::NEG_INFINITY);
+        assert_eq!(peak_db(&after[BLOCK..]), f64::NEG_INFINITY);
         assert_eq!((b.rack.module_count(), b.rack.cable_count()), (1, 0));
         b.run("/module/new delay 2"); // the pool entry came back
     }
@@ -1774,7 +1774,7 @@ mod tests {
         let _ = b.render(0.05);
         assert_eq!(b.rack.order.len(), 4);
         // vca 2 has no input, so vca 1's cv is 0: silence, once the old path has faded.
-        assert_eq!(peak_db(&b.render(0.1)[BLOCK..]), f32::NEG_INFINITY);
+        assert_eq!(peak_db(&b.render(0.1)[BLOCK..]), f64::NEG_INFINITY);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Measurements for tests that check the sound (test builds only, std available).
+//! What the core's tests need beside [`crate::measure`] (re-exported here): rendering,
+//! spectra, test signals and proptest strategies (test builds only, std available).
 //!
 //! Levels are dBFS of amplitude (a full-scale sine has a peak of 0 dB and an RMS of
 //! -3.01 dB). Spectra use a Blackman-Harris window: its -92 dB sidelobes let a test see an
@@ -7,6 +8,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use crate::block::{BLOCK, Block};
+pub use crate::measure::{diff_peak_db, freq_by_zero_crossings, max_step, peak_db, rms_db};
 use proptest::prelude::*;
 use rustfft::{FftPlanner, num_complex::Complex};
 
@@ -23,53 +25,6 @@ pub fn render_s(seconds: f32, mut process: impl FnMut(&mut Block)) -> Vec<f32> {
         out.extend_from_slice(&block);
     }
     out
-}
-
-/// Pitch in Hz from upward zero crossings, interpolated linearly between samples, measured
-/// from the first crossing to the last: resolution ~0.01 Hz over one second.
-pub fn freq_by_zero_crossings(x: &[f32], fs: f32) -> f32 {
-    let mut first = None;
-    let mut last = 0.0f64;
-    let mut count = 0usize;
-    for n in 1..x.len() {
-        let (a, b) = (x[n - 1], x[n]);
-        if a < 0.0 && b >= 0.0 {
-            let t = (n - 1) as f64 + (-a / (b - a)) as f64;
-            if first.is_none() {
-                first = Some(t);
-            } else {
-                count += 1;
-            }
-            last = t;
-        }
-    }
-    match first {
-        Some(t0) if count > 0 => (count as f64 * fs as f64 / (last - t0)) as f32,
-        _ => 0.0,
-    }
-}
-
-/// RMS level in dBFS (-inf for silence).
-pub fn rms_db(x: &[f32]) -> f32 {
-    let power: f64 = x.iter().map(|&s| (s as f64) * (s as f64)).sum::<f64>() / x.len().max(1) as f64;
-    (10.0 * power.log10()) as f32
-}
-
-/// Peak level in dBFS (-inf for silence).
-pub fn peak_db(x: &[f32]) -> f32 {
-    20.0 * x.iter().fold(0.0f32, |m, s| m.max(s.abs())).log10()
-}
-
-/// Peak level of `a - b` in dBFS: "a equals b" is `diff_peak_db(a, b) < -90.0`.
-pub fn diff_peak_db(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let d: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    peak_db(&d)
-}
-
-/// Largest absolute sample-to-sample step: a click shows as a step far above the signal's own.
-pub fn max_step(x: &[f32]) -> f32 {
-    x.windows(2).fold(0.0f32, |m, w| m.max((w[1] - w[0]).abs()))
 }
 
 /// True when every sample is finite.

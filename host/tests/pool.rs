@@ -2,6 +2,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 use synthpool_core::BLOCK;
+use synthpool_core::measure::{diff_peak_db, peak_db};
 use synthpool_host::engine::Engine;
 use synthpool_host::ledger::Ledger;
 use synthpool_host::pool::{Pool, PoolConfig};
@@ -11,16 +12,6 @@ use synthpool_host::server::{DEMO_SCRIPT, render_with};
 fn pool(workers: usize) -> Pool {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_synthpool-worker"));
     Pool::start(&PoolConfig { workers, sample_rate_hz: 48_000, worker_exe: Some(exe) }).unwrap().0
-}
-
-fn peak_db(x: &[f32]) -> f32 {
-    20.0 * x.iter().fold(0.0f32, |m, s| m.max(s.abs())).log10()
-}
-
-fn diff_peak_db(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let d: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    peak_db(&d)
 }
 
 #[test]

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+/// The measures of the sound, shared with the core's, the host's tests and the benchmarks.
+pub use synthpool_core::measure::{diff_peak_db, freq_by_zero_crossings, max_step, peak_db, rms_db, tone_amplitude};
 
 /// Sample rate the tests run the server at, Hz.
 pub const FS: u32 = 48_000;
@@ -391,37 +393,6 @@ pub fn read_wav(path: &Path) -> Vec<f32> {
     reader.samples::<f32>().map(|s| s.expect("sample")).collect()
 }
 
-/// Pitch in Hz from upward zero crossings (interpolated), first to last.
-pub fn freq_by_zero_crossings(x: &[f32]) -> f64 {
-    let mut crossings = Vec::new();
-    for n in 1..x.len() {
-        let (a, b) = (x[n - 1] as f64, x[n] as f64);
-        if a < 0.0 && b >= 0.0 {
-            crossings.push((n - 1) as f64 + -a / (b - a));
-        }
-    }
-    match (crossings.first(), crossings.last()) {
-        (Some(first), Some(last)) if crossings.len() > 1 => (crossings.len() - 1) as f64 * FS as f64 / (last - first),
-        _ => 0.0,
-    }
-}
-
-/// RMS level, dBFS.
-pub fn rms_db(x: &[f32]) -> f64 {
-    let power = x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64;
-    10.0 * power.log10()
-}
-
-/// Peak level, dBFS.
-pub fn peak_db(x: &[f32]) -> f64 {
-    20.0 * (x.iter().fold(0.0f32, |m, s| m.max(s.abs())) as f64).log10()
-}
-
-/// Largest sample-to-sample step.
-pub fn max_step(x: &[f32]) -> f32 {
-    x.windows(2).fold(0.0f32, |m, w| m.max((w[1] - w[0]).abs()))
-}
-
 /// True for each recorded block that is exactly silent while sound was expected: a dropout
 /// (a worker missed the block's deadline, so its contribution is missing from that block).
 /// Shared CI machines are not real-time; tests measure around dropouts, and count them.
@@ -448,21 +419,13 @@ pub fn longest_clean(x: &[f32], from: usize, to: usize) -> &[f32] {
     &x[best.0 * BLOCK..best.1 * BLOCK]
 }
 
-/// The amplitude, in each recorded block, of the tone making exactly `cycles` cycles a block
-/// (750 Hz is 1, 6000 Hz is 8 at 48 kHz): one DFT bin a block. Tones on different bins do not
-/// leak into each other, so each can be followed block by block in their sum.
+/// The amplitude (linear full scale), in each recorded block, of the tone making exactly
+/// `cycles` cycles a block (750 Hz is 1, 6000 Hz is 8 at 48 kHz): one DFT bin a block
+/// ([`tone_amplitude`]). Tones on different bins do not leak into each other, so each can be
+/// followed block by block in their sum.
 pub fn tone_per_block(x: &[f32], cycles: usize) -> Vec<f64> {
-    x.chunks_exact(BLOCK)
-        .map(|block| {
-            let (mut re, mut im) = (0.0f64, 0.0f64);
-            for (n, &s) in block.iter().enumerate() {
-                let phase = std::f64::consts::TAU * (cycles * n) as f64 / BLOCK as f64;
-                re += s as f64 * phase.cos();
-                im -= s as f64 * phase.sin();
-            }
-            2.0 * re.hypot(im) / BLOCK as f64
-        })
-        .collect()
+    let hz = (cycles * FS as usize) as f64 / BLOCK as f64;
+    x.chunks_exact(BLOCK).map(|block| tone_amplitude(block, hz, FS as f32)).collect()
 }
 
 /// Runs of consecutive `true`, as (start, length).

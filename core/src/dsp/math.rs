@@ -1,6 +1,7 @@
 //! Deterministic maths: the same f32 bits on x86-64, aarch64 and Cortex-M4F.
 //!
-//! Every transcendental call in the core goes through here. `libm` is pure Rust, so host
+//! Every transcendental call in the DSP goes through here (`measure`, which only measures
+//! what the DSP rendered, calls libm's f64 functions itself). `libm` is pure Rust, so host
 //! and firmware compute identical results; std's methods (`x.sin()`) would silently take
 //! over in tests, where std is linked, and differ (clippy's `disallowed-methods` forbids
 //! them in the core). Per-sample polynomials, where a libm call would cost more than the

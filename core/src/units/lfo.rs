@@ -282,7 +282,7 @@ mod tests {
                 let out = render(&mut l, 4.0);
                 let hz = freq_by_zero_crossings(&out, FS);
                 // 0.01 Hz: crossings over 4 s resolve 0.003 Hz; the u32 phase is exact to 1e-5.
-                assert!((hz - rate).abs() < 0.01, "{shape:?} at {rate} Hz: {hz} Hz");
+                assert!((hz - f64::from(rate)).abs() < 0.01, "{shape:?} at {rate} Hz: {hz} Hz");
             }
         }
     }

@@ -586,7 +586,7 @@ mod tests {
             f.process(Some(&input), None, b)
         });
         let tail = (0.2 * FS) as usize;
-        rms_db(&y[tail..]) - rms_db(&x[tail..])
+        (rms_db(&y[tail..]) - rms_db(&x[tail..])) as f32
     }
 
     /// Simper's SvfLinearTrapOptimised2 as published, in f64, for reference.
