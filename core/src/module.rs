@@ -293,6 +293,10 @@ pub enum Module {
     Receive {
         /// The link channel.
         channel: u16,
+        /// The last block came: when one does not (its sender late or dead), the input
+        /// ramps from its last sample to silence over the block, and the next that comes
+        /// fades in, so a sender's loss is not heard as a click.
+        heard: bool,
     },
 }
 
@@ -328,7 +332,7 @@ impl Module {
             Kind::Mixer => Module::Mixer(Mixer::new()),
             // Channel 0 until the rack gives it its own (`Command::Link`).
             Kind::Send => Module::Send { channel: 0 },
-            Kind::Receive => Module::Receive { channel: 0 },
+            Kind::Receive => Module::Receive { channel: 0, heard: true },
         };
         module.prepare(sample_rate_hz);
         module

@@ -444,7 +444,7 @@ impl<
                 if let Some(slot) = self.slot_of(id) {
                     self.modules[slot] = match end {
                         LinkEnd::Send => Module::Send { channel },
-                        LinkEnd::Receive => Module::Receive { channel },
+                        LinkEnd::Receive => Module::Receive { channel, heard: true },
                     };
                     // Steady at once: the cables into the send fade in, as the one cable the
                     // pair stands for would; a second fade would make the sum differ.
@@ -954,11 +954,19 @@ impl<
         if matches!(modules[slot], Module::Empty) {
             return;
         }
-        if let Module::Receive { channel } = modules[slot] {
+        if let Module::Receive { channel, heard } = &mut modules[slot] {
             let out = &mut outs[slot];
-            if !links.receive(channel, out) {
-                *out = [0.0; BLOCK];
+            let last = out[BLOCK - 1];
+            let came = links.receive(*channel, out);
+            match (came, *heard) {
+                (true, true) => {}
+                // Back after a gap: in from silence.
+                (true, false) => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= g),
+                // Gone: from where it was to silence, without a step.
+                (false, true) => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o = last * (1.0 - g)),
+                (false, false) => *out = [0.0; BLOCK],
             }
+            *heard = came;
             if fades[slot] == Fade::Out {
                 out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= 1.0 - g);
             }
@@ -1643,6 +1651,30 @@ mod tests {
         }
         assert_eq!(b.rack.presums.len(), 2, "the delay's input and the output's");
         assert!(worst < 1e-6, "summed ahead, B differs from one rack by {worst}");
+    }
+
+    #[test]
+    fn a_receive_whose_sender_goes_missing_ramps_to_silence_and_fades_back() {
+        let mut b = Bench::with(&["/module/new vca 2", "/patch 2 out 0 in"]);
+        b.rack.apply(&Command::Link { id: 101, channel: 3, end: LinkEnd::Receive });
+        b.rack.apply(&Command::Patch { src: 101, dst: 2, port: 0 });
+        // A steady 0.5 from the sender, then two blocks missing, then back.
+        let mut heard = std::vec::Vec::new();
+        for block in 0..8 {
+            let mut table = Table::default();
+            if !(3..5).contains(&block) {
+                table.blocks.insert(3, [0.5; BLOCK]);
+            }
+            let mut out = [0.0; BLOCK];
+            b.rack.process_linked(&mut out, &mut Untimed, &mut table);
+            heard.extend_from_slice(&out);
+        }
+        assert_eq!(heard[2 * BLOCK..3 * BLOCK], [0.5; BLOCK], "steady, unfaded");
+        assert_eq!(heard[4 * BLOCK..5 * BLOCK], [0.0; BLOCK], "silent while missing");
+        assert_eq!(heard[6 * BLOCK..], [0.5; 2 * BLOCK], "back");
+        // From the block after the vca's own fade-in: no step larger than one ramp's, 0.5
+        // over a block.
+        assert!(max_step(&heard[BLOCK..]) <= 0.5 / BLOCK as f32 * 1.01, "{}", max_step(&heard[BLOCK..]));
     }
 
     #[test]

@@ -129,3 +129,61 @@ fn a_stopped_sender_is_counted_late_and_nobody_waits_past_the_deadline() {
     assert!(clean.len() >= FS as usize / 10, "it plays at the end ({silent} silent blocks, {bus_late} late)");
     assert!(rms_db(clean) > -30.0, "{} dB", rms_db(clean));
 }
+
+/// A worker that sends into a shared bus is killed (-9): the bus's own worker plays on, the
+/// killed worker's share comes back with its replacement, and the bus never clicks: its
+/// receive ramps from the last sample it had to silence, and fades the share back in.
+#[test]
+fn a_killed_sender_comes_back_and_the_bus_plays_on_without_a_click() {
+    let _machine = exclusive();
+    let (server, wav) = Server::recording("shared-bus-kill", &["--workers", "2"]);
+    let client = Client::new(server.port);
+    // The bus: a delay at mix 0 passes its input straight through to the output.
+    bundle(&client, &["/module/new delay 9000", "/module/set 9000 mix 0", "/patch 9000 out 0 in"]);
+    // Tone A (750 Hz: one cycle a block) joins the bus's worker; tone B (6000 Hz: eight)
+    // lands on the other (fewer modules) and reaches the bus through a link only.
+    for (id, hz, level) in [(1, 750.0, 0.4), (2, 6000.0, 0.2)] {
+        for (addr, args) in [
+            ("/module/new", vec![s("vco"), i(id)]),
+            ("/module/set", vec![i(id), s("wave"), s("sine")]),
+            ("/module/set", vec![i(id), s("freq"), f(hz)]),
+            ("/module/set", vec![i(id), s("level"), f(level)]),
+            ("/patch", vec![i(id), s("out"), i(9000), s("in")]),
+        ] {
+            assert_eq!(client.ask(addr, args.clone()).addr, "/done", "{addr} {args:?}");
+        }
+    }
+    let bus = worker_of(&client, 9000);
+    assert_eq!(worker_of(&client, 1), bus, "tone A by the bus");
+    let sender = worker_of(&client, 2);
+    assert_ne!(sender, bus, "tone B on the other worker");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = worker_field(&client.status(), sender, 0);
+    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    let back = wait_for(std::time::Duration::from_secs(5), || {
+        let status = client.status();
+        let now = worker_field(&status, sender, 0);
+        now != 0 && now != pid && worker_field(&status, sender, 5) == 1
+    });
+    assert!(back, "the sender was replaced");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let status = client.status();
+    let (x, _) = stop_and_read(server, &wav);
+    let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
+    let start = (0..a.len()).find(|&k| a[k] > 0.3 && b[k] > 0.15).expect("both tones heard") + 4;
+    // A never drops but for blocks the bus's worker itself was late for.
+    let a_gaps = a[start..].iter().filter(|&&v| v < 0.3).count() as i64;
+    let bus_late = worker_field(&status, bus, 4);
+    assert!(a_gaps <= bus_late, "tone A missing for {a_gaps} blocks, its worker late for {bus_late}");
+    // B comes back (a replacement quick enough may leave no gap at all).
+    let b_gap = runs(&b[start..].iter().map(|&v| v < 0.1).collect::<Vec<_>>());
+    // Back for the 0.2 s before the last /status (after it the server is stopped, and its
+    // workers exit one by one while the recording ends).
+    let counted = (int_at(&status, 7).max(1) as usize - 1).min(b.len());
+    let from = counted - (0.2 * FS as f64 / BLOCK as f64) as usize;
+    assert!(b[from..counted].iter().all(|&v| v > 0.15), "tone B back: gaps {b_gap:?} from block {start}");
+    // No click: no sample step beyond what the two sines make when they play steadily.
+    let steady = max_step(&x[start * BLOCK..(start + 40) * BLOCK]);
+    let worst = max_step(&x[start * BLOCK..]);
+    assert!(worst <= steady * 1.05 + 1e-3, "a step of {worst} against {steady} steady: B's gaps {b_gap:?}");
+}
