@@ -881,10 +881,11 @@ mod tests {
     fn every_refusal_changes_nothing() {
         let mut ledger = Ledger::new(1);
         build(&mut ledger, VOICE);
-        for id in 6..=12 {
+        // The voice has a delay: fill both pools.
+        for id in 100..100 + RACK_DELAYS - 1 {
             line(&mut ledger, &format!("/module/new delay {id}")).unwrap();
         }
-        for id in 13..=16 {
+        for id in 200..200 + RACK_REVERBS {
             line(&mut ledger, &format!("/module/new reverb {id}")).unwrap();
         }
         let before = (ledger.dump(), ledger.usage(0), ledger.worker_commands(0));

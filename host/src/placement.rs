@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Add, Sub};
 use synthpool_core::command::{Error, ModuleId, OUTPUT_ID};
 use synthpool_core::module::Kind;
+use synthpool_core::rack::HOST_LINKS;
 use synthpool_core::topology::{Cable, Entry, Topology};
 
 /// Modules one worker's rack holds besides its output: `HostRack` has 4096 slots, slot 0 the output.
@@ -37,12 +38,15 @@ pub const RACK_MODULES: usize = 4095;
 /// Cables one worker's rack holds (`HostRack`), cables into its output included.
 pub const RACK_CABLES: usize = 8192;
 /// Delays one worker's rack holds (`HostRack`'s delay pool).
-pub const RACK_DELAYS: usize = 8;
+pub const RACK_DELAYS: usize = 32;
 /// Reverbs one worker's rack holds (`HostRack`'s reverb pool).
-pub const RACK_REVERBS: usize = 4;
+pub const RACK_REVERBS: usize = 16;
 
 // HostRack's slot and cable counts are these: `HostRack::topology` returns this type.
-const _: fn(&synthpool_core::rack::HostRack) -> Topology<{ RACK_MODULES + 1 }, RACK_CABLES> =
+// (Beyond them, each rack keeps room for the ends of every link: `HOST_LINKS`.)
+const _: fn(
+    &synthpool_core::rack::HostRack,
+) -> Topology<{ RACK_MODULES + 1 + 2 * HOST_LINKS }, { RACK_CABLES + HOST_LINKS }> =
     synthpool_core::rack::HostRack::topology;
 
 /// Loads closer than this (5 % of the block budget) count as equal, and then the worker with
@@ -542,8 +546,8 @@ mod tests {
         // Worker 0's delay pool is full: the next delay goes to worker 1, a vco still to 0.
         assert_eq!(new(&mut ledger, "delay", 100)[0].0, 1);
         assert_eq!(new(&mut ledger, "vco", 101)[0].0, 0);
-        // Ten modules so far: fill both racks.
-        for id in 200..200 + RACK_MODULES as i32 * 2 - 10 {
+        // The delays, one more and a vco so far: fill both racks.
+        for id in 200..200 + (RACK_MODULES * 2 - RACK_DELAYS - 2) as i32 {
             new(&mut ledger, "vca", id);
         }
         assert_eq!(ledger.placement().usage(0).modules + ledger.placement().usage(1).modules, 2 * RACK_MODULES);

@@ -170,7 +170,7 @@ pub struct WorkerShared {
 
 /// Link channels in the region: each carries one block a block from the worker that sends
 /// it to the one that receives it (a cable between workers; see ledger.rs's `Link`).
-pub const LINK_CHANNELS: usize = 256;
+pub const LINK_CHANNELS: usize = synthpool_core::rack::HOST_LINKS;
 
 /// One link channel. The sender writes the block, then the generation it is for (Release);
 /// the receiver reads the generation (Acquire), then the block.

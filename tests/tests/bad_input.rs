@@ -437,26 +437,26 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
         let reply = client.ask(addr, args.clone());
         assert_eq!(reply.addr, "/done", "{addr} {args:?}: {reply:?}");
     };
-    // The rack's pools: 4 reverbs, 8 delays.
-    for id in 1000..1004 {
+    // The rack's pools: 16 reverbs, 32 delays.
+    for id in 1000..1016 {
         done("/module/new", vec![s("reverb"), i(id)]);
     }
-    for id in 2000..2008 {
+    for id in 2000..2032 {
         done("/module/new", vec![s("delay"), i(id)]);
     }
     let pools = client.dump();
     check(
         &client,
         &pools,
-        &fail("a fifth reverb", bytes_of("/module/new", vec![s("reverb"), i(1004)]), "/module/new", "RackFull"),
+        &fail("a 17th reverb", bytes_of("/module/new", vec![s("reverb"), i(1016)]), "/module/new", "RackFull"),
     );
     check(
         &client,
         &pools,
-        &fail("a ninth delay", bytes_of("/module/new", vec![s("delay"), i(2008)]), "/module/new", "RackFull"),
+        &fail("a 33rd delay", bytes_of("/module/new", vec![s("delay"), i(2032)]), "/module/new", "RackFull"),
     );
-    // 4096 slots, one the output's: 12 taken above, 4083 vcas fill it.
-    let vcas: Vec<i32> = (3000..3000 + 4083).collect();
+    // 4096 slots for the user, one the output's: 48 taken above, 4047 vcas fill it.
+    let vcas: Vec<i32> = (3000..3000 + 4047).collect();
     for &id in &vcas {
         done("/module/new", vec![s("vca"), i(id)]);
     }
@@ -477,13 +477,13 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
         m("/module/new", vec![s("vca"), i(9000)]),
     ]));
     check(&client, &full, &fail("a bundle that frees one and creates two", in_a_bundle, "/module/new", "RackFull"));
-    // 8192 cables: each vca into the output (4083), a chain of vcas (4082), 27 more into cv.
+    // 8192 cables: each vca into the output (4047), a chain of vcas (4046), 99 more into cv.
     let mut cables = 0;
     for &id in &vcas {
         done("/patch", vec![i(id), s("out"), i(0), s("in")]);
         cables += 1;
     }
-    for &id in &vcas[..4082] {
+    for &id in &vcas[..4046] {
         done("/patch", vec![i(id), s("out"), i(id + 1), s("in")]);
         cables += 1;
     }
@@ -502,7 +502,7 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
         ),
     );
     // Freed again, module by module: the patch is what it was.
-    for id in vcas.iter().copied().chain(1000..1004).chain(2000..2008) {
+    for id in vcas.iter().copied().chain(1000..1016).chain(2000..2032) {
         done("/module/free", vec![i(id)]);
     }
     assert_eq!(client.dump(), empty);
