@@ -538,8 +538,7 @@ impl Ledger {
     /// worker `near` if it has room.
     fn plan(&self, request: &Request<'_>, near: Option<usize>) -> Result<(Vec<Change>, Commands), Error> {
         let (change, mut commands) = self.plan_change(request, near)?;
-        // Only a change of cables or owners can change which cables run between workers.
-        if !matches!(change, Change::Patch { .. } | Change::Unpatch { .. } | Change::Free { .. }) {
+        if !self.may_relink(&change) {
             return Ok((vec![change], commands));
         }
         let mut after = self.clone();
@@ -547,6 +546,25 @@ impl Ledger {
         let (link_commands, links) = self.relink(&after)?;
         commands.extend(link_commands);
         Ok((vec![change, links], commands))
+    }
+
+    /// True when `change` may change which cables run between workers, so the links must be
+    /// worked out again (a copy of the ledger, 231 KiB and every module's parameters): only
+    /// a move, a cable between workers, or freeing a module a link touches. Most edits (a
+    /// new module, a parameter, a cable within a worker) skip it, so their cost does not
+    /// grow with the patch.
+    fn may_relink(&self, change: &Change) -> bool {
+        let linked = |c: &Cable| self.link_of(c).is_some();
+        match change {
+            Change::Patch { cable, moved } => moved.is_some() || self.placement.crosses(cable),
+            Change::Unpatch { cable } => linked(cable),
+            Change::Free { id } => {
+                self.links.keys().any(|k| k.dst == *id)
+                    || self.topology.cables().iter().any(|c| (c.src == *id || c.dst == *id) && linked(c))
+            }
+            Change::New { .. } | Change::Set { .. } | Change::Clear => false,
+            Change::Balance { .. } | Change::Links { .. } => true,
+        }
     }
 
     /// As [`Ledger::plan`], without the links.
