@@ -223,8 +223,8 @@ pub enum Error {
     AlreadyPatched,
     /// No such cable to remove.
     NoSuchCable,
-    /// No room for another module, delay, reverb or cable.
-    RackFull,
+    /// No room for another module, delay, reverb, cable or link: which one ran out.
+    RackFull(Limit),
     /// The cable would close a loop (signal would feed back into itself).
     WouldCycle,
 }
@@ -246,7 +246,7 @@ impl Error {
             Error::OutputModule => "OutputModule",
             Error::AlreadyPatched => "AlreadyPatched",
             Error::NoSuchCable => "NoSuchCable",
-            Error::RackFull => "RackFull",
+            Error::RackFull(_) => "RackFull",
             Error::WouldCycle => "WouldCycle",
         }
     }
@@ -267,10 +267,29 @@ impl Error {
             Error::OutputModule => "the output module (id 0) is always there",
             Error::AlreadyPatched => "this cable exists already",
             Error::NoSuchCable => "no such cable",
-            Error::RackFull => "no room left in the rack",
+            Error::RackFull(Limit::Modules) => "no room for another module",
+            Error::RackFull(Limit::Cables) => "no room for another cable",
+            Error::RackFull(Limit::Delays) => "no room for another delay (each worker has a pool of them)",
+            Error::RackFull(Limit::Reverbs) => "no room for another reverb (each worker has a pool of them)",
+            Error::RackFull(Limit::Links) => "no room for another cable between workers",
             Error::WouldCycle => "this cable would make a loop",
         }
     }
+}
+
+/// The capacity a [`Error::RackFull`] ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// Module slots (a rack's, or every worker's).
+    Modules,
+    /// Cables.
+    Cables,
+    /// Delays (their lines live in a fixed pool per rack).
+    Delays,
+    /// Reverbs (likewise).
+    Reverbs,
+    /// The host's link channels, each carrying cables between two workers.
+    Links,
 }
 
 impl core::fmt::Display for Error {

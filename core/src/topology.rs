@@ -3,7 +3,7 @@
 //! A `Topology` checks every [`Request`] before anything reaches the audio side and resolves
 //! its names into a [`Command`]. It is small (no DSP state) and `Clone`, so a caller can
 //! check a whole bundle on a copy and keep the copy only if every request passed.
-use crate::command::{Command, Error, ModuleId, OUTPUT_ID, Request, Value};
+use crate::command::{Command, Error, Limit, ModuleId, OUTPUT_ID, Request, Value};
 use crate::module::{Kind, OUTPUT_PORT, ParamSpec};
 use heapless::Vec;
 
@@ -84,13 +84,17 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                 if self.kind(id).is_some() {
                     return Err(Error::IdInUse(id));
                 }
-                let full = match kind {
-                    Kind::Delay => self.count(Kind::Delay) >= self.max_delays,
-                    Kind::Reverb => self.count(Kind::Reverb) >= self.max_reverbs,
-                    _ => false,
-                };
-                if full || self.modules.is_full() {
-                    return Err(Error::RackFull);
+                if self.modules.is_full() {
+                    return Err(Error::RackFull(Limit::Modules));
+                }
+                match kind {
+                    Kind::Delay if self.count(Kind::Delay) >= self.max_delays => {
+                        return Err(Error::RackFull(Limit::Delays));
+                    }
+                    Kind::Reverb if self.count(Kind::Reverb) >= self.max_reverbs => {
+                        return Err(Error::RackFull(Limit::Reverbs));
+                    }
+                    _ => {}
                 }
                 Ok(Command::New { id, kind })
             }
@@ -115,7 +119,7 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                     return Err(Error::AlreadyPatched);
                 }
                 if self.cables.is_full() {
-                    return Err(Error::RackFull);
+                    return Err(Error::RackFull(Limit::Cables));
                 }
                 if cable.src == cable.dst || self.reaches(cable.dst, cable.src) {
                     return Err(Error::WouldCycle);
@@ -299,8 +303,8 @@ mod tests {
             (Request::New { kind: "vco", id: 1 }, Error::IdInUse(1)),
             (Request::New { kind: "output", id: 4 }, Error::OutputModule),
             (Request::New { kind: "vco", id: 0 }, Error::OutputModule),
-            (Request::New { kind: "delay", id: 4 }, Error::RackFull),
-            (Request::New { kind: "reverb", id: 4 }, Error::RackFull),
+            (Request::New { kind: "delay", id: 4 }, Error::RackFull(Limit::Delays)),
+            (Request::New { kind: "reverb", id: 4 }, Error::RackFull(Limit::Reverbs)),
             (Request::Free { id: 0 }, Error::OutputModule),
             (Request::Free { id: 7 }, Error::NoSuchModule(7)),
             (Request::Set { id: 1, param: "cutoff_hz", value: Value::Float(1.0) }, Error::UnknownParam),
@@ -328,14 +332,14 @@ mod tests {
         for id in 1..8 {
             new(&mut t, "vca", id).unwrap();
         }
-        assert_eq!(new(&mut t, "vca", 8), Err(Error::RackFull));
+        assert_eq!(new(&mut t, "vca", 8), Err(Error::RackFull(Limit::Modules)));
         for id in 1..7 {
             patch(&mut t, id, id + 1, "in").unwrap();
         }
         patch(&mut t, 7, 0, "in").unwrap();
         patch(&mut t, 1, 3, "cv").unwrap();
         assert_eq!(t.cables().len(), 8);
-        assert_eq!(patch(&mut t, 1, 4, "cv"), Err(Error::RackFull));
+        assert_eq!(patch(&mut t, 1, 4, "cv"), Err(Error::RackFull(Limit::Cables)));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::shm::OUTBOX_SLOTS;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use synthpool_core::command::{Command, Error, LinkEnd, ModuleId, OUTPUT_ID, Request};
+use synthpool_core::command::{Command, Error, Limit, LinkEnd, ModuleId, OUTPUT_ID, Request};
 use synthpool_core::module::{Kind, MAX_PARAMS, OUTPUT_PORT, ParamSpec};
 use synthpool_core::topology::{Cable, MAX_ID, Topology};
 
@@ -400,7 +400,7 @@ impl Ledger {
             }
             let Some(channel) = (0..LINK_CHANNELS).map(|k| (next_channel + k) % LINK_CHANNELS).find(|&c| !taken[c])
             else {
-                return Err(Error::RackFull);
+                return Err(Error::RackFull(Limit::Links));
             };
             taken[channel] = true;
             next_channel = (channel + 1) % LINK_CHANNELS;
@@ -927,8 +927,8 @@ mod tests {
             ("/module/new output 20", Error::OutputModule),
             ("/patch 1 out 2 in", Error::AlreadyPatched),
             ("/unpatch 2 out 1 fm", Error::NoSuchCable),
-            ("/module/new delay 20", Error::RackFull),
-            ("/module/new reverb 20", Error::RackFull),
+            ("/module/new delay 20", Error::RackFull(Limit::Delays)),
+            ("/module/new reverb 20", Error::RackFull(Limit::Reverbs)),
             ("/patch 3 out 1 fm", Error::WouldCycle),
             ("/patch 1 out 1 fm", Error::WouldCycle),
         ];
@@ -945,7 +945,7 @@ mod tests {
             line(&mut ledger, &format!("/module/new noise {id}")).unwrap();
         }
         let before = ledger.dump();
-        assert_eq!(line(&mut ledger, "/module/new noise 9999"), Err(Error::RackFull));
+        assert_eq!(line(&mut ledger, "/module/new noise 9999"), Err(Error::RackFull(Limit::Modules)));
         assert_eq!(ledger.dump(), before);
     }
 

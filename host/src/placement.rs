@@ -28,7 +28,7 @@
 //! rack lacks room, on the next worker that has room for all of it.
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Add, Sub};
-use synthpool_core::command::{Error, ModuleId, OUTPUT_ID};
+use synthpool_core::command::{Error, Limit, ModuleId, OUTPUT_ID};
 use synthpool_core::module::Kind;
 use synthpool_core::rack::HOST_LINKS;
 use synthpool_core::topology::{Cable, Entry, Topology};
@@ -91,10 +91,22 @@ impl Usage {
 
     /// True when one rack holds this much.
     pub fn fits(&self) -> bool {
-        self.modules <= RACK_MODULES
-            && self.cables <= RACK_CABLES
-            && self.delays <= RACK_DELAYS
-            && self.reverbs <= RACK_REVERBS
+        self.overflows().is_none()
+    }
+
+    /// The first of a rack's limits this much goes past, if any.
+    pub fn overflows(&self) -> Option<Limit> {
+        if self.modules > RACK_MODULES {
+            Some(Limit::Modules)
+        } else if self.cables > RACK_CABLES {
+            Some(Limit::Cables)
+        } else if self.delays > RACK_DELAYS {
+            Some(Limit::Delays)
+        } else if self.reverbs > RACK_REVERBS {
+            Some(Limit::Reverbs)
+        } else {
+            None
+        }
     }
 }
 
@@ -215,10 +227,12 @@ impl Placement {
         }
         let room: Vec<usize> = (0..self.workers()).filter(|&w| self.open(w) && (self.usage[w] + one).fits()).collect();
         let least = room.iter().map(|&w| self.load(w)).fold(f32::INFINITY, f32::min);
+        // None has room: the limit the first open worker ran into.
+        let full = (0..self.workers()).filter(|&w| self.open(w)).find_map(|w| (self.usage[w] + one).overflows());
         room.into_iter()
             .filter(|&w| self.load(w) <= least + LOAD_TIE)
             .min_by_key(|&w| (self.usage[w].modules, w))
-            .ok_or(Error::RackFull)
+            .ok_or(Error::RackFull(full.unwrap_or(Limit::Modules)))
     }
 
     /// Where a new cable `new` goes, given the patch's `modules` (creation order) and
@@ -235,7 +249,7 @@ impl Placement {
         let joins_port = cables.iter().any(|c| c.dst == new.dst && c.port == new.port);
         if joins_port && !joins_output && new.src != OUTPUT_ID && new.dst != OUTPUT_ID {
             let w = self.cable_worker(&new).unwrap_or(0);
-            return if self.usage(w).cables < RACK_CABLES { Ok(None) } else { Err(Error::RackFull) };
+            return if self.usage(w).cables < RACK_CABLES { Ok(None) } else { Err(Error::RackFull(Limit::Cables)) };
         }
         // Cables that run between workers already join nothing: each side stays where it is.
         let local: Vec<Cable> = cables.iter().filter(|c| !self.crosses(c)).copied().collect();
@@ -247,11 +261,12 @@ impl Placement {
         }
         if held.iter().filter(|&&n| n > 0).count() <= 1 {
             let w = self.cable_worker(&new).unwrap_or(0);
-            return if self.usage(w).cables < RACK_CABLES { Ok(None) } else { Err(Error::RackFull) };
+            return if self.usage(w).cables < RACK_CABLES { Ok(None) } else { Err(Error::RackFull(Limit::Cables)) };
         }
         let kinds: BTreeMap<ModuleId, Kind> = modules.iter().map(|e| (e.id, e.kind)).collect();
         let mut order: Vec<usize> = (0..self.workers()).filter(|&w| self.open(w)).collect();
         order.sort_by(|&a, &b| held[b].cmp(&held[a]).then(self.load(a).total_cmp(&self.load(b))).then(a.cmp(&b)));
+        let mut full = Limit::Modules;
         for to in order {
             let moving: Vec<(ModuleId, usize)> = modules
                 .iter()
@@ -264,11 +279,12 @@ impl Placement {
                 need = need + kinds.get(id).map_or(Usage::default(), |&k| Usage::of_kind(k));
             }
             need.cables += cables.iter().filter(|c| moving.iter().any(|&(m, _)| m == c.src || m == c.dst)).count();
-            if need.fits() {
-                return Ok(Some(Move { to, modules: moving }));
+            match need.overflows() {
+                None => return Ok(Some(Move { to, modules: moving })),
+                Some(limit) => full = limit,
             }
         }
-        Err(Error::RackFull)
+        Err(Error::RackFull(full))
     }
 
     /// Modules that move from the busiest worker to the least busy one to even out their
@@ -387,7 +403,7 @@ impl Placement {
                         .total_cmp(&scratch.load(b))
                         .then(scratch.usage[a].modules.cmp(&scratch.usage[b].modules))
                 })
-                .ok_or(Error::RackFull)?;
+                .ok_or(Error::RackFull(need.overflows().unwrap_or(Limit::Modules)))?;
             let plan =
                 Move { to, modules: modules.iter().filter(|e| group.contains(&e.id)).map(|e| (e.id, from)).collect() };
             scratch.apply_move(&plan, modules, cables);
@@ -552,7 +568,7 @@ mod tests {
         }
         assert_eq!(ledger.placement().usage(0).modules + ledger.placement().usage(1).modules, 2 * RACK_MODULES);
         let before = ledger.dump();
-        assert_eq!(ledger.submit(&Request::New { kind: "vca", id: 9000 }), Err(Error::RackFull));
+        assert_eq!(ledger.submit(&Request::New { kind: "vca", id: 9000 }), Err(Error::RackFull(Limit::Modules)));
         assert_eq!(ledger.dump(), before);
         assert_usage_recounts(&ledger);
     }
@@ -663,7 +679,7 @@ mod tests {
         assert_eq!((ledger.owner(1), ledger.owner(9000)), (Some(0), Some(1)));
         let before = (ledger.dump(), ledger.placement().usage(0), ledger.placement().usage(1));
         // Worker 0 is full; worker 1 cannot take the full-rack chain beside its 2 modules.
-        assert_eq!(patch(&mut ledger, 1, 9000, "in"), Err(Error::RackFull));
+        assert_eq!(patch(&mut ledger, 1, 9000, "in"), Err(Error::RackFull(Limit::Modules)));
         assert_eq!((ledger.dump(), ledger.placement().usage(0), ledger.placement().usage(1)), before);
         // Within worker 1 a cable still fits.
         assert_eq!(patch(&mut ledger, 9000, 9001, "in").unwrap().len(), 1);
