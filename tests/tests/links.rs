@@ -109,7 +109,6 @@ fn a_stopped_sender_is_counted_late_and_nobody_waits_past_the_deadline() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let before = client.status();
     let late_links = |status: &[rosc::OscType], w: usize| worker_field(status, w, 14);
-    assert_eq!(late_links(&before, sender), 0, "nothing late yet");
     // The sender stops for 100 ms (SIGSTOP): the bus's worker waits for its block each
     // block until the deadline, then takes silence for it and counts it late.
     let pid = worker_field(&before, sender, 0).to_string();
@@ -118,7 +117,9 @@ fn a_stopped_sender_is_counted_late_and_nobody_waits_past_the_deadline() {
     assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     std::thread::sleep(std::time::Duration::from_millis(500));
     let after = client.status();
-    assert!(late_links(&after, sender) > 0, "the stopped sender counted late: {after:?}");
+    // 100 ms is 75 blocks; on a loaded machine it may have been late before too.
+    let counted = late_links(&after, sender) - late_links(&before, sender);
+    assert!(counted >= 10, "the stopped sender counted late in {counted} blocks");
     assert_eq!(late_links(&after, bus), 0, "the bus's worker sends nothing");
     let (x, _) = stop_and_read(server, &wav);
     // The bus's worker kept its deadline: its blocks are all there but the ones the host
