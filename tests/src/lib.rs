@@ -332,6 +332,22 @@ pub fn bundle(client: &Client, lines: &[&str]) {
     }
 }
 
+/// As [`sine_to_out`], made again until it lands on `worker` (`/module/stats` says where):
+/// placement goes by measured load, and on a loaded machine a worker may measure busier for
+/// a moment. Panics after 20 tries.
+pub fn sine_on_worker(client: &Client, id: i32, hz: f32, level: f32, worker: i64) {
+    for _ in 0..20 {
+        sine_to_out(client, id, hz, level);
+        let stats = client.ask("/module/stats", vec![i(id)]);
+        if int_at(&stats.args, 2) == worker {
+            return;
+        }
+        assert_eq!(client.ask("/module/free", vec![i(id)]).addr, "/done");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("module {id} never landed on worker {worker}");
+}
+
 /// A string argument.
 pub fn s(text: &str) -> OscType {
     OscType::String(text.into())

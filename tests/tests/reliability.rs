@@ -41,22 +41,8 @@ fn two_tones(client: &Client) {
     // Placement goes by measured load first: on a busy machine a worker may measure busier
     // for a moment, and A lands on worker 1 or B beside A. Each is placed again until it
     // lands on its worker (the tests kill worker 0 to silence A, not B).
-    place(client, 1, A_HZ, 0.4, 0);
-    place(client, 2, B_HZ, 0.2, 1);
-}
-
-/// Sine `id` at `hz` and `level` into the output, made again until it lands on `worker`.
-fn place(client: &Client, id: i32, hz: f32, level: f32, worker: i64) {
-    for _ in 0..20 {
-        sine_to_out(client, id, hz, level);
-        let stats = client.ask("/module/stats", vec![i(id)]);
-        if int_at(&stats.args, 2) == worker {
-            return;
-        }
-        assert_eq!(client.ask("/module/free", vec![i(id)]).addr, "/done");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("module {id} never landed on worker {worker}");
+    sine_on_worker(client, 1, A_HZ, 0.4, 0);
+    sine_on_worker(client, 2, B_HZ, 0.2, 1);
 }
 
 /// A server of 2 workers recording to `rec.wav` in scratch folder `name`, playing
