@@ -3,7 +3,8 @@
 //! The server: worker processes over one shared memory region ([`shm`], [`pool`],
 //! [`worker`]), the audio side ([`audio`]), the OSC side ([`osc`], [`ledger`], [`placement`]),
 //! and start-up, the demo and offline rendering ([`server`]); [`supervisor`] replaces workers
-//! that die. [`render`] renders a script in
+//! that die. [`protocol`] is the replies' vocabulary (`/status`, every `/fail` name), which
+//! the server writes and the tests read. [`render`] renders a script in
 //! one process with one rack: the reference the pool's render is checked against. [`local`] is
 //! an engine of in-process racks for tests and the fuzz target; [`wire`] checks OSC framing.
 //! Beside them: [`alloc_count`] (the counter that proves the audio path allocates nothing),
@@ -32,6 +33,8 @@ pub mod placement;
 pub mod pool;
 #[cfg(feature = "server")]
 pub mod profile;
+#[cfg(feature = "server")]
+pub mod protocol;
 #[cfg(feature = "server")]
 pub mod render;
 pub mod sched;

@@ -6,10 +6,11 @@
 //! and only then does the ledger record it. Replies:
 //!
 //! - `/done <address> <args as received>` for an edit that was queued;
-//! - `/fail <address> <error name> <message>` for a refused one (`Error::name`, and
-//!   `Busy "worker ring full"` when a worker's command ring had no room);
-//! - `/status` and `/patch/dump` answer with their own address (see [`Server::status_reply`]
-//!   and [`dump_replies`]).
+//! - `/fail <address> <error name> <message>` for a refused one (a [`Failure`]: the core's
+//!   `Error`, `Busy "worker ring full"` when a worker's command ring had no room, or the
+//!   patch store's refusal);
+//! - `/status` and `/patch/dump` answer with their own address (see [`Server::status_reply`],
+//!   [`Status`] and [`dump_replies`]).
 //!
 //! A bundle applies in one block, all or none: if every message passes, each gets its reply
 //! (in order, one datagram each); if one fails, the bundle gets one `/fail` naming the
@@ -23,6 +24,7 @@
 use crate::engine::{Busy, Due, Engine, ModuleTime};
 use crate::ledger::{Ledger, Refused};
 use crate::persist::{self, Notifier, ScriptRefused, Store};
+use crate::protocol::{self, FailName, Failure, Status, WorkerState, int};
 use crate::wire;
 use ipnet::IpNet;
 use rosc::{OscMessage, OscPacket, OscTime, OscType};
@@ -41,11 +43,6 @@ pub const MAX_BUNDLE_DEPTH: usize = 4;
 /// Largest reply datagram, bytes: python-osc's and liblo's servers read 8 KiB and up, and a
 /// `/patch/dump` larger than this is split into parts.
 pub const MAX_REPLY_BYTES: usize = 8192;
-
-/// Figures before the per-worker part of `/status`.
-pub const STATUS_HEADER: usize = 13;
-/// Figures per worker in `/status`.
-pub const STATUS_WORKER_FIELDS: usize = 15;
 
 /// Replies to one datagram sent back to back before the rest are paced by [`REPLY_PACE`].
 pub const PACED_AFTER: usize = 8;
@@ -205,7 +202,7 @@ impl Server {
     pub fn handle(&self, datagram: &[u8]) -> Vec<OscMessage> {
         if bundle_depth_exceeds(datagram, MAX_BUNDLE_DEPTH) {
             let message = format!("bundles nest deeper than {MAX_BUNDLE_DEPTH}");
-            return vec![fail("#bundle", "WrongArgs", &message)];
+            return vec![protocol::fail("#bundle", FailName::WrongArgs, &message)];
         }
         if let Some(address) = wire::bare_address(datagram) {
             let message = OscMessage { addr: address.into(), args: Vec::new() };
@@ -217,7 +214,7 @@ impl Server {
             Err(_) => {
                 self.stats.dropped_datagrams.fetch_add(1, Ordering::Relaxed);
                 readable_address(datagram)
-                    .map(|a| fail(a, Error::WrongArgs.name(), "malformed message"))
+                    .map(|a| protocol::fail(a, FailName::WrongArgs, "malformed message"))
                     .into_iter()
                     .collect()
             }
@@ -256,7 +253,7 @@ impl Server {
         for message in messages {
             match item(message) {
                 Ok(item) => items.push(item),
-                Err(e) => return vec![fail_error(&message.addr, e)],
+                Err(e) => return vec![Failure::Refused(e).reply(&message.addr)],
             }
         }
         match (&items[..], messages) {
@@ -265,9 +262,9 @@ impl Server {
             _ => {}
         }
         if let Some(i) = items.iter().position(|i| matches!(i, Item::Save(_) | Item::Load(_))) {
-            return vec![fail(
+            return vec![protocol::fail(
                 &messages[i].addr,
-                Error::WrongArgs.name(),
+                FailName::WrongArgs,
                 "send /patch/save and /patch/load on their own",
             )];
         }
@@ -292,9 +289,9 @@ impl Server {
             match sent {
                 Ok(()) => self.changed(),
                 Err(Refused::Invalid { index, error }) => {
-                    return vec![fail_error(&messages[edits[index].0].addr, error)];
+                    return vec![Failure::Refused(error).reply(&messages[edits[index].0].addr)];
                 }
-                Err(Refused::Send(Busy)) => return vec![fail(&messages[edits[0].0].addr, "Busy", "worker ring full")],
+                Err(Refused::Send(Busy)) => return vec![Failure::Busy.reply(&messages[edits[0].0].addr)],
             }
         }
         let mut replies = Vec::with_capacity(messages.len());
@@ -313,23 +310,23 @@ impl Server {
     /// `/patch/save NAME`: the patch as it is, into the patches folder.
     fn save(&self, message: &OscMessage, name: &str) -> OscMessage {
         let Some(store) = &self.store else {
-            return fail(&message.addr, "NoStore", "this server keeps no patches");
+            return Failure::NoStore.reply(&message.addr);
         };
         let lines = self.ledger.lock().unwrap_or_else(PoisonError::into_inner).dump();
         match store.save_named(name, &lines) {
             Ok(()) => done(message),
-            Err(e) => fail(&message.addr, e.name(), &e.to_string()),
+            Err(e) => Failure::Store(e).reply(&message.addr),
         }
     }
 
     /// `/patch/load NAME`: replaces the patch with a saved one, in one block, all or none.
     fn load(&self, message: &OscMessage, name: &str) -> OscMessage {
         let Some(store) = &self.store else {
-            return fail(&message.addr, "NoStore", "this server keeps no patches");
+            return Failure::NoStore.reply(&message.addr);
         };
         let text = match store.load_named(name) {
             Ok(text) => text,
-            Err(e) => return fail(&message.addr, e.name(), &e.to_string()),
+            Err(e) => return Failure::Store(e).reply(&message.addr),
         };
         let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         match persist::load_script(&mut ledger, self.engine.as_ref(), &text) {
@@ -339,13 +336,13 @@ impl Server {
                 done(message)
             }
             Err(ScriptRefused::Line { line, error }) => {
-                fail(&message.addr, error.name(), &format!("{name}.osc line {line}: {error}"))
+                protocol::fail(&message.addr, FailName::from(error), &format!("{name}.osc line {line}: {error}"))
             }
             Err(ScriptRefused::Busy) => {
                 // A load fed in parts may have applied its first lines: they are kept.
                 drop(ledger);
                 self.changed();
-                fail(&message.addr, "Busy", "worker ring full")
+                Failure::Busy.reply(&message.addr)
             }
         }
     }
@@ -356,60 +353,51 @@ impl Server {
         }
     }
 
-    /// The `/status` reply, all arguments int32 but each worker's `load` (float32); see
-    /// PROTOCOL.md. First [`STATUS_HEADER`] figures:
-    ///
-    /// `sample_rate_hz block_frames workers modules cables late_bundles dropped_datagrams
-    /// generation refused_senders audio_allocations audio_frees restarts worker_fields`
-    ///
-    /// then, for each worker, `worker_fields` figures: `pid core modules load late_blocks
-    /// state restarts allocations frees block_p50_us block_p99_us block_max_us wake_p50_us
-    /// wake_p99_us late_links` (state: 0 starting, 1 running, 2 exited, 3 dead and being replaced, 4
-    /// retired; the last five are float32, over the worker's last 1023 blocks). Later
-    /// versions may add figures at the end of each part.
-    ///
+    /// The `/status` reply: the figures of [`Status`], encoded as PROTOCOL.md lists them.
     /// `modules` counts the modules users created (the outputs not counted); `cables`
     /// counts every cable; counters past i32's range read as `i32::MAX`.
     pub fn status_reply(&self, ledger: &Ledger) -> OscMessage {
-        let workers = self.engine.status();
+        let engine_workers = self.engine.status();
         let (allocations, frees) = crate::alloc_count::counted_allocations();
-        let mut args = vec![
-            int(self.engine.sample_rate_hz()),
-            int(BLOCK),
-            int(self.engine.workers()),
-            int(ledger.modules()),
-            int(ledger.cables()),
-            int(self.stats.late_bundles()),
-            int(self.stats.dropped_datagrams()),
+        let workers = engine_workers
+            .iter()
+            .enumerate()
+            .map(|(w, status)| protocol::WorkerStatus {
+                pid: status.pid,
+                core: count(status.core),
+                modules: count(ledger.usage(w).modules),
+                load: status.load,
+                late_blocks: count(status.late_blocks),
+                // The shared region's word is one of the five (shm.rs); any other is no
+                // running worker.
+                state: WorkerState::from_word(status.state).unwrap_or(WorkerState::Exited),
+                restarts: status.restarts,
+                allocations: count(status.allocations),
+                frees: count(status.frees),
+                block_p50_us: status.block_p50_us,
+                block_p99_us: status.block_p99_us,
+                block_max_us: status.block_max_us,
+                wake_p50_us: status.wake_p50_us,
+                wake_p99_us: status.wake_p99_us,
+                late_links: count(status.late_links),
+            })
+            .collect();
+        Status {
+            sample_rate_hz: self.engine.sample_rate_hz(),
+            block: BLOCK as u32,
+            modules: count(ledger.modules()),
+            cables: count(ledger.cables()),
+            late_bundles: count(self.stats.late_bundles()),
+            dropped_datagrams: count(self.stats.dropped_datagrams()),
             // The block clock: the generation of the block rendered last (block 1 is the first).
-            int(self.engine.generation()),
-            int(self.stats.refused_senders()),
-            int(allocations),
-            int(frees),
-            int(workers.iter().map(|w| u64::from(w.restarts)).sum::<u64>()),
-            int(STATUS_WORKER_FIELDS),
-        ];
-        for (w, status) in workers.iter().enumerate() {
-            args.extend([
-                int(status.pid),
-                int(status.core),
-                int(ledger.usage(w).modules),
-                OscType::Float(status.load),
-                int(status.late_blocks),
-                int(status.state),
-                int(status.restarts),
-                int(status.allocations),
-                int(status.frees),
-                OscType::Float(status.block_p50_us),
-                OscType::Float(status.block_p99_us),
-                OscType::Float(status.block_max_us),
-                OscType::Float(status.wake_p50_us),
-                OscType::Float(status.wake_p99_us),
-                int(status.late_links),
-            ]);
+            generation: self.engine.generation(),
+            refused_senders: count(self.stats.refused_senders()),
+            audio_allocations: count(allocations),
+            audio_frees: count(frees),
+            restarts: count(engine_workers.iter().map(|w| u64::from(w.restarts)).sum::<u64>()),
+            workers,
         }
-        debug_assert_eq!(args.len(), STATUS_HEADER + STATUS_WORKER_FIELDS * workers.len());
-        OscMessage { addr: "/status".into(), args }
+        .encode()
     }
 
     /// The `/module/stats` reply: `id kind worker share_of_block mean_ns timed_blocks`
@@ -418,7 +406,7 @@ impl Server {
     /// summed). A module not timed yet reads 0 and 0.
     fn module_stats_reply(&self, message: &OscMessage, ledger: &Ledger, id: u16) -> OscMessage {
         let Some(kind) = ledger.topology().kind(id) else {
-            return fail_error(&message.addr, Error::NoSuchModule(id));
+            return Failure::Refused(Error::NoSuchModule(id)).reply(&message.addr);
         };
         let (worker, time) = match ledger.owner(id) {
             Some(worker) => (worker as i32, self.engine.module_time(worker, id).unwrap_or_default()),
@@ -577,30 +565,22 @@ fn is_transient(e: &io::Error) -> bool {
     matches!(e.kind(), WouldBlock | TimedOut | Interrupted | ConnectionReset | ConnectionRefused)
 }
 
+/// A count for [`Status`]; past `u32::MAX`, that (which the wire sends as `i32::MAX`).
+fn count(n: impl TryInto<u32>) -> u32 {
+    n.try_into().unwrap_or(u32::MAX)
+}
+
 fn done(message: &OscMessage) -> OscMessage {
     let mut args = vec![OscType::String(message.addr.clone())];
     args.extend(message.args.iter().cloned());
     OscMessage { addr: "/done".into(), args }
 }
 
-fn fail(address: &str, name: &str, message: &str) -> OscMessage {
-    let args = vec![OscType::String(address.into()), OscType::String(name.into()), OscType::String(message.into())];
-    OscMessage { addr: "/fail".into(), args }
-}
-
-fn fail_error(address: &str, error: Error) -> OscMessage {
-    fail(address, error.name(), &error.to_string())
-}
-
-/// An int32 argument; values beyond its range read as `i32::MAX`.
-fn int(n: impl TryInto<i32>) -> OscType {
-    OscType::Int(n.try_into().unwrap_or(i32::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::WorkerStatus;
+    use crate::protocol::Reply;
     use std::net::SocketAddr;
     use std::thread::JoinHandle;
     use synthpool_core::command::Command;
@@ -718,11 +698,12 @@ mod tests {
 
         /// Sends `/status` and returns its reply: when it arrives, everything sent before
         /// it has been handled (one thread, in order).
-        fn status(&self) -> OscMessage {
+        fn status(&self) -> Status {
             self.send("/status", vec![]);
             let reply = self.reply();
-            assert_eq!(reply.addr, "/status");
-            reply
+            let status = Status::parse(&reply).unwrap_or_else(|e| panic!("{e}: {reply:?}"));
+            assert_eq!(status.encode(), reply, "nothing in the reply that Status does not hold");
+            status
         }
     }
 
@@ -747,12 +728,8 @@ mod tests {
         OscPacket::Bundle(rosc::OscBundle { timetag: IMMEDIATELY, content })
     }
 
-    fn fail_name(reply: &OscMessage) -> (&str, &str) {
-        assert_eq!(reply.addr, "/fail", "{reply:?}");
-        match (&reply.args[0], &reply.args[1]) {
-            (OscType::String(a), OscType::String(n)) => (a, n),
-            _ => panic!("{reply:?}"),
-        }
+    fn fail_name(reply: &OscMessage) -> (&str, FailName) {
+        Reply::parse(reply).ok().and_then(|r| r.failed()).unwrap_or_else(|| panic!("a /fail: {reply:?}"))
     }
 
     #[test]
@@ -774,22 +751,22 @@ mod tests {
         let server = Running::start(1);
         server.send("/module/new", vec![s("theremin"), OscType::Int(1)]);
         let reply = server.reply();
-        assert_eq!(fail_name(&reply), ("/module/new", "UnknownKind"));
+        assert_eq!(fail_name(&reply), ("/module/new", FailName::UnknownKind));
         assert_eq!(reply.args[2], s("no module kind has this name"));
         server.send("/module/bogus", vec![]);
-        assert_eq!(fail_name(&server.reply()), ("/module/bogus", "UnknownAddress"));
+        assert_eq!(fail_name(&server.reply()), ("/module/bogus", FailName::UnknownAddress));
         server.send("/module/new", vec![s("vco"), OscType::Bool(true)]);
-        assert_eq!(fail_name(&server.reply()), ("/module/new", "WrongArgs"));
+        assert_eq!(fail_name(&server.reply()), ("/module/new", FailName::WrongArgs));
         server.send("/module/new", vec![s("vco"), OscType::Long(1 << 40)]);
-        assert_eq!(fail_name(&server.reply()), ("/module/new", "WrongArgs"));
+        assert_eq!(fail_name(&server.reply()), ("/module/new", FailName::WrongArgs));
         server.send("/module/free", vec![OscType::Long(5)]);
         let reply = server.reply();
-        assert_eq!(fail_name(&reply), ("/module/free", "NoSuchModule"));
+        assert_eq!(fail_name(&reply), ("/module/free", FailName::NoSuchModule));
         assert_eq!(reply.args[2], s("no module with id 5"));
         server.send("/module/new", vec![s("vco"), OscType::Double(f64::NAN)]);
-        assert_eq!(fail_name(&server.reply()), ("/module/new", "NotFinite"));
+        assert_eq!(fail_name(&server.reply()), ("/module/new", FailName::NotFinite));
         server.send("/status", vec![OscType::Int(1)]);
-        assert_eq!(fail_name(&server.reply()), ("/status", "WrongArgs"));
+        assert_eq!(fail_name(&server.reply()), ("/status", FailName::WrongArgs));
         assert!(server.engine.sent().is_empty());
         assert_eq!(server.ledger.lock().unwrap().modules(), 0);
     }
@@ -807,14 +784,14 @@ mod tests {
         };
         server.send_packet(voice("notch"));
         let reply = server.reply();
-        assert_eq!(fail_name(&reply), ("/module/set", "BadValue"));
-        assert_eq!(server.status().args[3], OscType::Int(0), "no module was created");
+        assert_eq!(fail_name(&reply), ("/module/set", FailName::BadValue));
+        assert_eq!(server.status().modules, 0, "no module was created");
         assert!(server.engine.sent().is_empty());
 
         server.engine.busy.store(true, Ordering::Relaxed);
         server.send_packet(voice("bandpass"));
         let reply = server.reply();
-        assert_eq!(fail_name(&reply), ("/module/new", "Busy"));
+        assert_eq!(fail_name(&reply), ("/module/new", FailName::Busy));
         assert_eq!(reply.args[2], s("worker ring full"));
         assert_eq!(server.ledger.lock().unwrap().modules(), 0);
 
@@ -826,7 +803,8 @@ mod tests {
         let sent = server.engine.sent();
         assert!(sent.contains(&(0, Command::Patch { src: 1, dst: 2, port: 0 })), "{sent:?}");
         assert_eq!(sent.last(), Some(&(0, Command::Set { id: 2, param: 2, value: 2.0 })));
-        assert_eq!(server.status().args[3..5], [OscType::Int(2), OscType::Int(1)]);
+        let status = server.status();
+        assert_eq!((status.modules, status.cables), (2, 1));
     }
 
     #[test]
@@ -834,11 +812,10 @@ mod tests {
         let server = Running::start(1);
         // An address, then a type tag promising an int that is not there.
         server.client.send_to(b"/module/free\0\0\0\0,i\0\0", server.server).unwrap();
-        assert_eq!(fail_name(&server.reply()), ("/module/free", "WrongArgs"));
+        assert_eq!(fail_name(&server.reply()), ("/module/free", FailName::WrongArgs));
         server.client.send_to(b"\x01\x02garbage", server.server).unwrap();
         server.client.send_to(b"", server.server).unwrap();
-        let status = server.status();
-        assert_eq!(status.args[6], OscType::Int(3), "dropped datagrams");
+        assert_eq!(server.status().dropped_datagrams, 3);
         assert!(server.engine.sent().is_empty());
         // The server still works.
         server.send("/module/new", vec![s("noise"), OscType::Int(3)]);
@@ -874,11 +851,11 @@ mod tests {
         assert_eq!(output.args[2], OscType::Int(-1), "the output is on every worker: {output:?}");
         assert_eq!(output.args[3], OscType::Float(0.02), "its times summed over two workers");
         server.send("/module/stats", vec![OscType::Int(2)]);
-        assert_eq!(fail_name(&server.reply()), ("/module/stats", "NoSuchModule"));
+        assert_eq!(fail_name(&server.reply()), ("/module/stats", FailName::NoSuchModule));
         server.send("/module/stats", vec![OscType::Int(10_000)]);
-        assert_eq!(fail_name(&server.reply()), ("/module/stats", "IdOutOfRange"));
+        assert_eq!(fail_name(&server.reply()), ("/module/stats", FailName::IdOutOfRange));
         server.send("/module/stats", vec![s("1")]);
-        assert_eq!(fail_name(&server.reply()), ("/module/stats", "WrongArgs"));
+        assert_eq!(fail_name(&server.reply()), ("/module/stats", FailName::WrongArgs));
     }
 
     #[test]
@@ -888,7 +865,7 @@ mod tests {
         assert_eq!(server.reply().addr, "/status", "an old client's bare /status");
         server.client.send_to(b"/module/free\0\0\0\0", server.server).unwrap();
         let reply = server.reply();
-        assert_eq!((reply.addr.as_str(), &reply.args[1]), ("/fail", &s("WrongArgs")), "{reply:?}");
+        assert_eq!(fail_name(&reply), ("/module/free", FailName::WrongArgs));
         assert_eq!(server.stats.dropped_datagrams(), 0, "both were answered as messages");
     }
 
@@ -902,18 +879,35 @@ mod tests {
         let late = OscTime { seconds: 2_208_988_800 + 1, fractional: 0 }; // 1970, long past
         server.send_packet(OscPacket::Bundle(rosc::OscBundle { timetag: late, content: vec![] }));
         let status = server.status();
-        let i = OscType::Int;
         let (allocations, frees) = crate::alloc_count::counted_allocations();
-        let mut expected = vec![i(48_000), i(64), i(3), i(1), i(1), i(1), i(0), i(0), i(0)];
-        expected.extend([i(allocations as i32), i(frees as i32), i(0), i(STATUS_WORKER_FIELDS as i32)]);
-        for w in 0..3 {
-            let modules = i32::from(w == 0);
-            expected.extend([i(1000 + w), i(w), i(modules), OscType::Float(0.25 * w as f32), i(7)]);
-            expected.extend([i(1), i(0), i(0), i(0)]);
-            expected.extend([40.0, 80.0, 200.0, 20.0, 70.0].map(OscType::Float));
-            expected.push(i(0));
-        }
-        assert_eq!(status.args, expected);
+        let workers = (0..3)
+            .map(|w| protocol::WorkerStatus {
+                pid: 1000 + w,
+                core: w,
+                modules: u32::from(w == 0),
+                load: 0.25 * w as f32,
+                late_blocks: 7,
+                state: WorkerState::Running,
+                block_p50_us: 40.0,
+                block_p99_us: 80.0,
+                block_max_us: 200.0,
+                wake_p50_us: 20.0,
+                wake_p99_us: 70.0,
+                ..protocol::WorkerStatus::default()
+            })
+            .collect();
+        let expected = Status {
+            sample_rate_hz: 48_000,
+            block: 64,
+            modules: 1,
+            cables: 1,
+            late_bundles: 1,
+            audio_allocations: allocations as u32,
+            audio_frees: frees as u32,
+            workers,
+            ..Status::default()
+        };
+        assert_eq!(status, expected);
         assert_eq!(server.stats.late_bundles(), 1);
     }
 
@@ -955,7 +949,7 @@ mod tests {
         let new = msg("/module/new", vec![s("vco"), OscType::Int(1)]);
         let nest = |depth: usize| (1..depth).fold(bundle(vec![new.clone()]), |inner, _| bundle(vec![inner]));
         server.send_packet(nest(5));
-        assert_eq!(fail_name(&server.reply()), ("#bundle", "WrongArgs"));
+        assert_eq!(fail_name(&server.reply()), ("#bundle", FailName::WrongArgs));
         server.send_packet(nest(4));
         assert_eq!(server.reply().addr, "/done");
         // Thousands deep: refused without recursing through rosc.

@@ -23,6 +23,7 @@ use synthpool_core::script::parse_line;
 
 use crate::engine::{Busy, Engine};
 use crate::ledger::{Ledger, Refused};
+use crate::protocol::Failure;
 
 /// Longest patch name, bytes.
 pub const MAX_NAME_BYTES: usize = 64;
@@ -33,7 +34,8 @@ pub struct Store {
     dir: PathBuf,
 }
 
-/// Why a named patch could not be saved or loaded.
+/// Why a named patch could not be saved or loaded (its `/fail` name:
+/// [`crate::protocol::Failure::Store`]).
 #[derive(Debug)]
 pub enum StoreError {
     /// The name is not 1..=64 of `A-Z a-z 0-9 _ -` (so it cannot leave the patches folder).
@@ -42,17 +44,6 @@ pub enum StoreError {
     NoSuchPatch,
     /// Reading or writing failed.
     Io(io::Error),
-}
-
-impl StoreError {
-    /// The error's name, as `/fail` gives it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            StoreError::BadName => "BadName",
-            StoreError::NoSuchPatch => "NoSuchPatch",
-            StoreError::Io(_) => "Io",
-        }
-    }
 }
 
 impl std::fmt::Display for StoreError {
@@ -246,8 +237,8 @@ pub enum ScriptRefused {
 impl std::fmt::Display for ScriptRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ScriptRefused::Line { line, error } => write!(f, "line {line}: {}: {error}", error.name()),
-            ScriptRefused::Busy => write!(f, "Busy: worker ring full"),
+            ScriptRefused::Line { line, error } => write!(f, "line {line}: {}", Failure::Refused(*error)),
+            ScriptRefused::Busy => write!(f, "{}", Failure::Busy),
         }
     }
 }
@@ -325,16 +316,16 @@ pub fn feed_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str) -> (usi
             Ok((_, Some(request))) => request,
             Ok((_, None)) => continue,
             Err(error) => {
-                problems.push(format!("line {}: {}: {error}", number + 1, error.name()));
+                problems.push(format!("line {}: {}", number + 1, Failure::Refused(error)));
                 continue;
             }
         };
         match submit_waiting(ledger, engine, request) {
             Ok(()) => applied += 1,
             Err(Refused::Invalid { error, .. }) => {
-                problems.push(format!("line {}: {}: {error}", number + 1, error.name()))
+                problems.push(format!("line {}: {}", number + 1, Failure::Refused(error)))
             }
-            Err(Refused::Send(Busy)) => problems.push(format!("line {}: Busy: worker ring full", number + 1)),
+            Err(Refused::Send(Busy)) => problems.push(format!("line {}: {}", number + 1, Failure::Busy)),
         }
     }
     (applied, problems)
