@@ -12,6 +12,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 /// The measures of the sound, shared with the core's, the host's tests and the benchmarks.
 pub use synthpool_core::measure::{diff_peak_db, freq_by_zero_crossings, max_step, peak_db, rms_db, tone_amplitude};
+/// The protocol's replies as the server writes them: `/status` by name, `/fail` names.
+pub use synthpool_host::protocol::{FailName, Reply, Status, WorkerState, WorkerStatus};
 
 /// Sample rate the tests run the server at, Hz.
 pub const FS: u32 = 48_000;
@@ -278,11 +280,10 @@ impl Client {
         }
     }
 
-    /// `/status`, as integers where they are integers (load as its f32 bits are not needed).
-    pub fn status(&self) -> Vec<OscType> {
+    /// `/status`, its figures by name.
+    pub fn status(&self) -> Status {
         let reply = self.ask("/status", vec![]);
-        assert_eq!(reply.addr, "/status");
-        reply.args
+        Status::parse(&reply).unwrap_or_else(|e| panic!("/status: {e}: {reply:?}"))
     }
 }
 
@@ -371,15 +372,10 @@ pub fn int_at(args: &[OscType], index: usize) -> i64 {
     }
 }
 
-/// `/status` figures before the per-worker part (see PROTOCOL.md).
-pub const STATUS_HEADER: usize = 13;
-
-/// Figure `field` of worker `worker` in a `/status` reply (0 pid, 1 core, 2 modules,
-/// 4 late blocks, 5 state, 6 restarts, 7 allocations, 8 frees; 3, the load, and 9..=13, the
-/// block and wake times in us, are floats).
-pub fn worker_field(status: &[OscType], worker: usize, field: usize) -> i64 {
-    let stride = int_at(status, STATUS_HEADER - 1) as usize;
-    int_at(status, STATUS_HEADER + stride * worker + field)
+/// The name a `/fail` reply gives; None for any other reply (a `/done`, a `/status`), and
+/// for a `/fail` that does not read as the protocol's.
+pub fn fail_name(reply: &OscMessage) -> Option<FailName> {
+    Reply::parse(reply).ok()?.failed().map(|(_, name)| name)
 }
 
 /// Waits until `done` or `timeout`, checking every millisecond.

@@ -6,13 +6,7 @@ use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 use std::time::Duration;
 use synthpool_tests::*;
 
-/// `/status` argument indices (PROTOCOL.md).
-const STATUS_MODULES: usize = 3;
-const STATUS_DROPPED: usize = 6;
-const STATUS_GENERATION: usize = 7;
-
-/// `MAX_BUNDLE_DEPTH` in host/src/osc.rs.
-const MAX_BUNDLE_DEPTH: usize = 4;
+use synthpool_host::osc::MAX_BUNDLE_DEPTH;
 
 const IMMEDIATELY: OscTime = OscTime { seconds: 0, fractional: 1 };
 
@@ -64,7 +58,7 @@ fn raw_bundle(elements: &[(Option<u32>, Vec<u8>)]) -> Vec<u8> {
 #[derive(Debug)]
 enum Expect {
     /// One `/fail <address> <name> <message>`.
-    Fail(&'static str, &'static str),
+    Fail(&'static str, FailName),
     /// No reply.
     Unanswered,
 }
@@ -77,12 +71,12 @@ struct Case {
     dropped: bool,
 }
 
-fn fail(what: &str, bytes: Vec<u8>, address: &'static str, name: &'static str) -> Case {
+fn fail(what: &str, bytes: Vec<u8>, address: &'static str, name: FailName) -> Case {
     Case { what: what.into(), bytes, expect: Expect::Fail(address, name), dropped: false }
 }
 
 fn malformed(what: &str, bytes: Vec<u8>, address: &'static str) -> Case {
-    Case { what: what.into(), bytes, expect: Expect::Fail(address, "WrongArgs"), dropped: true }
+    Case { what: what.into(), bytes, expect: Expect::Fail(address, FailName::WrongArgs), dropped: true }
 }
 
 fn unanswered(what: &str, bytes: Vec<u8>) -> Case {
@@ -104,7 +98,7 @@ fn malformed_cases() -> Vec<Case> {
         unanswered("truncated inside the address", b"/module/fr".to_vec()),
         // An address alone is a message without arguments (OSC 1.0 asks servers to accept
         // older clients' messages without a type tag string): here one missing its id.
-        fail("no type tag string", osc_string(b"/module/free"), "/module/free", "WrongArgs"),
+        fail("no type tag string", osc_string(b"/module/free"), "/module/free", FailName::WrongArgs),
         malformed(
             "bad padding after the address",
             [b"/module/free\0X\0\0".as_slice(), b",i\0\0", &int(1)].concat(),
@@ -139,7 +133,7 @@ fn malformed_cases() -> Vec<Case> {
         ),
         unanswered("a non-UTF-8 address", raw(b"/module/fr\xffe", b",i", &int(1))),
         unanswered("an address without its slash", raw(b"module/free", b",i", &int(1))),
-        fail("an address with a space", raw(b"/module free", b",i", &int(1)), "/module free", "UnknownAddress"),
+        fail("an address with a space", raw(b"/module free", b",i", &int(1)), "/module free", FailName::UnknownAddress),
         unanswered("an empty datagram", Vec::new()),
         unanswered("random bytes", b"\x01\x02\x03garbage\xfe\xff".to_vec()),
         unanswered(
@@ -166,8 +160,13 @@ fn malformed_cases() -> Vec<Case> {
     ];
     let nest =
         |depth: usize| (1..depth).fold(bundle(vec![m("/module/free", vec![i(1)])]), |inner, _| bundle(vec![inner]));
-    cases.push(fail("bundles nested one past the limit", encode(&nest(MAX_BUNDLE_DEPTH + 1)), "#bundle", "WrongArgs"));
-    cases.push(fail("bundles nested 3000 deep", encode(&nest(3000)), "#bundle", "WrongArgs"));
+    cases.push(fail(
+        "bundles nested one past the limit",
+        encode(&nest(MAX_BUNDLE_DEPTH + 1)),
+        "#bundle",
+        FailName::WrongArgs,
+    ));
+    cases.push(fail("bundles nested 3000 deep", encode(&nest(3000)), "#bundle", FailName::WrongArgs));
     cases
 }
 
@@ -177,88 +176,88 @@ fn refused_cases() -> Vec<Case> {
     let nan_inf_f32 = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
     let nan_inf_f64 = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
     let patch = |src: i32, out: &str, dst: i32, port: &str| vec![i(src), s(out), i(dst), s(port)];
-    let mut cases: Vec<(&'static str, Vec<OscType>, &'static str)> = vec![
-        ("/module/new", vec![], "WrongArgs"),
-        ("/module/new", vec![s("vco")], "WrongArgs"),
-        ("/module/new", vec![i(5), s("vco")], "WrongArgs"),
-        ("/module/new", vec![s("vco"), i(5), i(6)], "WrongArgs"),
-        ("/module/new", vec![s("vco"), s("5")], "WrongArgs"),
-        ("/module/free", vec![s("one")], "WrongArgs"),
-        ("/module/free", vec![f(1.5)], "WrongArgs"),
-        ("/module/free", vec![OscType::Bool(true)], "WrongArgs"),
-        ("/module/free", vec![OscType::Nil], "WrongArgs"),
-        ("/module/free", vec![OscType::Blob(vec![1])], "WrongArgs"),
-        ("/module/free", vec![OscType::Long(1 << 40)], "WrongArgs"),
-        ("/module/free", vec![f(2_147_483_648.0)], "WrongArgs"),
-        ("/module/free", vec![i(1), i(2)], "WrongArgs"),
-        ("/module/set", vec![i(1), s("freq")], "WrongArgs"),
-        ("/module/set", vec![i(1), i(0), f(220.0)], "WrongArgs"),
-        ("/module/set", vec![i(1), s("freq"), OscType::Nil], "WrongArgs"),
-        ("/module/set", vec![i(1), s("freq"), OscType::Double(1e300)], "WrongArgs"),
-        ("/patch", vec![i(1), s("out"), i(0)], "WrongArgs"),
-        ("/patch", vec![i(1), i(0), i(0), s("in")], "WrongArgs"),
-        ("/unpatch", vec![], "WrongArgs"),
-        ("/patch/clear", vec![i(1)], "WrongArgs"),
-        ("/status", vec![i(1)], "WrongArgs"),
-        ("/patch/dump", vec![s("all")], "WrongArgs"),
-        ("/module/bogus", vec![], "UnknownAddress"),
-        ("/Module/new", vec![s("vco"), i(5)], "UnknownAddress"),
-        ("/module/new/", vec![s("vco"), i(5)], "UnknownAddress"),
-        ("/", vec![], "UnknownAddress"),
-        ("/module/new", vec![s("theremin"), i(5)], "UnknownKind"),
-        ("/module/new", vec![s("VCO"), i(5)], "UnknownKind"),
-        ("/module/new", vec![s(""), i(5)], "UnknownKind"),
-        ("/module/set", vec![i(1), s("cutoff"), f(100.0)], "UnknownParam"),
-        ("/module/set", vec![i(0), s("freq"), f(100.0)], "UnknownParam"),
-        ("/module/set", vec![i(2), s(""), f(1.0)], "UnknownParam"),
-        ("/patch", patch(1, "out", 2, "nope"), "UnknownPort"),
-        ("/patch", patch(1, "left", 0, "in"), "UnknownPort"),
-        ("/patch", patch(2, "out", 0, "cv"), "UnknownPort"),
-        ("/unpatch", patch(1, "out", 2, "nope"), "UnknownPort"),
-        ("/module/set", vec![i(1), s("wave"), s("wobble")], "BadValue"),
-        ("/module/set", vec![i(1), s("wave"), f(1.5)], "BadValue"),
-        ("/module/set", vec![i(1), s("wave"), i(4)], "BadValue"),
-        ("/module/set", vec![i(2), s("mode"), i(-1)], "BadValue"),
-        ("/module/set", vec![i(1), s("freq"), s("high")], "BadValue"),
-        ("/module/new", vec![s("vco"), i(max + 1)], "IdOutOfRange"),
-        ("/module/new", vec![s("vco"), i(-1)], "IdOutOfRange"),
-        ("/module/new", vec![s("vco"), i(i32::MAX)], "IdOutOfRange"),
-        ("/module/new", vec![s("vco"), f(1e9)], "IdOutOfRange"),
-        ("/module/new", vec![s("vco"), OscType::Long(i64::from(max) + 1)], "IdOutOfRange"),
-        ("/module/free", vec![i(i32::MIN)], "IdOutOfRange"),
-        ("/module/set", vec![i(max + 1), s("freq"), f(1.0)], "IdOutOfRange"),
-        ("/patch", patch(max + 1, "out", 0, "in"), "IdOutOfRange"),
-        ("/patch", patch(1, "out", -5, "in"), "IdOutOfRange"),
-        ("/module/new", vec![s("vco"), i(1)], "IdInUse"),
-        ("/module/new", vec![s("noise"), f(2.0)], "IdInUse"),
-        ("/module/free", vec![i(77)], "NoSuchModule"),
-        ("/module/free", vec![i(max)], "NoSuchModule"),
-        ("/module/set", vec![i(77), s("freq"), f(1.0)], "NoSuchModule"),
-        ("/patch", patch(77, "out", 0, "in"), "NoSuchModule"),
-        ("/patch", patch(1, "out", 2, "in"), "AlreadyPatched"),
-        ("/unpatch", patch(2, "out", 1, "fm"), "NoSuchCable"),
-        ("/unpatch", patch(1, "out", 0, "in"), "NoSuchCable"),
-        ("/unpatch", patch(1, "out", 2, "cutoff"), "NoSuchCable"),
-        ("/patch", patch(2, "out", 1, "fm"), "WouldCycle"),
-        ("/patch", patch(1, "out", 1, "pitch"), "WouldCycle"),
-        ("/patch", patch(0, "out", 1, "fm"), "WouldCycle"),
-        ("/module/free", vec![i(0)], "OutputModule"),
-        ("/module/free", vec![f(0.0)], "OutputModule"),
-        ("/module/new", vec![s("output"), i(5)], "OutputModule"),
-        ("/module/new", vec![s("output"), i(0)], "OutputModule"),
-        ("/module/new", vec![s("vco"), i(0)], "OutputModule"),
+    let mut cases: Vec<(&'static str, Vec<OscType>, FailName)> = vec![
+        ("/module/new", vec![], FailName::WrongArgs),
+        ("/module/new", vec![s("vco")], FailName::WrongArgs),
+        ("/module/new", vec![i(5), s("vco")], FailName::WrongArgs),
+        ("/module/new", vec![s("vco"), i(5), i(6)], FailName::WrongArgs),
+        ("/module/new", vec![s("vco"), s("5")], FailName::WrongArgs),
+        ("/module/free", vec![s("one")], FailName::WrongArgs),
+        ("/module/free", vec![f(1.5)], FailName::WrongArgs),
+        ("/module/free", vec![OscType::Bool(true)], FailName::WrongArgs),
+        ("/module/free", vec![OscType::Nil], FailName::WrongArgs),
+        ("/module/free", vec![OscType::Blob(vec![1])], FailName::WrongArgs),
+        ("/module/free", vec![OscType::Long(1 << 40)], FailName::WrongArgs),
+        ("/module/free", vec![f(2_147_483_648.0)], FailName::WrongArgs),
+        ("/module/free", vec![i(1), i(2)], FailName::WrongArgs),
+        ("/module/set", vec![i(1), s("freq")], FailName::WrongArgs),
+        ("/module/set", vec![i(1), i(0), f(220.0)], FailName::WrongArgs),
+        ("/module/set", vec![i(1), s("freq"), OscType::Nil], FailName::WrongArgs),
+        ("/module/set", vec![i(1), s("freq"), OscType::Double(1e300)], FailName::WrongArgs),
+        ("/patch", vec![i(1), s("out"), i(0)], FailName::WrongArgs),
+        ("/patch", vec![i(1), i(0), i(0), s("in")], FailName::WrongArgs),
+        ("/unpatch", vec![], FailName::WrongArgs),
+        ("/patch/clear", vec![i(1)], FailName::WrongArgs),
+        ("/status", vec![i(1)], FailName::WrongArgs),
+        ("/patch/dump", vec![s("all")], FailName::WrongArgs),
+        ("/module/bogus", vec![], FailName::UnknownAddress),
+        ("/Module/new", vec![s("vco"), i(5)], FailName::UnknownAddress),
+        ("/module/new/", vec![s("vco"), i(5)], FailName::UnknownAddress),
+        ("/", vec![], FailName::UnknownAddress),
+        ("/module/new", vec![s("theremin"), i(5)], FailName::UnknownKind),
+        ("/module/new", vec![s("VCO"), i(5)], FailName::UnknownKind),
+        ("/module/new", vec![s(""), i(5)], FailName::UnknownKind),
+        ("/module/set", vec![i(1), s("cutoff"), f(100.0)], FailName::UnknownParam),
+        ("/module/set", vec![i(0), s("freq"), f(100.0)], FailName::UnknownParam),
+        ("/module/set", vec![i(2), s(""), f(1.0)], FailName::UnknownParam),
+        ("/patch", patch(1, "out", 2, "nope"), FailName::UnknownPort),
+        ("/patch", patch(1, "left", 0, "in"), FailName::UnknownPort),
+        ("/patch", patch(2, "out", 0, "cv"), FailName::UnknownPort),
+        ("/unpatch", patch(1, "out", 2, "nope"), FailName::UnknownPort),
+        ("/module/set", vec![i(1), s("wave"), s("wobble")], FailName::BadValue),
+        ("/module/set", vec![i(1), s("wave"), f(1.5)], FailName::BadValue),
+        ("/module/set", vec![i(1), s("wave"), i(4)], FailName::BadValue),
+        ("/module/set", vec![i(2), s("mode"), i(-1)], FailName::BadValue),
+        ("/module/set", vec![i(1), s("freq"), s("high")], FailName::BadValue),
+        ("/module/new", vec![s("vco"), i(max + 1)], FailName::IdOutOfRange),
+        ("/module/new", vec![s("vco"), i(-1)], FailName::IdOutOfRange),
+        ("/module/new", vec![s("vco"), i(i32::MAX)], FailName::IdOutOfRange),
+        ("/module/new", vec![s("vco"), f(1e9)], FailName::IdOutOfRange),
+        ("/module/new", vec![s("vco"), OscType::Long(i64::from(max) + 1)], FailName::IdOutOfRange),
+        ("/module/free", vec![i(i32::MIN)], FailName::IdOutOfRange),
+        ("/module/set", vec![i(max + 1), s("freq"), f(1.0)], FailName::IdOutOfRange),
+        ("/patch", patch(max + 1, "out", 0, "in"), FailName::IdOutOfRange),
+        ("/patch", patch(1, "out", -5, "in"), FailName::IdOutOfRange),
+        ("/module/new", vec![s("vco"), i(1)], FailName::IdInUse),
+        ("/module/new", vec![s("noise"), f(2.0)], FailName::IdInUse),
+        ("/module/free", vec![i(77)], FailName::NoSuchModule),
+        ("/module/free", vec![i(max)], FailName::NoSuchModule),
+        ("/module/set", vec![i(77), s("freq"), f(1.0)], FailName::NoSuchModule),
+        ("/patch", patch(77, "out", 0, "in"), FailName::NoSuchModule),
+        ("/patch", patch(1, "out", 2, "in"), FailName::AlreadyPatched),
+        ("/unpatch", patch(2, "out", 1, "fm"), FailName::NoSuchCable),
+        ("/unpatch", patch(1, "out", 0, "in"), FailName::NoSuchCable),
+        ("/unpatch", patch(1, "out", 2, "cutoff"), FailName::NoSuchCable),
+        ("/patch", patch(2, "out", 1, "fm"), FailName::WouldCycle),
+        ("/patch", patch(1, "out", 1, "pitch"), FailName::WouldCycle),
+        ("/patch", patch(0, "out", 1, "fm"), FailName::WouldCycle),
+        ("/module/free", vec![i(0)], FailName::OutputModule),
+        ("/module/free", vec![f(0.0)], FailName::OutputModule),
+        ("/module/new", vec![s("output"), i(5)], FailName::OutputModule),
+        ("/module/new", vec![s("output"), i(0)], FailName::OutputModule),
+        ("/module/new", vec![s("vco"), i(0)], FailName::OutputModule),
     ];
     for x in nan_inf_f32 {
-        cases.push(("/module/set", vec![i(1), s("freq"), f(x)], "NotFinite"));
-        cases.push(("/module/set", vec![i(0), s("level"), f(x)], "NotFinite"));
-        cases.push(("/module/free", vec![f(x)], "NotFinite"));
+        cases.push(("/module/set", vec![i(1), s("freq"), f(x)], FailName::NotFinite));
+        cases.push(("/module/set", vec![i(0), s("level"), f(x)], FailName::NotFinite));
+        cases.push(("/module/free", vec![f(x)], FailName::NotFinite));
     }
     for x in nan_inf_f64 {
-        cases.push(("/module/set", vec![i(2), s("cutoff"), OscType::Double(x)], "NotFinite"));
-        cases.push(("/module/new", vec![s("vco"), OscType::Double(x)], "NotFinite"));
+        cases.push(("/module/set", vec![i(2), s("cutoff"), OscType::Double(x)], FailName::NotFinite));
+        cases.push(("/module/new", vec![s("vco"), OscType::Double(x)], FailName::NotFinite));
     }
-    cases.push(("/module/set", vec![i(1), s("freq"), s("nan")], "NotFinite"));
-    cases.push(("/module/set", vec![i(1), s("freq"), s("-inf")], "NotFinite"));
+    cases.push(("/module/set", vec![i(1), s("freq"), s("nan")], FailName::NotFinite));
+    cases.push(("/module/set", vec![i(1), s("freq"), s("-inf")], FailName::NotFinite));
     let mut out: Vec<Case> = cases
         .into_iter()
         .map(|(addr, args, name)| fail(&format!("{addr} {args:?}"), bytes_of(addr, args.clone()), addr, name))
@@ -278,14 +277,19 @@ fn refused_cases() -> Vec<Case> {
             "bundle: a bad value last",
             voice(m("/module/set", vec![i(5), s("wave"), s("wobble")])),
             "/module/set",
-            "BadValue",
+            FailName::BadValue,
         ),
-        ("bundle: an id twice", voice(m("/module/new", vec![s("vco"), i(5)])), "/module/new", "IdInUse"),
-        ("bundle: a cycle", voice(m("/patch", vec![i(0), s("out"), i(5), s("fm")])), "/patch", "WouldCycle"),
-        ("bundle: NaN", voice(m("/module/set", vec![i(5), s("freq"), f(f32::NAN)])), "/module/set", "NotFinite"),
-        ("bundle: freeing the output", voice(m("/module/free", vec![i(0)])), "/module/free", "OutputModule"),
-        ("bundle: wrong args", voice(m("/module/free", vec![])), "/module/free", "WrongArgs"),
-        ("bundle: an unknown address", voice(m("/module/nope", vec![])), "/module/nope", "UnknownAddress"),
+        ("bundle: an id twice", voice(m("/module/new", vec![s("vco"), i(5)])), "/module/new", FailName::IdInUse),
+        ("bundle: a cycle", voice(m("/patch", vec![i(0), s("out"), i(5), s("fm")])), "/patch", FailName::WouldCycle),
+        (
+            "bundle: NaN",
+            voice(m("/module/set", vec![i(5), s("freq"), f(f32::NAN)])),
+            "/module/set",
+            FailName::NotFinite,
+        ),
+        ("bundle: freeing the output", voice(m("/module/free", vec![i(0)])), "/module/free", FailName::OutputModule),
+        ("bundle: wrong args", voice(m("/module/free", vec![])), "/module/free", FailName::WrongArgs),
+        ("bundle: an unknown address", voice(m("/module/nope", vec![])), "/module/nope", FailName::UnknownAddress),
         (
             "bundle: the bad one nested, status asked",
             bundle(vec![
@@ -294,13 +298,13 @@ fn refused_cases() -> Vec<Case> {
                 bundle(vec![m("/module/free", vec![i(1)]), bundle(vec![m("/module/free", vec![i(66)])])]),
             ]),
             "/module/free",
-            "NoSuchModule",
+            FailName::NoSuchModule,
         ),
         (
             "bundle: the bad one first",
             bundle(vec![m("/module/free", vec![i(0)]), m("/module/free", vec![i(1)])]),
             "/module/free",
-            "OutputModule",
+            FailName::OutputModule,
         ),
     ];
     for (what, packet, address, name) in bundles {
@@ -312,31 +316,39 @@ fn refused_cases() -> Vec<Case> {
         timetag: soon,
         content: vec![m("/module/free", vec![i(1)]), m("/module/set", vec![i(2), s("q"), f(f32::INFINITY)])],
     });
-    out.push(fail("a timetagged bundle with a bad message", encode(&timed), "/module/set", "NotFinite"));
+    out.push(fail("a timetagged bundle with a bad message", encode(&timed), "/module/set", FailName::NotFinite));
     // A timetag before 1970 (0 seconds, not "immediately") with a bad message.
     let ancient = OscPacket::Bundle(OscBundle {
         timetag: OscTime { seconds: 0, fractional: 0 },
         content: vec![m("/module/free", vec![i(1)]), m("/module/free", vec![i(0)])],
     });
-    out.push(fail("a bundle timetagged 1900 with a bad message", encode(&ancient), "/module/free", "OutputModule"));
+    out.push(fail(
+        "a bundle timetagged 1900 with a bad message",
+        encode(&ancient),
+        "/module/free",
+        FailName::OutputModule,
+    ));
     out
 }
 
 /// Sends `case`, checks its one reply (or none), the dump, and the dropped count.
 fn check(client: &Client, dump_before: &[String], case: &Case) {
-    let dropped = int_at(&client.status(), STATUS_DROPPED);
+    let dropped = client.status().dropped_datagrams;
     client.send_bytes(&case.bytes);
     if let Expect::Fail(address, name) = case.expect {
         let reply = client.reply();
-        assert_eq!(reply.addr, "/fail", "{}: {reply:?}", case.what);
-        assert_eq!(reply.args.len(), 3, "{}: {reply:?}", case.what);
-        assert_eq!((&reply.args[0], &reply.args[1]), (&s(address), &s(name)), "{}: {reply:?}", case.what);
-        assert!(matches!(&reply.args[2], OscType::String(t) if !t.is_empty()), "{}: {reply:?}", case.what);
+        // A /fail is three strings, the second a name of the protocol's.
+        let parsed = Reply::parse(&reply);
+        let Ok(Reply::Fail { address: got, name: named, message }) = parsed else {
+            panic!("{}: {reply:?}: {parsed:?}", case.what)
+        };
+        assert_eq!((got, named), (address, name), "{}: {reply:?}", case.what);
+        assert!(!message.is_empty(), "{}: {reply:?}", case.what);
     }
     // The dump's reply comes next: no second reply was sent for the case.
     assert_eq!(client.dump(), dump_before, "{}: the patch changed", case.what);
-    let counted = int_at(&client.status(), STATUS_DROPPED) - dropped;
-    assert_eq!(counted, i64::from(case.dropped), "{}: dropped datagrams counted", case.what);
+    let counted = client.status().dropped_datagrams - dropped;
+    assert_eq!(counted, u32::from(case.dropped), "{}: dropped datagrams counted", case.what);
 }
 
 #[test]
@@ -358,10 +370,10 @@ fn every_bad_input_gets_one_fail_or_is_counted_and_the_patch_plays_on() {
         let reply = client.ask(addr, args.clone());
         assert_eq!(reply.addr, "/done", "{addr} {args:?}: {reply:?}");
     }
-    let built_at = int_at(&client.status(), STATUS_GENERATION);
+    let built_at = client.status().generation;
     let dump = client.dump();
     assert_eq!(dump.len(), 7, "{dump:?}");
-    let dropped_before = int_at(&client.status(), STATUS_DROPPED);
+    let dropped_before = client.status().dropped_datagrams;
 
     let cases: Vec<Case> = malformed_cases().into_iter().chain(refused_cases()).collect();
     for case in &cases {
@@ -369,8 +381,8 @@ fn every_bad_input_gets_one_fail_or_is_counted_and_the_patch_plays_on() {
     }
     let unanswerable = cases.iter().filter(|c| matches!(c.expect, Expect::Unanswered)).count();
     let dropped = cases.iter().filter(|c| c.dropped).count();
-    let dropped_after = int_at(&client.status(), STATUS_DROPPED);
-    assert_eq!(dropped_after - dropped_before, dropped as i64, "every malformed datagram counted once");
+    let dropped_after = client.status().dropped_datagrams;
+    assert_eq!((dropped_after - dropped_before) as usize, dropped, "every malformed datagram counted once");
 
     // A real third-party client: liblo's oscsend. Its replies go to its own socket, gone
     // when it exits; what shows here is that the patch did not change and nothing was
@@ -391,8 +403,8 @@ fn every_bad_input_gets_one_fail_or_is_counted_and_the_patch_plays_on() {
     }
     // The server answers in order: once the status is back, oscsend's datagrams were handled.
     let status = client.status();
-    assert_eq!(int_at(&status, STATUS_DROPPED), dropped_after, "oscsend's datagrams are well formed");
-    assert_eq!(int_at(&status, STATUS_MODULES), 2);
+    assert_eq!(status.dropped_datagrams, dropped_after, "oscsend's datagrams are well formed");
+    assert_eq!(status.modules, 2);
     assert_eq!(client.dump(), dump);
     eprintln!(
         "bad inputs: {} sent ({} malformed, {unanswerable} of them unanswerable), {} by oscsend",
@@ -448,26 +460,26 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
     check(
         &client,
         &pools,
-        &fail("a 17th reverb", bytes_of("/module/new", vec![s("reverb"), i(1016)]), "/module/new", "RackFull"),
+        &fail("a 17th reverb", bytes_of("/module/new", vec![s("reverb"), i(1016)]), "/module/new", FailName::RackFull),
     );
     check(
         &client,
         &pools,
-        &fail("a 33rd delay", bytes_of("/module/new", vec![s("delay"), i(2032)]), "/module/new", "RackFull"),
+        &fail("a 33rd delay", bytes_of("/module/new", vec![s("delay"), i(2032)]), "/module/new", FailName::RackFull),
     );
     // 4096 slots for the user, one the output's: 48 taken above, 4047 vcas fill it.
     let vcas: Vec<i32> = (3000..3000 + 4047).collect();
     for &id in &vcas {
         done("/module/new", vec![s("vca"), i(id)]);
     }
-    assert_eq!(int_at(&client.status(), STATUS_MODULES), 4095);
+    assert_eq!(client.status().modules, 4095);
     let full = client.dump();
     for kind in ["vca", "noise", "delay"] {
         let case = fail(
             &format!("a {kind} in a full rack"),
             bytes_of("/module/new", vec![s(kind), i(9000)]),
             "/module/new",
-            "RackFull",
+            FailName::RackFull,
         );
         check(&client, &full, &case);
     }
@@ -476,7 +488,11 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
         m("/module/new", vec![s("vca"), i(3000)]),
         m("/module/new", vec![s("vca"), i(9000)]),
     ]));
-    check(&client, &full, &fail("a bundle that frees one and creates two", in_a_bundle, "/module/new", "RackFull"));
+    check(
+        &client,
+        &full,
+        &fail("a bundle that frees one and creates two", in_a_bundle, "/module/new", FailName::RackFull),
+    );
     // 8192 cables: each vca into the output (4047), a chain of vcas (4046), 99 more into cv.
     let mut cables = 0;
     for &id in &vcas {
@@ -498,7 +514,7 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
             "a cable in a full rack",
             bytes_of("/patch", vec![i(3100), s("out"), i(3102), s("cv")]),
             "/patch",
-            "RackFull",
+            FailName::RackFull,
         ),
     );
     // Freed again, module by module: the patch is what it was.
@@ -507,7 +523,7 @@ fn a_full_rack_is_refused_and_freeing_it_restores_the_patch() {
     }
     assert_eq!(client.dump(), empty);
     let status = client.status();
-    assert_eq!((int_at(&status, STATUS_MODULES), int_at(&status, 4)), (0, 0), "no modules, no cables");
+    assert_eq!((status.modules, status.cables), (0, 0), "no modules, no cables");
     // And there is room again.
     done("/module/new", vec![s("vca"), i(1)]);
 }

@@ -76,10 +76,10 @@ fn a_shared_bus_played_live_uses_both_workers() {
         bundle(&client, &lines);
     }
     let status = client.status();
-    let modules: Vec<i64> = (0..2).map(|w| worker_field(&status, w, 2)).collect();
+    let modules: Vec<u32> = status.workers.iter().map(|w| w.modules).collect();
     // 8 voices of 4 modules and the bus's 2, spread by load: each worker holds voices.
     assert!(modules.iter().all(|&m| m >= 8), "modules per worker: {modules:?}");
-    assert_eq!(modules.iter().sum::<i64>(), 34, "modules per worker: {modules:?}");
+    assert_eq!(modules.iter().sum::<u32>(), 34, "modules per worker: {modules:?}");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let (x, _) = stop_and_read(server, &wav);
     let clean = longest_clean(&x, x.len() / 2, x.len());
@@ -108,10 +108,10 @@ fn a_stopped_sender_is_counted_late_and_nobody_waits_past_the_deadline() {
     assert!((0..8).any(|v| worker_of(&client, 3 + 4 * v) == sender), "voices on both workers");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let before = client.status();
-    let late_links = |status: &[rosc::OscType], w: usize| worker_field(status, w, 14);
+    let late_links = |status: &Status, w: usize| i64::from(status.workers[w].late_links);
     // The sender stops for 100 ms (SIGSTOP): the bus's worker waits for its block each
     // block until the deadline, then takes silence for it and counts it late.
-    let pid = worker_field(&before, sender, 0).to_string();
+    let pid = before.workers[sender].pid.to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
@@ -124,7 +124,7 @@ fn a_stopped_sender_is_counted_late_and_nobody_waits_past_the_deadline() {
     let (x, _) = stop_and_read(server, &wav);
     // The bus's worker kept its deadline: its blocks are all there but the ones the host
     // counted late (a loaded machine), and the sound is back at the end.
-    let bus_late = worker_field(&after, bus, 4) as usize;
+    let bus_late = after.workers[bus].late_blocks as usize;
     let silent = silent_blocks(&x).iter().filter(|&&s| s).count();
     let clean = longest_clean(&x, x.len() - FS as usize / 5, x.len());
     assert!(clean.len() >= FS as usize / 10, "it plays at the end ({silent} silent blocks, {bus_late} late)");
@@ -159,12 +159,12 @@ fn a_killed_sender_comes_back_and_the_bus_plays_on_without_a_click() {
     let sender = worker_of(&client, 2);
     assert_ne!(sender, bus, "tone B on the other worker");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let pid = worker_field(&client.status(), sender, 0);
+    let pid = client.status().workers[sender].pid;
     assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     let back = wait_for(std::time::Duration::from_secs(5), || {
         let status = client.status();
-        let now = worker_field(&status, sender, 0);
-        now != 0 && now != pid && worker_field(&status, sender, 5) == 1
+        let worker = &status.workers[sender];
+        worker.pid != 0 && worker.pid != pid && worker.state == WorkerState::Running
     });
     assert!(back, "the sender was replaced");
     std::thread::sleep(std::time::Duration::from_millis(400));
@@ -174,13 +174,13 @@ fn a_killed_sender_comes_back_and_the_bus_plays_on_without_a_click() {
     let start = (0..a.len()).find(|&k| a[k] > 0.3 && b[k] > 0.15).expect("both tones heard") + 4;
     // A never drops but for blocks the bus's worker itself was late for.
     let a_gaps = a[start..].iter().filter(|&&v| v < 0.3).count() as i64;
-    let bus_late = worker_field(&status, bus, 4);
+    let bus_late = i64::from(status.workers[bus].late_blocks);
     assert!(a_gaps <= bus_late, "tone A missing for {a_gaps} blocks, its worker late for {bus_late}");
     // B comes back (a replacement quick enough may leave no gap at all).
     let b_gap = runs(&b[start..].iter().map(|&v| v < 0.1).collect::<Vec<_>>());
     // Back for the 0.2 s before the last /status (after it the server is stopped, and its
     // workers exit one by one while the recording ends).
-    let counted = (int_at(&status, 7).max(1) as usize - 1).min(b.len());
+    let counted = (status.generation.max(1) as usize - 1).min(b.len());
     let from = counted - (0.2 * FS as f64 / BLOCK as f64) as usize;
     // (On a loaded machine the sender is late now and then: its share misses that block,
     // ramped out and faded back in, and is counted in its late_links.)

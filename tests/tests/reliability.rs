@@ -29,8 +29,8 @@ fn running_pid(client: &Client, w: usize, not: i64) -> i64 {
     let mut pid = 0;
     let up = wait_for(Duration::from_secs(5), || {
         let status = client.status();
-        pid = worker_field(&status, w, 0);
-        pid != 0 && pid != not && worker_field(&status, w, 5) == 1
+        pid = i64::from(status.workers[w].pid);
+        pid != 0 && pid != not && status.workers[w].state == WorkerState::Running
     });
     assert!(up, "worker {w} running");
     pid
@@ -61,9 +61,9 @@ fn two_tone_server(name: &str) -> (Server, PathBuf, Client, Vec<String>, usize) 
 
 /// Recorded blocks that a `/status` reply's late counts cover: the blocks rendered by then
 /// (the recording's block k is generation k + 1).
-fn counted_blocks(status: &[rosc::OscType]) -> usize {
+fn counted_blocks(status: &Status) -> usize {
     // Generation 0: no block rendered yet (a loaded machine may start its audio late).
-    (int_at(status, 7) - 1).max(0) as usize
+    status.generation.saturating_sub(1) as usize
 }
 
 /// The first block from which both tones play (after their creation's fade).
@@ -85,16 +85,16 @@ fn a_worker_killed_ten_times_comes_back_each_time_and_the_other_never_drops() {
     }
     running_pid(&client, 0, pid);
     let status = client.status();
-    assert_eq!(worker_field(&status, 0, 6), 10, "worker 0 restarted ten times");
-    assert_eq!(int_at(&status, 11), 10, "restarts in all");
+    assert_eq!(status.workers[0].restarts, 10, "worker 0 restarted ten times");
+    assert_eq!(status.restarts, 10, "restarts in all");
     assert_eq!(client.dump(), before, "the patch is unchanged");
-    let b_late = worker_field(&status, 1, 4);
+    let b_late = i64::from(status.workers[1].late_blocks);
     // Late blocks are counted up to this status; the recording goes on a little longer.
     let counted_to = counted_blocks(&status);
-    for w in 0..2 {
-        assert_eq!((worker_field(&status, w, 7), worker_field(&status, w, 8)), (0, 0), "worker {w} allocated");
+    for (w, worker) in status.workers.iter().enumerate() {
+        assert_eq!((worker.allocations, worker.frees), (0, 0), "worker {w} allocated");
     }
-    assert_eq!((int_at(&status, 9), int_at(&status, 10)), (0, 0), "the audio thread allocated");
+    assert_eq!((status.audio_allocations, status.audio_frees), (0, 0), "the audio thread allocated");
     let x = stop_and_read(server, &wav).0;
     let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
     let start = (settled..a.len()).find(|&k| a[k] > 0.3 && b[k] > 0.15).expect("both tones play once placed");
@@ -135,15 +135,16 @@ fn a_worker_that_keeps_crashing_is_retired_and_its_modules_move() {
         pid = running_pid(&client, 0, pid);
         kill9(pid);
     }
-    let retired = wait_for(Duration::from_secs(2), || worker_field(&client.status(), 0, 5) == 4);
+    let retired = wait_for(Duration::from_secs(2), || client.status().workers[0].state == WorkerState::Retired);
     assert!(retired, "worker 0 retired after 5 deaths within a second");
     let status = client.status();
-    assert_eq!((worker_field(&status, 0, 2), worker_field(&status, 1, 2)), (0, 2), "its module moved to worker 1");
-    assert_eq!(worker_field(&status, 0, 0), 0, "no process in a retired slot");
+    let modules = (status.workers[0].modules, status.workers[1].modules);
+    assert_eq!(modules, (0, 2), "its module moved to worker 1");
+    assert_eq!(status.workers[0].pid, 0, "no process in a retired slot");
     assert_eq!(client.dump(), before, "the patch is unchanged");
     // A new module goes to the healthy worker.
     assert_eq!(client.ask("/module/new", vec![s("vco"), i(3)]).addr, "/done");
-    assert_eq!(worker_field(&client.status(), 1, 2), 3);
+    assert_eq!(client.status().workers[1].modules, 3);
     pause(0.4);
     let x = stop_and_read(server, &wav).0;
     let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
@@ -172,7 +173,7 @@ fn the_patch_survives_a_kill_9_of_the_server() {
         std::fs::read_to_string(&saved).is_ok_and(|text| text.lines().filter(|l| l.starts_with('/')).eq(before.iter()))
     });
     assert!(written, "the patch is saved after the last change");
-    let workers: Vec<i64> = (0..2).map(|w| worker_field(&client.status(), w, 0)).collect();
+    let workers: Vec<i64> = client.status().workers.iter().map(|w| i64::from(w.pid)).collect();
     first.kill9();
     // Its workers die with it. (Gone, or a zombie: orphans are reaped by whoever adopts
     // them, which on a loaded machine, or in a container whose first process reaps slowly,
@@ -220,19 +221,22 @@ fn named_patches_save_and_load_and_names_stay_in_their_folder() {
     for bad in ["../escape", "a/b", "", ".hidden"] {
         for address in ["/patch/save", "/patch/load"] {
             let reply = client.ask(address, vec![s(bad)]);
-            assert_eq!((reply.addr.as_str(), &reply.args[1]), ("/fail", &s("BadName")), "{address} {bad:?}");
+            assert_eq!(fail_name(&reply), Some(FailName::BadName), "{address} {bad:?}: {reply:?}");
         }
     }
     let reply = client.ask("/patch/load", vec![s("never-saved")]);
-    assert_eq!(reply.args[1], s("NoSuchPatch"));
+    assert_eq!(fail_name(&reply), Some(FailName::NoSuchPatch), "{reply:?}");
     let reply = client.ask("/patch/save", vec![i(3)]);
-    assert_eq!(reply.args[1], s("WrongArgs"));
+    assert_eq!(fail_name(&reply), Some(FailName::WrongArgs), "{reply:?}");
     // A saved file edited by hand into something the rack refuses: all or none.
     let broken = "/module/new vco 20\n/module/new vcf 21\n/patch 20 out 21 nope\n";
     std::fs::write(state.join("patches/broken.osc"), broken).unwrap();
     let reply = client.ask("/patch/load", vec![s("broken")]);
-    assert_eq!((reply.addr.as_str(), &reply.args[1]), ("/fail", &s("UnknownPort")), "{reply:?}");
-    assert!(matches!(&reply.args[2], rosc::OscType::String(m) if m.contains("line 3")), "{reply:?}");
+    let parsed = Reply::parse(&reply);
+    assert!(
+        matches!(parsed, Ok(Reply::Fail { name: FailName::UnknownPort, message, .. }) if message.contains("line 3")),
+        "{reply:?}"
+    );
     assert_eq!(client.dump(), one, "failed saves and loads changed nothing");
 }
 
@@ -248,7 +252,7 @@ fn only_allowed_senders_are_answered_and_the_others_are_counted() {
     }
     let insider = Client::bound("127.0.0.2", server.port);
     let status = insider.status();
-    assert_eq!(int_at(&status, 8), 3, "refused senders counted");
+    assert_eq!(status.refused_senders, 3, "refused senders counted");
 }
 
 #[test]
@@ -342,7 +346,7 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
                         Ok((_, rosc::OscPacket::Message(m))) if m.addr == "/done" => {
                             done.fetch_add(1, Ordering::Relaxed)
                         }
-                        Ok((_, rosc::OscPacket::Message(m))) if m.args.get(1) == Some(&s("Busy")) => {
+                        Ok((_, rosc::OscPacket::Message(m))) if fail_name(&m) == Some(FailName::Busy) => {
                             busy.fetch_add(1, Ordering::Relaxed)
                         }
                         _ => other.fetch_add(1, Ordering::Relaxed),
@@ -372,7 +376,7 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
     flood(100_000, 5.0);
     // (Asked first: /status reads the workers' timing rings, shared pages this process has
     // not touched before.)
-    let late_before: i64 = (0..2).map(|w| worker_field(&client.status(), w, 4)).sum();
+    let late_before: i64 = client.status().workers.iter().map(|w| i64::from(w.late_blocks)).sum();
     let before_kb = rss_kb(server.pid());
     let asker = {
         let port = server.port;
@@ -393,7 +397,7 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
     let answered_status = asker.join().unwrap();
     let after_kb = rss_kb(server.pid());
     let status = client.status();
-    let late_after: i64 = (0..2).map(|w| worker_field(&status, w, 4)).sum();
+    let late_after: i64 = status.workers.iter().map(|w| i64::from(w.late_blocks)).sum();
     println!(
         "flood: {sent} sent in 5 s, {done} done, {busy} busy, {other} other ({:.0} answered/s); \
          RSS {before_kb} -> {after_kb} kB; {} late blocks during it",
@@ -406,7 +410,7 @@ fn a_flood_of_messages_is_answered_and_leaves_memory_as_it_was() {
     // "Within a page or two" (8 kB in most runs here): allow eight, which still bounds any
     // leak below 0.07 bytes a message over the 500,000 sent.
     assert!(after_kb - before_kb <= 32, "memory after the flood: {before_kb} -> {after_kb} kB");
-    assert_eq!((int_at(&status, 9), int_at(&status, 10)), (0, 0), "the audio thread allocated");
+    assert_eq!((status.audio_allocations, status.audio_frees), (0, 0), "the audio thread allocated");
     assert_eq!(client.dump(), before, "the patch is unchanged");
     let x = stop_and_read(server, &wav).0;
     let a = tone_per_block(&x, 1);
@@ -442,7 +446,7 @@ fn a_saved_patch_larger_than_the_command_rings_comes_back_whole() {
     assert!(restored.as_deref().is_some_and(|l| l.contains("(20000 lines)")), "{:?}", server.startup);
     let client = Client::new(server.port);
     let status = client.status();
-    assert_eq!((int_at(&status, 3), int_at(&status, 4)), (4000, 4000), "modules and cables");
+    assert_eq!((status.modules, status.cables), (4000, 4000), "modules and cables");
     let dump = client.dump();
     // The dump orders each module's settings together: compare as sets of lines.
     let (mut got, mut want) = (dump, lines);
@@ -454,7 +458,7 @@ fn a_saved_patch_larger_than_the_command_rings_comes_back_whole() {
     std::fs::create_dir_all(state.join("patches")).unwrap();
     std::fs::write(state.join("patches/big.osc"), lines_text).unwrap();
     assert_eq!(client.ask("/patch/clear", vec![]).addr, "/done");
-    assert_eq!(int_at(&client.status(), 3), 0);
+    assert_eq!(client.status().modules, 0);
     // The load is answered once its last part is queued: 20,000 commands fed as the rings
     // drain, which on a loaded machine takes longer than the client's usual 5 s.
     client.set_timeout(Duration::from_secs(60));
@@ -466,7 +470,7 @@ fn a_saved_patch_larger_than_the_command_rings_comes_back_whole() {
         "{reply:?}"
     );
     let status = client.status();
-    assert_eq!((int_at(&status, 3), int_at(&status, 4)), (4000, 4000), "modules and cables after the load");
+    assert_eq!((status.modules, status.cables), (4000, 4000), "modules and cables after the load");
     let mut again = client.dump();
     again.sort();
     assert_eq!(again, got, "the loaded patch is the restored one");
@@ -505,8 +509,8 @@ fn the_server_answers_while_a_slow_replacement_starts() {
         let asked = std::time::Instant::now();
         let status = client.status();
         slowest = slowest.max(asked.elapsed());
-        let now = worker_field(&status, 0, 0);
-        if now != pid && now != 0 && worker_field(&status, 0, 5) == 1 {
+        let now = i64::from(status.workers[0].pid);
+        if now != pid && now != 0 && status.workers[0].state == WorkerState::Running {
             replaced_after = Some(killed.elapsed());
         }
         pause(0.02);

@@ -46,7 +46,7 @@ fn a_vco_patched_to_out_over_oscsend_is_heard_at_440_hz() {
     oscsend(server.port, "/module/set", "isf", &["1", "freq", "440"]);
     oscsend(server.port, "/patch", "isis", &["1", "out", "0", "in"]);
     let client = Client::new(server.port);
-    assert!(wait_for(Duration::from_secs(5), || int_at(&client.status(), 3) == 1), "the vco exists");
+    assert!(wait_for(Duration::from_secs(5), || client.status().modules == 1), "the vco exists");
     pause(0.6);
     let (out, _) = stop_and_read(server, &wav);
     let last = longest_clean(&out, out.len() - FS as usize / 2, out.len());
@@ -65,9 +65,9 @@ fn a_set_to_220_hz_lands_within_one_block_of_the_block_in_flight() {
     let client = Client::new(server.port);
     sine_to_out(&client, 1, 440.0, 1.0);
     pause(0.3);
-    let before = int_at(&client.status(), 7);
+    let before = i64::from(client.status().generation);
     assert_eq!(client.ask("/module/set", vec![i(1), s("freq"), f(220.0)]).addr, "/done");
-    let after = int_at(&client.status(), 7);
+    let after = i64::from(client.status().generation);
     pause(0.3);
     let (out, _) = stop_and_read(server, &wav);
 
@@ -115,8 +115,7 @@ fn modules_on_two_workers_are_both_heard() {
         sine_on_worker(&client, id, hz, 0.5, i64::from(id - 1));
     }
     let status = client.status();
-    // Per worker: pid, core, modules, load, late blocks, after 8 global figures.
-    let modules: Vec<i64> = (0..2).map(|w| worker_field(&status, w, 2)).collect();
+    let modules: Vec<u32> = status.workers.iter().map(|w| w.modules).collect();
     assert_eq!(modules, vec![1, 1], "one voice on each worker: {status:?}");
     pause(0.5);
     let (out, _) = stop_and_read(server, &wav);
@@ -136,12 +135,11 @@ fn status_pids_are_live_worker_processes_pinned_to_distinct_cores() {
     let server = Server::start(&["--workers", "2"]);
     let client = Client::new(server.port);
     let status = client.status();
-    let workers = int_at(&status, 2) as usize;
+    let workers = status.workers.len();
     assert_eq!(workers, 2);
     let mut cores = Vec::new();
-    for w in 0..workers {
-        let pid = worker_field(&status, w, 0);
-        let core = worker_field(&status, w, 1);
+    for (w, worker) in status.workers.iter().enumerate() {
+        let (pid, core) = (worker.pid, worker.core);
         let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("worker is alive");
         let field = |name: &str| {
             proc_status
@@ -191,7 +189,7 @@ fn render_mode_and_live_mode_give_the_same_sound() {
     // Blocks in which a cable between workers came too late (its worker was late): the
     // effects it feeds took silence for it, and carry that in their tails from then on.
     let status = Client::new(server.port).status();
-    let late_links: i64 = (0..2).map(|w| worker_field(&status, w, 14)).sum();
+    let late_links: u32 = status.workers.iter().map(|w| w.late_links).sum();
     let (code, said) = server.stop();
     assert_eq!(code, 0);
     let status = Command::new(server_binary())
@@ -237,7 +235,7 @@ fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
     let client = Client::new(server.port);
     sine_to_out(&client, 1, 440.0, 1.0);
     pause(0.3);
-    let before = int_at(&client.status(), 7);
+    let before = i64::from(client.status().generation);
     let at = std::time::SystemTime::now() + Duration::from_millis(300);
     let set = rosc::OscMessage { addr: "/module/set".into(), args: vec![i(1), s("freq"), f(220.0)] };
     client.send_packet(&rosc::OscPacket::Bundle(rosc::OscBundle {
@@ -245,7 +243,7 @@ fn a_bundle_with_a_future_timetag_applies_at_the_block_it_names() {
         content: vec![rosc::OscPacket::Message(set)],
     }));
     assert_eq!(client.reply().addr, "/done");
-    let after = int_at(&client.status(), 7);
+    let after = i64::from(client.status().generation);
     pause(0.6);
     let (out, _) = stop_and_read(server, &wav);
     let left = departure_from_sine(&out, 440.0, (before.max(1) as usize - 1) * BLOCK);
@@ -291,8 +289,8 @@ fn up_to_three_attempts(attempt: impl Fn(usize) -> Result<(), String>) {
 /// (missing from the recording), in all.
 fn spoilers(client: &Client) -> (i64, i64) {
     let status = client.status();
-    let workers = int_at(&status, 2) as usize;
-    (int_at(&status, 5), (0..workers).map(|w| worker_field(&status, w, 4)).sum())
+    let late_blocks = status.workers.iter().map(|w| i64::from(w.late_blocks)).sum();
+    (i64::from(status.late_bundles), late_blocks)
 }
 
 /// Why an attempt whose check failed cannot tell, if `spoilers` grew from `before` to
@@ -342,16 +340,16 @@ fn move_a_voice(attempt: usize) -> Result<(), String> {
         ],
     );
     let status = client.status();
-    let counts = (worker_field(&status, 0, 2), worker_field(&status, 1, 2));
+    let counts = (status.workers[0].modules, status.workers[1].modules);
     if counts != (3, 5) && counts != (5, 3) {
         return Err(format!("the chain was placed beside the voice: {counts:?}"));
     }
     pause(0.3);
-    let (before, spoilers_before) = (int_at(&client.status(), 7), spoilers(&client));
+    let (before, spoilers_before) = (i64::from(client.status().generation), spoilers(&client));
     assert_eq!(client.ask("/patch", vec![i(10), s("out"), i(1), s("fm")]).addr, "/done");
-    let after = int_at(&client.status(), 7);
+    let after = i64::from(client.status().generation);
     let status = client.status();
-    let counts = (worker_field(&status, 0, 2), worker_field(&status, 1, 2));
+    let counts = (status.workers[0].modules, status.workers[1].modules);
     assert!(counts == (8, 0) || counts == (0, 8), "the voice joined the chain: {counts:?}");
     pause(0.3);
     let spoiled = spoiled(spoilers_before, spoilers(&client));
@@ -470,7 +468,7 @@ fn timed_frequencies(attempt: usize) -> Result<(), String> {
     pause(0.2);
     // The recording's sample now (generation k is recorded block k - 1): the changes come
     // 0.3 s later, after a stretch of steady 750 Hz to fit.
-    let now = (int_at(&client.status(), 7) as usize).saturating_sub(1) * BLOCK;
+    let now = (client.status().generation as usize).saturating_sub(1) * BLOCK;
     let before = spoilers(&client);
     timed_sets(server.port, 1, "freq", &["1500", "750"]);
     pause(0.5);
