@@ -43,7 +43,58 @@ fn worker_exe(profile: &str) -> PathBuf {
 }
 
 fn start(workers: usize, exe: &Path) -> (Pool, synthpool_host::pool::Startup) {
-    Pool::start(&PoolConfig { workers, sample_rate_hz: FS, worker_exe: Some(exe.to_path_buf()) }).expect("pool starts")
+    start_with(workers, exe, true)
+}
+
+/// A pool whose audio thread renders worker 0's rack itself (`inline`), or not.
+fn start_with(workers: usize, exe: &Path, inline: bool) -> (Pool, synthpool_host::pool::Startup) {
+    Pool::start(&PoolConfig { workers, sample_rate_hz: FS, worker_exe: Some(exe.to_path_buf()), inline })
+        .expect("pool starts")
+}
+
+/// CPU time of this process (every thread) and of `pool`'s worker processes, ns.
+fn cpu_ns(pool: &Pool) -> u64 {
+    let workers: u64 = pool.status().iter().filter_map(|w| synthpool_host::clock::cpu_ns_of(w.pid)).sum();
+    synthpool_host::clock::process_cpu_ns() + workers
+}
+
+/// CPU time per sample of light patches rendered offline through a pool of one worker,
+/// with the audio thread rendering the lane itself and with the worker process doing it
+/// (the hand-off every block), against the rack alone in this thread (the criterion
+/// benches' rack and script), in `rounds` alternating turns of `seconds`. Returns, per
+/// patch, the medians in ns per sample: (rack alone, inline, processes only).
+fn light(exe: &Path, patches: &[(&str, String)], seconds: f64, rounds: usize) -> Vec<(f64, f64, f64)> {
+    let samples = (seconds * FS as f64 / BLOCK as f64).ceil() * BLOCK as f64;
+    patches
+        .iter()
+        .map(|(name, script)| {
+            let mut rack = synthpool_benches::rack_playing(script);
+            let pools: Vec<Pool> = [true, false]
+                .into_iter()
+                .map(|inline| {
+                    let (pool, _) = start_with(1, exe, inline);
+                    let (_, refused) = render_with(&pool, script, 0.2).expect("build the patch");
+                    assert!(refused.is_empty(), "{name}: {refused:?}");
+                    pool
+                })
+                .collect();
+            let mut took = [Vec::new(), Vec::new(), Vec::new()];
+            for _ in 0..rounds {
+                let t = synthpool_host::clock::process_cpu_ns();
+                let out = synthpool_benches::render(&mut rack, seconds as f32);
+                took[0].push((synthpool_host::clock::process_cpu_ns() - t) as f64 / samples);
+                assert!(out.iter().any(|&s| s != 0.0), "{name} plays alone");
+                for (pool, took) in pools.iter().zip(&mut took[1..]) {
+                    let t = cpu_ns(pool);
+                    let (out, _) = render_with(pool, "", seconds).expect("render");
+                    took.push((cpu_ns(pool) - t) as f64 / samples);
+                    assert!(out.iter().any(|&s| s != 0.0), "{name} plays through the pool");
+                }
+            }
+            let [alone, inline, processes] = took.map(|t| stats_us(t).0);
+            (alone, inline, processes)
+        })
+        .collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -347,6 +398,22 @@ fn main() {
          \"block_1_us\": {block_1:.1}, \"block_2_us\": {block_2:.1}, \"heavy_voices\": {heavy_voices}",
         ratio.0, ratio.1, ratio.2
     ));
+    // Light patches: what one voice with effects, and 64 voices, cost through the pool
+    // offline, against the rack alone (issue 12: within 2x, and 1.3x).
+    let (light_s, light_rounds) = if full { (10.0, 7) } else { (0.1, 1) };
+    let patches = [("fx", synthpool_benches::fx_script()), ("voices64", synthpool_benches::voice_script(64))];
+    for ((name, _), (alone, inline, processes)) in patches.iter().zip(light(&exe, &patches, light_s, light_rounds)) {
+        println!(
+            "light patch {name}, 1 worker, {light_rounds} rounds of {light_s} s offline, CPU per sample: rack alone \
+             {alone:.1} ns, audio thread rendering the lane {inline:.1} ns ({:.2}x), worker process {processes:.1} ns \
+             ({:.2}x)",
+            inline / alone,
+            processes / alone
+        );
+        json.push(format!(
+            "\"light_{name}_ns\": [{alone:.2}, {inline:.2}, {processes:.2}]"
+        ));
+    }
     let bus_sizes: &[usize] = if full { &[400, 800] } else { &[30] };
     for &n in bus_sizes {
         let mut script = String::new();

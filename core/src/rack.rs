@@ -612,6 +612,13 @@ impl<
             .count()
     }
 
+    /// True when the next block renders only silence and changes nothing: the rack holds
+    /// nothing but the output, no cable, nothing fading. A host need not render it until
+    /// a command arrives.
+    pub fn is_idle(&self) -> bool {
+        !self.structure_changed && !self.fades_pending && self.wires.is_empty() && self.order.len() <= 1
+    }
+
     /// Last block rendered by module `id`, if it exists.
     pub fn output_of(&self, id: ModuleId) -> Option<&Block> {
         self.slot_of(id).map(|slot| &self.outs[slot])

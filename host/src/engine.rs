@@ -44,6 +44,8 @@ pub struct WorkerStatus {
     pub wake_p50_us: f32,
     /// Wake latency, 99th percentile, us.
     pub wake_p99_us: f32,
+    /// The host's audio thread renders this worker's rack itself; its process stands by.
+    pub inline: bool,
 }
 
 /// One module's time as its worker measured it (every [`crate::worker::TIME_MODULES_EVERY`]th

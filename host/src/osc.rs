@@ -380,6 +380,7 @@ impl Server {
                 wake_p50_us: status.wake_p50_us,
                 wake_p99_us: status.wake_p99_us,
                 late_links: count(status.late_links),
+                inline: u32::from(status.inline),
             })
             .collect();
         Status {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 
 use rustix::event::{PollFd, PollFlags};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,10 @@ pub struct PoolConfig {
     pub sample_rate_hz: u32,
     /// The `synthpool-worker` executable (default: beside the running executable).
     pub worker_exe: Option<PathBuf>,
+    /// The audio thread renders worker 0's rack itself while worker 0's process stands by
+    /// ([`Pool::render_block`]): no hand-off for a patch that fits one lane. Off: every lane
+    /// is a worker process's (the design before; benchmarks compare the two).
+    pub inline: bool,
 }
 
 /// How long each start-up stage took.
@@ -66,7 +70,19 @@ pub struct Pool {
     /// ns as f64 bits (0: no block yet), written by the audio thread each block, smoothed
     /// ([`EPOCH_SMOOTHING`]). Timetags become samples through it ([`Engine::due_in`]).
     epoch_ns: AtomicU64,
+    /// The audio thread may render lane [`INLINE_LANE`] itself: configured so, and no block
+    /// of it has panicked there.
+    inline: AtomicBool,
+    /// The workers owed the last block, one bit each (written by the audio thread only).
+    owed_last: AtomicU64,
+    /// The audio thread is pinned to a core no working process shares (a free core, or
+    /// the core of the lane it renders itself): it may watch the clock there.
+    audio_alone: AtomicBool,
 }
+
+/// The lane the audio thread renders itself when [`PoolConfig::inline`] is on: worker 0's.
+/// Its process stands by: it takes the lane back if a block panics on the audio thread.
+pub const INLINE_LANE: usize = 0;
 
 /// The audio clock's estimate follows each block's start by this fraction of its error:
 /// jitter (a sleeping thread's wake, a device that asks for several blocks at once) is
@@ -148,6 +164,9 @@ impl Pool {
             exe,
             last_block_ns: AtomicU64::new(0),
             epoch_ns: AtomicU64::new(0),
+            inline: AtomicBool::new(config.inline),
+            owed_last: AtomicU64::new(0),
+            audio_alone: AtomicBool::new(false),
         };
         let launch = Instant::now();
         let mut spawned_at = Vec::with_capacity(config.workers);
@@ -363,8 +382,13 @@ impl Pool {
         let Some(worker) = control.workers.get(index).filter(|w| w.state.load(Ordering::Acquire) == shm::READY) else {
             return 0;
         };
-        let generation = control.clock.generation.load(Ordering::Acquire);
-        generation.wrapping_sub(worker.done_generation.load(Ordering::Acquire)).min(i32::MAX as u32)
+        // Behind what the host asked of it: a worker the host owes no block (idle, or its lane
+        // rendered by the audio thread) is behind nothing.
+        if worker.inline.load(Ordering::Acquire) != 0 {
+            return 0;
+        }
+        let asked = worker.wake.load(Ordering::Acquire);
+        asked.wrapping_sub(worker.done_generation.load(Ordering::Acquire)).min(i32::MAX as u32)
     }
 
     /// Kills worker `index`'s process (SIGKILL): the supervisor then finds it dead and
@@ -376,21 +400,33 @@ impl Pool {
         }
     }
 
-    /// Worker `index`'s load: the median share of the block budget its last 64 blocks took.
+    /// Worker `index`'s load: the median share of the block budget it took over the last 64
+    /// generations, a generation it was not asked to render (it had nothing to do, or the
+    /// audio thread rendered its rack) counting as none: blocks from before it went idle say
+    /// nothing of now, and the first blocks after it wakes (cold caches) weigh as one block.
     fn load(&self, index: usize) -> f32 {
+        const WINDOW: usize = 64;
         let budget_ns = BLOCK as f64 / self.sample_rate_hz as f64 * 1e9;
-        let w = &self.region.control().workers[index];
+        let control = self.region.control();
+        let w = &control.workers[index];
+        let now = control.clock.generation.load(Ordering::Relaxed);
         let blocks = w.blocks.load(Ordering::Relaxed);
-        let mut work = [0u32; 64];
-        let recent = blocks.min(64) as usize;
-        for (k, slot) in work[..recent].iter_mut().enumerate() {
+        let mut work = [0u32; WINDOW];
+        let mut found = 0;
+        for k in 0..(blocks as usize).min(WINDOW) {
             let timing = &w.timing[(blocks as usize + TIMING_SLOTS - 1 - k) % TIMING_SLOTS];
+            if now.wrapping_sub(timing.generation.load(Ordering::Relaxed)) as usize >= WINDOW {
+                break;
+            }
             // Its own work: time spent waiting for another worker's cable is that one's.
-            let (work, wait) = (timing.work_ns.load(Ordering::Relaxed), timing.wait_ns.load(Ordering::Relaxed));
-            *slot = work.saturating_sub(wait);
+            let (spent, wait) = (timing.work_ns.load(Ordering::Relaxed), timing.wait_ns.load(Ordering::Relaxed));
+            work[found] = spent.saturating_sub(wait);
+            found += 1;
         }
-        work[..recent].sort_unstable();
-        let median = if recent == 0 { 0 } else { work[recent / 2] };
+        // The generations of the window it did not render count as 0, below every block found.
+        let window = (now as usize).min(WINDOW).max(found);
+        work[..found].sort_unstable();
+        let median = (window / 2).checked_sub(window - found).map_or(0, |k| work[k.min(found.saturating_sub(1))]);
         (median as f64 / budget_ns) as f32
     }
 
@@ -405,12 +441,21 @@ impl Pool {
     }
 
     /// Makes the calling thread the pool's audio thread: SCHED_FIFO at [`AUDIO_PRIORITY`],
-    /// denormals flushed, and pinned to [`Pool::free_core`] when there is one, so that its
-    /// watch of the workers ([`HOST_WATCH_NS`]) never takes a worker's core. Call it once, on the
-    /// thread that calls [`Pool::render_block`], before the first block.
+    /// denormals flushed, and pinned to [`Pool::free_core`] when there is one, else (when it
+    /// renders [`INLINE_LANE`] itself) to that lane's core, where its process stands by: so
+    /// that neither its rendering nor its watch of the workers ([`HOST_WATCH_NS`]) takes a
+    /// working process's core. Call it once, on the thread that calls
+    /// [`Pool::render_block`], before the first block.
     pub fn enter_audio_thread(&self) -> AudioThread {
         sched::flush_denormals();
-        let core = self.free_core.filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+        let inline_core = self.cores.get(INLINE_LANE).copied().filter(|&c| {
+            self.inline.load(Ordering::Relaxed) && self.cores.iter().filter(|&&other| other == c).count() == 1
+        });
+        let core = self
+            .free_core
+            .or(inline_core)
+            .filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+        self.audio_alone.store(core.is_some(), Ordering::Relaxed);
         AudioThread { realtime: sched::set_realtime(AUDIO_PRIORITY).is_ok(), core }
     }
 
@@ -425,45 +470,63 @@ impl Pool {
         (w.allocations.load(Ordering::Relaxed), w.frees.load(Ordering::Relaxed))
     }
 
-    /// Renders one block: wakes every worker, waits for them until `deadline` from now, sums
-    /// their outputs into `out`. Returns how many workers missed the deadline. Allocation-free,
-    /// lock-free; its only syscalls are the futex wake and wait.
+    /// Renders one block: renders [`INLINE_LANE`] here when it can ([`PoolConfig::inline`]),
+    /// wakes every other worker that has work (a command waiting, or a rack that is not
+    /// idle), waits for them until `deadline` from now, and sums the lanes' outputs into
+    /// `out`. Returns how many workers missed the deadline. Allocation-free, lock-free; its
+    /// only syscalls are the futex wakes and wait.
     pub fn render_block(&self, out: &mut [f32; BLOCK], deadline: Duration) -> usize {
         let _counting = alloc_count::CountAllocations::here();
         let control = self.region.control();
         let clock = &control.clock;
         let workers = &control.workers[..self.region.workers()];
         let now = clock::now_ns();
-        for worker in workers {
-            worker.woken_at_ns.store(now, Ordering::Relaxed);
-        }
-        // The workers this block waits for: those READY as it starts (MAX_WORKERS is 64, one
-        // bit each). One that becomes ready meanwhile joins at the next block; one that dies
-        // meanwhile (the supervisor marks it DEAD) is waited for no longer.
+        let generation = clock.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        let mut lane = if self.inline.load(Ordering::Relaxed) { self.region.take_lane(INLINE_LANE) } else { None };
+        let inline = lane.as_ref().map(|l| l.index());
+        // The workers this block waits for (MAX_WORKERS is 64, one bit each): those READY
+        // as it starts with something to do. One that becomes ready meanwhile joins at the
+        // next block; one that dies meanwhile (the supervisor marks it DEAD) is waited for no
+        // longer. An idle one sleeps on: it would render silence.
         let owed_mask = workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.state.load(Ordering::Acquire) == shm::READY)
+            .filter(|&(i, w)| {
+                Some(i) != inline
+                    && w.state.load(Ordering::Acquire) == shm::READY
+                    && (w.idle.load(Ordering::Relaxed) == 0 || !w.commands.is_empty())
+            })
             .fold(0u64, |mask, (i, _)| mask | 1 << i);
         clock
             .expected_done
             .store(clock.done.load(Ordering::Acquire).wrapping_add(owed_mask.count_ones()), Ordering::Release);
         // A worker waiting for a link's block gives up when this block is given up on.
         clock.deadline_ns.store(now + deadline.as_nanos() as u64, Ordering::Relaxed);
-        // SeqCst pairs with the worker's: it counts itself a sleeper, then checks the
-        // generation before sleeping; so either it sees this bump, or this sees it asleep.
-        let generation = clock.generation.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
-        if clock.sleepers.load(Ordering::SeqCst) > 0 {
-            shm::futex_wake(&clock.generation, ALL);
+        let owed_before = self.owed_last.swap(owed_mask, Ordering::Relaxed);
+        for (i, worker) in workers.iter().enumerate().filter(|&(i, _)| owed_mask >> i & 1 == 1) {
+            worker.woken_at_ns.store(now, Ordering::Relaxed);
+            if owed_before >> i & 1 == 0 {
+                worker.owed_from.store(generation, Ordering::Release);
+            }
+            // SeqCst pairs with the worker's: it counts itself asleep, then the futex checks
+            // the word; so either it sees this store, or this sees it asleep.
+            worker.wake.store(generation, Ordering::SeqCst);
+            if worker.sleeping.load(Ordering::SeqCst) != 0 {
+                shm::futex_wake(&worker.wake, 1);
+            }
         }
         self.follow_clock(generation, now);
+        if let Some(held) = lane.as_mut() {
+            self.render_inline(held, generation, now);
+        }
+        drop(lane);
         let end = now + deadline.as_nanos() as u64;
-        // Only from a core of its own (the audio thread is pinned there): watching takes time
-        // from nobody. Without one, it sleeps at once.
-        let watch_ns = if self.free_core.is_none() {
-            0
-        } else {
+        // Only from a core no working process shares (the audio thread is pinned there):
+        // watching takes time from nobody. Without one, it sleeps at once.
+        let watch_ns = if self.audio_alone.load(Ordering::Relaxed) {
             (self.last_block_ns.load(Ordering::Relaxed) / 4 * 5).clamp(HOST_WATCH_NS, HOST_WATCH_MAX_NS)
+        } else {
+            0
         };
         let owed =
             |i: usize, w: &shm::WorkerShared| owed_mask >> i & 1 == 1 && w.state.load(Ordering::Acquire) == shm::READY;
@@ -491,8 +554,9 @@ impl Pool {
         let mut late = 0;
         for (i, worker) in workers.iter().enumerate() {
             if worker.done_generation.load(Ordering::Acquire) == generation {
-                // A replacement's first block fades in: no step where its sound returns.
-                let fade = worker.fade_in.swap(0, Ordering::Relaxed) != 0;
+                // A replacement's first block fades in: no step where its sound returns (the
+                // audio thread's own block of a lane whose process was replaced never stopped).
+                let fade = worker.fade_in.swap(0, Ordering::Relaxed) != 0 && Some(i) != inline;
                 for (k, (o, word)) in out.iter_mut().zip(&worker.output).enumerate() {
                     let gain = if fade { (k + 1) as f32 / BLOCK as f32 } else { 1.0 };
                     *o += gain * f32::from_bits(word.load(Ordering::Relaxed));
@@ -505,6 +569,36 @@ impl Pool {
         late
     }
 
+    /// Renders the held lane's block `generation` on this thread, as its worker would, and
+    /// publishes it. A panic there (a bug in a unit) is caught: the lane goes back to its
+    /// process for good, rebuilt from the ledger (the process is killed with its rack marked
+    /// half-changed, and the supervisor replaces it as any worker that died mid-block), and
+    /// the other lanes play on.
+    fn render_inline(&self, held: &mut shm::LaneGuard<'_>, generation: u32, start_ns: u64) {
+        let index = held.index();
+        let (control, rack, outboxes) = held.parts();
+        let me = &control.workers[index];
+        let mut block = [0.0; BLOCK];
+        me.woken_at_ns.store(start_ns, Ordering::Relaxed);
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let lane = crate::worker::Lane { control, index, rack, outboxes };
+            crate::worker::render_lane(lane, &mut block, generation, generation, start_ns);
+        }));
+        match rendered {
+            // Release: the output words are visible before the gather below reads them.
+            Ok(()) => me.done_generation.store(generation, Ordering::Release),
+            Err(_) => {
+                self.inline.store(false, Ordering::Relaxed);
+                me.busy.store(1, Ordering::Release);
+                let pid = rustix::process::Pid::from_raw(me.pid.load(Ordering::Relaxed) as i32);
+                if let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                me.inline.store(0, Ordering::Release);
+            }
+        }
+    }
+
     /// The generation of the block rendered last.
     pub fn generation(&self) -> u32 {
         self.region.control().clock.generation.load(Ordering::Acquire)
@@ -514,8 +608,10 @@ impl Pool {
     pub fn stop(&self) {
         let clock = &self.region.control().clock;
         clock.stop.store(1, Ordering::Release);
-        clock.generation.fetch_add(1, Ordering::AcqRel);
-        shm::futex_wake(&clock.generation, ALL);
+        for worker in &self.region.control().workers[..self.region.workers()] {
+            worker.wake.fetch_add(1, Ordering::AcqRel);
+            shm::futex_wake(&worker.wake, ALL);
+        }
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         for child in slots.iter_mut().filter_map(|s| s.child.as_mut()) {
             let give_up = Instant::now() + Duration::from_secs(2);
@@ -654,6 +750,7 @@ impl Engine for Pool {
                     block_max_us: us(block_ns.last().copied().unwrap_or(0)),
                     wake_p50_us: us(percentile(&wake_ns, 0.5)),
                     wake_p99_us: us(percentile(&wake_ns, 0.99)),
+                    inline: w.inline.load(Ordering::Relaxed) != 0,
                 }
             })
             .collect()

@@ -231,6 +231,9 @@ impl Recorder {
     /// Each worker's figures over the recording.
     pub fn summary(&self) -> Vec<WorkerProfile> {
         let budget = budget_ns(self.last.sample_rate_hz);
+        // The blocks the recording covers: those of a worker that rendered every one (a
+        // worker with nothing to do is not woken, and spends nothing on a block).
+        let period = self.blocks.iter().map(Vec::len).max().unwrap_or(0).max(1) as f64;
         self.last
             .workers
             .iter()
@@ -279,7 +282,7 @@ impl Recorder {
                     max_us: us(work.last().copied().unwrap_or(0)),
                     mean_us: mean(&all) / 1e3,
                     timed_mean_us: mean(&timed) / 1e3,
-                    share: mean(&all) / budget,
+                    share: all.iter().sum::<f64>() / period / budget,
                     late_blocks: last.late_blocks.saturating_sub(first.map_or(0, |f| f.late_blocks)),
                     wake_p50_us: us(percentile(&wake, 0.5)),
                     wake_p99_us: us(percentile(&wake, 0.99)),
@@ -332,7 +335,8 @@ pub struct WorkerProfile {
     pub mean_us: f64,
     /// Block time, mean over the blocks whose modules were timed, us.
     pub timed_mean_us: f64,
-    /// Mean block time over the budget, 0..1 (above 1: late).
+    /// Its work over the recording's budget (every block it covers, rendered or not), 0..1:
+    /// a worker that rendered every block and was late in all of them reads above 1.
     pub share: f64,
     /// Blocks the host gave up waiting for during the recording.
     pub late_blocks: u64,

@@ -17,7 +17,7 @@ use crate::persist::StoreError;
 /// Figures before the per-worker part of `/status` (the last of them is `worker_fields`).
 pub const STATUS_HEADER: usize = 13;
 /// Figures per worker in `/status` (a later version may send more: read `worker_fields`).
-pub const STATUS_WORKER_FIELDS: usize = 15;
+pub const STATUS_WORKER_FIELDS: usize = 16;
 
 /// The header's figures in wire order, as PROTOCOL.md names them (for [`ParseError`]).
 const HEADER_NAMES: [&str; STATUS_HEADER] = [
@@ -53,6 +53,7 @@ const WORKER_NAMES: [&str; STATUS_WORKER_FIELDS] = [
     "wake_p50_us",
     "wake_p99_us",
     "late_links",
+    "inline",
 ];
 
 /// The `/status` reply: the server's figures (PROTOCOL.md, "Replies"). On the wire every
@@ -121,6 +122,9 @@ pub struct WorkerStatus {
     /// Blocks in which a worker waiting for a cable's block from this one gave up (it was
     /// late, or dead) and took silence for that input.
     pub late_links: u32,
+    /// 1 while the host's audio thread renders this worker's rack itself (its process
+    /// stands by; see ARCHITECTURE.md, "The audio thread's own lane"), else 0.
+    pub inline: u32,
 }
 
 /// A worker's `state` in `/status`: the shared region's state word (`shm::STARTING` ..
@@ -201,6 +205,7 @@ impl Status {
                 OscType::Float(w.wake_p50_us),
                 OscType::Float(w.wake_p99_us),
                 int(w.late_links),
+                int(w.inline),
             ]);
         }
         debug_assert_eq!(args.len(), STATUS_HEADER + STATUS_WORKER_FIELDS * self.workers.len());
@@ -251,6 +256,7 @@ impl Status {
                     wake_p50_us: float(12)?,
                     wake_p99_us: float(13)?,
                     late_links: field(14)?,
+                    inline: field(15)?,
                 })
             })
             .collect::<Result<Vec<_>, ParseError>>()?;
@@ -638,6 +644,7 @@ mod tests {
             wake_p50_us: 20.0,
             wake_p99_us: 70.0,
             late_links: 2,
+            inline: u32::from(w == 0),
         };
         Status {
             sample_rate_hz: 48_000,
@@ -658,7 +665,7 @@ mod tests {
     #[test]
     fn status_goes_on_the_wire_in_protocol_md_order() {
         let i = OscType::Int;
-        let mut expected = vec![i(48_000), i(64), i(2), i(3), i(4), i(5), i(6), i(8), i(9), i(10), i(11), i(1), i(15)];
+        let mut expected = vec![i(48_000), i(64), i(2), i(3), i(4), i(5), i(6), i(8), i(9), i(10), i(11), i(1), i(16)];
         for w in 0..2 {
             expected.extend([
                 i(1000 + w),
@@ -672,7 +679,7 @@ mod tests {
                 i(0),
             ]);
             expected.extend([40.0, 80.0, 200.0, 20.0, 70.0].map(OscType::Float));
-            expected.push(i(2));
+            expected.extend([i(2), i(i32::from(w == 0))]);
         }
         let message = two_workers().encode();
         assert_eq!((message.addr.as_str(), &message.args), ("/status", &expected));
@@ -708,8 +715,8 @@ mod tests {
         assert_eq!(with(7, OscType::Int(-1)), error(7, "generation", Some(OscType::Int(-1))));
         assert_eq!(with(3, OscType::Float(3.0)), error(3, "modules", Some(OscType::Float(3.0))));
         assert_eq!(with(13 + 5, OscType::Int(5)), error(18, "state", Some(OscType::Int(5))));
-        assert_eq!(with(13 + 15 + 3, OscType::Int(0)), error(31, "load", Some(OscType::Int(0))));
-        assert_eq!(with(12, OscType::Int(14)), error(12, "worker_fields", Some(OscType::Int(14))));
+        assert_eq!(with(13 + 16 + 3, OscType::Int(0)), error(32, "load", Some(OscType::Int(0))));
+        assert_eq!(with(12, OscType::Int(15)), error(12, "worker_fields", Some(OscType::Int(15))));
         assert!(
             matches!(with(2, OscType::Int(3)), Err(ParseError::Arg { what, found: None, .. }) if what.contains("worker"))
         );

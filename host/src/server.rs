@@ -83,6 +83,7 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
         workers: options.workers,
         sample_rate_hz: options.sample_rate_hz,
         worker_exe: None,
+        inline: true,
     })?;
     log(
         &format!("shared region ({:.1} MiB, one memfd)", startup.region_bytes as f64 / (1 << 20) as f64),
@@ -335,7 +336,7 @@ pub struct RenderReport {
 /// # Errors
 /// The pool cannot start or the file cannot be written.
 pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, out: &Path) -> io::Result<RenderReport> {
-    let (pool, _) = Pool::start(&PoolConfig { workers, sample_rate_hz, worker_exe: None })?;
+    let (pool, _) = Pool::start(&PoolConfig { workers, sample_rate_hz, worker_exe: None, inline: true })?;
     let before = crate::alloc_count::counted_allocations();
     let (samples, refused) = render_with(&pool, script, seconds)?;
     let after = crate::alloc_count::counted_allocations();

@@ -49,7 +49,8 @@ const MAGIC: u64 = 0x5350_0000_0000_0000
 pub struct Clock {
     /// Region format marker, written last by the host when the layout is ready.
     pub magic: AtomicU64,
-    /// Block generation: the host bumps it and wakes the workers (futex) for each block.
+    /// Block generation: the host bumps it for each block, then wakes the workers it owes
+    /// that block through their own [`WorkerShared::wake`].
     pub generation: AtomicU32,
     /// Bumped by each worker after finishing a block (futex the host sleeps on).
     pub done: AtomicU32,
@@ -57,9 +58,6 @@ pub struct Clock {
     pub stop: AtomicU32,
     /// Workers the region was laid out for.
     pub workers: AtomicU32,
-    /// Workers asleep (or about to sleep) on `generation`: the host makes the wake syscall
-    /// only when one is, so blocks that come back to back cost no syscall at all.
-    pub sleepers: AtomicU32,
     /// The `done` count at which this block's last worker is finished: that worker, and only
     /// it, wakes the host (which otherwise would wake once per worker to find work left).
     pub expected_done: AtomicU32,
@@ -166,6 +164,26 @@ pub struct WorkerShared {
     /// Blocks in which a worker waiting for a link's block from this one gave up (this one
     /// was late, or died): the receive took silence for it.
     pub late_links: AtomicU64,
+    /// The generation the host asks this worker to render (futex the worker sleeps on): the
+    /// host writes it only for blocks it owes the worker (the worker has work, and the host's
+    /// audio thread does not render its rack itself).
+    pub wake: AtomicU32,
+    /// 1 while the worker sleeps (or is about to) on `wake`: the host makes the wake syscall
+    /// only then, so blocks that come back to back cost no syscall.
+    pub sleeping: AtomicU32,
+    /// The first generation of the blocks the host has owed this worker without a break:
+    /// a worker that falls behind catches up from there, never over blocks it was not owed.
+    pub owed_from: AtomicU32,
+    /// 1 when the last block left its rack rendering only silence (nothing but the output,
+    /// no cable, nothing fading): the host does not wake it until a command comes.
+    pub idle: AtomicU32,
+    /// 1 while the host's audio thread renders this rack itself ([`Region::take_lane`]): the
+    /// worker process stands by and touches nothing of its rack; the host never writes
+    /// `wake` meanwhile.
+    pub inline: AtomicU32,
+    /// 1 while a thread of the host holds this rack ([`LaneGuard`]): the audio thread for an
+    /// inline block, the supervisor to clear it.
+    pub host_holds: AtomicU32,
 }
 
 /// Link channels in the region: each carries one block a block from the worker that sends
@@ -460,6 +478,87 @@ impl WorkerRegion {
     }
 }
 
+/// Worker `index`'s rack, held by a thread of the host ([`Region::take_lane`],
+/// [`release_dead_worker`]); released when dropped.
+pub struct LaneGuard<'a> {
+    region: &'a Region,
+    index: usize,
+}
+
+impl LaneGuard<'_> {
+    /// The shared atomics, the rack and the outboxes as lane `index`'s renderer uses them.
+    pub fn parts(&mut self) -> (&Control, &mut HostRack, Outboxes<'_>) {
+        let rack = self.region.rack_ptr(self.index);
+        let outboxes = Outboxes { region: self.region, own: self.index };
+        // SAFETY: `host_holds` is 1 for this guard alone (taken by compare-exchange), so no
+        // other thread of the host uses the rack; the worker process does not either, as
+        // `take_lane` and `release_dead_worker` establish (see there); the rack lies apart from
+        // the control block and the outboxes; layout and validity as in `rack_mut`.
+        (self.region.control(), unsafe { &mut *rack }, outboxes)
+    }
+
+    /// The lane's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Drop for LaneGuard<'_> {
+    fn drop(&mut self) {
+        self.region.control().workers[self.index].host_holds.store(0, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Region {
+    /// Takes worker `index`'s rack for the calling thread (the audio thread) to render this
+    /// block itself, while the worker process stands by: when [`WorkerShared::inline`] is
+    /// already set, or when the worker is idle at the clock and it can be set now. None when
+    /// the worker may be using its rack, or another thread of the host holds it.
+    ///
+    /// Why the worker is not using its rack: it touches the rack only after it reads a new
+    /// [`WorkerShared::wake`] with `inline` clear, sets `busy` first and clears it (Release)
+    /// before publishing `done_generation`; at start-up it prepares the rack before saying
+    /// READY, and only if the lane never rendered a block. So a READY worker whose
+    /// `done_generation` equals its `wake` and whose `busy` is clear has finished everything
+    /// it was asked and waits for a wake the host will not write while `inline` is set. A
+    /// dead, exited or retired worker (not STARTING) with `busy` clear cannot touch it either,
+    /// and its replacement finds `blocks` above 0 once the host rendered a block here.
+    pub fn take_lane(&self, index: usize) -> Option<LaneGuard<'_>> {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+        let shared = self.control().workers.get(index).filter(|_| index < self.workers)?;
+        shared.host_holds.compare_exchange(0, 1, AcqRel, Acquire).ok()?;
+        let guard = LaneGuard { region: self, index };
+        if shared.inline.load(Acquire) == 1 {
+            return Some(guard);
+        }
+        let (blocks, wake) = (shared.blocks.load(Relaxed), shared.wake.load(Relaxed));
+        let idle = shared.busy.load(Acquire) == 0
+            && match shared.state.load(Acquire) {
+                READY => shared.done_generation.load(Acquire) == wake || blocks == 0 && wake == 0,
+                STARTING => false,
+                _ => blocks > 0,
+            };
+        if !idle {
+            return None; // the guard's drop lets go
+        }
+        shared.inline.store(1, Release);
+        Some(guard)
+    }
+
+    /// Hands worker `index`'s rack back to its process: clears [`WorkerShared::inline`]; the
+    /// next `wake` the host writes is the worker's to render. Takes the lane's hold first
+    /// (waiting out an audio thread's block), so no block of the host's is under way.
+    pub fn give_back_lane(&self, index: usize) {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+        let Some(shared) = self.control().workers.get(index) else { return };
+        while shared.host_holds.compare_exchange(0, 1, AcqRel, Acquire).is_err() {
+            std::hint::spin_loop();
+        }
+        shared.inline.store(0, Release);
+        shared.host_holds.store(0, Release);
+    }
+}
+
 /// The workers' outboxes, as one worker uses them: it writes its own ([`Outboxes::export`])
 /// and reads the others' ([`Outboxes::import`]).
 ///
@@ -471,6 +570,7 @@ impl WorkerRegion {
 /// ([`OUTBOX_SLOTS`] of them), and a reader reads a slot in the block it was written for, so
 /// a slot is not rewritten while read unless that many modules leave one worker within a
 /// block; the sequence check then discards the copy (the module starts afresh).
+#[derive(Clone, Copy)]
 pub struct Outboxes<'a> {
     region: &'a Region,
     own: usize,
@@ -610,18 +710,26 @@ pub(crate) fn set_flush_to_zero() {
 /// # Errors
 /// A process still holds the slot (its pid is in `claimed_by` and alive).
 pub fn release_dead_worker(region: &Region, index: usize, rebuild: bool) -> io::Result<()> {
+    use std::sync::atomic::Ordering;
     let shared = &region.control().workers[index];
     let holder = shared.claimed_by.load(std::sync::atomic::Ordering::Acquire);
     if holder != 0 && crate::pid::is_alive(holder) {
         return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("worker {index} is still held by pid {holder}")));
     }
     if rebuild {
+        // Not while the audio thread renders a block of this rack (it never does once the
+        // lane is not inline, and a worker dies mid-change only in a lane that is not).
+        while shared.host_holds.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            std::hint::spin_loop();
+        }
         while shared.commands.pop().is_some() {}
         let sample_rate_hz = region.control().clock.sample_rate_hz.load(std::sync::atomic::Ordering::Relaxed);
         // SAFETY: the process that held this rack is gone (checked above), no replacement is
-        // launched before this returns, and the pool calls this from its supervisor only (one
-        // caller at a time), so nothing else uses the rack.
+        // launched before this returns, the pool calls this from its supervisor only (one
+        // caller at a time), and the hold taken above keeps the audio thread out: so nothing
+        // else uses the rack.
         unsafe { &mut *region.rack_ptr(index) }.clear_in_place(sample_rate_hz as f32);
+        shared.host_holds.store(0, Ordering::Release);
     }
     let shared = &region.control().workers[index];
     shared.busy.store(0, std::sync::atomic::Ordering::Relaxed);

@@ -85,9 +85,9 @@ pub fn run(args: WorkerArgs) -> i32 {
     if !realtime && args.index == 0 {
         eprintln!("synthpool-worker: real-time scheduling refused; running at normal priority");
     }
-    // Read the clock before saying ready: the host may start the first block right after.
+    // Read the wake word before saying ready: the host may write it right after.
     let clock = &control.clock;
-    let mut seen = clock.generation.load(Ordering::Acquire);
+    let mut seen = me.wake.load(Ordering::Acquire);
     // A replacement starts level with the clock, not where its predecessor stopped (the
     // supervisor would take a slot that was dead a while for one that hangs), and one block
     // short of it, so the host never takes the predecessor's last output for this block's.
@@ -106,107 +106,49 @@ pub fn run(args: WorkerArgs) -> i32 {
         // Paced blocks (a gap far longer than the watch) sleep at once: no time is burnt.
         let spin_until = if gap_ns < 2 * SPIN_NS { clock::now_ns() + SPIN_NS } else { 0 };
         let finished_ns = clock::now_ns();
-        while clock.generation.load(Ordering::SeqCst) == seen && clock.stop.load(Ordering::Acquire) == 0 {
+        // SeqCst pairs with the host's: this counts itself asleep, then the futex checks the
+        // word; the host writes the word, then looks for a sleeper. One of the two sees the other.
+        while me.wake.load(Ordering::SeqCst) == seen && clock.stop.load(Ordering::Acquire) == 0 {
             if clock::now_ns() < spin_until {
                 std::hint::spin_loop();
                 continue;
             }
-            clock.sleepers.fetch_add(1, Ordering::SeqCst);
-            shm::futex_wait(&clock.generation, seen, None);
-            clock.sleepers.fetch_sub(1, Ordering::SeqCst);
+            me.sleeping.store(1, Ordering::SeqCst);
+            shm::futex_wait(&me.wake, seen, None);
+            me.sleeping.store(0, Ordering::SeqCst);
         }
         gap_ns = clock::now_ns().saturating_sub(finished_ns);
         if clock.stop.load(Ordering::Acquire) != 0 {
             break;
         }
         let start_ns = clock::now_ns();
-        let generation = clock.generation.load(Ordering::Acquire);
+        let generation = me.wake.load(Ordering::Acquire);
+        // The host renders this rack itself meanwhile: not this process's to touch (the host
+        // writes no wake then; this is a stale one).
+        if me.inline.load(Ordering::Acquire) != 0 {
+            seen = generation;
+            continue;
+        }
         me.busy.store(1, Ordering::Release);
-        // Blocks the clock passed while this worker was late: render them too (their output
+        // Blocks the host owed this worker while it was late: render them too (their output
         // is gone) so its modules keep time with the clock and with every other worker, at
-        // most CATCH_UP_BLOCKS (a worker far behind would only fall further back).
-        let missed = generation.wrapping_sub(seen).wrapping_sub(1).min(CATCH_UP_BLOCKS);
-        let mut at = generation.wrapping_sub(missed);
+        // most CATCH_UP_BLOCKS (a worker far behind would only fall further back). Blocks the
+        // host did not owe it (it had nothing to do) are not caught up.
+        let owed_from = me.owed_from.load(Ordering::Acquire);
+        let first = if generation.wrapping_sub(owed_from) < generation.wrapping_sub(seen) {
+            owed_from
+        } else {
+            seen.wrapping_add(1)
+        };
+        let missed = generation.wrapping_sub(first).min(CATCH_UP_BLOCKS);
         seen = generation;
-        let mut waited_ns = 0u64;
-        loop {
-            // Commands wait for the generation they name (a bundle's share all wait for it).
-            while let Some(message) = me.commands.peek() {
-                if at.wrapping_sub(message[4]) as i32 >= 0 {
-                    let _ = me.commands.pop();
-                    match Command::from_words([message[0], message[1], message[2], message[3]]) {
-                        // A module moving to another worker: its state as it is before this
-                        // block, for that worker to take in the same block; then it leaves
-                        // (its cables out fade while the other worker's fade in).
-                        Some(command @ Command::Export { id, slot }) => {
-                            outboxes.export(slot as usize, id, at, rack.module(id));
-                            rack.apply(&command);
-                        }
-                        // A module arriving from another worker (created by the commands
-                        // before this one): it carries on from the state exported there,
-                        // if that comes within IMPORT_WAIT_NS; else it starts afresh.
-                        Some(Command::Import { id, from, slot }) => {
-                            let give_up = start_ns + IMPORT_WAIT_NS;
-                            if let Some(module) = outboxes.import(from as usize, slot as usize, id, at, give_up) {
-                                rack.adopt(id, &module);
-                            }
-                        }
-                        // One end of a cable between workers: the send's channel names its
-                        // sender, so a receiver stops waiting for it if it dies.
-                        Some(command @ Command::Link { channel, end, .. }) => {
-                            if end == LinkEnd::Send
-                                && let Some(link) = control.links.get(channel as usize)
-                            {
-                                link.sender.store(args.index as u32, Ordering::Relaxed);
-                            }
-                            rack.apply(&command);
-                        }
-                        // Untimed (word 5 is 0), or timed to a sample of this block (1 + it:
-                        // a timetagged bundle's).
-                        Some(command) => match message[5] {
-                            0 => rack.apply(&command),
-                            timed => rack.apply_at(&command, timed as usize - 1),
-                        },
-                        None => {}
-                    }
-                } else {
-                    break;
-                }
-            }
-            let blocks = me.blocks.load(Ordering::Relaxed);
-            // A block the clock already passed waits for no link: its blocks are gone.
-            let give_up_ns = if at == generation { clock.deadline_ns.load(Ordering::Relaxed) } else { 0 };
-            let mut links = SharedLinks { control, generation: at, give_up_ns, waited_ns: 0 };
-            if at == generation && blocks % TIME_MODULES_EVERY == 0 {
-                publish_modules(rack, &me.modules);
-                rack.process_linked(&mut block, &mut ModuleClock { modules: &me.modules }, &mut links);
-                me.timed_blocks.store(me.timed_blocks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            } else {
-                rack.process_linked(&mut block, &mut Untimed, &mut links);
-            }
-            waited_ns += links.waited_ns;
-            if at == generation {
-                break;
-            }
-            at = at.wrapping_add(1);
-        }
-        for (word, sample) in me.output.iter().zip(&block) {
-            word.store(sample.to_bits(), Ordering::Relaxed);
-        }
-        let end_ns = clock::now_ns();
-        let blocks = me.blocks.load(Ordering::Relaxed);
-        let timing = &me.timing[blocks as usize % TIMING_SLOTS];
-        timing.generation.store(generation, Ordering::Relaxed);
-        let woken = me.woken_at_ns.load(Ordering::Relaxed);
-        timing.wake_ns.store(start_ns.saturating_sub(woken).min(u32::MAX as u64) as u32, Ordering::Relaxed);
-        timing.work_ns.store((end_ns - start_ns).min(u32::MAX as u64) as u32, Ordering::Relaxed);
-        timing.wait_ns.store(waited_ns.min(u32::MAX as u64) as u32, Ordering::Relaxed);
-        me.blocks.store(blocks + 1, Ordering::Relaxed);
+        let lane = Lane { control, index: args.index, rack: &mut *rack, outboxes };
+        render_lane(lane, &mut block, generation.wrapping_sub(missed), generation, start_ns);
         let (allocations, frees) = alloc_count::counted_allocations();
         me.allocations.store(allocations, Ordering::Relaxed);
         me.frees.store(frees, Ordering::Relaxed);
         me.busy.store(0, Ordering::Release);
-        // Release: the output words above are visible before the host sees this generation.
+        // Release: the output words are visible before the host sees this generation.
         me.done_generation.store(generation, Ordering::Release);
         let done = clock.done.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
         // Only the worker that completes the block wakes the audio thread.
@@ -217,6 +159,105 @@ pub fn run(args: WorkerArgs) -> i32 {
     me.state.store(shm::EXITED, Ordering::Release);
     me.claimed_by.store(0, Ordering::Release);
     0
+}
+
+/// One lane of the pool as its renderer holds it for a block: the worker process whose rack
+/// it is, or the host's audio thread rendering the rack itself ([`shm::Region::take_lane`]).
+pub struct Lane<'a> {
+    /// The shared atomics.
+    pub control: &'a shm::Control,
+    /// The lane's (its worker's) index.
+    pub index: usize,
+    /// Its rack.
+    pub rack: &'a mut HostRack,
+    /// The outboxes, this lane's own for writing.
+    pub outboxes: shm::Outboxes<'a>,
+}
+
+/// Renders lane `lane`'s blocks `first..=generation` (more than one to catch up), applying
+/// each block's due commands first, and publishes the last one's output, its timing, the
+/// block count and whether the rack is idle. The caller publishes `done_generation`.
+/// Allocation-free, lock-free; no syscall (links and imports are watched, not slept on).
+pub fn render_lane(lane: Lane<'_>, block: &mut [f32; BLOCK], first: u32, generation: u32, start_ns: u64) {
+    let Lane { control, index, rack, outboxes } = lane;
+    let me = &control.workers[index];
+    let clock = &control.clock;
+    let mut at = first;
+    let mut waited_ns = 0u64;
+    loop {
+        // Commands wait for the generation they name (a bundle's share all wait for it).
+        while let Some(message) = me.commands.peek() {
+            if at.wrapping_sub(message[4]) as i32 >= 0 {
+                let _ = me.commands.pop();
+                match Command::from_words([message[0], message[1], message[2], message[3]]) {
+                    // A module moving to another worker: its state as it is before this
+                    // block, for that worker to take in the same block; then it leaves
+                    // (its cables out fade while the other worker's fade in).
+                    Some(command @ Command::Export { id, slot }) => {
+                        outboxes.export(slot as usize, id, at, rack.module(id));
+                        rack.apply(&command);
+                    }
+                    // A module arriving from another worker (created by the commands
+                    // before this one): it carries on from the state exported there,
+                    // if that comes within IMPORT_WAIT_NS; else it starts afresh.
+                    Some(Command::Import { id, from, slot }) => {
+                        let give_up = start_ns + IMPORT_WAIT_NS;
+                        if let Some(module) = outboxes.import(from as usize, slot as usize, id, at, give_up) {
+                            rack.adopt(id, &module);
+                        }
+                    }
+                    // One end of a cable between workers: the send's channel names its
+                    // sender, so a receiver stops waiting for it if it dies.
+                    Some(command @ Command::Link { channel, end, .. }) => {
+                        if end == LinkEnd::Send
+                            && let Some(link) = control.links.get(channel as usize)
+                        {
+                            link.sender.store(index as u32, Ordering::Relaxed);
+                        }
+                        rack.apply(&command);
+                    }
+                    // Untimed (word 5 is 0), or timed to a sample of this block (1 + it:
+                    // a timetagged bundle's).
+                    Some(command) => match message[5] {
+                        0 => rack.apply(&command),
+                        timed => rack.apply_at(&command, timed as usize - 1),
+                    },
+                    None => {}
+                }
+            } else {
+                break;
+            }
+        }
+        let blocks = me.blocks.load(Ordering::Relaxed);
+        // A block the clock already passed waits for no link: its blocks are gone.
+        let give_up_ns = if at == generation { clock.deadline_ns.load(Ordering::Relaxed) } else { 0 };
+        let mut links = SharedLinks { control, generation: at, give_up_ns, waited_ns: 0 };
+        if at == generation && blocks % TIME_MODULES_EVERY == 0 {
+            publish_modules(rack, &me.modules);
+            rack.process_linked(block, &mut ModuleClock { modules: &me.modules }, &mut links);
+            me.timed_blocks.store(me.timed_blocks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        } else {
+            rack.process_linked(block, &mut Untimed, &mut links);
+        }
+        waited_ns += links.waited_ns;
+        if at == generation {
+            break;
+        }
+        at = at.wrapping_add(1);
+    }
+    for (word, sample) in me.output.iter().zip(block.iter()) {
+        word.store(sample.to_bits(), Ordering::Relaxed);
+    }
+    let end_ns = clock::now_ns();
+    let blocks = me.blocks.load(Ordering::Relaxed);
+    let timing = &me.timing[blocks as usize % TIMING_SLOTS];
+    timing.generation.store(generation, Ordering::Relaxed);
+    let woken = me.woken_at_ns.load(Ordering::Relaxed);
+    timing.wake_ns.store(start_ns.saturating_sub(woken).min(u32::MAX as u64) as u32, Ordering::Relaxed);
+    timing.work_ns.store((end_ns - start_ns).min(u32::MAX as u64) as u32, Ordering::Relaxed);
+    timing.wait_ns.store(waited_ns.min(u32::MAX as u64) as u32, Ordering::Relaxed);
+    me.blocks.store(blocks + 1, Ordering::Relaxed);
+    me.idle.store(u32::from(rack.is_idle()), Ordering::Relaxed);
 }
 
 /// The link channels in the shared region, for one block of one worker's rack: sends
@@ -269,7 +310,11 @@ impl SharedLinks<'_> {
         // its send comes first in its block (the rack's order), so the wait is short; it is
         // bounded by the block's deadline and ends at once if the sender dies.
         while link.generation.load(Ordering::Acquire) != self.generation {
-            let alive = sender.is_some_and(|s| s.state.load(Ordering::Acquire) == shm::READY);
+            // A sender whose rack the host's audio thread renders is alive whatever its
+            // standing-by process does.
+            let alive = sender.is_some_and(|s| {
+                s.state.load(Ordering::Acquire) == shm::READY || s.inline.load(Ordering::Acquire) != 0
+            });
             if !alive || clock::now_ns() >= self.give_up_ns {
                 // (A block the clock passed, rendered to catch up, is this worker's lateness.)
                 if let Some(s) = sender.filter(|_| self.give_up_ns != 0) {

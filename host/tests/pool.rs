@@ -10,8 +10,22 @@ use synthpool_host::render::render_script;
 use synthpool_host::server::{DEMO_SCRIPT, render_with};
 
 fn pool(workers: usize) -> Pool {
+    pool_with(workers, true)
+}
+
+/// A pool whose audio thread renders worker 0's rack itself (`inline`), or leaves every
+/// lane to the worker processes.
+fn pool_with(workers: usize, inline: bool) -> Pool {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_synthpool-worker"));
-    Pool::start(&PoolConfig { workers, sample_rate_hz: 48_000, worker_exe: Some(exe) }).unwrap().0
+    Pool::start(&PoolConfig { workers, sample_rate_hz: 48_000, worker_exe: Some(exe), inline }).unwrap().0
+}
+
+/// Queues `script`'s lines through `ledger`, each as it would come over OSC.
+fn build(pool: &Pool, ledger: &mut Ledger, script: &[&str]) {
+    for line in script {
+        let (_, request) = synthpool_core::script::parse_line(line, 0.0).unwrap();
+        ledger.submit_with(&[request.unwrap()], |commands| pool.send_together(commands)).unwrap();
+    }
 }
 
 #[test]
@@ -75,12 +89,11 @@ fn play(pool: &Pool, blocks: usize) -> (Vec<f32>, usize) {
 
 #[test]
 fn a_dead_worker_s_rack_rebuilt_from_the_ledger_plays_the_patch_again() {
-    let pool = pool(1);
+    // Every lane a process's: worker 0's death silences its share (with the audio thread
+    // rendering it, nothing would be heard; see the next test).
+    let pool = pool_with(1, false);
     let mut ledger = Ledger::new(1);
-    for line in ["/module/new vco 1", "/module/set 1 wave square", "/module/set 1 level 0.5", "/patch 1 out 0 in"] {
-        let (_, request) = synthpool_core::script::parse_line(line, 0.0).unwrap();
-        ledger.submit_with(&[request.unwrap()], |commands| pool.send_together(commands)).unwrap();
-    }
+    build(&pool, &mut ledger, &["/module/new vco 1", "/module/set 1 wave square", "/module/set 1 level 0.5", "/patch 1 out 0 in"]);
     let (before, _) = play(&pool, 50);
     assert!(peak_db(&before[BLOCK * 10..]) > -7.0, "the square plays");
     // Dead between blocks or not, the rebuild path clears the rack and queues the ledger's
@@ -105,4 +118,42 @@ fn a_dead_worker_s_rack_rebuilt_from_the_ledger_plays_the_patch_again() {
     assert!(return_step <= 1.05, "step {return_step} where it returns");
     assert!(peak_db(&after[first + BLOCK * 10..]) > -7.0, "the square plays at its level again");
     assert_eq!(pool.status()[0].restarts, 1);
+}
+
+#[test]
+fn the_audio_thread_s_own_lane_plays_through_its_standing_by_worker_s_death() {
+    let pool = pool(2);
+    let mut ledger = Ledger::new(2);
+    build(&pool, &mut ledger, &["/module/new vco 1", "/module/set 1 wave sine", "/module/set 1 freq 441", "/patch 1 out 0 in"]);
+    assert_eq!(ledger.owner(1), Some(0), "the first voice goes to worker 0");
+    let (before, late) = play(&pool, 50);
+    assert_eq!(late, 0);
+    assert!(peak_db(&before[BLOCK * 10..]) > -1.0, "the sine plays");
+    let status = pool.status();
+    assert!(status[0].inline && !status[1].inline, "{status:?}");
+    // Worker 1 has nothing to do: it is not woken (its block count stays where it was).
+    let idle_blocks = status[1].blocks;
+    pool.kill(0);
+    let death = loop {
+        if let Some(death) = pool.wait_for_death(Duration::from_millis(100)) {
+            break death;
+        }
+    };
+    assert_eq!(death.index, 0);
+    let (without, _) = play(&pool, 20);
+    pool.relaunch(0, None).unwrap();
+    let (after, late) = play(&pool, 20);
+    assert_eq!(late, 0);
+    let all: Vec<f32> = [&before[..], &without[..], &after[..]].concat();
+    // One unbroken sine: no gap and no step where the process died or came back, so no
+    // step larger than the sine's own (steady from block 10; 1% for float rounding).
+    let largest_step = |x: &[f32]| x.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f32::max);
+    let steady = largest_step(&before[BLOCK * 10..]);
+    let step = largest_step(&all[BLOCK * 10..]);
+    assert!(step <= steady * 1.01, "largest step {step}, the sine's own {steady}");
+    assert!(peak_db(&without) > -1.0 && peak_db(&after) > -1.0);
+    let status = pool.status();
+    assert_eq!(status[0].restarts, 1);
+    assert!(status[0].inline);
+    assert_eq!(status[1].blocks, idle_blocks, "the idle worker slept throughout");
 }

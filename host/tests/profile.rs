@@ -41,7 +41,7 @@ fn heavy_script() -> String {
 #[test]
 fn a_heavy_worker_shows_a_larger_share_and_its_modules_fit_in_its_block_time() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_synthpool-worker"));
-    let pool = Pool::start(&PoolConfig { workers: 2, sample_rate_hz: 48_000, worker_exe: Some(exe) }).unwrap().0;
+    let pool = Pool::start(&PoolConfig { workers: 2, sample_rate_hz: 48_000, worker_exe: Some(exe), inline: true }).unwrap().0;
     // 975 blocks: fewer than the rings hold, so the block times and the module counts cover
     // the same blocks.
     let (samples, refused) = render_with(&pool, &heavy_script(), 1.3).unwrap();
@@ -57,12 +57,15 @@ fn a_heavy_worker_shows_a_larger_share_and_its_modules_fit_in_its_block_time() {
     let (heavy, idle) =
         if profile[0].user_modules() > 0 { (&profile[0], &profile[1]) } else { (&profile[1], &profile[0]) };
     assert_eq!((heavy.user_modules(), idle.user_modules()), (80, 0), "one component, one worker");
-    assert!(profile.iter().all(|w| w.blocks == blocks as u64 && w.missed == 0), "{profile:?}");
+    assert!(profile.iter().all(|w| w.missed == 0), "{profile:?}");
+    // The heavy worker renders every block; the idle one only those in which a command
+    // came (its share of the patch's bundles): with nothing to do, it is not woken.
+    assert_eq!(heavy.blocks, blocks as u64, "{heavy:?}");
+    assert!(idle.blocks < blocks as u64 / 2, "{idle:?}");
 
-    // The heavy worker renders 80 modules, the idle one its output alone: by the median
-    // (robust to a preempted block on a shared machine) it takes several times longer.
-    assert!(heavy.p50_us > 3.0 * idle.p50_us, "heavy {heavy:?}\nidle {idle:?}");
-    assert!(heavy.share > idle.share);
+    // The heavy worker renders 80 modules each block, the idle one its output alone in a
+    // few: its share of the recording's budget is many times larger.
+    assert!(heavy.share > 10.0 * idle.share, "heavy {heavy:?}\nidle {idle:?}");
     assert!(heavy.p50_us <= heavy.p99_us && heavy.p99_us <= heavy.max_us);
     assert!(heavy.wake_p50_us <= heavy.wake_p99_us);
 

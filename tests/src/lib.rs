@@ -336,11 +336,10 @@ pub fn bundle(client: &Client, lines: &[&str]) {
 /// As [`sine_to_out`], made again until it lands on `worker` (`/module/stats` says where):
 /// placement goes by measured load, and on a loaded machine a worker may measure busier for
 /// a moment. Panics after 20 tries.
-pub fn sine_on_worker(client: &Client, id: i32, hz: f32, level: f32, worker: i64) {
+pub fn sine_on_worker(client: &Client, id: i32, hz: f32, level: f32, worker: usize) {
     for _ in 0..20 {
         sine_to_out(client, id, hz, level);
-        let stats = client.ask("/module/stats", vec![i(id)]);
-        if int_at(&stats.args, 2) == worker {
+        if worker_of(client, id) == worker {
             return;
         }
         assert_eq!(client.ask("/module/free", vec![i(id)]).addr, "/done");
@@ -379,6 +378,22 @@ pub fn fail_name(reply: &OscMessage) -> Option<FailName> {
 }
 
 /// Waits until `done` or `timeout`, checking every millisecond.
+/// The worker that holds module `id` (`/module/stats`).
+pub fn worker_of(client: &Client, id: i32) -> usize {
+    let reply = client.ask("/module/stats", vec![i(id)]);
+    assert_eq!(reply.addr, "/module/stats", "{reply:?}");
+    int_at(&reply.args, 2) as usize
+}
+
+/// Waits (up to 5 s) until every worker's load is under 2% of the block: placement goes by
+/// measured load, and a server's first blocks (a rack's first order, cold pages) weigh in
+/// it until they leave its 64-block window. Tests that need a module on a given worker
+/// build after this.
+pub fn settle(client: &Client) {
+    let settled = wait_for(Duration::from_secs(5), || client.status().workers.iter().all(|w| w.load < 0.02));
+    assert!(settled, "the idle server's loads settle: {:?}", client.status().workers);
+}
+
 pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + timeout;
     while Instant::now() < until {

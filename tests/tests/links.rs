@@ -87,18 +87,14 @@ fn a_shared_bus_played_live_uses_both_workers() {
     assert!(rms_db(clean) > -30.0, "the patch plays: {} dB", rms_db(clean));
 }
 
-/// The worker that holds module `id` (`/module/stats`).
-fn worker_of(client: &Client, id: i32) -> usize {
-    let reply = client.ask("/module/stats", vec![i(id)]);
-    assert_eq!(reply.addr, "/module/stats", "{reply:?}");
-    int_at(&reply.args, 2) as usize
-}
-
 #[test]
 fn a_stopped_sender_is_counted_late_and_nobody_waits_past_the_deadline() {
     let _machine = exclusive();
     let (server, wav) = Server::recording("shared-bus-stopped", &["--workers", "2"]);
     let client = Client::new(server.port);
+    // The bus first, on worker 0 (the emptiest, lowest first), whose lane the audio thread
+    // renders itself; the voices spread over both.
+    settle(&client);
     for group in shared_bus(8) {
         let lines: Vec<&str> = group.iter().map(String::as_str).collect();
         bundle(&client, &lines);
@@ -106,6 +102,8 @@ fn a_stopped_sender_is_counted_late_and_nobody_waits_past_the_deadline() {
     let bus = worker_of(&client, 9000);
     let sender = 1 - bus;
     assert!((0..8).any(|v| worker_of(&client, 3 + 4 * v) == sender), "voices on both workers");
+    // Stopping a process whose lane the audio thread renders would make nothing late.
+    assert_eq!(client.status().workers[sender].inline, 0, "the sender is a process that renders");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let before = client.status();
     let late_links = |status: &Status, w: usize| i64::from(status.workers[w].late_links);
@@ -139,10 +137,24 @@ fn a_killed_sender_comes_back_and_the_bus_plays_on_without_a_click() {
     let _machine = exclusive();
     let (server, wav) = Server::recording("shared-bus-kill", &["--workers", "2"]);
     let client = Client::new(server.port);
-    // The bus: a delay at mix 0 passes its input straight through to the output.
-    bundle(&client, &["/module/new delay 9000", "/module/set 9000 mix 0", "/patch 9000 out 0 in"]);
-    // Tone A (750 Hz: one cycle a block) joins the bus's worker; tone B (6000 Hz: eight)
-    // lands on the other (fewer modules) and reaches the bus through a link only.
+    settle(&client);
+    // The bus first, one bundle on one worker: a delay at mix 0 passes its input straight
+    // through, a vca at 1 after it. New modules go to the emptiest worker, the lowest first:
+    // worker 0, whose lane the audio thread renders itself.
+    bundle(
+        &client,
+        &[
+            "/module/new delay 9000",
+            "/module/set 9000 mix 0",
+            "/module/new vca 9001",
+            "/module/set 9001 gain 1",
+            "/patch 9000 out 9001 in",
+            "/patch 9001 out 0 in",
+        ],
+    );
+    // Tone A (750 Hz: one cycle a block) joins the bus's worker (the smaller component
+    // moves); tone B (6000 Hz: eight) lands on the other (fewer modules), a process, and
+    // reaches the bus through a link only.
     for (id, hz, level) in [(1, 750.0, 0.4), (2, 6000.0, 0.2)] {
         for (addr, args) in [
             ("/module/new", vec![s("vco"), i(id)]),
@@ -158,6 +170,8 @@ fn a_killed_sender_comes_back_and_the_bus_plays_on_without_a_click() {
     assert_eq!(worker_of(&client, 1), bus, "tone A by the bus");
     let sender = worker_of(&client, 2);
     assert_ne!(sender, bus, "tone B on the other worker");
+    // Killing a process whose lane the audio thread renders would be heard nowhere.
+    assert_eq!(client.status().workers[sender].inline, 0, "tone B's worker is a process that renders");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let pid = client.status().workers[sender].pid;
     assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());

@@ -36,19 +36,27 @@ fn running_pid(client: &Client, w: usize, not: i64) -> i64 {
     pid
 }
 
-/// Tone A (750 Hz, worker 0) and tone B (6000 Hz, worker 1), one module each.
+/// The worker the tests kill, stop or crash: a process that renders its own lane (worker 0's
+/// lane is the audio thread's own: its process stands by, and killing it is heard nowhere).
+const KILLED: usize = 1;
+/// The other worker, whose lane the audio thread renders.
+const KEPT: usize = 0;
+
+/// Tone A (750 Hz, worker [`KILLED`]) and tone B (6000 Hz, worker [`KEPT`]), one module each.
 fn two_tones(client: &Client) {
     // Placement goes by measured load first: on a busy machine a worker may measure busier
-    // for a moment, and A lands on worker 1 or B beside A. Each is placed again until it
-    // lands on its worker (the tests kill worker 0 to silence A, not B).
-    sine_on_worker(client, 1, A_HZ, 0.4, 0);
-    sine_on_worker(client, 2, B_HZ, 0.2, 1);
+    // for a moment, and B lands on worker 1 or A beside B. Each is placed again until it
+    // lands on its worker; B first (a new module goes to the emptiest worker, the lowest
+    // first), then A (the tests kill A's worker, not B's).
+    settle(client);
+    sine_on_worker(client, 2, B_HZ, 0.2, KEPT);
+    sine_on_worker(client, 1, A_HZ, 0.4, KILLED);
 }
 
 /// A server of 2 workers recording to `rec.wav` in scratch folder `name`, playing
 /// [`two_tones`]; the recording's path, its client, the patch, and the recorded block from
-/// which both tones play where they stay (tone B may have been placed again, with a gap,
-/// before it landed on worker 1).
+/// which both tones play where they stay (tone A may have been placed again, with a gap,
+/// before it landed on its worker).
 fn two_tone_server(name: &str) -> (Server, PathBuf, Client, Vec<String>, usize) {
     let (server, wav) = Server::recording(name, &["--workers", "2"]);
     let client = Client::new(server.port);
@@ -78,17 +86,17 @@ fn a_worker_killed_ten_times_comes_back_each_time_and_the_other_never_drops() {
     pause(0.3);
     let mut pid = 0;
     for _ in 0..10 {
-        pid = running_pid(&client, 0, pid);
+        pid = running_pid(&client, KILLED, pid);
         kill9(pid);
         // Apart enough that ten kills are not a crash loop (5 within 1 s).
         pause(0.35);
     }
-    running_pid(&client, 0, pid);
+    running_pid(&client, KILLED, pid);
     let status = client.status();
-    assert_eq!(status.workers[0].restarts, 10, "worker 0 restarted ten times");
+    assert_eq!(status.workers[KILLED].restarts, 10, "worker {KILLED} restarted ten times");
     assert_eq!(status.restarts, 10, "restarts in all");
     assert_eq!(client.dump(), before, "the patch is unchanged");
-    let b_late = i64::from(status.workers[1].late_blocks);
+    let b_late = i64::from(status.workers[KEPT].late_blocks);
     // Late blocks are counted up to this status; the recording goes on a little longer.
     let counted_to = counted_blocks(&status);
     for (w, worker) in status.workers.iter().enumerate() {
@@ -104,7 +112,7 @@ fn a_worker_killed_ten_times_comes_back_each_time_and_the_other_never_drops() {
     let a_runs = runs(&a[..counted_to.min(a.len())].iter().map(|&v| v < 0.2).collect::<Vec<_>>());
     assert!(
         b_gaps as i64 <= b_late,
-        "tone B missing for {b_gaps} blocks, worker 1 late for {b_late}: B gaps {b_runs:?}, A gaps {a_runs:?}, from block {start}"
+        "tone B missing for {b_gaps} blocks, worker {KEPT} late for {b_late}: B gaps {b_runs:?}, A gaps {a_runs:?}, from block {start}"
     );
     // A drops at each kill and returns.
     let a_gaps = runs(&a[start..].iter().map(|&v| v < 0.2).collect::<Vec<_>>());
@@ -132,26 +140,26 @@ fn a_worker_that_keeps_crashing_is_retired_and_its_modules_move() {
     pause(0.2);
     let mut pid = 0;
     for _ in 0..5 {
-        pid = running_pid(&client, 0, pid);
+        pid = running_pid(&client, KILLED, pid);
         kill9(pid);
     }
-    let retired = wait_for(Duration::from_secs(2), || client.status().workers[0].state == WorkerState::Retired);
-    assert!(retired, "worker 0 retired after 5 deaths within a second");
+    let retired = wait_for(Duration::from_secs(2), || client.status().workers[KILLED].state == WorkerState::Retired);
+    assert!(retired, "worker {KILLED} retired after 5 deaths within a second");
     let status = client.status();
-    let modules = (status.workers[0].modules, status.workers[1].modules);
-    assert_eq!(modules, (0, 2), "its module moved to worker 1");
-    assert_eq!(status.workers[0].pid, 0, "no process in a retired slot");
+    let modules = (status.workers[KILLED].modules, status.workers[KEPT].modules);
+    assert_eq!(modules, (0, 2), "its module moved to worker {KEPT}");
+    assert_eq!(status.workers[KILLED].pid, 0, "no process in a retired slot");
     assert_eq!(client.dump(), before, "the patch is unchanged");
     // A new module goes to the healthy worker.
     assert_eq!(client.ask("/module/new", vec![s("vco"), i(3)]).addr, "/done");
-    assert_eq!(client.status().workers[1].modules, 3);
+    assert_eq!(client.status().workers[KEPT].modules, 3);
     pause(0.4);
     let x = stop_and_read(server, &wav).0;
     let (a, b) = (tone_per_block(&x, 1), tone_per_block(&x, 8));
     let tail = a.len() - (0.2 * FS as f64 / BLOCK as f64) as usize;
     let clean: Vec<usize> = (tail..a.len()).filter(|&k| b[k] > 0.1).collect();
-    assert!(clean.len() > 100, "worker 1 plays at the end");
-    assert!(clean.iter().all(|&k| a[k] > 0.3), "tone A plays again, on worker 1");
+    assert!(clean.len() > 100, "worker {KEPT} plays at the end");
+    assert!(clean.iter().all(|&k| a[k] > 0.3), "tone A plays again, on worker {KEPT}");
 }
 
 #[test]
@@ -290,10 +298,10 @@ fn a_worker_that_stops_answering_is_killed_and_replaced() {
     let _machine = exclusive();
     let (server, wav, client, before, _) = two_tone_server("hung-worker");
     pause(0.2);
-    let pid = running_pid(&client, 1, 0);
+    let pid = running_pid(&client, KILLED, 0);
     let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status().expect("kill runs");
     assert!(status.success());
-    let replaced = running_pid(&client, 1, pid);
+    let replaced = running_pid(&client, KILLED, pid);
     assert_ne!(replaced, pid);
     assert_eq!(client.dump(), before, "the patch is unchanged");
     pause(0.3);
@@ -302,8 +310,8 @@ fn a_worker_that_stops_answering_is_killed_and_replaced() {
     let tail = a.len() - (0.2 * FS as f64 / BLOCK as f64) as usize;
     let playing = (tail..a.len()).filter(|&k| a[k] > 0.3 && b[k] > 0.15).count();
     assert!(playing * 10 >= (a.len() - tail) * 9, "both tones play after the replacement");
-    let gap = runs(&b.iter().map(|&v| v < 0.1).collect::<Vec<_>>()).into_iter().max_by_key(|r| r.1).unwrap_or((0, 0));
-    println!("tone B stopped for {:.0} ms while its worker was stopped", gap.1 as f64 * BLOCK as f64 / FS as f64 * 1e3);
+    let gap = runs(&a.iter().map(|&v| v < 0.2).collect::<Vec<_>>()).into_iter().max_by_key(|r| r.1).unwrap_or((0, 0));
+    println!("tone A stopped for {:.0} ms while its worker was stopped", gap.1 as f64 * BLOCK as f64 / FS as f64 * 1e3);
 }
 
 /// VmRSS of process `pid`, kB.
@@ -499,7 +507,7 @@ fn the_server_answers_while_a_slow_replacement_starts() {
     let server = Server::start_with_env(free_port(), &["--workers", "2"], &[("SYNTHPOOL_WORKER", wrapper.as_os_str())]);
     let client = Client::new(server.port);
     two_tones(&client);
-    let pid = running_pid(&client, 0, 0);
+    let pid = running_pid(&client, KILLED, 0);
     std::fs::write(&mark, b"").unwrap();
     kill9(pid);
     let killed = std::time::Instant::now();
@@ -509,8 +517,8 @@ fn the_server_answers_while_a_slow_replacement_starts() {
         let asked = std::time::Instant::now();
         let status = client.status();
         slowest = slowest.max(asked.elapsed());
-        let now = i64::from(status.workers[0].pid);
-        if now != pid && now != 0 && status.workers[0].state == WorkerState::Running {
+        let now = i64::from(status.workers[KILLED].pid);
+        if now != pid && now != 0 && status.workers[KILLED].state == WorkerState::Running {
             replaced_after = Some(killed.elapsed());
         }
         pause(0.02);

@@ -112,7 +112,7 @@ fn modules_on_two_workers_are_both_heard() {
     // Placement goes by measured load: on a loaded machine both may land on the worker
     // that measured idler. Each is placed until it lands on its own worker.
     for (id, hz) in [(1, 300.0), (2, 500.0)] {
-        sine_on_worker(&client, id, hz, 0.5, i64::from(id - 1));
+        sine_on_worker(&client, id, hz, 0.5, id as usize - 1);
     }
     let status = client.status();
     let modules: Vec<u32> = status.workers.iter().map(|w| w.modules).collect();
