@@ -17,7 +17,7 @@ use crate::block::{BLOCK, Block};
 use crate::command::{Command, Error, LinkEnd, ModuleId, OUTPUT_ID, Request};
 use crate::module::{Kind, LANES, MAX_INPUTS, Module, Pools};
 use crate::script::Player;
-use crate::topology::Topology;
+use crate::topology::{MAX_ID, Topology};
 use crate::units::delay::Delay;
 use crate::units::reverb::Reverb;
 use crate::units::vca::Vca;
@@ -27,6 +27,57 @@ use heapless::Vec;
 const OUTPUT_SLOT: usize = 0;
 /// Marks "no module" in `ids` and "free" in the pool owner tables.
 const NONE: u16 = u16::MAX;
+
+/// Ids a rack takes by default: the protocol's, 0 ..= [`MAX_ID`].
+pub const PROTOCOL_IDS: usize = MAX_ID as usize + 1;
+
+/// Which slot holds each live module id (ghosts fading out have none): commands find their
+/// slots in one read instead of a walk over every slot. Entry `id` holds the slot + 1, and
+/// 0 for none, so that all-zero memory (a fresh shared mapping, [`Rack::init_zeroed`]) is an
+/// empty index; ids from `IDS` on are never bound (a command naming one is ignored).
+struct SlotIndex<const IDS: usize> {
+    slot_plus_one: [u16; IDS],
+}
+
+impl<const IDS: usize> SlotIndex<IDS> {
+    /// No id bound.
+    const fn new() -> Self {
+        Self { slot_plus_one: [0; IDS] }
+    }
+
+    /// The slot of live module `id`, if any.
+    #[inline]
+    fn get(&self, id: ModuleId) -> Option<usize> {
+        match self.slot_plus_one.get(id as usize) {
+            Some(&n) if n != 0 => Some(n as usize - 1),
+            _ => None,
+        }
+    }
+
+    /// Binds `id` to `slot`; false (and nothing changes) when `id` is out of range.
+    fn bind(&mut self, id: ModuleId, slot: usize) -> bool {
+        match self.slot_plus_one.get_mut(id as usize) {
+            // slot < MODULES < u16::MAX (asserted in `Rack::new`): slot + 1 fits.
+            Some(entry) => {
+                *entry = slot as u16 + 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Unbinds `id` (nothing for an id out of range).
+    fn unbind(&mut self, id: ModuleId) {
+        if let Some(entry) = self.slot_plus_one.get_mut(id as usize) {
+            *entry = 0;
+        }
+    }
+
+    /// Unbinds every id.
+    fn clear(&mut self) {
+        self.slot_plus_one = [0; IDS];
+    }
+}
 
 /// Gain of sample `i` of a fade-in: (i + 1) / BLOCK, reaching exactly 1.0 at the block's end.
 const RAMP_IN: Block = {
@@ -125,7 +176,8 @@ struct Wire {
 }
 
 /// A rack of `MODULES` slots (slot 0 is the output), `CABLES` cables, `DELAYS` delays of
-/// `DELAY_LEN` samples and `REVERBS` reverbs of `COMB_LEN`/`ALLPASS_LEN`-sample lines.
+/// `DELAY_LEN` samples and `REVERBS` reverbs of `COMB_LEN`/`ALLPASS_LEN`-sample lines, for
+/// module ids 0 ..< `IDS` (by default the protocol's; each costs 2 bytes of index).
 pub struct Rack<
     const MODULES: usize,
     const CABLES: usize,
@@ -134,11 +186,15 @@ pub struct Rack<
     const REVERBS: usize,
     const COMB_LEN: usize,
     const ALLPASS_LEN: usize,
+    const IDS: usize = PROTOCOL_IDS,
 > {
     sample_rate_hz: f32,
     modules: [Module; MODULES],
     /// Id of the module in each slot; NONE for an empty slot or a ghost.
     ids: [ModuleId; MODULES],
+    /// The other way round: the slot of each live id. Written only with `ids` (`bind`,
+    /// `unbind`), so the two agree.
+    index: SlotIndex<IDS>,
     fades: [Fade; MODULES],
     outs: [Block; MODULES],
     wires: Vec<Wire, CABLES>,
@@ -191,8 +247,10 @@ pub const HOST_LINKS: usize = 256;
 /// delay's or reverb's lines only when a module claims them): enough standard voices
 /// (about a thousand) to fill a good part of a core, and a delay and a reverb per voice of a
 /// 16-voice polysynth with its effects busses beside, so a performer's patch is limited by
-/// the CPU, not by the rack.
-pub type HostRack = Rack<{ 4096 + 2 * HOST_LINKS }, { 8192 + HOST_LINKS }, 32, { 1 << 17 }, 16, 4096, 1024>;
+/// the CPU, not by the rack. Its ids are the protocol's and, above them, the two ends of
+/// each link the host makes.
+pub type HostRack =
+    Rack<{ 4096 + 2 * HOST_LINKS }, { 8192 + HOST_LINKS }, 32, { 1 << 17 }, 16, 4096, 1024, { PROTOCOL_IDS + 2 * HOST_LINKS }>;
 
 /// The firmware's rack: 32 modules, 64 cables, 2 delays of 0.34 s, 1 reverb (48 kHz).
 pub type FirmwareRack = Rack<32, 64, 2, { 1 << 14 }, 1, 2048, 1024>;
@@ -205,7 +263,8 @@ impl<
     const REVERBS: usize,
     const COMB_LEN: usize,
     const ALLPASS_LEN: usize,
-> Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN>
+    const IDS: usize,
+> Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN, IDS>
 {
     /// A rack holding only the output module, for 48 kHz until [`Rack::prepare`].
     pub const fn new() -> Self {
@@ -213,15 +272,19 @@ impl<
             assert!(MODULES >= 1 && MODULES < NONE as usize, "slot indices are u16");
             assert!(CABLES < NONE as usize, "cable indices are u16");
             assert!(DELAYS <= u8::MAX as usize && REVERBS <= u8::MAX as usize, "pool indices are u8");
+            assert!(IDS > OUTPUT_ID as usize && IDS <= NONE as usize, "ids are u16, NONE excluded");
         };
         let mut modules = [const { Module::Empty }; MODULES];
         modules[OUTPUT_SLOT] = Module::Output(Vca::new());
         let mut ids = [NONE; MODULES];
         ids[OUTPUT_SLOT] = OUTPUT_ID;
+        let mut index = SlotIndex::new();
+        index.slot_plus_one[OUTPUT_ID as usize] = OUTPUT_SLOT as u16 + 1;
         Self {
             sample_rate_hz: 48_000.0,
             modules,
             ids,
+            index,
             fades: [Fade::Steady; MODULES],
             outs: [[0.0; BLOCK]; MODULES],
             wires: Vec::new(),
@@ -259,6 +322,8 @@ impl<
         self.modules[OUTPUT_SLOT] = Module::new(Kind::Output, 0, sample_rate_hz);
         self.ids = [NONE; MODULES];
         self.ids[OUTPUT_SLOT] = OUTPUT_ID;
+        self.index.clear();
+        self.index.bind(OUTPUT_ID, OUTPUT_SLOT);
         self.fades = [Fade::Steady; MODULES];
         for out in self.outs.iter_mut() {
             *out = [0.0; BLOCK];
@@ -285,15 +350,17 @@ impl<
 
     /// As [`Rack::clear_in_place`], for a rack whose memory is all zero bytes (a fresh shared
     /// mapping): writes only the parts whose empty value is not zero bytes (the slot ids, fade
-    /// states, input plans, lane runs, pool owners and the output module), a few pages, so that
-    /// module state, output blocks and delay lines stay untouched, and unallocated, until a
-    /// module uses them. Zero bytes are valid for every other part: `Module::Empty` is tag 0 of
-    /// a `repr(u8)` enum, the vectors are empty, the rest are numbers.
+    /// states, input plans, lane runs, pool owners, the output module and its id's entry in the
+    /// slot index), a few pages, so that module state, output blocks and delay lines stay
+    /// untouched, and unallocated, until a module uses them. Zero bytes are valid for every
+    /// other part: `Module::Empty` is tag 0 of a `repr(u8)` enum, the vectors are empty, an
+    /// index entry of 0 binds no slot, the rest are numbers.
     pub fn init_zeroed(&mut self, sample_rate_hz: f32) {
         self.sample_rate_hz = sample_rate_hz;
         self.modules[OUTPUT_SLOT] = Module::new(Kind::Output, 0, sample_rate_hz);
         self.ids = [NONE; MODULES];
         self.ids[OUTPUT_SLOT] = OUTPUT_ID;
+        self.index.bind(OUTPUT_ID, OUTPUT_SLOT);
         self.fades = [Fade::Steady; MODULES];
         self.delay_owner = [NONE; DELAYS];
         self.reverb_owner = [NONE; REVERBS];
@@ -397,7 +464,7 @@ impl<
                 if id != OUTPUT_ID
                     && let Some(slot) = self.slot_of(id)
                 {
-                    self.ids[slot] = NONE;
+                    self.unbind(slot);
                     self.fades[slot] = Fade::Out;
                 }
             }
@@ -432,7 +499,7 @@ impl<
             Command::Clear => {
                 for slot in 1..MODULES {
                     if self.ids[slot] != NONE {
-                        self.ids[slot] = NONE;
+                        self.unbind(slot);
                         self.fades[slot] = Fade::Out;
                     }
                 }
@@ -465,7 +532,7 @@ impl<
     /// modules that stay fade out, those to modules leaving with it stay, and then it goes.
     fn leave(&mut self, id: ModuleId) {
         let Some(slot) = self.slot_of(id).filter(|_| id != OUTPUT_ID) else { return };
-        self.ids[slot] = NONE;
+        self.unbind(slot);
         if self.fades[slot] == Fade::In {
             // Never heard (see `module`): it goes as a freed one does.
             self.fades[slot] = Fade::Out;
@@ -589,6 +656,9 @@ impl<
     /// Slots this rack holds (the most modules, the output included).
     pub const SLOTS: usize = MODULES;
 
+    /// Module ids this rack takes: 0 ..< `ID_RANGE` (a command naming another is ignored).
+    pub const ID_RANGE: usize = IDS;
+
     /// The module in `slot` (`0..SLOTS`): its id and kind; None for an empty slot, a ghost
     /// fading out, or a slot out of range. Slots are what [`SlotTimer::charge`] names.
     pub fn slot_module(&self, slot: usize) -> Option<(ModuleId, Kind)> {
@@ -617,11 +687,27 @@ impl<
         self.slot_of(id).map(|slot| &self.outs[slot])
     }
 
+    /// The slot of live module `id`: one read of the index, checked against `ids`, so that
+    /// even a corrupt index (shared memory) can only miss, never name a wrong slot.
+    #[inline]
     fn slot_of(&self, id: ModuleId) -> Option<usize> {
-        if id == NONE {
-            return None;
+        self.index.get(id).filter(|&slot| self.ids.get(slot) == Some(&id))
+    }
+
+    /// Makes `slot` the home of live module `id`; false (nothing changes) for an id out of
+    /// the rack's range.
+    fn bind(&mut self, slot: usize, id: ModuleId) -> bool {
+        if id == NONE || !self.index.bind(id, slot) {
+            return false;
         }
-        self.ids.iter().position(|&i| i == id)
+        self.ids[slot] = id;
+        true
+    }
+
+    /// `slot` keeps its module (a ghost fading out, or nothing) but no longer its id.
+    fn unbind(&mut self, slot: usize) {
+        self.index.unbind(self.ids[slot]);
+        self.ids[slot] = NONE;
     }
 
     fn wire_index(&self, src: u16, dst: u16, port: u8) -> Option<usize> {
@@ -636,7 +722,7 @@ impl<
     }
 
     fn create(&mut self, id: ModuleId, kind: Kind) {
-        if id == NONE || kind == Kind::Output || self.slot_of(id).is_some() {
+        if id == NONE || id as usize >= IDS || kind == Kind::Output || self.slot_of(id).is_some() {
             return;
         }
         let slot = match (0..MODULES).find(|&slot| !self.occupied(slot)) {
@@ -656,7 +742,7 @@ impl<
         };
         let Some(pool) = pool else { return };
         self.modules[slot] = Module::new(kind, pool, self.sample_rate_hz);
-        self.ids[slot] = id;
+        self.bind(slot, id);
         self.fades[slot] = Fade::In;
         self.structure_changed = true;
     }
@@ -733,7 +819,7 @@ impl<
             _ => {}
         }
         self.modules[slot] = Module::Empty;
-        self.ids[slot] = NONE;
+        self.unbind(slot);
         self.fades[slot] = Fade::Steady;
         self.outs[slot] = [0.0; BLOCK];
         let s = slot as u16;
@@ -1167,7 +1253,8 @@ impl<
     const REVERBS: usize,
     const COMB_LEN: usize,
     const ALLPASS_LEN: usize,
-> Default for Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN>
+    const IDS: usize,
+> Default for Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN, IDS>
 {
     fn default() -> Self {
         Self::new()
@@ -1234,7 +1321,7 @@ mod tests {
         // HostRack's doc, ARCHITECTURE.md and the host's stack comments quote this figure:
         // when capacities change, change them with it.
         let mb = size_of::<HostRack>() as f64 / 1e6;
-        assert!((mb - 23.27).abs() < 0.005, "{mb} MB");
+        assert!((mb - 23.29).abs() < 0.005, "{mb} MB");
     }
 
     #[test]
@@ -1916,5 +2003,67 @@ mod tests {
             prop_assert_eq!(b.rack.module_count(), b.topology.modules().len());
             prop_assert_eq!(b.rack.cable_count(), b.topology.cables().len());
         }
+
+        /// Random commands straight to a rack (unchecked, ids beyond its range among them),
+        /// handovers, blocks and clears: the id -> slot index always says what a walk over
+        /// the slots says.
+        #[test]
+        fn the_slot_index_agrees_with_a_walk_over_the_slots(
+            edits in prop::collection::vec((arb_edit(), 0usize..3), 1..80)
+        ) {
+            let mut rack = Box::new(SmallIdsRack::new());
+            rack.prepare(FS);
+            let mut block = [0.0; BLOCK];
+            for (edit, blocks) in &edits {
+                match *edit {
+                    Edit::Apply(command) => rack.apply(&command),
+                    Edit::Adopt(id) => {
+                        if let Some(module) = rack.module(id).cloned() {
+                            rack.adopt(id, &module);
+                        }
+                    }
+                    Edit::ClearInPlace => rack.clear_in_place(FS),
+                }
+                for _ in 0..*blocks {
+                    rack.process(&mut block);
+                }
+                for id in 0..=SMALL_IDS as u16 + 8 {
+                    let walked = rack.ids.iter().position(|&i| i == id);
+                    prop_assert_eq!(rack.index.get(id), walked, "id {}", id);
+                    prop_assert_eq!(rack.slot_of(id), walked, "id {}", id);
+                }
+            }
+        }
+    }
+
+    /// Ids the rack of the index test takes: fewer than the ids its edits name.
+    const SMALL_IDS: usize = 24;
+    type SmallIdsRack = Rack<16, 32, 2, { 1 << 15 }, 1, 2048, 1024, SMALL_IDS>;
+
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Apply(Command),
+        Adopt(ModuleId),
+        ClearInPlace,
+    }
+
+    fn arb_edit() -> impl Strategy<Value = Edit> {
+        let id = || 0..SMALL_IDS as u16 + 8;
+        let kind = prop::sample::select(Kind::ALL.to_vec());
+        let port = 0..MAX_INPUTS as u8;
+        prop_oneof![
+            4 => (id(), kind).prop_map(|(id, kind)| Edit::Apply(Command::New { id, kind })),
+            2 => id().prop_map(|id| Edit::Apply(Command::Free { id })),
+            3 => (id(), id(), port.clone()).prop_map(|(src, dst, port)| Edit::Apply(Command::Patch { src, dst, port })),
+            1 => (id(), id(), port).prop_map(|(src, dst, port)| Edit::Apply(Command::Unpatch { src, dst, port })),
+            1 => id().prop_map(|id| Edit::Apply(Command::Export { id, slot: 0 })),
+            1 => (id(), 0u16..4, any::<bool>()).prop_map(|(id, channel, send)| {
+                let end = if send { LinkEnd::Send } else { LinkEnd::Receive };
+                Edit::Apply(Command::Link { id, channel, end })
+            }),
+            1 => id().prop_map(Edit::Adopt),
+            1 => Just(Edit::Apply(Command::Clear)),
+            1 => Just(Edit::ClearInPlace),
+        ]
     }
 }
