@@ -1,18 +1,12 @@
-//! The rack: fixed slots of modules, fixed cables, an execution order, declicked edits.
+//! The rack: fixed slots of modules, fixed cables, commands applied to them, blocks rendered.
 //!
 //! Slots hold modules, pools hold the long buffers of delays and reverbs, and every count is
 //! a const generic: the host picks a large rack, the firmware a small one, and neither
 //! allocates. Commands are applied between blocks and cannot fail: a [`Command`] was checked
 //! by a [`Topology`] first, and one that does not fit is ignored.
 //!
-//! Declicking: a new module or cable fades in over one block, a freed module or an unpatched
-//! cable fades out over one block and is removed after it ("ghosts"). A ghost holds its slot
-//! until then; if a new module or cable finds no free slot, the oldest ghost is cut at once
-//! (only when more edits than the rack's capacity land within one block).
-//!
-//! The execution order is Kahn's algorithm over the slots, recomputed once per block after a
-//! structural change, with incoming cables grouped per slot (a counting sort) so a block
-//! touches each cable once.
+//! Beside this file: `index` (module id -> slot), `schedule` (the execution order and where
+//! each port reads from) and `fade` (declicking: the one-block ramps of every edit).
 use crate::block::{BLOCK, Block};
 use crate::command::{Command, Error, LinkEnd, ModuleId, OUTPUT_ID, Request};
 use crate::module::{Kind, LANES, MAX_INPUTS, Module, Pools};
@@ -23,6 +17,14 @@ use crate::units::reverb::Reverb;
 use crate::units::vca::Vca;
 use heapless::Vec;
 
+mod fade;
+mod index;
+mod schedule;
+
+use fade::{Fade, fade_in_place, ramp_to_silence, write_faded};
+use index::SlotIndex;
+use schedule::{Early, PRESUMS, Source, inbound_of, resolve, sum_ports};
+
 /// Slot of the output module.
 const OUTPUT_SLOT: usize = 0;
 /// Marks "no module" in `ids` and "free" in the pool owner tables.
@@ -30,92 +32,6 @@ const NONE: u16 = u16::MAX;
 
 /// Ids a rack takes by default: the protocol's, 0 ..= [`MAX_ID`].
 pub const PROTOCOL_IDS: usize = MAX_ID as usize + 1;
-
-/// Which slot holds each live module id (ghosts fading out have none): commands find their
-/// slots in one read instead of a walk over every slot. Entry `id` holds the slot + 1, and
-/// 0 for none, so that all-zero memory (a fresh shared mapping, [`Rack::init_zeroed`]) is an
-/// empty index; ids from `IDS` on are never bound (a command naming one is ignored).
-struct SlotIndex<const IDS: usize> {
-    slot_plus_one: [u16; IDS],
-}
-
-impl<const IDS: usize> SlotIndex<IDS> {
-    /// No id bound.
-    const fn new() -> Self {
-        Self { slot_plus_one: [0; IDS] }
-    }
-
-    /// The slot of live module `id`, if any.
-    #[inline]
-    fn get(&self, id: ModuleId) -> Option<usize> {
-        match self.slot_plus_one.get(id as usize) {
-            Some(&n) if n != 0 => Some(n as usize - 1),
-            _ => None,
-        }
-    }
-
-    /// Binds `id` to `slot`; false (and nothing changes) when `id` is out of range.
-    fn bind(&mut self, id: ModuleId, slot: usize) -> bool {
-        match self.slot_plus_one.get_mut(id as usize) {
-            // slot < MODULES < u16::MAX (asserted in `Rack::new`): slot + 1 fits.
-            Some(entry) => {
-                *entry = slot as u16 + 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Unbinds `id` (nothing for an id out of range).
-    fn unbind(&mut self, id: ModuleId) {
-        if let Some(entry) = self.slot_plus_one.get_mut(id as usize) {
-            *entry = 0;
-        }
-    }
-
-    /// Unbinds every id.
-    fn clear(&mut self) {
-        self.slot_plus_one = [0; IDS];
-    }
-}
-
-/// Gain of sample `i` of a fade-in: (i + 1) / BLOCK, reaching exactly 1.0 at the block's end.
-const RAMP_IN: Block = {
-    let mut ramp = [0.0; BLOCK];
-    let mut i = 0;
-    while i < BLOCK {
-        ramp[i] = (i + 1) as f32 / BLOCK as f32;
-        i += 1;
-    }
-    ramp
-};
-
-/// Where a module or cable is in its life. repr(u8): all-zero memory is a valid `In`.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fade {
-    /// Created since the last block: fades in during the next one.
-    In,
-    /// Fully on.
-    Steady,
-    /// Freed or unpatched: fades out during the next block, then goes.
-    Out,
-    /// A module handed over to another rack ([`Command::Export`]: a move between workers):
-    /// it renders unfaded for one more block while its cables to modules that stay fade out
-    /// (the other rack fades them in), then goes.
-    Leave,
-    /// A module handed over from another rack this block ([`Rack::adopt`]): it renders
-    /// unfaded, carrying on from the other rack's state, while its cables to modules that did
-    /// not arrive with it fade in; then it is steady.
-    Arrive,
-}
-
-impl Fade {
-    /// A module on its way out: freed (fading) or handed over (leaving).
-    fn gone(self) -> bool {
-        matches!(self, Fade::Out | Fade::Leave)
-    }
-}
 
 /// Times the rack's modules as it renders ([`Rack::process_timed`]): the host's profiler.
 /// The core knows no clock; the caller brings one.
@@ -232,10 +148,6 @@ pub struct Rack<
     presum_blocks: [Block; PRESUMS],
 }
 
-/// Most ports a rack sums ahead of a receive ([`Source::PreSummed`]): the output's and a
-/// shared bus's few, with room to spare.
-const PRESUMS: usize = 8;
-
 /// Link channels a host has (cables between workers, each a send on one rack and a receive on
 /// another): every rack keeps a slot for each end and a cable for each receive beyond the
 /// user's 4096 modules and 8192 cables, so a full rack can still be linked.
@@ -247,10 +159,12 @@ pub const HOST_LINKS: usize = 256;
 /// delay's or reverb's lines only when a module claims them): enough standard voices
 /// (about a thousand) to fill a good part of a core, and a delay and a reverb per voice of a
 /// 16-voice polysynth with its effects busses beside, so a performer's patch is limited by
-/// the CPU, not by the rack. Its ids are the protocol's and, above them, the two ends of
-/// each link the host makes.
-pub type HostRack =
-    Rack<{ 4096 + 2 * HOST_LINKS }, { 8192 + HOST_LINKS }, 32, { 1 << 17 }, 16, 4096, 1024, { PROTOCOL_IDS + 2 * HOST_LINKS }>;
+/// the CPU, not by the rack. Its ids are [`HOST_IDS`].
+pub type HostRack = Rack<{ 4096 + 2 * HOST_LINKS }, { 8192 + HOST_LINKS }, 32, { 1 << 17 }, 16, 4096, 1024, HOST_IDS>;
+
+/// Module ids a host's rack takes: the protocol's and, above them, the two ends of each
+/// link the host makes (a send and a receive per channel).
+pub const HOST_IDS: usize = PROTOCOL_IDS + 2 * HOST_LINKS;
 
 /// The firmware's rack: 32 modules, 64 cables, 2 delays of 0.34 s, 1 reverb (48 kHz).
 pub type FirmwareRack = Rack<32, 64, 2, { 1 << 14 }, 1, 2048, 1024>;
@@ -849,184 +763,6 @@ impl<
         self.structure_changed = true;
     }
 
-    /// Kahn's algorithm over occupied slots, and the per-slot inbound wire lists.
-    fn rebuild_order(&mut self) {
-        self.structure_changed = false;
-        // Inbound lists: count per destination, prefix sums, then place sorted by port.
-        self.count_in = [0; MODULES];
-        for wire in self.wires.iter() {
-            self.count_in[wire.dst as usize] += 1;
-        }
-        let mut next = 0u16;
-        for slot in 0..MODULES {
-            self.first_in[slot] = next;
-            next += self.count_in[slot];
-        }
-        let mut filled = [0u16; MODULES];
-        for port in 0..MAX_INPUTS as u8 {
-            for (index, wire) in self.wires.iter().enumerate().filter(|(_, w)| w.port == port) {
-                let dst = wire.dst as usize;
-                self.inbound[(self.first_in[dst] + filled[dst]) as usize] = index as u16;
-                filled[dst] += 1;
-            }
-        }
-        // Kahn: a slot is ready when every wire into it comes from a slot already ordered.
-        let mut waiting = self.count_in;
-        self.order.clear();
-        for (slot, &wait) in waiting.iter().enumerate() {
-            if wait == 0 && self.occupied(slot) {
-                let _ = self.order.push(slot as u16);
-            }
-        }
-        // Outbound lists, the same counting sort by source, so Kahn touches each wire once.
-        let mut first_out = [0u16; MODULES];
-        let mut count_out = [0u16; MODULES];
-        for wire in self.wires.iter() {
-            count_out[wire.src as usize] += 1;
-        }
-        let mut next = 0u16;
-        for slot in 0..MODULES {
-            first_out[slot] = next;
-            next += count_out[slot];
-        }
-        let mut outbound = [0u16; CABLES];
-        let mut placed = [0u16; MODULES];
-        for wire in self.wires.iter() {
-            let src = wire.src as usize;
-            outbound[(first_out[src] + placed[src]) as usize] = wire.dst;
-            placed[src] += 1;
-        }
-        self.depth = [0; MODULES];
-        // With cables between racks, what feeds a send renders first (another rack may be
-        // waiting for it) and what depends on a receive last (its block may not be there
-        // yet): bit 1 of `phase` marks a slot downstream of a receive, bit 0 one that feeds
-        // no send. A cable never leads to a lower phase, so sorting by phase first keeps the
-        // order valid. Without links every phase is 0 and the order is as it always was.
-        let mut phase = [0u8; MODULES];
-        let linked = self.order.iter().any(|&s| matches!(self.modules[s as usize], Module::Receive { .. }))
-            || self.wires.iter().any(|w| matches!(self.modules[w.dst as usize], Module::Send { .. }));
-        if linked {
-            for &slot in self.order.iter() {
-                if matches!(self.modules[slot as usize], Module::Receive { .. }) {
-                    phase[slot as usize] = 2;
-                }
-            }
-        }
-        let mut head = 0;
-        while head < self.order.len() {
-            let from = self.order[head] as usize;
-            head += 1;
-            let first = first_out[from] as usize;
-            for &dst in &outbound[first..first + count_out[from] as usize] {
-                let dst = dst as usize;
-                phase[dst] |= phase[from] & 2;
-                self.depth[dst] = self.depth[dst].max(self.depth[from] + 1);
-                waiting[dst] -= 1;
-                if waiting[dst] == 0 {
-                    let _ = self.order.push(dst as u16);
-                }
-            }
-        }
-        if linked {
-            // Feeds a send: the send itself, or any slot with a cable to one that does
-            // (walked from the last in Kahn's order to the first, so every successor is known).
-            let mut feeds = [false; MODULES];
-            for &slot in self.order.iter().rev() {
-                let slot = slot as usize;
-                let first = first_out[slot] as usize;
-                feeds[slot] = matches!(self.modules[slot], Module::Send { .. })
-                    || outbound[first..first + count_out[slot] as usize].iter().any(|&d| feeds[d as usize]);
-                if !feeds[slot] {
-                    phase[slot] |= 1;
-                }
-            }
-        }
-        // By phase, depth, then kind: still a valid order (a cable always leads deeper, never
-        // to a lower phase), and modules of one kind at one depth sit together, ready to share
-        // lanes.
-        let (depth, modules) = (&self.depth, &self.modules);
-        self.order.sort_unstable_by_key(|&slot| {
-            (phase[slot as usize], depth[slot as usize], modules[slot as usize].kind().map(|k| k as u8), slot)
-        });
-        for &slot in self.order.iter() {
-            let slot = slot as usize;
-            if let Some(kind) = self.modules[slot].kind() {
-                let list = inbound_of(slot, &self.inbound, &self.first_in, &self.count_in);
-                self.plans[slot] = plan(kind, list, &self.wires);
-            }
-        }
-        self.late = core::array::from_fn(|slot| phase[slot] & 2 != 0);
-        self.late_from = self.order.iter().position(|&s| self.late[s as usize]).unwrap_or(self.order.len()) as u16;
-        self.presums.clear();
-        for &slot in &self.order[self.late_from as usize..] {
-            let slot = slot as usize;
-            for port in 0..MAX_INPUTS {
-                if self.plans[slot][port] != Source::Summed {
-                    continue;
-                }
-                let list = inbound_of(slot, &self.inbound, &self.first_in, &self.count_in);
-                let early = list
-                    .iter()
-                    .filter_map(|&w| self.wires.get(w as usize))
-                    .filter(|w| w.port == port as u8 && !self.late[w.src as usize])
-                    .count();
-                // Worth it from two: one early cable is read in place anyway.
-                if early >= 2 && self.presums.push((slot as u16, port as u8)).is_ok() {
-                    self.plans[slot][port] = Source::PreSummed(self.presums.len() as u8 - 1);
-                }
-            }
-        }
-        for at in 0..self.order.len() {
-            self.runs[at] = self.lane_run(at) as u8;
-        }
-        let occupied = (0..MODULES).filter(|&slot| self.occupied(slot)).count();
-        if self.order.len() < occupied {
-            // Only ghosts can close a loop (the topology refuses live ones): cut the ghost
-            // wires and order again. Whatever still loops stays silent.
-            let before = self.wires.len();
-            let fades = self.fades;
-            self.wires.retain(|w| w.fade != Fade::Out && !fades[w.src as usize].gone());
-            if self.wires.len() != before {
-                self.rebuild_order();
-            }
-        }
-    }
-
-    /// How many modules from `order[at]` on can share lanes: same kind (one with a lane
-    /// kernel), same depth, at most [`LANES`].
-    fn lane_run(&self, at: usize) -> usize {
-        let first = self.order[at] as usize;
-        let Some(kind) = self.modules[first].kind() else {
-            return 1;
-        };
-        if !kind.has_lanes() {
-            return 1;
-        }
-        self.order[at..]
-            .iter()
-            .take(LANES)
-            .take_while(|&&s| {
-                self.modules[s as usize].kind() == Some(kind) && self.depth[s as usize] == self.depth[first]
-            })
-            .count()
-    }
-
-    /// Sums, for each port in `presums`, its cables from slots that depend on no receive:
-    /// done before the first late slot renders, while the rack may still wait for a link.
-    fn presum(&mut self) {
-        for (i, &(slot, port)) in self.presums.iter().enumerate() {
-            let list = inbound_of(slot as usize, &self.inbound, &self.first_in, &self.count_in);
-            let sum = &mut self.presum_blocks[i];
-            *sum = [0.0; BLOCK];
-            let early = list.iter().filter_map(|&w| self.wires.get(w as usize));
-            for wire in early.filter(|w| w.port == port && !self.late[w.src as usize]) {
-                if let Some(src) = self.outs.get(wire.src as usize) {
-                    add_faded(sum, src, wire.fade);
-                }
-            }
-        }
-    }
-
     fn process_slot<L: Links>(&mut self, slot: usize, links: &mut L) {
         let Self {
             modules,
@@ -1054,14 +790,14 @@ impl<
             match (came, *heard) {
                 (true, true) => {}
                 // Back after a gap: in from silence.
-                (true, false) => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= g),
+                (true, false) => fade_in_place(out, Fade::In),
                 // Gone: from where it was to silence, without a step.
-                (false, true) => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o = last * (1.0 - g)),
+                (false, true) => ramp_to_silence(out, last),
                 (false, false) => *out = [0.0; BLOCK],
             }
             *heard = came;
             if fades[slot] == Fade::Out {
-                out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= 1.0 - g);
+                fade_in_place(out, Fade::Out);
             }
             return;
         }
@@ -1082,11 +818,7 @@ impl<
         });
         let pools = Pools { delays: &mut delays[..], reverbs: &mut reverbs[..] };
         modules[slot].process(&inputs, out, pools);
-        match fades[slot] {
-            Fade::Steady | Fade::Leave | Fade::Arrive => {}
-            Fade::In => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= g),
-            Fade::Out => out.iter_mut().zip(&RAMP_IN).for_each(|(o, g)| *o *= 1.0 - g),
-        }
+        fade_in_place(out, fades[slot]);
         if let Module::Send { channel } = modules[slot] {
             links.send(channel, out);
         }
@@ -1130,118 +862,6 @@ impl<
         for (lane, &slot) in slots.iter().enumerate() {
             write_faded(&mut outs[slot], &rendered[lane], fades[slot]);
         }
-    }
-}
-
-/// Where a module's input port reads from. repr(u8): all-zero memory is `Unpatched`.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
-    Unpatched,
-    /// One steady cable: the source slot's block, read in place.
-    Direct(u16),
-    /// Several cables, or a fading one: summed into the lane's scratch block for the port.
-    Summed,
-    /// As `Summed`, for a port of a slot that depends on a receive: its cables from slots
-    /// that do not were summed ahead into presum block `n` ([`Rack::process_linked`]); the
-    /// rest are added to it.
-    PreSummed(u8),
-}
-
-impl Source {
-    fn summed(self) -> bool {
-        matches!(self, Source::Summed | Source::PreSummed(_))
-    }
-}
-
-/// What a late port's sum starts from: which slots are late, and the sums made ahead.
-#[derive(Clone, Copy)]
-struct Early<'a> {
-    late: &'a [bool],
-    presums: &'a [Block],
-}
-
-fn inbound_of<'a>(slot: usize, inbound: &'a [u16], first_in: &[u16], count_in: &[u16]) -> &'a [u16] {
-    let first = first_in[slot] as usize;
-    inbound.get(first..first + count_in[slot] as usize).unwrap_or(&[])
-}
-
-/// Works out each input port's source from the wires in `list` (sorted by port): none, one
-/// steady wire (read in place), or several or fading wires (summed each block).
-fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INPUTS] {
-    let mut sources = [Source::Unpatched; MAX_INPUTS];
-    let mut at = 0;
-    for (port, source) in sources.iter_mut().enumerate().take(kind.inputs().len()) {
-        let start = at;
-        while at < list.len() && wires.get(list[at] as usize).is_some_and(|w| w.port == port as u8) {
-            at += 1;
-        }
-        *source = match &list[start..at] {
-            [] => Source::Unpatched,
-            [only] => match wires.get(*only as usize) {
-                Some(w) if w.fade == Fade::Steady => Source::Direct(w.src),
-                _ => Source::Summed,
-            },
-            _ => Source::Summed,
-        };
-    }
-    sources
-}
-
-/// Sums the wires of every port `plan` marks summed into that port's `scratch` block, each
-/// through its fade.
-fn sum_ports(
-    plan: &[Source; MAX_INPUTS],
-    list: &[u16],
-    wires: &[Wire],
-    outs: &[Block],
-    scratch: &mut [Block; MAX_INPUTS],
-    early: Early<'_>,
-) {
-    for (port, sum) in scratch.iter_mut().enumerate() {
-        // Summed ahead: start from that, and add only the cables from late slots.
-        let ahead = match plan[port] {
-            Source::Summed => None,
-            Source::PreSummed(n) => Some(n as usize),
-            Source::Unpatched | Source::Direct(_) => continue,
-        };
-        *sum = ahead.and_then(|n| early.presums.get(n)).copied().unwrap_or([0.0; BLOCK]);
-        let wires = list.iter().filter_map(|&w| wires.get(w as usize)).filter(|w| w.port == port as u8);
-        for wire in wires.filter(|w| ahead.is_none() || early.late.get(w.src as usize) == Some(&true)) {
-            let Some(src) = outs.get(wire.src as usize) else { continue };
-            add_faded(sum, src, wire.fade);
-        }
-    }
-}
-
-/// Adds `src` to `sum` through a wire's fade.
-fn add_faded(sum: &mut Block, src: &Block, fade: Fade) {
-    match fade {
-        // A wire is only ever In, Steady or Out.
-        Fade::Steady | Fade::Leave | Fade::Arrive => sum.iter_mut().zip(src).for_each(|(s, x)| *s += x),
-        Fade::In => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * g),
-        Fade::Out => sum.iter_mut().zip(src).zip(&RAMP_IN).for_each(|((s, x), g)| *s += x * (1.0 - g)),
-    }
-}
-
-fn resolve<'a>(
-    sources: &[Source; MAX_INPUTS],
-    outs: &'a [Block],
-    scratch: &'a [Block; MAX_INPUTS],
-) -> [Option<&'a Block>; MAX_INPUTS] {
-    core::array::from_fn(|port| match sources[port] {
-        Source::Unpatched => None,
-        Source::Direct(src) => outs.get(src as usize),
-        Source::Summed | Source::PreSummed(_) => Some(&scratch[port]),
-    })
-}
-
-/// Stores a rendered block as a slot's output, through the slot's fade.
-fn write_faded(out: &mut Block, rendered: &Block, fade: Fade) {
-    match fade {
-        Fade::Steady | Fade::Leave | Fade::Arrive => *out = *rendered,
-        Fade::In => out.iter_mut().zip(rendered).zip(&RAMP_IN).for_each(|((o, x), g)| *o = x * g),
-        Fade::Out => out.iter_mut().zip(rendered).zip(&RAMP_IN).for_each(|((o, x), g)| *o = x * (1.0 - g)),
     }
 }
 
