@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use synthpool_core::BLOCK;
+use synthpool_core::block::Generation;
 use synthpool_core::command::{Command, LinkEnd};
 use synthpool_core::rack::{HostRack, Links, SlotTimer, Untimed};
 
@@ -132,7 +133,7 @@ pub fn run(args: WorkerArgs) -> i32 {
         loop {
             // Commands wait for the generation they name (a bundle's share all wait for it).
             while let Some(message) = me.commands.peek() {
-                if at.wrapping_sub(message[4]) as i32 >= 0 {
+                if Generation(at).reached(Generation(message[4])) {
                     let _ = me.commands.pop();
                     match Command::from_words([message[0], message[1], message[2], message[3]]) {
                         // A module moving to another worker: its state as it is before this
