@@ -11,6 +11,7 @@ use synthpool_core::BLOCK;
 use synthpool_core::block::Generation;
 use synthpool_core::command::{Command, LinkEnd};
 use synthpool_core::rack::{HostRack, Links, SlotTimer, Untimed};
+use synthpool_core::ring::DueCommand;
 
 use crate::shm::{self, ALL, Region, TIMING_SLOTS};
 use crate::{alloc_count, clock, sched};
@@ -132,10 +133,12 @@ pub fn run(args: WorkerArgs) -> i32 {
         let mut waited_ns = 0u64;
         loop {
             // Commands wait for the generation they name (a bundle's share all wait for it).
-            while let Some(message) = me.commands.peek() {
-                if Generation(at).reached(Generation(message[4])) {
+            while let Some(words) = me.commands.peek() {
+                // Words no producer writes (a corrupt ring) are dropped as soon as they are seen.
+                let message = DueCommand::from_words(words);
+                if message.is_none_or(|m| Generation(at).reached(m.due)) {
                     let _ = me.commands.pop();
-                    match Command::from_words([message[0], message[1], message[2], message[3]]) {
+                    match message.map(|m| m.command) {
                         // A module moving to another worker: its state as it is before this
                         // block, for that worker to take in the same block; then it leaves
                         // (its cables out fade while the other worker's fade in).
@@ -162,11 +165,10 @@ pub fn run(args: WorkerArgs) -> i32 {
                             }
                             rack.apply(&command);
                         }
-                        // Untimed (word 5 is 0), or timed to a sample of this block (1 + it:
-                        // a timetagged bundle's).
-                        Some(command) => match message[5] {
-                            0 => rack.apply(&command),
-                            timed => rack.apply_at(&command, timed as usize - 1),
+                        // Untimed, or timed to a sample of this block (a timetagged bundle's).
+                        Some(command) => match message.and_then(|m| m.frame) {
+                            None => rack.apply(&command),
+                            Some(frame) => rack.apply_at(&command, frame as usize),
                         },
                         None => {}
                     }
