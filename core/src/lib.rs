@@ -23,7 +23,7 @@ pub mod script;
 pub mod topology;
 pub mod units;
 
-pub use block::{BLOCK, Block};
+pub use block::{BLOCK, Block, Generation};
 
 #[cfg(test)]
 pub mod testing;

@@ -4,12 +4,48 @@
 //! ring), so it can live in memory shared by two processes: the host pushes commands into a
 //! worker's ring, the worker pops them between blocks. `ringbuf`'s rings hold per-process
 //! pointers and cannot do this. A full ring hands the message back (`try_push` returns it):
-//! nothing blocks, nothing grows.
+//! nothing blocks, nothing grows. What the host sends its workers is a [`DueCommand`], which
+//! alone lays itself out in a message's words and reads itself back.
 use core::sync::atomic::{AtomicU32, Ordering};
 
-/// Words per message: a command's four (see [`crate::command::Command::to_words`]) and two
-/// for the carrier (the host puts the block generation a command waits for there).
+use crate::block::Generation;
+use crate::command::Command;
+
+/// Words per message: a [`DueCommand`]'s six (the command's four, its due generation, its
+/// frame).
 pub const WORDS: usize = 6;
+
+/// A command on its way to a worker: the command, the block it waits for and, when a timetag
+/// names one, the sample of that block it lands on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DueCommand {
+    /// The command.
+    pub command: Command,
+    /// The block it applies before: a worker takes it when it renders this block or a later
+    /// one (a bundle's share for each worker all wait for the same block).
+    pub due: Generation,
+    /// The sample of that block a timetag names, 0 ..< [`crate::BLOCK`]; None: with the block.
+    pub frame: Option<u8>,
+}
+
+impl DueCommand {
+    /// As a [`Message`]: words 0..4 the command ([`Command::to_words`]), word 4 the due
+    /// generation, word 5 0 for an untimed command, else 1 + its frame.
+    pub fn to_words(&self) -> Message {
+        let [a, b, c, d] = self.command.to_words();
+        [a, b, c, d, self.due.0, self.frame.map_or(0, |f| u32::from(f) + 1)]
+    }
+
+    /// Reads [`DueCommand::to_words`] back; None for words it never writes.
+    pub fn from_words(words: Message) -> Option<DueCommand> {
+        let [a, b, c, d, due, frame] = words;
+        let frame = match frame {
+            0 => None,
+            timed => Some(u8::try_from(timed - 1).ok()?),
+        };
+        Some(DueCommand { command: Command::from_words([a, b, c, d])?, due: Generation(due), frame })
+    }
+}
 
 /// One message of [`WORDS`] 32-bit words.
 pub type Message = [u32; WORDS];
@@ -107,6 +143,30 @@ impl<const N: usize> Default for Ring<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::LinkEnd;
+    use crate::module::Kind;
+
+    #[test]
+    fn due_commands_survive_the_trip_through_a_ring() {
+        let commands = [
+            Command::New { id: 9999, kind: Kind::Vcf },
+            Command::Set { id: 3, param: 1, value: -0.5 },
+            Command::Export { id: 7, slot: 63 },
+            Command::Import { id: 7, from: 2, slot: 63 },
+            Command::Link { id: 10_511, channel: 255, end: LinkEnd::Receive },
+        ];
+        let ring = Ring::<8>::new();
+        for (n, &command) in commands.iter().enumerate() {
+            let frame = [None, Some(0), Some(63)][n % 3];
+            let sent = DueCommand { command, due: Generation(u32::MAX - 1).after(n as u32), frame };
+            ring.try_push(sent.to_words()).unwrap();
+            assert_eq!(ring.pop().and_then(DueCommand::from_words), Some(sent));
+        }
+        // Words no DueCommand writes: an unknown command, a frame beyond a u8.
+        let set = DueCommand { command: commands[1], due: Generation(5), frame: None }.to_words();
+        assert_eq!(DueCommand::from_words([0, 0, 0, 0, 5, 0]), None);
+        assert_eq!(DueCommand::from_words([set[0], set[1], set[2], set[3], 5, 257]), None);
+    }
 
     #[test]
     fn fifo_and_full_hands_back() {

@@ -58,8 +58,9 @@ pub fn render<
     const REVERBS: usize,
     const COMB_LEN: usize,
     const ALLPASS_LEN: usize,
+    const IDS: usize,
 >(
-    rack: &mut Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN>,
+    rack: &mut Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN, IDS>,
     script: &str,
     blocks: u64,
     mut on_block: impl FnMut(u64, &Block, u64),

@@ -37,6 +37,8 @@ pub use crate::shm::LINK_CHANNELS;
 /// `LINK_ID_BASE + 2c`, its receive `LINK_ID_BASE + 2c + 1`, all above the protocol's ids.
 pub const LINK_ID_BASE: ModuleId = MAX_ID + 1;
 const _: () = assert!(LINK_ID_BASE as usize + 2 * LINK_CHANNELS < ModuleId::MAX as usize);
+// Every worker's rack takes them.
+const _: () = assert!(LINK_ID_BASE as usize + 2 * LINK_CHANNELS <= synthpool_core::rack::HostRack::ID_RANGE);
 
 /// The cables between workers that end in one input port: those from one worker share a
 /// send, a channel and a receive (each worker sums its share; the port adds the shares).

@@ -18,8 +18,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use synthpool_core::BLOCK;
+use synthpool_core::block::Generation;
 use synthpool_core::command::Command;
-use synthpool_core::ring::Message;
+use synthpool_core::ring::DueCommand;
 
 use crate::engine::{Busy, Due, Engine, ModuleTime, WorkerStatus};
 use crate::profile::percentile;
@@ -644,11 +645,9 @@ impl Pool {
     }
 
     fn push(&self, worker: usize, command: &Command, due: Due) -> Result<(), Busy> {
-        let [a, b, c, d] = command.to_words();
-        // Word 5: 0 untimed, else 1 + the sample a timetag names.
-        let message: Message = [a, b, c, d, due.generation, due.frame.map_or(0, |f| u32::from(f) + 1)];
+        let message = DueCommand { command: *command, due: Generation(due.generation), frame: due.frame };
         let ring = &self.region.control().workers.get(worker).ok_or(Busy)?.commands;
-        ring.try_push(message).map_err(|_| Busy)
+        ring.try_push(message.to_words()).map_err(|_| Busy)
     }
 }
 

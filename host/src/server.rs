@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use synthpool_core::BLOCK;
+use synthpool_core::block::Generation;
 use synthpool_core::script::Player;
 
 use crate::audio::{AudioChoice, AudioStats, Clocked, Output, Recorder};
@@ -304,7 +305,7 @@ impl Demo {
         while self.block <= played + Self::LOOKAHEAD_BLOCKS {
             let due = self.first.wrapping_add(self.block as u32 + 1);
             let rendered = self.pool.generation();
-            if due.wrapping_sub(rendered) as i32 <= 0 {
+            if Generation(rendered).reached(Generation(due)) {
                 self.late_blocks += 1; // its lines reach the workers after their block
             }
             // Pushed under the ledger's lock: the OSC thread pushes under it too, so each ring

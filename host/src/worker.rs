@@ -8,8 +8,10 @@
 use std::sync::atomic::Ordering;
 
 use synthpool_core::BLOCK;
+use synthpool_core::block::Generation;
 use synthpool_core::command::{Command, LinkEnd};
 use synthpool_core::rack::{HostRack, Links, SlotTimer, Untimed};
+use synthpool_core::ring::DueCommand;
 
 use crate::shm::{self, ALL, Region, TIMING_SLOTS};
 use crate::{alloc_count, clock, sched};
@@ -134,13 +136,10 @@ pub fn run(args: WorkerArgs) -> i32 {
         // is gone) so its modules keep time with the clock and with every other worker, at
         // most CATCH_UP_BLOCKS (a worker far behind would only fall further back). Blocks the
         // host did not owe it (it had nothing to do) are not caught up.
-        let owed_from = me.owed_from.load(Ordering::Acquire);
-        let first = if generation.wrapping_sub(owed_from) < generation.wrapping_sub(seen) {
-            owed_from
-        } else {
-            seen.wrapping_add(1)
-        };
-        let missed = generation.wrapping_sub(first).min(CATCH_UP_BLOCKS);
+        let (owed_from, next) = (Generation(me.owed_from.load(Ordering::Acquire)), Generation(seen).after(1));
+        let now = Generation(generation);
+        let first = if owed_from.reached(next) && now.reached(owed_from) { owed_from } else { next };
+        let missed = now.since(first).min(CATCH_UP_BLOCKS);
         seen = generation;
         let lane = Lane { control, index: args.index, rack: &mut *rack, outboxes };
         render_lane(lane, &mut block, generation.wrapping_sub(missed), generation, start_ns);
@@ -186,10 +185,12 @@ pub fn render_lane(lane: Lane<'_>, block: &mut [f32; BLOCK], first: u32, generat
     let mut waited_ns = 0u64;
     loop {
         // Commands wait for the generation they name (a bundle's share all wait for it).
-        while let Some(message) = me.commands.peek() {
-            if at.wrapping_sub(message[4]) as i32 >= 0 {
+        while let Some(words) = me.commands.peek() {
+            // Words no producer writes (a corrupt ring) are dropped as soon as they are seen.
+            let message = DueCommand::from_words(words);
+            if message.is_none_or(|m| Generation(at).reached(m.due)) {
                 let _ = me.commands.pop();
-                match Command::from_words([message[0], message[1], message[2], message[3]]) {
+                match message.map(|m| m.command) {
                     // A module moving to another worker: its state as it is before this
                     // block, for that worker to take in the same block; then it leaves
                     // (its cables out fade while the other worker's fade in).
@@ -216,11 +217,10 @@ pub fn render_lane(lane: Lane<'_>, block: &mut [f32; BLOCK], first: u32, generat
                         }
                         rack.apply(&command);
                     }
-                    // Untimed (word 5 is 0), or timed to a sample of this block (1 + it:
-                    // a timetagged bundle's).
-                    Some(command) => match message[5] {
-                        0 => rack.apply(&command),
-                        timed => rack.apply_at(&command, timed as usize - 1),
+                    // Untimed, or timed to a sample of this block (a timetagged bundle's).
+                    Some(command) => match message.and_then(|m| m.frame) {
+                        None => rack.apply(&command),
+                        Some(frame) => rack.apply_at(&command, frame as usize),
                     },
                     None => {}
                 }

@@ -22,8 +22,8 @@ fn main() -> ! {
         BLOCK,
         SAMPLE_RATE_HZ
     );
-    // On the stack (4 MiB of RAM): the rack is ~230 KiB, mostly the delay and reverb lines,
-    // and a static would need `static mut` or a 230 KiB .data image.
+    // On the stack (4 MiB of RAM): the rack is ~263 KiB, mostly the delay and reverb lines,
+    // and a static would need `static mut` or a 263 KiB .data image.
     let mut rack = FirmwareRack::new();
     let rendered = render(
         &mut rack,
