@@ -52,6 +52,22 @@ fn start_with(workers: usize, exe: &Path, inline: bool) -> (Pool, synthpool_host
         .expect("pool starts")
 }
 
+/// `line` (`/address arg ...`, as a script line) as an OSC datagram: ints, floats, the
+/// rest strings.
+fn osc_line(line: &str) -> Vec<u8> {
+    let mut words = line.split_whitespace();
+    let addr = words.next().expect("an address").to_owned();
+    let args = words
+        .map(|w| {
+            w.parse::<i32>()
+                .map(OscType::Int)
+                .or_else(|_| w.parse::<f32>().map(OscType::Float))
+                .unwrap_or_else(|_| OscType::String(w.into()))
+        })
+        .collect();
+    encoder::encode(&OscPacket::Message(OscMessage { addr, args })).expect("encode")
+}
+
 /// CPU time of this process (every thread) and of `pool`'s worker processes, ns.
 fn cpu_ns(pool: &Pool) -> u64 {
     let workers: u64 = pool.status().iter().filter_map(|w| synthpool_host::clock::cpu_ns_of(w.pid)).sum();
@@ -337,6 +353,38 @@ fn main() {
         "command hand-off, in the server (datagram to queued and /done sent): median {in_p50:.1} us, p99 {in_p99:.1} us"
     );
     json.push(format!("\"handoff_server_us\": [{in_p50:.1}, {in_p99:.1}]"));
+
+    // Edits stay cheap as the patch grows (issue 12): `/module/new` (then `/module/free`, not
+    // timed) handled in the server into a patch of 10 modules, then of 1,000 (standard
+    // voices, patched), the audio side draining the rings meanwhile.
+    let edits = if full { 2_000 } else { 20 };
+    let new_us = |inside: &synthpool_host::osc::Server| {
+        let mut took = Vec::with_capacity(edits);
+        for _ in 0..edits {
+            let t = Instant::now();
+            let replies = inside.handle(&osc_line("/module/new vco 9999"));
+            took.push(t.elapsed().as_secs_f64() * 1e6);
+            assert_eq!(replies.first().map(|r| r.addr.as_str()), Some("/done"));
+            assert_eq!(inside.handle(&osc_line("/module/free 9999")).first().map(|r| r.addr.as_str()), Some("/done"));
+        }
+        stats_us(took).0
+    };
+    for id in 2..=10 {
+        inside.handle(&osc_line(&format!("/module/new vca {id}")));
+    }
+    let small = new_us(&inside);
+    // Ids 1 ..= 1000 (4,750 commands: the rings hold them): the first ten exist already
+    // (their `/module/new` is refused, their cables are made), the rest make 1,000 modules.
+    for line in voices(250).lines() {
+        inside.handle(&osc_line(line));
+    }
+    let modules = ledger.lock().map(|l| l.modules()).unwrap_or(0);
+    let large = new_us(&inside);
+    println!(
+        "edit: /module/new handled into 10 modules {small:.2} us, into {modules} modules {large:.2} us ({:.2}x)",
+        large / small
+    );
+    json.push(format!("\"edit_new_us\": [{small:.2}, {large:.2}], \"edit_modules\": {modules}"));
 
     // Flood: one sender as fast as it can for a while, another thread counting replies; the
     // audio thread keeps rendering. Answered per second and the OSC side's memory, before and

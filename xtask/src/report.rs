@@ -202,6 +202,15 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
             processes / alone
         );
     }
+    // Edits as the patch grows (issue 12: within 2x).
+    let edit_row = match (pair("edit_new_us"), json.get("edit_modules").and_then(serde_json::Value::as_u64)) {
+        (Some((small, large)), Some(modules)) => format!(
+            "| `/module/new` handled in the server, into a patch of {modules} modules vs of 10 | - | within 2x | \
+             **{large:.2} us vs {small:.2} us = {:.2}x** |\n",
+            large / small
+        ),
+        _ => String::new(),
+    };
     let rss = json.get("idle_rss_kib")?.as_u64()?;
     let private = json.get("idle_private_kib")?.as_u64()?;
     let budget_us = BUDGET_NS / 1e3;
@@ -215,6 +224,7 @@ pub fn server_table(root: &Path, header: &str) -> Option<(&'static str, String)>
          | speed-up, 2 workers vs 1, {voices} standard voices built, then rendered offline in {rounds} alternating rounds, 2 cores | 1.17x | >= 1.8x | **{speedup:.2}x** (rounds {low:.2}-{high:.2}x; {block1:.0} us a block on 1 worker, {block2:.0} us on 2) |\n\
          {bus_rows}\
          {light_rows}\
+         {edit_row}\
          | memory per idle worker (largest of 2) | ~50 MB | < 2 MB RSS, < 1 MB private | **{:.2} MB RSS, {:.2} MB private** |\n\
          | pool overhead per block (2 idle workers: none is woken) | - | - | **{block50:.1} us = {:.1}%** of the block ({block99:.1} us = {:.1}%) |\n",
         cold50 / 1e3,
