@@ -6,7 +6,27 @@
 //! two, so ring indices are masked). It is large: construct it in place (a `static`, a
 //! module slot) and use `reset` / `prepare` / `set_defaults`, never move it by value.
 use crate::block::{BLOCK, Block, SILENCE};
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
 use crate::dsp::flush;
+
+/// The delay as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "delay",
+    inputs: &[Port::audio("in")],
+    outputs: &OUT,
+    params: &[
+        // The longest time is (MAX_SAMPLES - 4) / fs: 2.73 s for a `HostDelay` at 48 kHz.
+        ParamSpec::num("time_s", &["time"], "s", (0.0, 2.7), 0.3, Curve::Exponential)
+            .noted("0..2.7 s on the host, 0.34 s on the firmware"),
+        ParamSpec::num("feedback", &[], "", (-0.98, 0.98), 0.4, Curve::Linear),
+        ParamSpec::num("mix", &[], "", (0.0, 1.0), 0.3, Curve::Linear),
+    ],
+};
+/// Input port index.
+pub const IN: usize = DESCRIPTION.input("in");
+const TIME_S: u8 = DESCRIPTION.param("time_s");
+const FEEDBACK: u8 = DESCRIPTION.param("feedback");
+const MIX: u8 = DESCRIPTION.param("mix");
 
 /// Glide time constant of the delay length, seconds: ~50 ms, quick but no zipper.
 const GLIDE_S: f32 = 0.05;
@@ -99,16 +119,17 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     /// Restores every parameter to its `new()` value (they glide there as after any
     /// `set_*`); the buffer is neither touched nor copied.
     pub fn set_defaults(&mut self) {
-        self.set_time_s(0.3);
-        self.feedback = 0.4;
-        self.mix = 0.3;
+        for (index, spec) in DESCRIPTION.params.iter().enumerate() {
+            self.set_param(index as u8, spec.default);
+        }
     }
 
     /// Delay time, seconds, 0.0..=(MAX_SAMPLES - 4) / fs (default 0.3); glides over ~50 ms.
     /// Times under one sample play as one sample. Clamped; non-finite ignored.
     pub fn set_time_s(&mut self, seconds: f32) {
         if seconds.is_finite() {
-            self.time_s = seconds.clamp(0.0, (MAX_SAMPLES - 4) as f32 / self.fs_hz);
+            let min = DESCRIPTION.spec(TIME_S).min;
+            self.time_s = seconds.clamp(min, (MAX_SAMPLES - 4) as f32 / self.fs_hz);
         }
     }
 
@@ -116,7 +137,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     /// block. Clamped; non-finite ignored.
     pub fn set_feedback(&mut self, feedback: f32) {
         if feedback.is_finite() {
-            self.feedback = feedback.clamp(-0.98, 0.98);
+            self.feedback = DESCRIPTION.clamp(FEEDBACK, feedback);
         }
     }
 
@@ -124,7 +145,17 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     /// a block. Clamped; non-finite ignored.
     pub fn set_mix(&mut self, mix: f32) {
         if mix.is_finite() {
-            self.mix = mix.clamp(0.0, 1.0);
+            self.mix = DESCRIPTION.clamp(MIX, mix);
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            TIME_S => self.set_time_s(value),
+            FEEDBACK => self.set_feedback(value),
+            MIX => self.set_mix(value),
+            _ => {}
         }
     }
 

@@ -11,6 +11,7 @@
 //! a counter hashed by Chris Wellons' `lowbias32` (integer maths only: the same sequence for
 //! the same seed on every target).
 use crate::block::{BLOCK, Block};
+use crate::describe::{Curve, OUT, ParamSpec, SEED_MAX, UnitDescription};
 use crate::dsp::random::{bipolar, lowbias32};
 use micromath::F32Ext;
 
@@ -47,11 +48,27 @@ impl LfoShape {
 }
 
 /// One cycle of phase: the `u32` phase counts 2^32 per cycle.
+/// The lfo as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "lfo",
+    inputs: &[],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::num("rate_hz", &["rate", "freq_hz", "freq"], "Hz", (0.001, 1000.0), 1.0, Curve::Exponential),
+        ParamSpec::choice("shape", &LfoShape::NAMES, 0.0),
+        ParamSpec::num("depth", &[], "", (-1000.0, 1000.0), 1.0, Curve::Linear),
+        ParamSpec::num("offset", &[], "", (-1000.0, 1000.0), 0.0, Curve::Linear),
+        ParamSpec::num("seed", &[], "", (0.0, SEED_MAX), 1.0, Curve::Linear).noted("0..2^24"),
+    ],
+};
+const RATE_HZ: u8 = DESCRIPTION.param("rate_hz");
+const SHAPE: u8 = DESCRIPTION.param("shape");
+const DEPTH: u8 = DESCRIPTION.param("depth");
+const OFFSET: u8 = DESCRIPTION.param("offset");
+const SEED: u8 = DESCRIPTION.param("seed");
 const TURN: f32 = 4_294_967_296.0;
 const QUARTER: u32 = 0x4000_0000;
 const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
-const MIN_RATE_HZ: f32 = 0.001;
-const MAX_RATE_HZ: f32 = 1000.0;
 /// Rate ceiling as a fraction of fs (only bites at sample rates below 2.2 kHz).
 const MAX_RATE_NORM: f32 = 0.45;
 /// Weyl-sequence step (2^32 / golden ratio): consecutive counters differ in many bits.
@@ -127,7 +144,7 @@ impl Lfo {
     /// Rate in Hz, clamped to 0.001 ..= 1000 (and 0.45 * fs); glides over one block.
     pub fn set_rate_hz(&mut self, hz: f32) {
         if hz.is_finite() {
-            self.rate_hz = hz.clamp(MIN_RATE_HZ, MAX_RATE_HZ);
+            self.rate_hz = DESCRIPTION.clamp(RATE_HZ, hz);
         }
     }
 
@@ -139,14 +156,14 @@ impl Lfo {
     /// Depth (output units per unit of shape), clamped to -1000 ..= 1000; glides.
     pub fn set_depth(&mut self, depth: f32) {
         if depth.is_finite() {
-            self.depth = depth.clamp(-1000.0, 1000.0);
+            self.depth = DESCRIPTION.clamp(DEPTH, depth);
         }
     }
 
     /// Offset added to the output, clamped to -1000 ..= 1000; glides.
     pub fn set_offset(&mut self, offset: f32) {
         if offset.is_finite() {
-            self.offset = offset.clamp(-1000.0, 1000.0);
+            self.offset = DESCRIPTION.clamp(OFFSET, offset);
         }
     }
 
@@ -155,6 +172,23 @@ impl Lfo {
     pub fn set_seed(&mut self, seed: u32) {
         self.seed = seed;
         self.counter = lowbias32(seed);
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored); an enumeration's
+    /// value is its choice index, a seed's is truncated to a whole number.
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            RATE_HZ => self.set_rate_hz(value),
+            SHAPE => {
+                if let Some(shape) = LfoShape::from_index(value as u32) {
+                    self.set_shape(shape)
+                }
+            }
+            DEPTH => self.set_depth(value),
+            OFFSET => self.set_offset(value),
+            SEED => self.set_seed(value as u32),
+            _ => {}
+        }
     }
 
     /// Renders one block: offset + depth * shape(phase).

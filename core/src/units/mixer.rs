@@ -1,8 +1,28 @@
 //! Mixer: `out = level * sum(gain_i * in_i)` over four inputs, every gain ramped over each block.
 use crate::block::{BLOCK, Block};
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
 
 /// Number of mixer inputs (in1..in4, indices 0..MIXER_INPUTS).
 pub const MIXER_INPUTS: usize = 4;
+
+const fn gain(name: &'static str) -> ParamSpec {
+    ParamSpec::num(name, &[], "", (0.0, 4.0), 1.0, Curve::Linear)
+}
+
+/// The mixer as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "mixer",
+    inputs: &[Port::audio("in1"), Port::audio("in2"), Port::audio("in3"), Port::audio("in4")],
+    outputs: &OUT,
+    params: &[gain("gain1"), gain("gain2"), gain("gain3"), gain("gain4"), gain("level")],
+};
+/// Input port index of in1; in2..in4 follow.
+pub const IN1: usize = DESCRIPTION.input("in1");
+const _: () = assert!(DESCRIPTION.input("in4") == IN1 + MIXER_INPUTS - 1);
+const GAIN1: u8 = DESCRIPTION.param("gain1");
+const GAIN4: u8 = DESCRIPTION.param("gain4");
+const _: () = assert!(GAIN4 as usize == GAIN1 as usize + MIXER_INPUTS - 1);
+const LEVEL: u8 = DESCRIPTION.param("level");
 
 /// Four-input mono mixer with a gain per input and an output level.
 #[derive(Clone, Debug)]
@@ -43,7 +63,7 @@ impl Mixer {
         if let Some(g) = self.gains.get_mut(index)
             && gain.is_finite()
         {
-            *g = gain.clamp(0.0, 4.0);
+            *g = DESCRIPTION.clamp(GAIN1 + index as u8, gain);
         }
     }
 
@@ -51,7 +71,16 @@ impl Mixer {
     /// Clamped; a non-finite value is ignored.
     pub fn set_level(&mut self, level: f32) {
         if level.is_finite() {
-            self.level = level.clamp(0.0, 4.0);
+            self.level = DESCRIPTION.clamp(LEVEL, level);
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            GAIN1..=GAIN4 => self.set_gain((index - GAIN1) as usize, value),
+            LEVEL => self.set_level(value),
+            _ => {}
         }
     }
 

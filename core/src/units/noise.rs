@@ -12,6 +12,7 @@
 //! (-4.77 dB). Pink is near Gaussian: its peaks pass +-1 (+-2.6 over a minute), where white
 //! stays inside -1..1.
 use crate::block::{BLOCK, Block};
+use crate::describe::{Curve, OUT, ParamSpec, SEED_MAX, UnitDescription};
 use crate::dsp::flush;
 use crate::dsp::random::{bipolar, lowbias32};
 
@@ -37,6 +38,21 @@ impl NoiseColor {
         }
     }
 }
+
+/// The noise as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "noise",
+    inputs: &[],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::choice("color", &NoiseColor::NAMES, 0.0),
+        ParamSpec::num("level", &[], "", (0.0, 1.0), 1.0, Curve::Linear),
+        ParamSpec::num("seed", &[], "", (0.0, SEED_MAX), 1.0, Curve::Linear).noted("0..2^24"),
+    ],
+};
+const COLOR: u8 = DESCRIPTION.param("color");
+const LEVEL: u8 = DESCRIPTION.param("level");
+const SEED: u8 = DESCRIPTION.param("seed");
 
 const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
 /// Weyl-sequence step (2^32 / golden ratio): consecutive counters differ in many bits.
@@ -112,7 +128,7 @@ impl Noise {
     /// Output level, linear 0.0 ..= 1.0; glides over one block.
     pub fn set_level(&mut self, level: f32) {
         if level.is_finite() {
-            self.level = level.clamp(0.0, 1.0);
+            self.level = DESCRIPTION.clamp(LEVEL, level);
         }
     }
 
@@ -121,6 +137,21 @@ impl Noise {
     pub fn set_seed(&mut self, seed: u32) {
         self.seed = seed;
         self.counter = lowbias32(seed);
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored); an enumeration's
+    /// value is its choice index, a seed's is truncated to a whole number.
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            COLOR => {
+                if let Some(color) = NoiseColor::from_index(value as u32) {
+                    self.set_color(color)
+                }
+            }
+            LEVEL => self.set_level(value),
+            SEED => self.set_seed(value as u32),
+            _ => {}
+        }
     }
 
     /// Renders one block of noise.

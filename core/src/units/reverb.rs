@@ -10,7 +10,25 @@
 //! mirror of its first block, so no read run ever wraps. The allpasses then run over the
 //! block as slices, which LLVM vectorises.
 use crate::block::{BLOCK, Block, SILENCE};
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
 use crate::dsp::flush;
+
+/// The reverb as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "reverb",
+    inputs: &[Port::audio("in")],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::num("room", &["size"], "", (0.0, 1.0), 0.5, Curve::Linear),
+        ParamSpec::num("damp", &[], "", (0.0, 1.0), 0.5, Curve::Linear),
+        ParamSpec::num("mix", &[], "", (0.0, 1.0), 0.3, Curve::Linear),
+    ],
+};
+/// Input port index.
+pub const IN: usize = DESCRIPTION.input("in");
+const ROOM: u8 = DESCRIPTION.param("room");
+const DAMP: u8 = DESCRIPTION.param("damp");
+const MIX: u8 = DESCRIPTION.param("mix");
 
 /// Comb lengths in samples at 44.1 kHz (Freeverb's `combtuningL1..8`).
 const COMB_TUNINGS: [usize; COMBS] = [1116, 1188, 1277, 1356, 1422, 1491, 1557, 1617];
@@ -132,16 +150,16 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
     /// Restores every parameter to its `new()` value (they glide there over a block); the
     /// loops are neither touched nor copied.
     pub fn set_defaults(&mut self) {
-        self.room = 0.5;
-        self.damp = 0.5;
-        self.mix = 0.3;
+        for (index, spec) in DESCRIPTION.params.iter().enumerate() {
+            self.set_param(index as u8, spec.default);
+        }
     }
 
     /// Room size, linear 0.0..=1.0 (default 0.5): comb feedback 0.7..=0.98, longer decay;
     /// glides over a block. Clamped; non-finite ignored.
     pub fn set_room(&mut self, room: f32) {
         if room.is_finite() {
-            self.room = room.clamp(0.0, 1.0);
+            self.room = DESCRIPTION.clamp(ROOM, room);
         }
     }
 
@@ -149,7 +167,7 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
     /// glides over a block. Clamped; non-finite ignored.
     pub fn set_damp(&mut self, damp: f32) {
         if damp.is_finite() {
-            self.damp = damp.clamp(0.0, 1.0);
+            self.damp = DESCRIPTION.clamp(DAMP, damp);
         }
     }
 
@@ -157,7 +175,17 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
     /// a block. Clamped; non-finite ignored.
     pub fn set_mix(&mut self, mix: f32) {
         if mix.is_finite() {
-            self.mix = mix.clamp(0.0, 1.0);
+            self.mix = DESCRIPTION.clamp(MIX, mix);
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            ROOM => self.set_room(value),
+            DAMP => self.set_damp(value),
+            MIX => self.set_mix(value),
+            _ => {}
         }
     }
 

@@ -3,6 +3,20 @@
 //! The smallest unit, and the template the others copy: `new`, `prepare`, `reset`,
 //! `set_*`, `process`, tests.
 use crate::block::{BLOCK, Block};
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
+
+/// The vca as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "vca",
+    inputs: &[Port::audio("in"), Port::with_note("cv", "multiplies; unpatched is 1")],
+    outputs: &OUT,
+    params: &[ParamSpec::num("gain", &["level"], "", (0.0, 4.0), 1.0, Curve::Linear)],
+};
+/// Input port indices.
+pub const IN: usize = DESCRIPTION.input("in");
+/// See [`IN`].
+pub const CV_IN: usize = DESCRIPTION.input("cv");
+const GAIN: u8 = DESCRIPTION.param("gain");
 
 /// Voltage-controlled amplifier: multiplies its input by a gain parameter and a cv input.
 #[derive(Clone, Debug)]
@@ -22,7 +36,8 @@ impl Default for Vca {
 impl Vca {
     /// A VCA at gain 1.0.
     pub const fn new() -> Self {
-        Self { gain: 1.0, gain_now: 1.0 }
+        let gain = DESCRIPTION.spec(GAIN).default;
+        Self { gain, gain_now: gain }
     }
 
     /// Readies the unit for `sample_rate_hz` (the VCA's behaviour does not depend on it) and resets it.
@@ -39,7 +54,14 @@ impl Vca {
     /// Clamped; a non-finite value is ignored.
     pub fn set_gain(&mut self, gain: f32) {
         if gain.is_finite() {
-            self.gain = gain.clamp(0.0, 4.0);
+            self.gain = DESCRIPTION.clamp(GAIN, gain);
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        if index == GAIN {
+            self.set_gain(value);
         }
     }
 

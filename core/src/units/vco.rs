@@ -16,7 +16,34 @@
 //! linear glide, times 2^pitch and (1 + depth * fm) when patched) are summed into the phases
 //! and their running total, where each crossing is found by bisection.
 use crate::block::{BLOCK, Block};
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
 use crate::dsp::polyblep::{self, LOOKBACK, TAPS};
+
+/// The vco as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "vco",
+    inputs: &[
+        Port::with_note("pitch", "octaves, +1 doubles"),
+        Port::with_note("fm", "linear: f * (1 + fm_depth * fm)"),
+    ],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::num("freq_hz", &["freq"], "Hz", (0.01, 24_000.0), 440.0, Curve::Exponential).noted("0.01..0.45 fs"),
+        ParamSpec::choice("wave", &Wave::NAMES, 0.0),
+        ParamSpec::num("pw", &["pulse_width"], "", (0.01, 0.99), 0.5, Curve::Linear),
+        ParamSpec::num("level", &[], "", (0.0, 1.0), 1.0, Curve::Linear),
+        ParamSpec::num("fm_depth", &[], "", (0.0, 16.0), 1.0, Curve::Linear),
+    ],
+};
+/// Input port indices.
+pub const PITCH_IN: usize = DESCRIPTION.input("pitch");
+/// See [`PITCH_IN`].
+pub const FM_IN: usize = DESCRIPTION.input("fm");
+const FREQ_HZ: u8 = DESCRIPTION.param("freq_hz");
+const WAVE: u8 = DESCRIPTION.param("wave");
+const PW: u8 = DESCRIPTION.param("pw");
+const LEVEL: u8 = DESCRIPTION.param("level");
+const FM_DEPTH: u8 = DESCRIPTION.param("fm_depth");
 
 /// Output delay in samples: the polyBLEP kernel reaches this far before a jump.
 pub const LATENCY: usize = LOOKBACK;
@@ -55,7 +82,7 @@ const TURN: f32 = 4_294_967_296.0;
 /// Highest frequency as a fraction of fs: 0.45 keeps the fundamental below Nyquist with room.
 const MAX_FREQ_NORM: f32 = 0.45;
 /// Lowest settable frequency, Hz.
-const MIN_FREQ_HZ: f32 = 0.01;
+const MIN_FREQ_HZ: f32 = DESCRIPTION.spec(FREQ_HZ).min;
 const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
 /// 1.0, 2.0 ..= 64.0: sample `i` of a glide is `start + step * RAMP[i]`. A table, because
 /// loops converting their `usize` index to f32 do not vectorise (SSE2 has no such convert).
@@ -186,21 +213,48 @@ impl Vco {
     /// Square duty cycle, linear 0.01 ..= 0.99 (fraction of the cycle at +1); glides.
     pub fn set_pulse_width(&mut self, pw: f32) {
         if pw.is_finite() {
-            self.pulse_width = pw.clamp(0.01, 0.99);
+            self.pulse_width = DESCRIPTION.clamp(PW, pw);
         }
     }
 
     /// Output level, linear 0.0 ..= 1.0; glides over one block.
     pub fn set_level(&mut self, level: f32) {
         if level.is_finite() {
-            self.level = level.clamp(0.0, 1.0);
+            self.level = DESCRIPTION.clamp(LEVEL, level);
         }
     }
 
     /// Linear FM index 0.0 ..= 16.0: frequency is multiplied by (1 + depth * fm); glides.
     pub fn set_fm_depth(&mut self, depth: f32) {
         if depth.is_finite() {
-            self.fm_depth = depth.clamp(0.0, 16.0);
+            self.fm_depth = DESCRIPTION.clamp(FM_DEPTH, depth);
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored); an enumeration's
+    /// value is its choice index.
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            FREQ_HZ => self.set_freq_hz(value),
+            WAVE => {
+                if let Some(wave) = Wave::from_index(value as u32) {
+                    self.set_wave(wave)
+                }
+            }
+            PW => self.set_pulse_width(value),
+            LEVEL => self.set_level(value),
+            FM_DEPTH => self.set_fm_depth(value),
+            _ => {}
+        }
+    }
+
+    /// As [`Vco::set_param`], timed to sample `frame` of the next block: the frequency
+    /// steps there ([`Vco::set_freq_hz_at`]); every other parameter glides from the block's
+    /// start, as untimed.
+    pub fn set_param_at(&mut self, index: u8, value: f32, frame: usize) {
+        match index {
+            FREQ_HZ => self.set_freq_hz_at(value, frame),
+            _ => self.set_param(index, value),
         }
     }
 
