@@ -7,7 +7,7 @@
 //! module slot) and use `reset` / `prepare` / `set_defaults`, never move it by value.
 use crate::block::{BLOCK, Block, SILENCE};
 use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
-use crate::dsp::flush;
+use crate::dsp::{Glide, Ramp, flush};
 
 /// The delay as the protocol sees it.
 pub const DESCRIPTION: UnitDescription = UnitDescription {
@@ -48,10 +48,10 @@ pub struct Delay<const MAX_SAMPLES: usize> {
     fs_hz: f32,
     /// Delay time parameter, seconds.
     time_s: f32,
-    /// Feedback parameter, -0.98..=0.98.
-    feedback: f32,
-    /// Dry/wet parameter, linear 0.0..=1.0.
-    mix: f32,
+    /// Feedback, -0.98..=0.98, ramped over each block.
+    feedback: Glide,
+    /// Dry/wet, linear 0.0..=1.0, ramped over each block.
+    mix: Glide,
     /// Delay length the glide heads for, samples (from `time_s` at the last block).
     target_samples: f32,
     /// Current delay length minus `target_samples`, samples: decays to 0 in the glide.
@@ -60,9 +60,6 @@ pub struct Delay<const MAX_SAMPLES: usize> {
     glide_coef: f32,
     /// `glide_pow[i]` = (1 - glide_coef)^(i + 1).
     glide_pow: [f32; BLOCK],
-    /// Feedback and mix reached at the end of the last block: where the next ramps start.
-    feedback_now: f32,
-    mix_now: f32,
 }
 
 /// Delay for the host: 2.73 s at 48 kHz, 512 KiB.
@@ -82,15 +79,13 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             write: 0,
             fs_hz: 48_000.0,
             time_s: 0.3,
-            feedback: 0.4,
-            mix: 0.3,
+            feedback: Glide::new(0.4),
+            mix: Glide::new(0.3),
             // 0.3 s at 48 kHz, or the capacity if that is less.
             target_samples: if MAX_SAMPLES - 4 < 14_400 { (MAX_SAMPLES - 4) as f32 } else { 14_400.0 },
             glide_offset: 0.0,
             glide_coef: 1.0 / (GLIDE_S * 48_000.0),
             glide_pow: glide_powers(1.0 / (GLIDE_S * 48_000.0)),
-            feedback_now: 0.4,
-            mix_now: 0.3,
         }
     }
 
@@ -112,8 +107,8 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
         self.write = 0;
         self.target_samples = self.samples_for(self.time_s);
         self.glide_offset = 0.0;
-        self.feedback_now = self.feedback;
-        self.mix_now = self.mix;
+        self.feedback.settle();
+        self.mix.settle();
     }
 
     /// Restores every parameter to its `new()` value (they glide there as after any
@@ -137,7 +132,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     /// block. Clamped; non-finite ignored.
     pub fn set_feedback(&mut self, feedback: f32) {
         if feedback.is_finite() {
-            self.feedback = DESCRIPTION.clamp(FEEDBACK, feedback);
+            self.feedback.set(DESCRIPTION.clamp(FEEDBACK, feedback));
         }
     }
 
@@ -145,7 +140,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     /// a block. Clamped; non-finite ignored.
     pub fn set_mix(&mut self, mix: f32) {
         if mix.is_finite() {
-            self.mix = DESCRIPTION.clamp(MIX, mix);
+            self.mix.set(DESCRIPTION.clamp(MIX, mix));
         }
     }
 
@@ -171,14 +166,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             self.glide_offset += self.target_samples - new_target;
             self.target_samples = new_target;
         }
-        let feedback_start = self.feedback_now;
-        let feedback_step = (self.feedback - feedback_start) * (1.0 / BLOCK as f32);
-        self.feedback_now = self.feedback;
-
-        let mix_start = self.mix_now;
-        let mix_step = (self.mix - mix_start) * (1.0 / BLOCK as f32);
-        self.mix_now = self.mix;
-        let ramps = Ramps { feedback_start, feedback_step, mix_start, mix_step };
+        let ramps = Ramps { feedback: self.feedback.next_block(), mix: self.mix.next_block() };
 
         let whole = self.target_samples as usize; // >= 1, so truncation is floor
         let frac = self.target_samples - whole as f32;
@@ -316,13 +304,10 @@ fn block_kernel(taps: &[f32], dst: &mut [f32], input: &Block, out: &mut Block, f
     }
 }
 
-/// Per-block linear ramps of feedback and mix, sample `i` of the block at `start + step * (i + 1)`
-/// (`i` converted as i32: SSE2 vectorises that conversion, not usize's).
+/// This block's ramps of feedback and mix.
 struct Ramps {
-    feedback_start: f32,
-    feedback_step: f32,
-    mix_start: f32,
-    mix_step: f32,
+    feedback: Ramp,
+    mix: Ramp,
 }
 
 impl Ramps {
@@ -330,14 +315,13 @@ impl Ramps {
     /// denormals never circulate).
     #[inline(always)]
     fn write(&self, i: usize, x: f32, wet: f32) -> f32 {
-        let feedback = self.feedback_start + self.feedback_step * (i as i32 + 1) as f32;
-        flush(x + feedback * wet)
+        flush(x + self.feedback.at(i) * wet)
     }
 
     /// The output at sample `i`; this form keeps mix 0 exactly dry and mix 1 exactly wet.
     #[inline(always)]
     fn mix(&self, i: usize, x: f32, wet: f32) -> f32 {
-        let mix = self.mix_start + self.mix_step * (i as i32 + 1) as f32;
+        let mix = self.mix.at(i);
         x * (1.0 - mix) + wet * mix
     }
 }
@@ -588,7 +572,7 @@ mod tests {
         let _ = through(&mut *d, &sine(300.0, 0.5, 0.1));
         let buffer_before = d.buf;
         d.set_defaults();
-        assert_eq!((d.time_s, d.feedback, d.mix), (0.3, 0.4, 0.3));
+        assert_eq!((d.time_s, d.feedback.target(), d.mix.target()), (0.3, 0.4, 0.3));
         assert_eq!(d.buf, buffer_before);
     }
 

@@ -12,6 +12,7 @@
 //! the same seed on every target).
 use crate::block::{BLOCK, Block};
 use crate::describe::{Curve, OUT, ParamSpec, SEED_MAX, UnitDescription};
+use crate::dsp::Glide;
 use crate::dsp::random::{bipolar, lowbias32};
 use micromath::F32Ext;
 
@@ -80,13 +81,12 @@ pub struct Lfo {
     fs_hz: f32,
     rate_hz: f32,
     shape: LfoShape,
-    depth: f32,
-    offset: f32,
+    depth: Glide,
+    offset: Glide,
     seed: u32,
-    /// Glide starts: the values the last block ended on.
-    rate_norm: f32,
-    depth_now: f32,
-    offset_now: f32,
+    /// The rate in cycles per sample (its target follows `rate_hz` at each block).
+    rate_norm: Glide,
+    /// The shape the last block ended on: a change crossfades from it.
     shape_now: LfoShape,
     /// Phase of the last sample rendered.
     phase: u32,
@@ -108,12 +108,10 @@ impl Lfo {
             fs_hz: 48_000.0,
             rate_hz: 1.0,
             shape: LfoShape::Sine,
-            depth: 1.0,
-            offset: 0.0,
+            depth: Glide::new(1.0),
+            offset: Glide::new(0.0),
             seed: 1,
-            rate_norm: 0.000_020_833_334, // 1 Hz / 48 kHz
-            depth_now: 1.0,
-            offset_now: 0.0,
+            rate_norm: Glide::new(0.000_020_833_334), // 1 Hz / 48 kHz
             shape_now: LfoShape::Sine,
             phase: 0,
             held: 0.0,
@@ -132,9 +130,9 @@ impl Lfo {
     /// Restarts from phase 0 and the seed's first random value, with no glide in progress;
     /// parameters are kept.
     pub fn reset(&mut self) {
-        self.rate_norm = self.rate_norm_target();
-        self.depth_now = self.depth;
-        self.offset_now = self.offset;
+        self.rate_norm = Glide::new(self.rate_norm_target());
+        self.depth.settle();
+        self.offset.settle();
         self.shape_now = self.shape;
         self.phase = 0;
         self.counter = lowbias32(self.seed);
@@ -156,14 +154,14 @@ impl Lfo {
     /// Depth (output units per unit of shape), clamped to -1000 ..= 1000; glides.
     pub fn set_depth(&mut self, depth: f32) {
         if depth.is_finite() {
-            self.depth = DESCRIPTION.clamp(DEPTH, depth);
+            self.depth.set(DESCRIPTION.clamp(DEPTH, depth));
         }
     }
 
     /// Offset added to the output, clamped to -1000 ..= 1000; glides.
     pub fn set_offset(&mut self, offset: f32) {
         if offset.is_finite() {
-            self.offset = DESCRIPTION.clamp(OFFSET, offset);
+            self.offset.set(DESCRIPTION.clamp(OFFSET, offset));
         }
     }
 
@@ -193,13 +191,12 @@ impl Lfo {
 
     /// Renders one block: offset + depth * shape(phase).
     pub fn process(&mut self, out: &mut Block) {
-        let f_start = self.rate_norm;
-        let f_end = self.rate_norm_target();
-        let f_step = (f_end - f_start) * INV_BLOCK;
+        self.rate_norm.set(self.rate_norm_target());
+        let rate = self.rate_norm.next_block();
         let mut inc = [0u32; BLOCK];
         for (i, step) in inc.iter_mut().enumerate() {
             // Below 0.45 * 2^32: fits an i32.
-            *step = ((f_start + f_step * (i + 1) as f32) * TURN) as i32 as u32;
+            *step = (rate.at(i) * TURN) as i32 as u32;
         }
         let mut phases = [0u32; BLOCK];
         let mut phase = self.phase;
@@ -219,16 +216,10 @@ impl Lfo {
             self.shape_now = self.shape;
         }
 
-        let (depth, offset) = (self.depth_now, self.offset_now);
-        let depth_step = (self.depth - depth) * INV_BLOCK;
-        let offset_step = (self.offset - offset) * INV_BLOCK;
+        let (depth, offset) = (self.depth.next_block(), self.offset.next_block());
         for (i, (o, &s)) in out.iter_mut().zip(&shape).enumerate() {
-            let t = (i + 1) as f32;
-            *o = (offset + offset_step * t) + (depth + depth_step * t) * s;
+            *o = offset.at(i) + depth.at(i) * s;
         }
-        self.rate_norm = f_end;
-        self.depth_now = self.depth;
-        self.offset_now = self.offset;
     }
 
     fn rate_norm_target(&self) -> f32 {

@@ -17,6 +17,7 @@
 //! and their running total, where each crossing is found by bisection.
 use crate::block::{BLOCK, Block};
 use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
+use crate::dsp::glide::{Glide, RAMP, Ramp};
 use crate::dsp::polyblep::{self, LOOKBACK, TAPS};
 
 /// The vco as the protocol sees it.
@@ -84,17 +85,6 @@ const MAX_FREQ_NORM: f32 = 0.45;
 /// Lowest settable frequency, Hz.
 const MIN_FREQ_HZ: f32 = DESCRIPTION.spec(FREQ_HZ).min;
 const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
-/// 1.0, 2.0 ..= 64.0: sample `i` of a glide is `start + step * RAMP[i]`. A table, because
-/// loops converting their `usize` index to f32 do not vectorise (SSE2 has no such convert).
-const RAMP: [f32; BLOCK] = {
-    let mut ramp = [0.0; BLOCK];
-    let mut i = 0;
-    while i < BLOCK {
-        ramp[i] = (i + 1) as f32;
-        i += 1;
-    }
-    ramp
-};
 /// Phase of the saw's jump (half a cycle).
 const HALF: u32 = 0x8000_0000;
 /// Phase of the triangle's peak (a quarter cycle) and trough (three quarters).
@@ -116,14 +106,12 @@ pub struct Vco {
     fs_hz: f32,
     freq_hz: f32,
     wave: Wave,
-    pulse_width: f32,
-    level: f32,
-    fm_depth: f32,
-    /// Glide starts: the values the last block ended on.
-    freq_norm: f32,
-    level_now: f32,
-    pulse_width_now: f32,
-    fm_depth_now: f32,
+    pulse_width: Glide,
+    level: Glide,
+    fm_depth: Glide,
+    /// The frequency in cycles per sample (its target follows `freq_hz` at each block).
+    freq_norm: Glide,
+    /// The wave the last block ended on: a change crossfades from it.
     wave_now: Wave,
     /// Phase of the last sample generated.
     phase: u32,
@@ -150,13 +138,10 @@ impl Vco {
             fs_hz: 48_000.0,
             freq_hz: 440.0,
             wave: Wave::Saw,
-            pulse_width: 0.5,
-            level: 1.0,
-            fm_depth: 1.0,
-            freq_norm: 0.009_166_667, // 440 Hz / 48 kHz
-            level_now: 1.0,
-            pulse_width_now: 0.5,
-            fm_depth_now: 1.0,
+            pulse_width: Glide::new(0.5),
+            level: Glide::new(1.0),
+            fm_depth: Glide::new(1.0),
+            freq_norm: Glide::new(0.009_166_667), // 440 Hz / 48 kHz
             wave_now: Wave::Saw,
             phase: 0,
             carry: [0.0; TAPS],
@@ -177,10 +162,10 @@ impl Vco {
 
     /// Restarts the wave from phase 0 with no glide in progress; parameters are kept.
     pub fn reset(&mut self) {
-        self.freq_norm = self.freq_hz / self.fs_hz;
-        self.level_now = self.level;
-        self.pulse_width_now = self.pulse_width;
-        self.fm_depth_now = self.fm_depth;
+        self.freq_norm = Glide::new(self.freq_hz / self.fs_hz);
+        self.level.settle();
+        self.pulse_width.settle();
+        self.fm_depth.settle();
         self.wave_now = self.wave;
         self.phase = 0;
         self.carry = [0.0; TAPS];
@@ -213,21 +198,21 @@ impl Vco {
     /// Square duty cycle, linear 0.01 ..= 0.99 (fraction of the cycle at +1); glides.
     pub fn set_pulse_width(&mut self, pw: f32) {
         if pw.is_finite() {
-            self.pulse_width = DESCRIPTION.clamp(PW, pw);
+            self.pulse_width.set(DESCRIPTION.clamp(PW, pw));
         }
     }
 
     /// Output level, linear 0.0 ..= 1.0; glides over one block.
     pub fn set_level(&mut self, level: f32) {
         if level.is_finite() {
-            self.level = DESCRIPTION.clamp(LEVEL, level);
+            self.level.set(DESCRIPTION.clamp(LEVEL, level));
         }
     }
 
     /// Linear FM index 0.0 ..= 16.0: frequency is multiplied by (1 + depth * fm); glides.
     pub fn set_fm_depth(&mut self, depth: f32) {
         if depth.is_finite() {
-            self.fm_depth = DESCRIPTION.clamp(FM_DEPTH, depth);
+            self.fm_depth.set(DESCRIPTION.clamp(FM_DEPTH, depth));
         }
     }
 
@@ -262,7 +247,8 @@ impl Vco {
     /// frequency); `fm`: per-sample linear FM, scaled by the FM depth. The instantaneous
     /// frequency is clamped to 0 ..= 0.45 * fs (no through-zero). Unpatched inputs cost nothing.
     pub fn process(&mut self, pitch_oct: Option<&Block>, fm: Option<&Block>, out: &mut Block) {
-        let f_end = self.freq_hz / self.fs_hz;
+        self.freq_norm.set(self.freq_hz / self.fs_hz);
+        let f_end = self.freq_norm.target();
         let mut carried = self.carry;
         if self.fresh {
             self.start_from_silence(&mut carried);
@@ -270,21 +256,22 @@ impl Vco {
         let mut work = Work { now: out, next: [0.0; TAPS] };
         let start = self.phase;
         let square = self.wave == Wave::Square || self.wave_now == Wave::Square;
-        let pw_steady = self.pulse_width_now == self.pulse_width || !square;
-        if pitch_oct.is_none() && fm.is_none() && f_end == self.freq_norm && self.wave_now == self.wave && pw_steady {
+        let pw_steady = self.pulse_width.is_steady() || !square;
+        let steady = pitch_oct.is_none() && fm.is_none() && self.freq_norm.is_steady();
+        if steady && self.wave_now == self.wave && pw_steady {
             let steady = Steady { start, inc: increment(f_end) };
             self.phase = start.wrapping_add(steady.inc.wrapping_mul(BLOCK as u32));
-            let pw = PulseWidth::fixed(self.pulse_width);
+            let pw = PulseWidth::fixed(self.pulse_width.target());
             add_wave(self.wave, &steady, &pw, None, Some(&carried), &mut work);
         } else {
             let mut gliding = Gliding { start, inc: [0; BLOCK], phases: [0; BLOCK], total: [0; BLOCK] };
-            self.glide(&mut gliding, f_end, pitch_oct, fm);
+            self.glide(&mut gliding, pitch_oct, fm);
             self.phase = gliding.phases[BLOCK - 1];
             let mut edges = [0; BLOCK];
             let pw = if pw_steady {
-                PulseWidth::fixed(self.pulse_width)
+                PulseWidth::fixed(self.pulse_width.target())
             } else {
-                PulseWidth::gliding(self.pulse_width_now, self.pulse_width, &mut edges)
+                PulseWidth::gliding(self.pulse_width.now(), self.pulse_width.target(), &mut edges)
             };
             if self.wave_now == self.wave {
                 add_wave(self.wave, &gliding, &pw, None, Some(&carried), &mut work);
@@ -299,24 +286,22 @@ impl Vco {
         self.carry = work.next;
 
         // At full level, the usual case, the samples stay as they are (times 1.0 is exact).
-        if self.level_now != 1.0 || self.level != 1.0 {
-            let level_start = self.level_now;
-            let level_step = (self.level - level_start) * INV_BLOCK;
+        let level = self.level.next_block();
+        if level.start != 1.0 || level.step != 0.0 {
             for (o, &k) in out.iter_mut().zip(&RAMP) {
-                *o *= level_start + level_step * k;
+                *o *= level.start + level.step * k;
             }
         }
-        self.freq_norm = f_end;
+        self.freq_norm.settle();
         self.freq_step_at = 0;
-        self.level_now = self.level;
-        self.pulse_width_now = self.pulse_width;
-        self.fm_depth_now = self.fm_depth;
+        self.pulse_width.settle();
+        self.fm_depth.settle();
     }
 
     /// Adds the wave's first value, at the previous sample's phase 0, as a band-limited step
     /// from silence to the `carried` samples; no crossfade follows.
     fn start_from_silence(&mut self, carried: &mut [f32; TAPS]) {
-        let first = naive(self.wave, 0, pw_phase(self.pulse_width_now));
+        let first = naive(self.wave, 0, pw_phase(self.pulse_width.now()));
         if first != 0.0 {
             let r = polyblep::blep(0.0);
             for (w, &c) in carried.iter_mut().zip(&r[1..]) {
@@ -330,9 +315,9 @@ impl Vco {
 
     /// Fills in the per-sample increments, phases and running total of a block whose
     /// frequency glides from last block's value or is modulated.
-    fn glide(&self, g: &mut Gliding, f_end: f32, pitch_oct: Option<&Block>, fm: Option<&Block>) {
-        let f_start = self.freq_norm;
-        let f_step = (f_end - f_start) * INV_BLOCK;
+    fn glide(&self, g: &mut Gliding, pitch_oct: Option<&Block>, fm: Option<&Block>) {
+        let (f_start, f_end) = (self.freq_norm.now(), self.freq_norm.target());
+        let f_step = Ramp::between(f_start, f_end).step;
         // Separate passes, each vectorised with short chains of dependent operations (one
         // fused loop is slower: the chains of its iterations do not overlap enough).
         let mut freq = [0.0f32; BLOCK];
@@ -351,10 +336,9 @@ impl Vco {
             }
         }
         if let Some(fm) = fm {
-            let depth_start = self.fm_depth_now;
-            let depth_step = (self.fm_depth - depth_start) * INV_BLOCK;
+            let depth = Ramp::between(self.fm_depth.now(), self.fm_depth.target());
             for ((f, &x), &k) in freq.iter_mut().zip(fm).zip(&RAMP) {
-                *f *= 1.0 + (depth_start + depth_step * k) * x;
+                *f *= 1.0 + (depth.start + depth.step * k) * x;
             }
         }
         for (inc, &f) in g.inc.iter_mut().zip(&freq) {
