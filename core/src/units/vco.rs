@@ -54,7 +54,9 @@ pub const LATENCY: usize = LOOKBACK;
 pub enum Wave {
     /// Rising ramp from -1 to 1, 0.0 at phase 0 (the jump is at half a cycle).
     Saw,
-    /// +1 for the first `pulse_width` of each cycle, -1 for the rest.
+    /// A pulse without DC at any width: +1 for the first `pulse_width` of each cycle, -1 for
+    /// the rest, minus the mean `2 pulse_width - 1` (as an analog VCO's AC-coupled output):
+    /// `2 - 2 pw` high, `-2 pw` low, so a narrow pulse peaks near 2 (1.98 at pw 0.01).
     Square,
     /// 0.0 at phase 0, +1 at a quarter cycle, -1 at three quarters.
     Triangle,
@@ -100,7 +102,8 @@ const S7: f32 = -0.004_672_228;
 const S9: f32 = 0.000_150_820_56;
 
 /// Band-limited oscillator: saw, square (pulse width), triangle, sine, with exponential pitch
-/// and linear FM inputs. Output nominally -level..=level.
+/// and linear FM inputs. Output nominally -level..=level (a pulse narrower or wider than 0.5,
+/// having no DC, reaches up to `2 - 2 pw` or down to `-2 pw` times the level).
 #[derive(Clone, Debug)]
 pub struct Vco {
     fs_hz: f32,
@@ -582,7 +585,7 @@ fn gain_at(gain: Option<Gain>, n: usize) -> f32 {
 fn naive(wave: Wave, phase: u32, pw_at: u32) -> f32 {
     match wave {
         Wave::Saw => saw_at(phase),
-        Wave::Square => square_at(phase, pw_at),
+        Wave::Square => square_at(phase, pw_at) - pulse_dc(pw_at),
         Wave::Triangle => triangle_at(phase),
         Wave::Sine => sine_at(phase),
     }
@@ -594,9 +597,17 @@ fn saw_at(phase: u32) -> f32 {
     phase as i32 as f32 * (1.0 / 2_147_483_648.0)
 }
 
+/// The +-1 pulse, before its mean is taken away ([`pulse_dc`]).
 #[inline]
 fn square_at(phase: u32, pw_at: u32) -> f32 {
     if phase < pw_at { 1.0 } else { -1.0 }
+}
+
+/// The mean of the +-1 pulse falling at phase `pw_at`: `2 pw - 1`, exactly 0.0 at width 0.5
+/// (its edge at 2^31: the square wave is the same bits with or without it).
+#[inline]
+fn pulse_dc(pw_at: u32) -> f32 {
+    pw_at as f32 * (2.0 / TURN) - 1.0
 }
 
 #[inline]
@@ -660,12 +671,15 @@ fn add_wave(
     let store = carried.is_some();
     match (wave, pw) {
         (Wave::Saw, _) => accumulate_all(advance, work, gain, store, saw_at),
-        (Wave::Square, PulseWidth::Fixed(at)) => accumulate_all(advance, work, gain, store, |p| square_at(p, *at)),
+        (Wave::Square, PulseWidth::Fixed(at)) => {
+            let dc = pulse_dc(*at);
+            accumulate_all(advance, work, gain, store, |p| square_at(p, *at) - dc)
+        }
         (Wave::Square, PulseWidth::Gliding { at, .. }) => {
             let (_, body) = work.now.split_at_mut(LATENCY);
             let slots = body.iter_mut().chain(&mut work.next);
             for ((w, p), (&at, &k)) in slots.zip(advance.phases()).zip(at.iter().zip(&RAMP)) {
-                let value = gain.map_or(1.0, |g| g.start + g.step * k) * square_at(p, at);
+                let value = gain.map_or(1.0, |g| g.start + g.step * k) * (square_at(p, at) - pulse_dc(at));
                 *w = if store { value } else { *w + value };
             }
         }
@@ -993,13 +1007,44 @@ mod tests {
             v.set_pulse_width(pw);
             v.prepare(FS);
             let out = render(&mut v, 1.0);
-            let high = out[BLOCK..].iter().filter(|&&s| s > 0.0).count() as f32;
+            // Above the pulse's midpoint, 1 - 2 pw (its high is 2 - 2 pw, its low -2 pw): a
+            // band-limited edge crosses its midpoint at the naive edge.
+            let mid = 1.0 - 2.0 * pw;
+            let high = out[BLOCK..].iter().filter(|&&s| s > mid).count() as f32;
             let duty = high / (out.len() - BLOCK) as f32;
             eprintln!("square pw {pw}: duty {duty:.5}");
             // 0.002: 480 samples per cycle resolve 0.2 %, edges are centred on the crossing.
             assert!((duty - pw).abs() < 0.002, "pw {pw}: duty {duty}");
             assert!((freq_by_zero_crossings(&out, FS) - 100.0).abs() < 0.5);
         }
+    }
+
+    #[test]
+    fn a_pulse_of_any_width_has_no_dc() {
+        let mean = |x: &[f32]| x.iter().map(|&s| f64::from(s)).sum::<f64>() / x.len() as f64;
+        // 100 Hz: 480 samples a cycle; 90 whole cycles after the first, so the mean is the DC.
+        let cycles = |out: &[f32]| out[480..480 * 91].to_vec();
+        for pw in [0.01f32, 0.1, 0.4, 0.5, 0.9, 0.99] {
+            let mut v = vco(Wave::Square, 100.0);
+            v.set_pulse_width(pw);
+            v.prepare(FS);
+            let dc = mean(&cycles(&render(&mut v, 1.0)));
+            eprintln!("pulse pw {pw}: DC {dc:e}");
+            // 1e-4 (-80 dB): the +-1 pulse had 2 pw - 1, up to 0.98.
+            assert!(dc.abs() < 1e-4, "pw {pw}: DC {dc}");
+        }
+        // A width swept every block (PWM): the offset follows the width, sample by sample.
+        let mut v = vco(Wave::Square, 100.0);
+        let mut k = 0u32;
+        let out = render_s(1.0, |b| {
+            k += 1;
+            v.set_pulse_width(0.1 + 0.2 * (k % 50) as f32 / 50.0);
+            v.process(None, None, b)
+        });
+        let dc = mean(&cycles(&out));
+        eprintln!("pulse swept: DC {dc:e}");
+        // 1e-2: the sweep (50 blocks) does not fit the window whole; the +-1 pulse had -0.6.
+        assert!(dc.abs() < 1e-2, "swept: DC {dc}");
     }
 
     #[test]
@@ -1081,7 +1126,9 @@ mod tests {
         });
         assert!(all_finite(&out));
         assert!(max_step(&out) < 1.9, "naive jump: step {}", max_step(&out));
-        assert!(peak_db(&out) < 3.0);
+        // 6.02 dB (2.0): the high of a pulse 0.05 wide is 1.9 (no DC: 2 - 2 pw); 4.43 dB
+        // measured, the DC following the width as it sweeps.
+        assert!(peak_db(&out) < 6.02, "peak {} dB", peak_db(&out));
     }
 
     #[test]
@@ -1223,8 +1270,9 @@ mod tests {
                     peak = peak.max(out.iter().fold(0.0f32, |a, s| a.max(s.abs())));
                 }
             }
-            // 1.6: +-1 plus the kernel's ripple where several edges overlap near 0.45 fs.
-            prop_assert!(peak <= 1.6, "peak {}", peak);
+            // 2.6: the narrowest pulse's high (2 - 2 * 0.01, the pulse having no DC) plus the
+            // kernel's ripple where several edges overlap near 0.45 fs (0.6, as for +-1 waves).
+            prop_assert!(peak <= 2.6, "peak {}", peak);
         }
 
         #[test]
