@@ -15,6 +15,7 @@ use crate::units::mixer::{self, MIXER_INPUTS, Mixer};
 use crate::units::noise::{self, Noise};
 use crate::units::output::{self, Output};
 use crate::units::reverb::{self, Reverb};
+use crate::units::sequencer::{self, Sequencer};
 use crate::units::vca::{self, Vca};
 use crate::units::vcf::{self, Vcf};
 use crate::units::vco::{self, Vco};
@@ -23,8 +24,8 @@ use crate::units::vco::{self, Vco};
 pub const MAX_INPUTS: usize = 4;
 const _: () = assert!(MIXER_INPUTS <= MAX_INPUTS);
 
-/// Most parameters any kind has (the mixer's four gains and a level).
-pub const MAX_PARAMS: usize = 5;
+/// Most parameters any kind has (the sequencer's 8 pitches, 8 gates, rate, out and gate length).
+pub const MAX_PARAMS: usize = 19;
 
 // Every description fits the fixed arrays of ports and parameters.
 const _: () = {
@@ -67,6 +68,8 @@ pub enum Kind {
     Reverb,
     /// Four inputs, a gain each, an output level.
     Mixer,
+    /// 8 steps of pitch and gate, on its own clock or a cable's.
+    Sequencer,
     /// One end of a cable between workers, made by the host (not in [`Kind::ALL`]: no user
     /// creates one): what is patched into its `in` is published as a link channel's block.
     Send,
@@ -83,7 +86,7 @@ const RECEIVE: UnitDescription = UnitDescription { name: "receive", inputs: &[],
 
 impl Kind {
     /// Every kind, in protocol order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Output,
         Kind::Vco,
         Kind::Vcf,
@@ -94,10 +97,11 @@ impl Kind {
         Kind::Delay,
         Kind::Reverb,
         Kind::Mixer,
+        Kind::Sequencer,
     ];
 
     /// Every kind, the host's link ends included.
-    const EVERY: [Kind; 12] = [
+    const EVERY: [Kind; 13] = [
         Kind::Output,
         Kind::Vco,
         Kind::Vcf,
@@ -108,6 +112,7 @@ impl Kind {
         Kind::Delay,
         Kind::Reverb,
         Kind::Mixer,
+        Kind::Sequencer,
         Kind::Send,
         Kind::Receive,
     ];
@@ -125,6 +130,7 @@ impl Kind {
             Kind::Delay => &delay::DESCRIPTION,
             Kind::Reverb => &reverb::DESCRIPTION,
             Kind::Mixer => &mixer::DESCRIPTION,
+            Kind::Sequencer => &sequencer::DESCRIPTION,
             Kind::Send => &SEND,
             Kind::Receive => &RECEIVE,
         }
@@ -230,6 +236,8 @@ pub enum Module {
     },
     /// See [`Mixer`].
     Mixer(Mixer),
+    /// See [`Sequencer`].
+    Sequencer(Sequencer),
     /// A cable's end on the sending worker ([`Kind::Send`]): its output is its input, which
     /// the rack publishes on link channel `channel`.
     Send {
@@ -278,6 +286,7 @@ impl Module {
             Kind::Delay => Module::Delay { pool },
             Kind::Reverb => Module::Reverb { pool },
             Kind::Mixer => Module::Mixer(Mixer::new()),
+            Kind::Sequencer => Module::Sequencer(Sequencer::new()),
             // Channel 0 until the rack gives it its own (`Command::Link`).
             Kind::Send => Module::Send { channel: 0 },
             Kind::Receive => Module::Receive { channel: 0, heard: true },
@@ -300,6 +309,7 @@ impl Module {
             Module::Delay { .. } => Kind::Delay,
             Module::Reverb { .. } => Kind::Reverb,
             Module::Mixer(_) => Kind::Mixer,
+            Module::Sequencer(_) => Kind::Sequencer,
             Module::Send { .. } => Kind::Send,
             Module::Receive { .. } => Kind::Receive,
         })
@@ -317,6 +327,7 @@ impl Module {
             Module::Lfo(u) => u.prepare(sample_rate_hz),
             Module::Noise(u) => u.prepare(sample_rate_hz),
             Module::Mixer(u) => u.prepare(sample_rate_hz),
+            Module::Sequencer(u) => u.prepare(sample_rate_hz),
             Module::Empty
             | Module::Delay { .. }
             | Module::Reverb { .. }
@@ -380,6 +391,7 @@ impl Module {
                 }
             }
             Module::Mixer(u) => u.set_param(param, value),
+            Module::Sequencer(u) => u.set_param(param, value),
         }
     }
 
@@ -409,6 +421,7 @@ impl Module {
                 None => *out = [0.0; crate::block::BLOCK],
             },
             Module::Mixer(u) => u.process(core::array::from_fn(|i| ins[mixer::IN1 + i]), out),
+            Module::Sequencer(u) => u.process(ins[sequencer::CLOCK_IN], out),
             Module::Send { .. } => *out = ins[0].copied().unwrap_or([0.0; crate::block::BLOCK]),
             // The rack fills it from the link channel.
             Module::Receive { .. } => *out = [0.0; crate::block::BLOCK],

@@ -9,6 +9,7 @@ pub mod mixer;
 pub mod noise;
 pub mod output;
 pub mod reverb;
+pub mod sequencer;
 pub mod vca;
 pub mod vcf;
 pub mod vco;
