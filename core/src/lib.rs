@@ -14,6 +14,7 @@
 pub mod block;
 pub mod checksum;
 pub mod command;
+pub mod describe;
 pub mod dsp;
 pub mod measure;
 pub mod module;

@@ -1,33 +1,48 @@
 //! `Module`: the units behind one enum (static dispatch), with named ports and parameters.
 //!
-//! [`Kind`] describes what the protocol may say about a module: its input port names and its
-//! parameters with their ranges, defaults and, for enumerations, the names of the choices.
-//! Every module has one output, `out`. Delay and reverb keep their long buffers in the rack's
-//! fixed pools; their `Module` variant only names the pool entry.
+//! [`Kind`] is what the protocol may say about a module: each kind's ports and parameters are
+//! its unit's [`UnitDescription`] (in the unit's file), and [`Module::set`] hands a parameter
+//! index to the unit's own `set_param`. Every module has one output, `out`. Delay and reverb
+//! keep their long buffers in the rack's fixed pools; their `Module` variant only names the
+//! pool entry.
 use crate::block::Block;
-use crate::units::adsr::Adsr;
-use crate::units::delay::Delay;
-use crate::units::lfo::{Lfo, LfoShape};
-use crate::units::mixer::{MIXER_INPUTS, Mixer};
-use crate::units::noise::{Noise, NoiseColor};
-use crate::units::reverb::Reverb;
-use crate::units::vca::Vca;
-use crate::units::vcf::{FilterMode, Vcf};
-use crate::units::vco::{Vco, Wave};
+use crate::describe::OUT;
+pub use crate::describe::{Curve, ParamSpec, Port, UnitDescription};
+use crate::units::adsr::{self, Adsr};
+use crate::units::delay::{self, Delay};
+use crate::units::lfo::{self, Lfo};
+use crate::units::mixer::{self, MIXER_INPUTS, Mixer};
+use crate::units::noise::{self, Noise};
+use crate::units::output::{self, Output};
+use crate::units::reverb::{self, Reverb};
+use crate::units::sequencer::{self, Sequencer};
+use crate::units::vca::{self, Vca};
+use crate::units::vcf::{self, Vcf};
+use crate::units::vco::{self, Vco};
 
 /// Most input ports any kind has (the mixer's four).
 pub const MAX_INPUTS: usize = 4;
 const _: () = assert!(MIXER_INPUTS <= MAX_INPUTS);
 
-/// Most parameters any kind has (the mixer's four gains and a level).
-pub const MAX_PARAMS: usize = 5;
+/// Most parameters any kind has (the sequencer's 8 pitches, 8 gates, rate, out and gate length).
+pub const MAX_PARAMS: usize = 19;
+
+// Every description fits the fixed arrays of ports and parameters.
+const _: () = {
+    let mut i = 0;
+    while i < Kind::EVERY.len() {
+        let d = Kind::EVERY[i].description();
+        assert!(d.inputs.len() <= MAX_INPUTS && d.params.len() <= MAX_PARAMS && d.params.len() <= u8::MAX as usize);
+        i += 1;
+    }
+};
 
 /// Modules of one kind that the rack renders together, one per lane of the same arithmetic
 /// (SIMD across voices: 4 lanes fill SSE and NEON registers).
 pub const LANES: usize = 4;
 
 /// The name of every module's single output port.
-pub const OUTPUT_PORT: &str = "out";
+pub const OUTPUT_PORT: &str = OUT[0].name;
 
 /// What a module is. `Output` exists once, as id 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +68,8 @@ pub enum Kind {
     Reverb,
     /// Four inputs, a gain each, an output level.
     Mixer,
+    /// 8 steps of pitch and gate, on its own clock or a cable's.
+    Sequencer,
     /// One end of a cable between workers, made by the host (not in [`Kind::ALL`]: no user
     /// creates one): what is patched into its `in` is published as a link channel's block.
     Send,
@@ -61,100 +78,15 @@ pub enum Kind {
     Receive,
 }
 
-/// A parameter as the protocol sees it: value range, default, and names for enumerations.
-#[derive(Clone, Copy, Debug)]
-pub struct ParamSpec {
-    /// Protocol name, with its unit where it has one (`freq_hz`).
-    pub name: &'static str,
-    /// Other accepted names (`freq`).
-    pub aliases: &'static [&'static str],
-    /// Smallest value; lower values are clamped to it.
-    pub min: f32,
-    /// Largest value; higher values are clamped to it (for a frequency, 0.45 fs also applies).
-    pub max: f32,
-    /// Value of a new module.
-    pub default: f32,
-    /// Names of an enumeration's choices, by index; empty for a continuous parameter.
-    pub choices: &'static [&'static str],
-}
-
-impl ParamSpec {
-    const fn num(name: &'static str, aliases: &'static [&'static str], min: f32, max: f32, default: f32) -> Self {
-        Self { name, aliases, min, max, default, choices: &[] }
-    }
-
-    const fn choice(name: &'static str, choices: &'static [&'static str], default: f32) -> Self {
-        Self { name, aliases: &[], min: 0.0, max: (choices.len() - 1) as f32, default, choices }
-    }
-
-    /// True when `name` is this parameter's name or one of its aliases.
-    pub fn answers_to(&self, name: &str) -> bool {
-        self.name == name || self.aliases.contains(&name)
-    }
-
-    /// True for an enumeration (its value is a choice index).
-    pub const fn is_choice(&self) -> bool {
-        !self.choices.is_empty()
-    }
-}
-
-// Seeds travel as f32, which holds every integer up to 2^24 exactly.
-const SEED_MAX: f32 = 16_777_216.0;
-
-const OUTPUT_PARAMS: [ParamSpec; 1] = [ParamSpec::num("level", &["gain"], 0.0, 4.0, 1.0)];
-const VCO_PARAMS: [ParamSpec; 5] = [
-    ParamSpec::num("freq_hz", &["freq"], 0.01, 24_000.0, 440.0),
-    ParamSpec::choice("wave", &Wave::NAMES, 0.0),
-    ParamSpec::num("pw", &["pulse_width"], 0.01, 0.99, 0.5),
-    ParamSpec::num("level", &[], 0.0, 1.0, 1.0),
-    ParamSpec::num("fm_depth", &[], 0.0, 16.0, 1.0),
-];
-const VCF_PARAMS: [ParamSpec; 3] = [
-    ParamSpec::num("cutoff_hz", &["cutoff", "freq_hz", "freq"], 20.0, 24_000.0, 1000.0),
-    ParamSpec::num("q", &["resonance"], 0.5, 25.0, 0.707),
-    ParamSpec::choice("mode", &FilterMode::NAMES, 0.0),
-];
-const VCA_PARAMS: [ParamSpec; 1] = [ParamSpec::num("gain", &["level"], 0.0, 4.0, 1.0)];
-const ADSR_PARAMS: [ParamSpec; 5] = [
-    ParamSpec::num("attack_s", &["attack"], 0.0005, 60.0, 0.01),
-    ParamSpec::num("decay_s", &["decay"], 0.0005, 60.0, 0.1),
-    ParamSpec::num("sustain", &[], 0.0, 1.0, 0.7),
-    ParamSpec::num("release_s", &["release"], 0.0005, 60.0, 0.2),
-    ParamSpec::num("gate", &[], 0.0, 1.0, 0.0),
-];
-const LFO_PARAMS: [ParamSpec; 5] = [
-    ParamSpec::num("rate_hz", &["rate", "freq_hz", "freq"], 0.001, 1000.0, 1.0),
-    ParamSpec::choice("shape", &LfoShape::NAMES, 0.0),
-    ParamSpec::num("depth", &[], -1000.0, 1000.0, 1.0),
-    ParamSpec::num("offset", &[], -1000.0, 1000.0, 0.0),
-    ParamSpec::num("seed", &[], 0.0, SEED_MAX, 1.0),
-];
-const NOISE_PARAMS: [ParamSpec; 3] = [
-    ParamSpec::choice("color", &NoiseColor::NAMES, 0.0),
-    ParamSpec::num("level", &[], 0.0, 1.0, 1.0),
-    ParamSpec::num("seed", &[], 0.0, SEED_MAX, 1.0),
-];
-const DELAY_PARAMS: [ParamSpec; 3] = [
-    ParamSpec::num("time_s", &["time"], 0.0, 2.7, 0.3),
-    ParamSpec::num("feedback", &[], -0.98, 0.98, 0.4),
-    ParamSpec::num("mix", &[], 0.0, 1.0, 0.3),
-];
-const REVERB_PARAMS: [ParamSpec; 3] = [
-    ParamSpec::num("room", &["size"], 0.0, 1.0, 0.5),
-    ParamSpec::num("damp", &[], 0.0, 1.0, 0.5),
-    ParamSpec::num("mix", &[], 0.0, 1.0, 0.3),
-];
-const MIXER_PARAMS: [ParamSpec; 5] = [
-    ParamSpec::num("gain1", &[], 0.0, 4.0, 1.0),
-    ParamSpec::num("gain2", &[], 0.0, 4.0, 1.0),
-    ParamSpec::num("gain3", &[], 0.0, 4.0, 1.0),
-    ParamSpec::num("gain4", &[], 0.0, 4.0, 1.0),
-    ParamSpec::num("level", &[], 0.0, 4.0, 1.0),
-];
+/// The host's end of a cable between workers that sends ([`Kind::Send`]).
+const SEND: UnitDescription =
+    UnitDescription { name: "send", inputs: &[Port::audio("in")], outputs: &OUT, params: &[] };
+/// The end that receives ([`Kind::Receive`]).
+const RECEIVE: UnitDescription = UnitDescription { name: "receive", inputs: &[], outputs: &OUT, params: &[] };
 
 impl Kind {
     /// Every kind, in protocol order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Output,
         Kind::Vco,
         Kind::Vcf,
@@ -165,24 +97,48 @@ impl Kind {
         Kind::Delay,
         Kind::Reverb,
         Kind::Mixer,
+        Kind::Sequencer,
     ];
+
+    /// Every kind, the host's link ends included.
+    const EVERY: [Kind; 13] = [
+        Kind::Output,
+        Kind::Vco,
+        Kind::Vcf,
+        Kind::Vca,
+        Kind::Adsr,
+        Kind::Lfo,
+        Kind::Noise,
+        Kind::Delay,
+        Kind::Reverb,
+        Kind::Mixer,
+        Kind::Sequencer,
+        Kind::Send,
+        Kind::Receive,
+    ];
+
+    /// The kind's ports and parameters: its unit's description.
+    pub const fn description(self) -> &'static UnitDescription {
+        match self {
+            Kind::Output => &output::DESCRIPTION,
+            Kind::Vco => &vco::DESCRIPTION,
+            Kind::Vcf => &vcf::DESCRIPTION,
+            Kind::Vca => &vca::DESCRIPTION,
+            Kind::Adsr => &adsr::DESCRIPTION,
+            Kind::Lfo => &lfo::DESCRIPTION,
+            Kind::Noise => &noise::DESCRIPTION,
+            Kind::Delay => &delay::DESCRIPTION,
+            Kind::Reverb => &reverb::DESCRIPTION,
+            Kind::Mixer => &mixer::DESCRIPTION,
+            Kind::Sequencer => &sequencer::DESCRIPTION,
+            Kind::Send => &SEND,
+            Kind::Receive => &RECEIVE,
+        }
+    }
 
     /// Lower-case protocol name (`vco`).
     pub const fn name(self) -> &'static str {
-        match self {
-            Kind::Output => "output",
-            Kind::Vco => "vco",
-            Kind::Vcf => "vcf",
-            Kind::Vca => "vca",
-            Kind::Adsr => "adsr",
-            Kind::Lfo => "lfo",
-            Kind::Noise => "noise",
-            Kind::Delay => "delay",
-            Kind::Reverb => "reverb",
-            Kind::Mixer => "mixer",
-            Kind::Send => "send",
-            Kind::Receive => "receive",
-        }
+        self.description().name
     }
 
     /// The kind called `name`, if any.
@@ -190,40 +146,38 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Input port names, by port index.
-    pub const fn inputs(self) -> &'static [&'static str] {
-        match self {
-            Kind::Output => &["in"],
-            Kind::Vco => &["pitch", "fm"],
-            Kind::Vcf => &["in", "cutoff"],
-            Kind::Vca => &["in", "cv"],
-            Kind::Adsr => &["gate"],
-            Kind::Lfo | Kind::Noise | Kind::Receive => &[],
-            Kind::Delay | Kind::Reverb | Kind::Send => &["in"],
-            Kind::Mixer => &["in1", "in2", "in3", "in4"],
-        }
+    /// Input ports, by port index.
+    pub const fn inputs(self) -> &'static [Port] {
+        self.description().inputs
+    }
+
+    /// Output ports, by port index.
+    pub const fn outputs(self) -> &'static [Port] {
+        self.description().outputs
     }
 
     /// Parameters, by parameter index.
     pub const fn params(self) -> &'static [ParamSpec] {
-        match self {
-            Kind::Output => &OUTPUT_PARAMS,
-            Kind::Vco => &VCO_PARAMS,
-            Kind::Vcf => &VCF_PARAMS,
-            Kind::Vca => &VCA_PARAMS,
-            Kind::Adsr => &ADSR_PARAMS,
-            Kind::Lfo => &LFO_PARAMS,
-            Kind::Noise => &NOISE_PARAMS,
-            Kind::Delay => &DELAY_PARAMS,
-            Kind::Reverb => &REVERB_PARAMS,
-            Kind::Mixer => &MIXER_PARAMS,
-            Kind::Send | Kind::Receive => &[],
+        self.description().params
+    }
+
+    /// A new module's parameter values, by parameter index (0.0 past the kind's last).
+    pub fn defaults(self) -> [f32; MAX_PARAMS] {
+        let mut values = [0.0; MAX_PARAMS];
+        for (value, spec) in values.iter_mut().zip(self.params()) {
+            *value = spec.default;
         }
+        values
     }
 
     /// Index of the input port called `name`.
     pub fn input_index(self, name: &str) -> Option<u8> {
-        self.inputs().iter().position(|&n| n == name).map(|i| i as u8)
+        self.inputs().iter().position(|p| p.name == name).map(|i| i as u8)
+    }
+
+    /// Index of the output port called `name`.
+    pub fn output_index(self, name: &str) -> Option<u8> {
+        self.outputs().iter().position(|p| p.name == name).map(|i| i as u8)
     }
 
     /// Index of the parameter called `name` (or one of its aliases).
@@ -256,8 +210,8 @@ impl Kind {
 pub enum Module {
     /// A free slot.
     Empty,
-    /// The output module (a VCA without control input; `level` is its gain).
-    Output(Vca),
+    /// See [`Output`].
+    Output(Output),
     /// See [`Vco`].
     Vco(Vco),
     /// See [`Vcf`].
@@ -282,6 +236,8 @@ pub enum Module {
     },
     /// See [`Mixer`].
     Mixer(Mixer),
+    /// See [`Sequencer`].
+    Sequencer(Sequencer),
     /// A cable's end on the sending worker ([`Kind::Send`]): its output is its input, which
     /// the rack publishes on link channel `channel`.
     Send {
@@ -320,7 +276,7 @@ impl Module {
     /// Pool kinds are given their pool entry `pool`, which the caller prepares.
     pub fn new(kind: Kind, pool: u8, sample_rate_hz: f32) -> Self {
         let mut module = match kind {
-            Kind::Output => Module::Output(Vca::new()),
+            Kind::Output => Module::Output(Output::new()),
             Kind::Vco => Module::Vco(Vco::new()),
             Kind::Vcf => Module::Vcf(Vcf::new()),
             Kind::Vca => Module::Vca(Vca::new()),
@@ -330,6 +286,7 @@ impl Module {
             Kind::Delay => Module::Delay { pool },
             Kind::Reverb => Module::Reverb { pool },
             Kind::Mixer => Module::Mixer(Mixer::new()),
+            Kind::Sequencer => Module::Sequencer(Sequencer::new()),
             // Channel 0 until the rack gives it its own (`Command::Link`).
             Kind::Send => Module::Send { channel: 0 },
             Kind::Receive => Module::Receive { channel: 0, heard: true },
@@ -352,6 +309,7 @@ impl Module {
             Module::Delay { .. } => Kind::Delay,
             Module::Reverb { .. } => Kind::Reverb,
             Module::Mixer(_) => Kind::Mixer,
+            Module::Sequencer(_) => Kind::Sequencer,
             Module::Send { .. } => Kind::Send,
             Module::Receive { .. } => Kind::Receive,
         })
@@ -361,13 +319,15 @@ impl Module {
     /// by the rack).
     pub fn prepare(&mut self, sample_rate_hz: f32) {
         match self {
-            Module::Output(u) | Module::Vca(u) => u.prepare(sample_rate_hz),
+            Module::Output(u) => u.prepare(sample_rate_hz),
+            Module::Vca(u) => u.prepare(sample_rate_hz),
             Module::Vco(u) => u.prepare(sample_rate_hz),
             Module::Vcf(u) => u.prepare(sample_rate_hz),
             Module::Adsr(u) => u.prepare(sample_rate_hz),
             Module::Lfo(u) => u.prepare(sample_rate_hz),
             Module::Noise(u) => u.prepare(sample_rate_hz),
             Module::Mixer(u) => u.prepare(sample_rate_hz),
+            Module::Sequencer(u) => u.prepare(sample_rate_hz),
             Module::Empty
             | Module::Delay { .. }
             | Module::Reverb { .. }
@@ -408,95 +368,30 @@ impl Module {
         at: Option<usize>,
         pools: Pools<'_, DL, CL, AL>,
     ) {
-        let choice = value as u32; // enumerations: validated to be a whole index upstream
         match self {
-            Module::Empty => {}
-            Module::Output(u) | Module::Vca(u) => {
-                if param == 0 {
-                    u.set_gain(value)
-                }
-            }
-            Module::Vco(u) => match param {
-                0 => match at {
-                    Some(frame) => u.set_freq_hz_at(value, frame),
-                    None => u.set_freq_hz(value),
-                },
-                1 => {
-                    if let Some(w) = Wave::from_index(choice) {
-                        u.set_wave(w)
-                    }
-                }
-                2 => u.set_pulse_width(value),
-                3 => u.set_level(value),
-                4 => u.set_fm_depth(value),
-                _ => {}
+            Module::Empty | Module::Send { .. } | Module::Receive { .. } => {}
+            Module::Output(u) => u.set_param(param, value),
+            Module::Vco(u) => match at {
+                Some(frame) => u.set_param_at(param, value, frame),
+                None => u.set_param(param, value),
             },
-            Module::Vcf(u) => match param {
-                0 => u.set_cutoff_hz(value),
-                1 => u.set_q(value),
-                2 => {
-                    if let Some(m) = FilterMode::from_index(choice) {
-                        u.set_mode(m)
-                    }
-                }
-                _ => {}
-            },
-            Module::Adsr(u) => match param {
-                0 => u.set_attack_s(value),
-                1 => u.set_decay_s(value),
-                2 => u.set_sustain(value),
-                3 => u.set_release_s(value),
-                4 => u.set_gate_at(value, at.unwrap_or(0)),
-                _ => {}
-            },
-            Module::Lfo(u) => match param {
-                0 => u.set_rate_hz(value),
-                1 => {
-                    if let Some(s) = LfoShape::from_index(choice) {
-                        u.set_shape(s)
-                    }
-                }
-                2 => u.set_depth(value),
-                3 => u.set_offset(value),
-                4 => u.set_seed(value as u32),
-                _ => {}
-            },
-            Module::Noise(u) => match param {
-                0 => {
-                    if let Some(c) = NoiseColor::from_index(choice) {
-                        u.set_color(c)
-                    }
-                }
-                1 => u.set_level(value),
-                2 => u.set_seed(value as u32),
-                _ => {}
-            },
+            Module::Vcf(u) => u.set_param(param, value),
+            Module::Vca(u) => u.set_param(param, value),
+            Module::Adsr(u) => u.set_param_at(param, value, at.unwrap_or(0)),
+            Module::Lfo(u) => u.set_param(param, value),
+            Module::Noise(u) => u.set_param(param, value),
             Module::Delay { pool } => {
                 if let Some(u) = pools.delays.get_mut(*pool as usize) {
-                    match param {
-                        0 => u.set_time_s(value),
-                        1 => u.set_feedback(value),
-                        2 => u.set_mix(value),
-                        _ => {}
-                    }
+                    u.set_param(param, value)
                 }
             }
             Module::Reverb { pool } => {
                 if let Some(u) = pools.reverbs.get_mut(*pool as usize) {
-                    match param {
-                        0 => u.set_room(value),
-                        1 => u.set_damp(value),
-                        2 => u.set_mix(value),
-                        _ => {}
-                    }
+                    u.set_param(param, value)
                 }
             }
-            Module::Mixer(u) => match param {
-                0..=3 => u.set_gain(param as usize, value),
-                4 => u.set_level(value),
-                _ => {}
-            },
-            Module::Send { .. } | Module::Receive { .. } => {}
+            Module::Mixer(u) => u.set_param(param, value),
+            Module::Sequencer(u) => u.set_param(param, value),
         }
     }
 
@@ -507,26 +402,27 @@ impl Module {
         out: &mut Block,
         pools: Pools<'_, DL, CL, AL>,
     ) {
-        let [a, b, c, d] = *inputs;
+        let ins = inputs;
         match self {
             Module::Empty => *out = [0.0; crate::block::BLOCK],
-            Module::Output(u) => u.process(a, None, out),
-            Module::Vco(u) => u.process(a, b, out),
-            Module::Vcf(u) => u.process(a, b, out),
-            Module::Vca(u) => u.process(a, b, out),
-            Module::Adsr(u) => u.process(a, out),
+            Module::Output(u) => u.process(ins[output::IN], out),
+            Module::Vco(u) => u.process(ins[vco::PITCH_IN], ins[vco::FM_IN], out),
+            Module::Vcf(u) => u.process(ins[vcf::IN], ins[vcf::CUTOFF_IN], out),
+            Module::Vca(u) => u.process(ins[vca::IN], ins[vca::CV_IN], out),
+            Module::Adsr(u) => u.process(ins[adsr::GATE_IN], out),
             Module::Lfo(u) => u.process(out),
             Module::Noise(u) => u.process(out),
             Module::Delay { pool } => match pools.delays.get_mut(*pool as usize) {
-                Some(u) => u.process(a, out),
+                Some(u) => u.process(ins[delay::IN], out),
                 None => *out = [0.0; crate::block::BLOCK],
             },
             Module::Reverb { pool } => match pools.reverbs.get_mut(*pool as usize) {
-                Some(u) => u.process(a, out),
+                Some(u) => u.process(ins[reverb::IN], out),
                 None => *out = [0.0; crate::block::BLOCK],
             },
-            Module::Mixer(u) => u.process([a, b, c, d], out),
-            Module::Send { .. } => *out = a.copied().unwrap_or([0.0; crate::block::BLOCK]),
+            Module::Mixer(u) => u.process(core::array::from_fn(|i| ins[mixer::IN1 + i]), out),
+            Module::Sequencer(u) => u.process(ins[sequencer::CLOCK_IN], out),
+            Module::Send { .. } => *out = ins[0].copied().unwrap_or([0.0; crate::block::BLOCK]),
             // The rack fills it from the link channel.
             Module::Receive { .. } => *out = [0.0; crate::block::BLOCK],
         }
@@ -544,8 +440,8 @@ impl Module {
     ) {
         match units {
             [Module::Vcf(a), Module::Vcf(b), Module::Vcf(c), Module::Vcf(d)] => {
-                let ins = [inputs[0][0], inputs[1][0], inputs[2][0], inputs[3][0]];
-                let cutoffs = [inputs[0][1], inputs[1][1], inputs[2][1], inputs[3][1]];
+                let ins = inputs.map(|lane| lane[vcf::IN]);
+                let cutoffs = inputs.map(|lane| lane[vcf::CUTOFF_IN]);
                 Vcf::process_lanes([a, b, c, d], ins, cutoffs, outs);
             }
             units => {
@@ -560,14 +456,19 @@ impl Module {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::BLOCK;
+    use crate::testing::FS;
+    use crate::units::delay::FirmwareDelay;
+    use crate::units::reverb::FirmwareReverb;
 
     #[test]
     fn names_resolve_both_ways() {
         for kind in Kind::ALL {
             assert_eq!(Kind::from_name(kind.name()), Some(kind));
             for (i, port) in kind.inputs().iter().enumerate() {
-                assert_eq!(kind.input_index(port), Some(i as u8));
+                assert_eq!(kind.input_index(port.name), Some(i as u8));
             }
+            assert_eq!(kind.output_index(OUTPUT_PORT), Some(0));
             assert!(kind.inputs().len() <= MAX_INPUTS && kind.params().len() <= MAX_PARAMS);
             for (i, p) in kind.params().iter().enumerate() {
                 assert_eq!(kind.param_index(p.name), Some(i as u8));
@@ -575,30 +476,138 @@ mod tests {
                     assert_eq!(kind.param_index(alias), Some(i as u8), "{alias}");
                 }
                 assert!(p.min <= p.default && p.default <= p.max, "{}.{}", kind.name(), p.name);
+                assert!(!p.is_choice() || p.curve == Curve::Linear && p.unit.is_empty(), "{}", p.name);
             }
         }
         assert_eq!(Kind::from_name("VCO"), None);
+        assert_eq!(Kind::from_name("send"), None, "no user creates a link end");
+    }
+
+    /// One module with pools of its own, rendering from a fixed input on every port.
+    struct Bench {
+        module: Module,
+        delays: Vec<FirmwareDelay>,
+        reverbs: Vec<FirmwareReverb>,
+    }
+
+    impl Bench {
+        fn new(kind: Kind) -> Self {
+            let mut delays = vec![FirmwareDelay::new()];
+            let mut reverbs = vec![FirmwareReverb::new()];
+            delays[0].prepare(FS);
+            reverbs[0].prepare(FS);
+            Self { module: Module::new(kind, 0, FS), delays, reverbs }
+        }
+
+        fn set(&mut self, param: u8, value: f32) {
+            let pools = Pools { delays: &mut self.delays, reverbs: &mut self.reverbs };
+            self.module.set(param, value, pools);
+        }
+
+        /// 20 blocks from a 0.9-peak 110 Hz sine into every input (it opens a gate on its
+        /// peaks and moves a pitch or a cutoff by a fraction of an octave).
+        fn render(&mut self) -> Vec<u32> {
+            let mut bits = Vec::new();
+            for n in 0..20 {
+                let x: Block = core::array::from_fn(|i| {
+                    0.9 * (core::f64::consts::TAU * 110.0 * (n * BLOCK + i) as f64 / FS as f64).sin() as f32
+                });
+                let inputs = [Some(&x); MAX_INPUTS];
+                let mut out = [0.0; BLOCK];
+                let pools = Pools { delays: &mut self.delays, reverbs: &mut self.reverbs };
+                self.module.process(&inputs, &mut out, pools);
+                bits.extend(out.iter().map(|y| y.to_bits()));
+            }
+            bits
+        }
+    }
+
+    #[test]
+    fn a_new_unit_sounds_as_one_set_to_its_described_defaults() {
+        for kind in Kind::ALL {
+            let fresh = Bench::new(kind).render();
+            let mut set = Bench::new(kind);
+            for (index, spec) in kind.params().iter().enumerate() {
+                set.set(index as u8, spec.default);
+            }
+            assert_eq!(fresh, set.render(), "{}", kind.name());
+        }
+    }
+
+    #[test]
+    fn a_unit_clamps_to_its_described_range() {
+        for kind in Kind::ALL {
+            for (index, spec) in kind.params().iter().enumerate() {
+                // A range note says the limit is not min..max alone (it depends on the sample
+                // rate or the target, or the value is not clamped but read: a gate, a seed).
+                if spec.is_choice() || !spec.range_note.is_empty() {
+                    continue;
+                }
+                let span = spec.max - spec.min;
+                for (edge, beyond) in [(spec.min, spec.min - 2.0 * span - 1.0), (spec.max, spec.max + 2.0 * span + 1.0)]
+                {
+                    let (mut at, mut past) = (Bench::new(kind), Bench::new(kind));
+                    at.set(index as u8, edge);
+                    past.set(index as u8, beyond);
+                    assert_eq!(at.render(), past.render(), "{}.{} at {beyond}", kind.name(), spec.name);
+                }
+            }
+        }
+    }
+
+    /// The range and default of `spec` as PROTOCOL.md writes them: `(0..4, 1)`,
+    /// `(`saw` `square`, saw)`.
+    fn range_and_default(spec: &ParamSpec) -> String {
+        let range = if spec.is_choice() {
+            spec.choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" ")
+        } else if spec.range_note.is_empty() {
+            format!("{}..{}", spec.min, spec.max)
+        } else {
+            spec.range_note.to_string()
+        };
+        let default = match spec.choices.get(spec.default as usize) {
+            Some(name) => (*name).to_string(),
+            None => format!("{}", spec.default),
+        };
+        format!("({range}, {default})")
+    }
+
+    /// The text from the first `(` after `at` to its `)`.
+    fn parenthesis_after(cell: &str, at: usize) -> &str {
+        let open = at + cell[at..].find('(').unwrap_or(cell.len() - at);
+        let close = open + cell[open..].find(')').map_or(cell.len() - open, |c| c + 1);
+        &cell[open..close]
     }
 
     #[test]
     fn protocol_md_lists_every_kind_port_and_param() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md")).unwrap();
+        let table = doc.split("## Kinds, ports and parameters").nth(1).unwrap().split("\n## ").next().unwrap();
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(rows.len(), Kind::ALL.len(), "one row per kind");
         for kind in Kind::ALL {
-            let row = doc
-                .lines()
+            let row = rows
+                .iter()
                 .find(|l| l.starts_with(&format!("| `{}` |", kind.name())))
                 .unwrap_or_else(|| panic!("PROTOCOL.md has no row for {}", kind.name()));
-            for name in kind.inputs() {
-                assert!(row.contains(&format!("`{name}`")), "{}: input {name}", kind.name());
+            let cells: Vec<&str> = row.split('|').collect();
+            let (inputs, params) = (cells[2], cells[3]);
+            for port in kind.inputs() {
+                let listed = if port.note.is_empty() {
+                    format!("`{}`", port.name)
+                } else {
+                    format!("`{}` ({})", port.name, port.note)
+                };
+                assert!(inputs.contains(&listed), "{}: input {listed}", kind.name());
             }
             for p in kind.params() {
-                // The mixer's gains are written as a range: gain1..gain4.
-                let listed = row.contains(&format!("`{}`", p.name))
-                    || p.name.starts_with("gain") && row.contains("`gain1`..`gain4`");
-                assert!(listed, "{}: param {}", kind.name(), p.name);
-                for choice in p.choices {
-                    assert!(row.contains(&format!("`{choice}`")), "{}: {} choice {choice}", kind.name(), p.name);
-                }
+                // The mixer's gains are written as a range: `gain1`..`gain4`.
+                let stem = p.name.trim_end_matches(|c: char| c.is_ascii_digit());
+                let at = params
+                    .find(&format!("`{}`", p.name))
+                    .or_else(|| params.find(&format!("`{stem}1`..`{stem}")).filter(|_| stem != p.name))
+                    .unwrap_or_else(|| panic!("{}: param {}", kind.name(), p.name));
+                assert_eq!(parenthesis_after(params, at), range_and_default(p), "{}.{}", kind.name(), p.name);
             }
         }
         for error in ["UnknownAddress", "WrongArgs", "RackFull", "WouldCycle", "OutputModule", "NotFinite"] {

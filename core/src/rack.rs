@@ -13,8 +13,8 @@ use crate::module::{Kind, LANES, MAX_INPUTS, Module, Pools};
 use crate::script::Player;
 use crate::topology::{MAX_ID, Topology};
 use crate::units::delay::Delay;
+use crate::units::output::Output;
 use crate::units::reverb::Reverb;
-use crate::units::vca::Vca;
 use heapless::Vec;
 
 mod fade;
@@ -189,7 +189,7 @@ impl<
             assert!(IDS > OUTPUT_ID as usize && IDS <= NONE as usize, "ids are u16, NONE excluded");
         };
         let mut modules = [const { Module::Empty }; MODULES];
-        modules[OUTPUT_SLOT] = Module::Output(Vca::new());
+        modules[OUTPUT_SLOT] = Module::Output(Output::new());
         let mut ids = [NONE; MODULES];
         ids[OUTPUT_SLOT] = OUTPUT_ID;
         let mut index = SlotIndex::new();

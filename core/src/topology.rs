@@ -4,7 +4,7 @@
 //! its names into a [`Command`]. It is small (no DSP state) and `Clone`, so a caller can
 //! check a whole bundle on a copy and keep the copy only if every request passed.
 use crate::command::{Command, Error, Limit, ModuleId, OUTPUT_ID, Request, Value};
-use crate::module::{Kind, OUTPUT_PORT, ParamSpec};
+use crate::module::{Kind, ParamSpec};
 use heapless::Vec;
 
 /// Largest module id the protocol accepts (ids need not be dense: 101, 102, ... is fine).
@@ -195,9 +195,8 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
     fn cable(&self, src: i32, out_port: &str, dst: i32, in_port: &str) -> Result<Cable, Error> {
         let src = self.existing(src)?;
         let dst = self.existing(dst)?;
-        if out_port != OUTPUT_PORT {
-            return Err(Error::UnknownPort);
-        }
+        let src_kind = self.kind(src).ok_or(Error::NoSuchModule(src))?;
+        src_kind.output_index(out_port).ok_or(Error::UnknownPort)?;
         let dst_kind = self.kind(dst).ok_or(Error::NoSuchModule(dst))?;
         let port = dst_kind.input_index(in_port).ok_or(Error::UnknownPort)?;
         Ok(Cable { src, dst, port })

@@ -155,7 +155,7 @@ impl Ledger {
     pub fn new(workers: usize) -> Self {
         let workers = workers.max(1);
         let topology = Box::new(PatchTopology::new(workers * RACK_DELAYS, workers * RACK_REVERBS));
-        let params = BTreeMap::from([(OUTPUT_ID, defaults(Kind::Output))]);
+        let params = BTreeMap::from([(OUTPUT_ID, Kind::Output.defaults())]);
         let outbox_turns = Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
         Self {
             topology,
@@ -269,7 +269,7 @@ impl Ledger {
             .map(|e| format!("/module/new {} {}", e.kind.name(), e.id))
             .collect();
         for e in modules {
-            let values = self.params.get(&e.id).copied().unwrap_or_else(|| defaults(e.kind));
+            let values = self.params.get(&e.id).copied().unwrap_or_else(|| e.kind.defaults());
             for (spec, &value) in e.kind.params().iter().zip(&values) {
                 if value != spec.default {
                     lines.push(format!("/module/set {} {} {}", e.id, spec.name, value_text(spec, value)));
@@ -277,7 +277,7 @@ impl Ledger {
             }
         }
         for c in self.topology.cables() {
-            let port = self.topology.kind(c.dst).and_then(|k| k.inputs().get(c.port as usize)).unwrap_or(&"?");
+            let port = self.topology.kind(c.dst).and_then(|k| k.inputs().get(c.port as usize)).map_or("?", |p| p.name);
             lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}", c.src, c.dst));
         }
         lines
@@ -609,7 +609,7 @@ impl Ledger {
             Change::New { id, kind, worker } => {
                 self.topology.apply(&Command::New { id, kind });
                 self.placement.add_module(id, kind, worker);
-                self.params.insert(id, defaults(kind));
+                self.params.insert(id, kind.defaults());
             }
             Change::Free { id } => {
                 for cable in self.topology.cables().iter().filter(|c| c.src == id || c.dst == id) {
@@ -688,7 +688,7 @@ impl Ledger {
 
     /// A `Set` for each of module `id`'s parameters, at its recorded value.
     fn set_commands(&self, id: ModuleId, kind: Kind) -> Vec<Command> {
-        let values = self.params.get(&id).copied().unwrap_or_else(|| defaults(kind));
+        let values = self.params.get(&id).copied().unwrap_or_else(|| kind.defaults());
         (0..kind.params().len()).map(|p| Command::Set { id, param: p as u8, value: values[p] }).collect()
     }
 }
@@ -742,15 +742,6 @@ impl Groups {
         seen.dedup();
         seen.into_iter()
     }
-}
-
-/// A new module's parameter values.
-fn defaults(kind: Kind) -> [f32; MAX_PARAMS] {
-    let mut values = [0.0; MAX_PARAMS];
-    for (value, spec) in values.iter_mut().zip(kind.params()) {
-        *value = spec.default;
-    }
-    values
 }
 
 /// A value as a script reads it back: a choice by name; a number in the shortest form that

@@ -176,7 +176,7 @@ fn params() -> Vec<&'static str> {
 }
 
 fn ports() -> Vec<&'static str> {
-    let mut names: Vec<&str> = Kind::ALL.iter().flat_map(|k| k.inputs()).copied().collect();
+    let mut names: Vec<&str> = Kind::ALL.iter().flat_map(|k| k.inputs()).map(|p| p.name).collect();
     names.extend([OUTPUT_PORT, OUTPUT_PORT, "left", ""]);
     names
 }

@@ -9,7 +9,29 @@
 //! dependency (LLVM vectorises it), and rounding never accumulates from block to block:
 //! a 60 s stage still lands within a few samples of 60 s.
 use crate::block::{BLOCK, Block};
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
 use crate::dsp::{flush, math};
+
+/// The adsr as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "adsr",
+    inputs: &[Port::with_note("gate", "high above 0.5")],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::num("attack_s", &["attack"], "s", (0.0005, 60.0), 0.01, Curve::Exponential),
+        ParamSpec::num("decay_s", &["decay"], "s", (0.0005, 60.0), 0.1, Curve::Exponential),
+        ParamSpec::num("sustain", &[], "", (0.0, 1.0), 0.7, Curve::Linear),
+        ParamSpec::num("release_s", &["release"], "s", (0.0005, 60.0), 0.2, Curve::Exponential),
+        ParamSpec::num("gate", &[], "", (0.0, 1.0), 0.0, Curve::Linear).noted("on above 0.5"),
+    ],
+};
+/// Input port index.
+pub const GATE_IN: usize = DESCRIPTION.input("gate");
+const ATTACK_S: u8 = DESCRIPTION.param("attack_s");
+const DECAY_S: u8 = DESCRIPTION.param("decay_s");
+const SUSTAIN: u8 = DESCRIPTION.param("sustain");
+const RELEASE_S: u8 = DESCRIPTION.param("release_s");
+const GATE: u8 = DESCRIPTION.param("gate");
 
 /// Decay and release aim this fraction of their distance beyond their end level and stop
 /// when they reach it: the curve is within 0.1% of its distance one time constant before.
@@ -134,7 +156,7 @@ impl Adsr {
     /// Attack time from 0 to 1, seconds, 0.0005..=60.0 (default 0.01). Clamped; non-finite ignored.
     pub fn set_attack_s(&mut self, seconds: f32) {
         if seconds.is_finite() {
-            self.attack_s = seconds.clamp(0.0005, 60.0);
+            self.attack_s = DESCRIPTION.clamp(ATTACK_S, seconds);
             self.coefs_stale = true;
         }
     }
@@ -143,7 +165,7 @@ impl Adsr {
     /// Clamped; non-finite ignored.
     pub fn set_decay_s(&mut self, seconds: f32) {
         if seconds.is_finite() {
-            self.decay_s = seconds.clamp(0.0005, 60.0);
+            self.decay_s = DESCRIPTION.clamp(DECAY_S, seconds);
             self.coefs_stale = true;
         }
     }
@@ -152,7 +174,7 @@ impl Adsr {
     /// the next block. Clamped; non-finite ignored.
     pub fn set_sustain(&mut self, level: f32) {
         if level.is_finite() {
-            self.sustain = level.clamp(0.0, 1.0);
+            self.sustain = DESCRIPTION.clamp(SUSTAIN, level);
         }
     }
 
@@ -160,7 +182,7 @@ impl Adsr {
     /// Clamped; non-finite ignored.
     pub fn set_release_s(&mut self, seconds: f32) {
         if seconds.is_finite() {
-            self.release_s = seconds.clamp(0.0005, 60.0);
+            self.release_s = DESCRIPTION.clamp(RELEASE_S, seconds);
             self.coefs_stale = true;
         }
     }
@@ -178,6 +200,25 @@ impl Adsr {
         let bit = 1u64 << frame.min(BLOCK - 1);
         self.gate_changes |= bit;
         self.gate_values = if gate > 0.5 { self.gate_values | bit } else { self.gate_values & !bit };
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored); the gate from the
+    /// next block's start.
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        self.set_param_at(index, value, 0);
+    }
+
+    /// As [`Adsr::set_param`], timed to sample `frame` of the next block: the gate opens or
+    /// closes there ([`Adsr::set_gate_at`]); the other parameters apply from the block's start.
+    pub fn set_param_at(&mut self, index: u8, value: f32, frame: usize) {
+        match index {
+            ATTACK_S => self.set_attack_s(value),
+            DECAY_S => self.set_decay_s(value),
+            SUSTAIN => self.set_sustain(value),
+            RELEASE_S => self.set_release_s(value),
+            GATE => self.set_gate_at(value, frame),
+            _ => {}
+        }
     }
 
     /// The gate parameter at each sample of the next block, bit i for sample i.

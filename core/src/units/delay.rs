@@ -6,7 +6,27 @@
 //! two, so ring indices are masked). It is large: construct it in place (a `static`, a
 //! module slot) and use `reset` / `prepare` / `set_defaults`, never move it by value.
 use crate::block::{BLOCK, Block, SILENCE};
-use crate::dsp::flush;
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
+use crate::dsp::{Glide, Ramp, flush};
+
+/// The delay as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "delay",
+    inputs: &[Port::audio("in")],
+    outputs: &OUT,
+    params: &[
+        // The longest time is (MAX_SAMPLES - 4) / fs: 2.73 s for a `HostDelay` at 48 kHz.
+        ParamSpec::num("time_s", &["time"], "s", (0.0, 2.7), 0.3, Curve::Exponential)
+            .noted("0..2.7 s on the host, 0.34 s on the firmware"),
+        ParamSpec::num("feedback", &[], "", (-0.98, 0.98), 0.4, Curve::Linear),
+        ParamSpec::num("mix", &[], "", (0.0, 1.0), 0.3, Curve::Linear),
+    ],
+};
+/// Input port index.
+pub const IN: usize = DESCRIPTION.input("in");
+const TIME_S: u8 = DESCRIPTION.param("time_s");
+const FEEDBACK: u8 = DESCRIPTION.param("feedback");
+const MIX: u8 = DESCRIPTION.param("mix");
 
 /// Glide time constant of the delay length, seconds: ~50 ms, quick but no zipper.
 const GLIDE_S: f32 = 0.05;
@@ -28,10 +48,10 @@ pub struct Delay<const MAX_SAMPLES: usize> {
     fs_hz: f32,
     /// Delay time parameter, seconds.
     time_s: f32,
-    /// Feedback parameter, -0.98..=0.98.
-    feedback: f32,
-    /// Dry/wet parameter, linear 0.0..=1.0.
-    mix: f32,
+    /// Feedback, -0.98..=0.98, ramped over each block.
+    feedback: Glide,
+    /// Dry/wet, linear 0.0..=1.0, ramped over each block.
+    mix: Glide,
     /// Delay length the glide heads for, samples (from `time_s` at the last block).
     target_samples: f32,
     /// Current delay length minus `target_samples`, samples: decays to 0 in the glide.
@@ -40,9 +60,6 @@ pub struct Delay<const MAX_SAMPLES: usize> {
     glide_coef: f32,
     /// `glide_pow[i]` = (1 - glide_coef)^(i + 1).
     glide_pow: [f32; BLOCK],
-    /// Feedback and mix reached at the end of the last block: where the next ramps start.
-    feedback_now: f32,
-    mix_now: f32,
 }
 
 /// Delay for the host: 2.73 s at 48 kHz, 512 KiB.
@@ -62,15 +79,13 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             write: 0,
             fs_hz: 48_000.0,
             time_s: 0.3,
-            feedback: 0.4,
-            mix: 0.3,
+            feedback: Glide::new(0.4),
+            mix: Glide::new(0.3),
             // 0.3 s at 48 kHz, or the capacity if that is less.
             target_samples: if MAX_SAMPLES - 4 < 14_400 { (MAX_SAMPLES - 4) as f32 } else { 14_400.0 },
             glide_offset: 0.0,
             glide_coef: 1.0 / (GLIDE_S * 48_000.0),
             glide_pow: glide_powers(1.0 / (GLIDE_S * 48_000.0)),
-            feedback_now: 0.4,
-            mix_now: 0.3,
         }
     }
 
@@ -92,23 +107,24 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
         self.write = 0;
         self.target_samples = self.samples_for(self.time_s);
         self.glide_offset = 0.0;
-        self.feedback_now = self.feedback;
-        self.mix_now = self.mix;
+        self.feedback.settle();
+        self.mix.settle();
     }
 
     /// Restores every parameter to its `new()` value (they glide there as after any
     /// `set_*`); the buffer is neither touched nor copied.
     pub fn set_defaults(&mut self) {
-        self.set_time_s(0.3);
-        self.feedback = 0.4;
-        self.mix = 0.3;
+        for (index, spec) in DESCRIPTION.params.iter().enumerate() {
+            self.set_param(index as u8, spec.default);
+        }
     }
 
     /// Delay time, seconds, 0.0..=(MAX_SAMPLES - 4) / fs (default 0.3); glides over ~50 ms.
     /// Times under one sample play as one sample. Clamped; non-finite ignored.
     pub fn set_time_s(&mut self, seconds: f32) {
         if seconds.is_finite() {
-            self.time_s = seconds.clamp(0.0, (MAX_SAMPLES - 4) as f32 / self.fs_hz);
+            let min = DESCRIPTION.spec(TIME_S).min;
+            self.time_s = seconds.clamp(min, (MAX_SAMPLES - 4) as f32 / self.fs_hz);
         }
     }
 
@@ -116,7 +132,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     /// block. Clamped; non-finite ignored.
     pub fn set_feedback(&mut self, feedback: f32) {
         if feedback.is_finite() {
-            self.feedback = feedback.clamp(-0.98, 0.98);
+            self.feedback.set(DESCRIPTION.clamp(FEEDBACK, feedback));
         }
     }
 
@@ -124,7 +140,17 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     /// a block. Clamped; non-finite ignored.
     pub fn set_mix(&mut self, mix: f32) {
         if mix.is_finite() {
-            self.mix = mix.clamp(0.0, 1.0);
+            self.mix.set(DESCRIPTION.clamp(MIX, mix));
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            TIME_S => self.set_time_s(value),
+            FEEDBACK => self.set_feedback(value),
+            MIX => self.set_mix(value),
+            _ => {}
         }
     }
 
@@ -140,14 +166,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             self.glide_offset += self.target_samples - new_target;
             self.target_samples = new_target;
         }
-        let feedback_start = self.feedback_now;
-        let feedback_step = (self.feedback - feedback_start) * (1.0 / BLOCK as f32);
-        self.feedback_now = self.feedback;
-
-        let mix_start = self.mix_now;
-        let mix_step = (self.mix - mix_start) * (1.0 / BLOCK as f32);
-        self.mix_now = self.mix;
-        let ramps = Ramps { feedback_start, feedback_step, mix_start, mix_step };
+        let ramps = Ramps { feedback: self.feedback.next_block(), mix: self.mix.next_block() };
 
         let whole = self.target_samples as usize; // >= 1, so truncation is floor
         let frac = self.target_samples - whole as f32;
@@ -285,13 +304,10 @@ fn block_kernel(taps: &[f32], dst: &mut [f32], input: &Block, out: &mut Block, f
     }
 }
 
-/// Per-block linear ramps of feedback and mix, sample `i` of the block at `start + step * (i + 1)`
-/// (`i` converted as i32: SSE2 vectorises that conversion, not usize's).
+/// This block's ramps of feedback and mix.
 struct Ramps {
-    feedback_start: f32,
-    feedback_step: f32,
-    mix_start: f32,
-    mix_step: f32,
+    feedback: Ramp,
+    mix: Ramp,
 }
 
 impl Ramps {
@@ -299,14 +315,13 @@ impl Ramps {
     /// denormals never circulate).
     #[inline(always)]
     fn write(&self, i: usize, x: f32, wet: f32) -> f32 {
-        let feedback = self.feedback_start + self.feedback_step * (i as i32 + 1) as f32;
-        flush(x + feedback * wet)
+        flush(x + self.feedback.at(i) * wet)
     }
 
     /// The output at sample `i`; this form keeps mix 0 exactly dry and mix 1 exactly wet.
     #[inline(always)]
     fn mix(&self, i: usize, x: f32, wet: f32) -> f32 {
-        let mix = self.mix_start + self.mix_step * (i as i32 + 1) as f32;
+        let mix = self.mix.at(i);
         x * (1.0 - mix) + wet * mix
     }
 }
@@ -557,7 +572,7 @@ mod tests {
         let _ = through(&mut *d, &sine(300.0, 0.5, 0.1));
         let buffer_before = d.buf;
         d.set_defaults();
-        assert_eq!((d.time_s, d.feedback, d.mix), (0.3, 0.4, 0.3));
+        assert_eq!((d.time_s, d.feedback.target(), d.mix.target()), (0.3, 0.4, 0.3));
         assert_eq!(d.buf, buffer_before);
     }
 

@@ -11,6 +11,8 @@
 //! a counter hashed by Chris Wellons' `lowbias32` (integer maths only: the same sequence for
 //! the same seed on every target).
 use crate::block::{BLOCK, Block};
+use crate::describe::{Curve, OUT, ParamSpec, SEED_MAX, UnitDescription};
+use crate::dsp::Glide;
 use crate::dsp::random::{bipolar, lowbias32};
 use micromath::F32Ext;
 
@@ -47,11 +49,27 @@ impl LfoShape {
 }
 
 /// One cycle of phase: the `u32` phase counts 2^32 per cycle.
+/// The lfo as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "lfo",
+    inputs: &[],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::num("rate_hz", &["rate", "freq_hz", "freq"], "Hz", (0.001, 1000.0), 1.0, Curve::Exponential),
+        ParamSpec::choice("shape", &LfoShape::NAMES, 0.0),
+        ParamSpec::num("depth", &[], "", (-1000.0, 1000.0), 1.0, Curve::Linear),
+        ParamSpec::num("offset", &[], "", (-1000.0, 1000.0), 0.0, Curve::Linear),
+        ParamSpec::num("seed", &[], "", (0.0, SEED_MAX), 1.0, Curve::Linear).noted("0..2^24"),
+    ],
+};
+const RATE_HZ: u8 = DESCRIPTION.param("rate_hz");
+const SHAPE: u8 = DESCRIPTION.param("shape");
+const DEPTH: u8 = DESCRIPTION.param("depth");
+const OFFSET: u8 = DESCRIPTION.param("offset");
+const SEED: u8 = DESCRIPTION.param("seed");
 const TURN: f32 = 4_294_967_296.0;
 const QUARTER: u32 = 0x4000_0000;
 const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
-const MIN_RATE_HZ: f32 = 0.001;
-const MAX_RATE_HZ: f32 = 1000.0;
 /// Rate ceiling as a fraction of fs (only bites at sample rates below 2.2 kHz).
 const MAX_RATE_NORM: f32 = 0.45;
 /// Weyl-sequence step (2^32 / golden ratio): consecutive counters differ in many bits.
@@ -63,13 +81,12 @@ pub struct Lfo {
     fs_hz: f32,
     rate_hz: f32,
     shape: LfoShape,
-    depth: f32,
-    offset: f32,
+    depth: Glide,
+    offset: Glide,
     seed: u32,
-    /// Glide starts: the values the last block ended on.
-    rate_norm: f32,
-    depth_now: f32,
-    offset_now: f32,
+    /// The rate in cycles per sample (its target follows `rate_hz` at each block).
+    rate_norm: Glide,
+    /// The shape the last block ended on: a change crossfades from it.
     shape_now: LfoShape,
     /// Phase of the last sample rendered.
     phase: u32,
@@ -91,12 +108,10 @@ impl Lfo {
             fs_hz: 48_000.0,
             rate_hz: 1.0,
             shape: LfoShape::Sine,
-            depth: 1.0,
-            offset: 0.0,
+            depth: Glide::new(1.0),
+            offset: Glide::new(0.0),
             seed: 1,
-            rate_norm: 0.000_020_833_334, // 1 Hz / 48 kHz
-            depth_now: 1.0,
-            offset_now: 0.0,
+            rate_norm: Glide::new(0.000_020_833_334), // 1 Hz / 48 kHz
             shape_now: LfoShape::Sine,
             phase: 0,
             held: 0.0,
@@ -115,9 +130,9 @@ impl Lfo {
     /// Restarts from phase 0 and the seed's first random value, with no glide in progress;
     /// parameters are kept.
     pub fn reset(&mut self) {
-        self.rate_norm = self.rate_norm_target();
-        self.depth_now = self.depth;
-        self.offset_now = self.offset;
+        self.rate_norm = Glide::new(self.rate_norm_target());
+        self.depth.settle();
+        self.offset.settle();
         self.shape_now = self.shape;
         self.phase = 0;
         self.counter = lowbias32(self.seed);
@@ -127,7 +142,7 @@ impl Lfo {
     /// Rate in Hz, clamped to 0.001 ..= 1000 (and 0.45 * fs); glides over one block.
     pub fn set_rate_hz(&mut self, hz: f32) {
         if hz.is_finite() {
-            self.rate_hz = hz.clamp(MIN_RATE_HZ, MAX_RATE_HZ);
+            self.rate_hz = DESCRIPTION.clamp(RATE_HZ, hz);
         }
     }
 
@@ -139,14 +154,14 @@ impl Lfo {
     /// Depth (output units per unit of shape), clamped to -1000 ..= 1000; glides.
     pub fn set_depth(&mut self, depth: f32) {
         if depth.is_finite() {
-            self.depth = depth.clamp(-1000.0, 1000.0);
+            self.depth.set(DESCRIPTION.clamp(DEPTH, depth));
         }
     }
 
     /// Offset added to the output, clamped to -1000 ..= 1000; glides.
     pub fn set_offset(&mut self, offset: f32) {
         if offset.is_finite() {
-            self.offset = offset.clamp(-1000.0, 1000.0);
+            self.offset.set(DESCRIPTION.clamp(OFFSET, offset));
         }
     }
 
@@ -157,15 +172,31 @@ impl Lfo {
         self.counter = lowbias32(seed);
     }
 
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored); an enumeration's
+    /// value is its choice index, a seed's is truncated to a whole number.
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            RATE_HZ => self.set_rate_hz(value),
+            SHAPE => {
+                if let Some(shape) = LfoShape::from_index(value as u32) {
+                    self.set_shape(shape)
+                }
+            }
+            DEPTH => self.set_depth(value),
+            OFFSET => self.set_offset(value),
+            SEED => self.set_seed(value as u32),
+            _ => {}
+        }
+    }
+
     /// Renders one block: offset + depth * shape(phase).
     pub fn process(&mut self, out: &mut Block) {
-        let f_start = self.rate_norm;
-        let f_end = self.rate_norm_target();
-        let f_step = (f_end - f_start) * INV_BLOCK;
+        self.rate_norm.set(self.rate_norm_target());
+        let rate = self.rate_norm.next_block();
         let mut inc = [0u32; BLOCK];
         for (i, step) in inc.iter_mut().enumerate() {
             // Below 0.45 * 2^32: fits an i32.
-            *step = ((f_start + f_step * (i + 1) as f32) * TURN) as i32 as u32;
+            *step = (rate.at(i) * TURN) as i32 as u32;
         }
         let mut phases = [0u32; BLOCK];
         let mut phase = self.phase;
@@ -185,16 +216,10 @@ impl Lfo {
             self.shape_now = self.shape;
         }
 
-        let (depth, offset) = (self.depth_now, self.offset_now);
-        let depth_step = (self.depth - depth) * INV_BLOCK;
-        let offset_step = (self.offset - offset) * INV_BLOCK;
+        let (depth, offset) = (self.depth.next_block(), self.offset.next_block());
         for (i, (o, &s)) in out.iter_mut().zip(&shape).enumerate() {
-            let t = (i + 1) as f32;
-            *o = (offset + offset_step * t) + (depth + depth_step * t) * s;
+            *o = offset.at(i) + depth.at(i) * s;
         }
-        self.rate_norm = f_end;
-        self.depth_now = self.depth;
-        self.offset_now = self.offset;
     }
 
     fn rate_norm_target(&self) -> f32 {

@@ -1,8 +1,29 @@
 //! Mixer: `out = level * sum(gain_i * in_i)` over four inputs, every gain ramped over each block.
 use crate::block::{BLOCK, Block};
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
+use crate::dsp::Glide;
 
 /// Number of mixer inputs (in1..in4, indices 0..MIXER_INPUTS).
 pub const MIXER_INPUTS: usize = 4;
+
+const fn gain(name: &'static str) -> ParamSpec {
+    ParamSpec::num(name, &[], "", (0.0, 4.0), 1.0, Curve::Linear)
+}
+
+/// The mixer as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "mixer",
+    inputs: &[Port::audio("in1"), Port::audio("in2"), Port::audio("in3"), Port::audio("in4")],
+    outputs: &OUT,
+    params: &[gain("gain1"), gain("gain2"), gain("gain3"), gain("gain4"), gain("level")],
+};
+/// Input port index of in1; in2..in4 follow.
+pub const IN1: usize = DESCRIPTION.input("in1");
+const _: () = assert!(DESCRIPTION.input("in4") == IN1 + MIXER_INPUTS - 1);
+const GAIN1: u8 = DESCRIPTION.param("gain1");
+const GAIN4: u8 = DESCRIPTION.param("gain4");
+const _: () = assert!(GAIN4 as usize == GAIN1 as usize + MIXER_INPUTS - 1);
+const LEVEL: u8 = DESCRIPTION.param("level");
 
 /// Four-input mono mixer with a gain per input and an output level.
 #[derive(Clone, Debug)]
@@ -11,8 +32,8 @@ pub struct Mixer {
     gains: [f32; MIXER_INPUTS],
     /// Output level, linear 0.0..=4.0.
     level: f32,
-    /// `level * gains[i]` reached at the end of the last block: where the next ramp starts.
-    applied: [f32; MIXER_INPUTS],
+    /// `level * gains[i]`, ramped over each block (the target follows at each block).
+    applied: [Glide; MIXER_INPUTS],
 }
 
 impl Default for Mixer {
@@ -24,7 +45,7 @@ impl Default for Mixer {
 impl Mixer {
     /// A mixer with every gain and the level at 1.0 (unity sum).
     pub const fn new() -> Self {
-        Self { gains: [1.0; MIXER_INPUTS], level: 1.0, applied: [1.0; MIXER_INPUTS] }
+        Self { gains: [1.0; MIXER_INPUTS], level: 1.0, applied: [Glide::new(1.0); MIXER_INPUTS] }
     }
 
     /// Readies the unit for `sample_rate_hz` (the mixer's behaviour does not depend on it) and resets it.
@@ -34,7 +55,7 @@ impl Mixer {
 
     /// Primes the gain ramps to the current settings (no sweep in the next block).
     pub fn reset(&mut self) {
-        self.applied = self.targets();
+        self.applied = self.targets().map(Glide::new);
     }
 
     /// Gain of input `index` (0..MIXER_INPUTS; others are ignored), linear 0.0..=4.0 (+12 dB),
@@ -43,7 +64,7 @@ impl Mixer {
         if let Some(g) = self.gains.get_mut(index)
             && gain.is_finite()
         {
-            *g = gain.clamp(0.0, 4.0);
+            *g = DESCRIPTION.clamp(GAIN1 + index as u8, gain);
         }
     }
 
@@ -51,7 +72,16 @@ impl Mixer {
     /// Clamped; a non-finite value is ignored.
     pub fn set_level(&mut self, level: f32) {
         if level.is_finite() {
-            self.level = level.clamp(0.0, 4.0);
+            self.level = DESCRIPTION.clamp(LEVEL, level);
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            GAIN1..=GAIN4 => self.set_gain((index - GAIN1) as usize, value),
+            LEVEL => self.set_level(value),
+            _ => {}
         }
     }
 
@@ -60,11 +90,12 @@ impl Mixer {
     pub fn process(&mut self, inputs: [Option<&Block>; MIXER_INPUTS], out: &mut Block) {
         let targets = self.targets();
         let mut written = false;
-        for ((input, start), end) in inputs.iter().zip(&self.applied).zip(&targets) {
+        for ((input, applied), target) in inputs.iter().zip(&mut self.applied).zip(targets) {
+            // One ramp of the product level * gain; unpatched inputs glide unheard.
+            applied.set(target);
+            let ramp = applied.next_block();
             let Some(input) = input else { continue };
-            // One ramp of the product level * gain (linear; by index so LLVM vectorises).
-            let step = (end - start) * (1.0 / BLOCK as f32);
-            let gains = (0..BLOCK as i32).map(|i| start + step * (i + 1) as f32);
+            let gains = (0..BLOCK).map(|i| ramp.at(i));
             if written {
                 for ((o, x), gain) in out.iter_mut().zip(input.iter()).zip(gains) {
                     *o += x * gain;
@@ -80,7 +111,6 @@ impl Mixer {
         if !written {
             out.fill(0.0);
         }
-        self.applied = targets;
     }
 
     fn targets(&self) -> [f32; MIXER_INPUTS] {

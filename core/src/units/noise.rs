@@ -12,8 +12,9 @@
 //! (-4.77 dB). Pink is near Gaussian: its peaks pass +-1 (+-2.6 over a minute), where white
 //! stays inside -1..1.
 use crate::block::{BLOCK, Block};
-use crate::dsp::flush;
+use crate::describe::{Curve, OUT, ParamSpec, SEED_MAX, UnitDescription};
 use crate::dsp::random::{bipolar, lowbias32};
+use crate::dsp::{Glide, flush};
 
 /// Spectrum of the [`Noise`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,21 @@ impl NoiseColor {
     }
 }
 
+/// The noise as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "noise",
+    inputs: &[],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::choice("color", &NoiseColor::NAMES, 0.0),
+        ParamSpec::num("level", &[], "", (0.0, 1.0), 1.0, Curve::Linear),
+        ParamSpec::num("seed", &[], "", (0.0, SEED_MAX), 1.0, Curve::Linear).noted("0..2^24"),
+    ],
+};
+const COLOR: u8 = DESCRIPTION.param("color");
+const LEVEL: u8 = DESCRIPTION.param("level");
+const SEED: u8 = DESCRIPTION.param("seed");
+
 const INV_BLOCK: f32 = 1.0 / BLOCK as f32;
 /// Weyl-sequence step (2^32 / golden ratio): consecutive counters differ in many bits.
 const GOLDEN: u32 = 0x9E37_79B9;
@@ -54,10 +70,9 @@ const PINK_GAIN: f32 = 0.327_597_4;
 pub struct Noise {
     fs_hz: f32,
     color: NoiseColor,
-    level: f32,
+    level: Glide,
     seed: u32,
-    /// Glide starts: the values the last block ended on.
-    level_now: f32,
+    /// The colour the last block ended on: a change crossfades from it.
     color_now: NoiseColor,
     /// Weyl counter of the last sample generated.
     counter: u32,
@@ -77,9 +92,8 @@ impl Noise {
         Self {
             fs_hz: 48_000.0,
             color: NoiseColor::White,
-            level: 1.0,
+            level: Glide::new(1.0),
             seed: 1,
-            level_now: 1.0,
             color_now: NoiseColor::White,
             counter: 0,
             pink: [0.0; 7],
@@ -100,7 +114,7 @@ impl Noise {
     pub fn reset(&mut self) {
         self.counter = lowbias32(self.seed);
         self.pink = [0.0; 7];
-        self.level_now = self.level;
+        self.level.settle();
         self.color_now = self.color;
     }
 
@@ -112,7 +126,7 @@ impl Noise {
     /// Output level, linear 0.0 ..= 1.0; glides over one block.
     pub fn set_level(&mut self, level: f32) {
         if level.is_finite() {
-            self.level = level.clamp(0.0, 1.0);
+            self.level.set(DESCRIPTION.clamp(LEVEL, level));
         }
     }
 
@@ -121,6 +135,21 @@ impl Noise {
     pub fn set_seed(&mut self, seed: u32) {
         self.seed = seed;
         self.counter = lowbias32(seed);
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored); an enumeration's
+    /// value is its choice index, a seed's is truncated to a whole number.
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            COLOR => {
+                if let Some(color) = NoiseColor::from_index(value as u32) {
+                    self.set_color(color)
+                }
+            }
+            LEVEL => self.set_level(value),
+            SEED => self.set_seed(value as u32),
+            _ => {}
+        }
     }
 
     /// Renders one block of noise.
@@ -134,18 +163,17 @@ impl Noise {
         }
         self.counter = base.wrapping_add(GOLDEN.wrapping_mul(BLOCK as u32));
 
-        let level_start = self.level_now;
-        let level_step = (self.level - level_start) * INV_BLOCK;
+        let level = self.level.next_block();
         match (self.color_now, self.color) {
             (NoiseColor::White, NoiseColor::White) => {
                 for (i, (o, &w)) in out.iter_mut().zip(&white).enumerate() {
-                    *o = w * (level_start + level_step * (i + 1) as f32);
+                    *o = w * level.at(i);
                 }
             }
             (NoiseColor::Pink, NoiseColor::Pink) => {
                 self.pink_into(&white, out);
                 for (i, o) in out.iter_mut().enumerate() {
-                    *o *= level_start + level_step * (i + 1) as f32;
+                    *o *= level.at(i);
                 }
             }
             (from, _) => {
@@ -156,12 +184,11 @@ impl Noise {
                     let t = (i + 1) as f32 * INV_BLOCK;
                     let pink_share = if from == NoiseColor::Pink { 1.0 - t } else { t };
                     let mixed = w + pink_share * (*o - w);
-                    *o = mixed * (level_start + level_step * (i + 1) as f32);
+                    *o = mixed * level.at(i);
                 }
                 self.color_now = self.color;
             }
         }
-        self.level_now = self.level;
     }
 
     /// Pink noise from `white` through Kellet's filter, scaled to white's RMS.

@@ -10,7 +10,25 @@
 //! mirror of its first block, so no read run ever wraps. The allpasses then run over the
 //! block as slices, which LLVM vectorises.
 use crate::block::{BLOCK, Block, SILENCE};
-use crate::dsp::flush;
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
+use crate::dsp::{Glide, Ramp, flush};
+
+/// The reverb as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "reverb",
+    inputs: &[Port::audio("in")],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::num("room", &["size"], "", (0.0, 1.0), 0.5, Curve::Linear),
+        ParamSpec::num("damp", &[], "", (0.0, 1.0), 0.5, Curve::Linear),
+        ParamSpec::num("mix", &[], "", (0.0, 1.0), 0.3, Curve::Linear),
+    ],
+};
+/// Input port index.
+pub const IN: usize = DESCRIPTION.input("in");
+const ROOM: u8 = DESCRIPTION.param("room");
+const DAMP: u8 = DESCRIPTION.param("damp");
+const MIX: u8 = DESCRIPTION.param("mix");
 
 /// Comb lengths in samples at 44.1 kHz (Freeverb's `combtuningL1..8`).
 const COMB_TUNINGS: [usize; COMBS] = [1116, 1188, 1277, 1356, 1422, 1491, 1557, 1617];
@@ -59,12 +77,11 @@ pub struct Reverb<const COMB_LEN: usize, const ALLPASS_LEN: usize> {
     room: f32,
     /// Damping parameter, linear 0.0..=1.0.
     damp: f32,
-    /// Dry/wet parameter, linear 0.0..=1.0.
-    mix: f32,
-    /// Comb feedback, damping coefficient and mix reached at the end of the last block.
-    feedback_now: f32,
-    damp_now: f32,
-    mix_now: f32,
+    /// Dry/wet, linear 0.0..=1.0, ramped over each block.
+    mix: Glide,
+    /// Comb feedback (from `room`) and damping coefficient (from `damp`), ramped over each block.
+    feedback: Glide,
+    damping: Glide,
 }
 
 /// Reverb for the host: comb loops up to 3968 samples (96 kHz needs 3520), allpasses up to
@@ -95,10 +112,9 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
             fs_hz: 48_000.0,
             room: 0.5,
             damp: 0.5,
-            mix: 0.3,
-            feedback_now: 0.5 * ROOM_SCALE + ROOM_OFFSET,
-            damp_now: 0.5 * DAMP_SCALE,
-            mix_now: 0.3,
+            mix: Glide::new(0.3),
+            feedback: Glide::new(0.5 * ROOM_SCALE + ROOM_OFFSET),
+            damping: Glide::new(0.5 * DAMP_SCALE),
         }
     }
 
@@ -124,24 +140,25 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
         self.comb_write = 0;
         self.comb_state = [0.0; COMBS];
         self.allpass_pos = [0; ALLPASSES];
-        self.feedback_now = self.room * ROOM_SCALE + ROOM_OFFSET;
-        self.damp_now = self.damp * DAMP_SCALE;
-        self.mix_now = self.mix;
+        self.feedback.settle();
+        self.damping.settle();
+        self.mix.settle();
     }
 
     /// Restores every parameter to its `new()` value (they glide there over a block); the
     /// loops are neither touched nor copied.
     pub fn set_defaults(&mut self) {
-        self.room = 0.5;
-        self.damp = 0.5;
-        self.mix = 0.3;
+        for (index, spec) in DESCRIPTION.params.iter().enumerate() {
+            self.set_param(index as u8, spec.default);
+        }
     }
 
     /// Room size, linear 0.0..=1.0 (default 0.5): comb feedback 0.7..=0.98, longer decay;
     /// glides over a block. Clamped; non-finite ignored.
     pub fn set_room(&mut self, room: f32) {
         if room.is_finite() {
-            self.room = room.clamp(0.0, 1.0);
+            self.room = DESCRIPTION.clamp(ROOM, room);
+            self.feedback.set(self.room * ROOM_SCALE + ROOM_OFFSET);
         }
     }
 
@@ -149,7 +166,8 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
     /// glides over a block. Clamped; non-finite ignored.
     pub fn set_damp(&mut self, damp: f32) {
         if damp.is_finite() {
-            self.damp = damp.clamp(0.0, 1.0);
+            self.damp = DESCRIPTION.clamp(DAMP, damp);
+            self.damping.set(self.damp * DAMP_SCALE);
         }
     }
 
@@ -157,7 +175,17 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
     /// a block. Clamped; non-finite ignored.
     pub fn set_mix(&mut self, mix: f32) {
         if mix.is_finite() {
-            self.mix = mix.clamp(0.0, 1.0);
+            self.mix.set(DESCRIPTION.clamp(MIX, mix));
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            ROOM => self.set_room(value),
+            DAMP => self.set_damp(value),
+            MIX => self.set_mix(value),
+            _ => {}
         }
     }
 
@@ -178,11 +206,9 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
             }
             *pos = advance(*pos, len);
         }
-        let mix_start = self.mix_now;
-        let mix_step = (self.mix - mix_start) * (1.0 / BLOCK as f32);
-        self.mix_now = self.mix;
+        let mix = self.mix.next_block();
         for (i, ((o, x), w)) in out.iter_mut().zip(input).zip(&wet).enumerate() {
-            let mix = mix_start + mix_step * (i as i32 + 1) as f32;
+            let mix = mix.at(i);
             // This form keeps mix 0 exactly dry.
             *o = x * (1.0 - mix) + (w * WET_SCALE) * mix;
         }
@@ -210,16 +236,10 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
             slice.and_then(|s| s.try_into().ok()).unwrap_or(&SILENT_FRAMES)
         });
 
-        let feedback_end = self.room * ROOM_SCALE + ROOM_OFFSET;
-        let damp_end = self.damp * DAMP_SCALE;
-        let ramp = Ramp {
-            feedback: self.feedback_now,
-            damp: self.damp_now,
-            feedback_step: (feedback_end - self.feedback_now) * (1.0 / BLOCK as f32),
-            damp_step: (damp_end - self.damp_now) * (1.0 / BLOCK as f32),
-        };
+        let (feedback, damp) = (self.feedback.next_block(), self.damping.next_block());
+        let ramp = CombRamps { feedback, damp };
         // Steady parameters (the usual case) keep the coefficients out of the loop.
-        let (state, peak) = if ramp.feedback_step == 0.0 && ramp.damp_step == 0.0 {
+        let (state, peak) = if feedback.is_flat() && damp.is_flat() {
             comb_loop::<false>(&reads, run, wet, &comb_input, self.comb_state, &ramp)
         } else {
             comb_loop::<true>(&reads, run, wet, &comb_input, self.comb_state, &ramp)
@@ -227,7 +247,6 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
         if peak < LOOP_SILENCE {
             run.fill([0.0; COMBS]);
         }
-        (self.feedback_now, self.damp_now) = (feedback_end, damp_end);
         self.comb_state = state.map(flush);
         if write == 0 {
             // Refresh the mirror of the ring's first block.
@@ -238,12 +257,12 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
     }
 }
 
-/// Comb feedback and damping coefficient at the start of a block, and their per-sample steps.
-struct Ramp {
-    feedback: f32,
-    damp: f32,
-    feedback_step: f32,
-    damp_step: f32,
+/// This block's ramps of comb feedback and damping coefficient. The comb loop steps them by
+/// accumulation (`start + step + step ...`), not by index as [`Ramp::at`]: the loop carries
+/// the state anyway, and that is the arithmetic the firmware's checksum was recorded with.
+struct CombRamps {
+    feedback: Ramp,
+    damp: Ramp,
 }
 
 /// The comb bank's block, sample-major: comb c's taps are `reads[c][i][c]`; writes the new
@@ -260,19 +279,19 @@ fn comb_loop<const RAMP: bool>(
     wet: &mut Block,
     comb_input: &Block,
     state: [f32; COMBS],
-    ramp: &Ramp,
+    ramp: &CombRamps,
 ) -> ([f32; COMBS], f32) {
     let [s0, s1, s2, s3, s4, s5, s6, s7] = state;
     let (mut lo, mut hi) = ([s0, s1, s2, s3], [s4, s5, s6, s7]);
     // Peaks by compare-and-select per lane: vectorises, where f32::max's NaN rules would
     // chain every sample's maximum onto the last.
     let (mut peak_lo, mut peak_hi) = ([0.0f32; 4], [0.0f32; 4]);
-    let (mut feedback, mut damp) = (ramp.feedback, ramp.damp);
+    let (mut feedback, mut damp) = (ramp.feedback.start, ramp.damp.start);
     let mut gain = feedback * (1.0 - damp);
     for (i, ((frame, w), &x)) in run.iter_mut().zip(wet.iter_mut()).zip(comb_input).enumerate() {
         if RAMP {
-            feedback += ramp.feedback_step;
-            damp += ramp.damp_step;
+            feedback += ramp.feedback.step;
+            damp += ramp.damp.step;
             gain = feedback * (1.0 - damp);
         }
         let t_lo = [reads[0][i][0], reads[1][i][1], reads[2][i][2], reads[3][i][3]];
@@ -606,7 +625,7 @@ mod tests {
         let _ = through(&mut *r, &sine(300.0, 0.5, 0.2));
         let frames = r.frames;
         r.set_defaults();
-        assert_eq!((r.room, r.damp, r.mix), (0.5, 0.5, 0.3));
+        assert_eq!((r.room, r.damp, r.mix.target()), (0.5, 0.5, 0.3));
         assert_eq!(r.frames, frames);
     }
 

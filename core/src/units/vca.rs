@@ -2,15 +2,28 @@
 //!
 //! The smallest unit, and the template the others copy: `new`, `prepare`, `reset`,
 //! `set_*`, `process`, tests.
-use crate::block::{BLOCK, Block};
+use crate::block::Block;
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
+use crate::dsp::Glide;
+
+/// The vca as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "vca",
+    inputs: &[Port::audio("in"), Port::with_note("cv", "multiplies; unpatched is 1")],
+    outputs: &OUT,
+    params: &[ParamSpec::num("gain", &["level"], "", (0.0, 4.0), 1.0, Curve::Linear)],
+};
+/// Input port indices.
+pub const IN: usize = DESCRIPTION.input("in");
+/// See [`IN`].
+pub const CV_IN: usize = DESCRIPTION.input("cv");
+const GAIN: u8 = DESCRIPTION.param("gain");
 
 /// Voltage-controlled amplifier: multiplies its input by a gain parameter and a cv input.
 #[derive(Clone, Debug)]
 pub struct Vca {
-    /// Gain parameter (the target of the ramp), linear 0.0..=4.0.
-    gain: f32,
-    /// Gain reached at the end of the last block: where the next ramp starts.
-    gain_now: f32,
+    /// Gain, linear 0.0..=4.0, ramped over each block.
+    gain: Glide,
 }
 
 impl Default for Vca {
@@ -22,7 +35,7 @@ impl Default for Vca {
 impl Vca {
     /// A VCA at gain 1.0.
     pub const fn new() -> Self {
-        Self { gain: 1.0, gain_now: 1.0 }
+        Self { gain: Glide::new(DESCRIPTION.spec(GAIN).default) }
     }
 
     /// Readies the unit for `sample_rate_hz` (the VCA's behaviour does not depend on it) and resets it.
@@ -32,14 +45,21 @@ impl Vca {
 
     /// Starts from silence: the gain ramp is primed to the current gain (no sweep in the next block).
     pub fn reset(&mut self) {
-        self.gain_now = self.gain;
+        self.gain.settle();
     }
 
     /// Gain, linear 0.0..=4.0 (+12 dB), default 1.0; ramps linearly over the next block.
     /// Clamped; a non-finite value is ignored.
     pub fn set_gain(&mut self, gain: f32) {
         if gain.is_finite() {
-            self.gain = gain.clamp(0.0, 4.0);
+            self.gain.set(DESCRIPTION.clamp(GAIN, gain));
+        }
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        if index == GAIN {
+            self.set_gain(value);
         }
     }
 
@@ -47,18 +67,13 @@ impl Vca {
     /// unpatched is 1.0. The cv is not clamped (negative cv ring-modulates). The VCA keeps no
     /// signal state, so a NaN or infinity in `input` or `cv` only reaches the samples it is in.
     pub fn process(&mut self, input: Option<&Block>, cv: Option<&Block>, out: &mut Block) {
-        let gain_start = self.gain_now;
-        let gain_end = self.gain;
-        // Ramp by index rather than by accumulation: no loop-carried dependency, so LLVM
-        // vectorises (the index as i32: SSE2 converts i32 to f32 four at a time, usize not),
-        // and the last sample lands on gain_end up to one rounding.
-        let gain_step = (gain_end - gain_start) * (1.0 / BLOCK as f32);
-        self.gain_now = gain_end;
+        let gain = self.gain.next_block();
         let Some(input) = input else {
             out.fill(0.0);
             return;
         };
-        if gain_step == 0.0 {
+        if gain.is_flat() {
+            let gain_start = gain.start;
             // Steady gain: the ramp would add exactly 0.0 to gain_start at every sample, so
             // this is the same arithmetic without the per-sample index conversion (it counts
             // on a Cortex-M4F, where nothing vectorises).
@@ -71,14 +86,12 @@ impl Vca {
         match cv {
             None => {
                 for (i, (o, x)) in out.iter_mut().zip(input).enumerate() {
-                    let gain = gain_start + gain_step * (i as i32 + 1) as f32;
-                    *o = x * gain;
+                    *o = x * gain.at(i);
                 }
             }
             Some(cv) => {
                 for (i, ((o, x), c)) in out.iter_mut().zip(input).zip(cv).enumerate() {
-                    let gain = gain_start + gain_step * (i as i32 + 1) as f32;
-                    *o = x * gain * c;
+                    *o = x * gain.at(i) * c;
                 }
             }
         }
@@ -88,7 +101,7 @@ impl Vca {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::SILENCE;
+    use crate::block::{BLOCK, SILENCE};
     use crate::testing::*;
     use proptest::prelude::*;
 

@@ -40,6 +40,7 @@
 //! chain is paid once for all of them. `process` is the same code with one lane, so lanes and
 //! single filters agree bit for bit.
 use crate::block::{BLOCK, Block, SILENCE};
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
 use crate::dsp::flush;
 use crate::dsp::math::{PI, exp2, tan};
 
@@ -69,13 +70,33 @@ impl FilterMode {
     }
 }
 
+/// The vcf as the protocol sees it.
+pub const DESCRIPTION: UnitDescription = UnitDescription {
+    name: "vcf",
+    inputs: &[Port::audio("in"), Port::with_note("cutoff", "octaves, read once per block")],
+    outputs: &OUT,
+    params: &[
+        ParamSpec::num("cutoff_hz", &["cutoff", "freq_hz", "freq"], "Hz", (20.0, 24_000.0), 1000.0, Curve::Exponential)
+            .noted("20..0.45 fs"),
+        ParamSpec::num("q", &["resonance"], "", (0.5, 25.0), 0.707, Curve::Exponential),
+        ParamSpec::choice("mode", &FilterMode::NAMES, 0.0),
+    ],
+};
+/// Input port indices.
+pub const IN: usize = DESCRIPTION.input("in");
+/// See [`IN`].
+pub const CUTOFF_IN: usize = DESCRIPTION.input("cutoff");
+const CUTOFF_HZ: u8 = DESCRIPTION.param("cutoff_hz");
+const Q: u8 = DESCRIPTION.param("q");
+const MODE: u8 = DESCRIPTION.param("mode");
+
 /// Cores that run ahead of a latency-bound recursion (x86-64, aarch64), where work off the
 /// chain is nearly free; the others (the Cortex-M4F) pay for every instruction.
 const OUT_OF_ORDER: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 /// Steps of the recursion per block: two samples each.
 const PAIRS: usize = BLOCK / 2;
 const INV_PAIRS: f32 = 1.0 / PAIRS as f32;
-const MIN_CUTOFF_HZ: f32 = 20.0;
+const MIN_CUTOFF_HZ: f32 = DESCRIPTION.spec(CUTOFF_HZ).min;
 /// 0.45 * fs: tan(pi f / fs) has its pole at fs / 2.
 const MAX_CUTOFF_NORM: f32 = 0.45;
 /// Beyond +-40 octaves the cutoff is at a clamp anyway; keeps the ratio finite.
@@ -153,13 +174,28 @@ impl Vcf {
     /// Resonance Q, clamped to 0.5 ..= 25 (0.707: no peak; gain at the cutoff is Q).
     pub fn set_q(&mut self, q: f32) {
         if q.is_finite() {
-            self.q = q.clamp(0.5, 25.0);
+            self.q = DESCRIPTION.clamp(Q, q);
         }
     }
 
     /// Response; a change crossfades the two outputs over one block.
     pub fn set_mode(&mut self, mode: FilterMode) {
         self.mode = mode;
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored); an enumeration's
+    /// value is its choice index.
+    pub fn set_param(&mut self, index: u8, value: f32) {
+        match index {
+            CUTOFF_HZ => self.set_cutoff_hz(value),
+            Q => self.set_q(value),
+            MODE => {
+                if let Some(mode) = FilterMode::from_index(value as u32) {
+                    self.set_mode(mode)
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Filters one block. `input`: audio (unpatched = silence). `cutoff_oct`: cutoff
