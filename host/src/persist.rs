@@ -23,6 +23,7 @@ use synthpool_core::script::parse_line;
 
 use crate::engine::{Busy, Engine};
 use crate::ledger::{Ledger, Refused};
+use crate::mapping::{self, MapError, MapSpec};
 use crate::protocol::Failure;
 
 /// Longest patch name, bytes.
@@ -230,6 +231,13 @@ pub enum ScriptRefused {
         /// Why.
         error: Error,
     },
+    /// Line `line` (1-based), a mapping, was refused with `error`; nothing changed.
+    Map {
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        error: MapError,
+    },
     /// The workers' rings had no room for it; nothing changed.
     Busy,
 }
@@ -238,29 +246,46 @@ impl std::fmt::Display for ScriptRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ScriptRefused::Line { line, error } => write!(f, "line {line}: {}", Failure::Refused(*error)),
+            ScriptRefused::Map { line, error } => write!(f, "line {line}: {}", Failure::from(*error)),
             ScriptRefused::Busy => write!(f, "{}", Failure::Busy),
         }
     }
 }
 
-/// The requests of a script's lines (their times ignored), each with its 1-based line number.
+/// A script's lines read: its requests and its mappings (times ignored), each with its
+/// 1-based line number.
+#[derive(Debug, Default)]
+pub struct ScriptLines<'a> {
+    /// The requests, in order.
+    pub requests: Vec<(usize, Request<'a>)>,
+    /// The mappings (`/map` lines): address and what it asks.
+    pub maps: Vec<(usize, &'a str, MapSpec)>,
+}
+
+/// Reads a script's lines.
 ///
 /// # Errors
 /// The first line that does not parse.
-pub fn script_requests(text: &str) -> Result<Vec<(usize, Request<'_>)>, ScriptRefused> {
-    let mut requests = Vec::new();
+pub fn script_requests(text: &str) -> Result<ScriptLines<'_>, ScriptRefused> {
+    let mut lines = ScriptLines::default();
     for (number, line) in text.lines().enumerate() {
+        if let Some(map) = mapping::parse_map_line(line) {
+            let (address, spec) = map.map_err(|error| ScriptRefused::Map { line: number + 1, error })?;
+            lines.maps.push((number + 1, address, spec));
+            continue;
+        }
         match parse_line(line, 0.0) {
-            Ok((_, Some(request))) => requests.push((number + 1, request)),
+            Ok((_, Some(request))) => lines.requests.push((number + 1, request)),
             Ok((_, None)) => {}
             Err(error) => return Err(ScriptRefused::Line { line: number + 1, error }),
         }
     }
-    Ok(requests)
+    Ok(lines)
 }
 
 /// Applies the script `text` as one bundle, all or none: with `replace`, the patch is cleared
-/// first (in the same block). Returns how many requests it held.
+/// first (in the same block). Its mappings are checked with it and made after its requests.
+/// Returns how many requests and mappings it held.
 ///
 /// # Errors
 /// A line that does not parse or is refused, or rings without room: nothing changed.
@@ -271,21 +296,28 @@ pub fn apply_script(
     replace: bool,
 ) -> Result<usize, ScriptRefused> {
     let lines = script_requests(text)?;
-    let mut requests: Vec<Request<'_>> = Vec::with_capacity(lines.len() + 1);
+    let mut requests: Vec<Request<'_>> = Vec::with_capacity(lines.requests.len() + 1);
     if replace {
         requests.push(Request::Clear);
     }
-    requests.extend(lines.iter().map(|&(_, r)| r));
+    requests.extend(lines.requests.iter().map(|&(_, r)| r));
+    let mappings = ledger
+        .check_maps(&requests, lines.maps.iter().map(|(_, address, spec)| (*address, spec)))
+        .map_err(|(k, error)| ScriptRefused::Map { line: lines.maps[k].0, error })?;
     let first = usize::from(replace);
     ledger
         .submit_with(&requests, |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) })
         .map_err(|refused| match refused {
             Refused::Invalid { index, error } => {
-                ScriptRefused::Line { line: index.checked_sub(first).map_or(0, |i| lines[i].0), error }
+                ScriptRefused::Line { line: index.checked_sub(first).map_or(0, |i| lines.requests[i].0), error }
             }
             Refused::Send(Busy) => ScriptRefused::Busy,
         })?;
-    Ok(lines.len())
+    for mapping in mappings {
+        // Checked against the patch the requests left: cannot fail.
+        let _ = ledger.map(mapping);
+    }
+    Ok(lines.requests.len() + lines.maps.len())
 }
 
 /// Restores the last patch saved in `store` onto an empty `ledger`: as one bundle, or, if
@@ -312,6 +344,17 @@ pub fn feed_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str) -> (usi
     let mut applied = 0;
     let mut problems = Vec::new();
     for (number, line) in text.lines().enumerate() {
+        if let Some(map) = mapping::parse_map_line(line) {
+            let mapped = map.and_then(|(address, spec)| {
+                let mapping = spec.resolve(address, |id| ledger.topology().kind(id))?;
+                ledger.map(mapping)
+            });
+            match mapped {
+                Ok(()) => applied += 1,
+                Err(error) => problems.push(format!("line {}: {}", number + 1, Failure::from(error))),
+            }
+            continue;
+        }
         let request = match parse_line(line, 0.0) {
             Ok((_, Some(request))) => request,
             Ok((_, None)) => continue,

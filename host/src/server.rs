@@ -332,14 +332,16 @@ pub struct RenderReport {
 }
 
 /// Renders `script` for `seconds` through a pool of `workers`, as fast as the CPU allows, and
-/// writes `out`. Lines apply at the same blocks as live.
+/// writes `out`. Lines apply at the same blocks as live; `/map` lines are skipped.
 ///
 /// # Errors
 /// The pool cannot start or the file cannot be written.
 pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, out: &Path) -> io::Result<RenderReport> {
     let (pool, _) = Pool::start(&PoolConfig { workers, sample_rate_hz, worker_exe: None, inline: true })?;
     let before = crate::alloc_count::counted_allocations();
-    let (samples, refused) = render_with(&pool, script, seconds)?;
+    // A saved patch's mappings wait for controllers: offline there are none.
+    let script = crate::mapping::without_maps(script);
+    let (samples, refused) = render_with(&pool, &script, seconds)?;
     let after = crate::alloc_count::counted_allocations();
     let (mut allocations, mut frees) = (after.0 - before.0, after.1 - before.1);
     for w in 0..Engine::workers(&pool) {
@@ -374,7 +376,12 @@ pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f
     render_on_audio_thread(pool, script, seconds, false)
 }
 
-fn render_on_audio_thread(pool: &Pool, script: &str, seconds: f64, balance: bool) -> io::Result<(Vec<f32>, Vec<String>)> {
+fn render_on_audio_thread(
+    pool: &Pool,
+    script: &str,
+    seconds: f64,
+    balance: bool,
+) -> io::Result<(Vec<f32>, Vec<String>)> {
     // The render loop is the offline audio thread, set up as the live one is
     // (`Pool::enter_audio_thread`: real-time above the workers, on a core of its own if any).
     std::thread::scope(|scope| {
