@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 use rosc::{OscMessage, OscPacket, OscType};
@@ -38,13 +39,55 @@ pub const PERIOD: Duration = Duration::from_micros(16_667);
 /// `/patch/load` of thousands of parameters does not hold the OSC thread).
 pub const MAX_PARAMS_PER_TICK: usize = 256;
 
+/// What a client of another transport (OSCQuery's WebSocket, `oscquery.rs`) is handed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Out {
+    /// A value changed: the message a UDP client would be sent.
+    Osc(OscMessage),
+    /// Modules came or went under this path: the namespace changed.
+    PathChanged(String),
+}
+
+/// Where a client's feedback goes.
+#[derive(Debug)]
+enum Sink {
+    /// A UDP socket connected to where it listens.
+    Udp(UdpSocket),
+    /// A queue its own thread drains (a WebSocket connection).
+    Queue(SyncSender<Out>),
+}
+
+impl Sink {
+    /// Hands `message` over: Ok(false) when there is no room now (try again next tick).
+    ///
+    /// # Errors
+    /// The client is gone.
+    fn deliver(&self, message: OscMessage) -> io::Result<bool> {
+        match self {
+            Sink::Udp(socket) => {
+                let bytes = rosc::encoder::encode(&OscPacket::Message(message)).map_err(io::Error::other)?;
+                match socket.send(&bytes) {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Sink::Queue(queue) => match queue.try_send(Out::Osc(message)) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Full(_)) => Ok(false),
+                Err(TrySendError::Disconnected(_)) => Err(io::ErrorKind::BrokenPipe.into()),
+            },
+        }
+    }
+}
+
 /// One registered client.
 #[derive(Debug)]
 struct Client {
     /// Where its requests come from (its own edits are not echoed to it).
     from: SocketAddr,
-    /// Connected to where it listens.
-    socket: UdpSocket,
+    /// Where its feedback goes.
+    sink: Sink,
     /// The values it is known to have: sent to it, or set by it.
     known: BTreeMap<(ModuleId, u8), f32>,
     /// It was sent [`MAX_PARAMS_PER_TICK`] and more changes wait.
@@ -60,6 +103,8 @@ pub struct Feedback {
     /// The address feedback sockets bind to: the OSC socket's (its port aside).
     bind_ip: IpAddr,
     dropped: u64,
+    /// The modules' ids at the last tick (a change is a `PATH_CHANGED` for queue clients).
+    modules: Vec<ModuleId>,
 }
 
 /// Why `/notify 1` was refused.
@@ -74,7 +119,7 @@ pub enum RegisterError {
 impl Feedback {
     /// No clients yet; their sockets will bind to `bind_ip` (the OSC socket's address).
     pub fn new(bind_ip: IpAddr) -> Feedback {
-        Feedback { clients: Vec::new(), seen_revision: None, bind_ip, dropped: 0 }
+        Feedback { clients: Vec::new(), seen_revision: None, bind_ip, dropped: 0, modules: Vec::new() }
     }
 
     /// Registers the client whose requests come from `from`, to be sent feedback at `to`
@@ -91,19 +136,40 @@ impl Feedback {
             },
             (bind, _) => bind,
         };
-        let existing = self.clients.iter().position(|c| c.from == from);
-        if existing.is_none() && self.clients.len() >= MAX_CLIENTS {
+        if !self.clients.iter().any(|c| c.from == from) && self.clients.len() >= MAX_CLIENTS {
             return Err(RegisterError::Full);
         }
         let socket = UdpSocket::bind((ip, 0)).map_err(RegisterError::Io)?;
         socket.connect(to).map_err(RegisterError::Io)?;
         // A full socket buffer skips a tick rather than stalling the OSC thread.
         socket.set_nonblocking(true).map_err(RegisterError::Io)?;
-        match existing {
-            Some(k) => self.clients[k].socket = socket,
+        self.add(from, Sink::Udp(socket), ledger)
+    }
+
+    /// Registers a client of another transport as `key` (a WebSocket's peer): what a UDP
+    /// client is sent is handed to `queue` ([`Out::Osc`]), and [`Out::PathChanged`] when
+    /// modules come or go; a full queue skips a tick, a closed one drops the client.
+    ///
+    /// # Errors
+    /// [`RegisterError::Full`]; nothing changed.
+    pub fn register_queue(
+        &mut self,
+        key: SocketAddr,
+        queue: SyncSender<Out>,
+        ledger: &Ledger,
+    ) -> Result<(), RegisterError> {
+        if !self.clients.iter().any(|c| c.from == key) && self.clients.len() >= MAX_CLIENTS {
+            return Err(RegisterError::Full);
+        }
+        self.add(key, Sink::Queue(queue), ledger)
+    }
+
+    fn add(&mut self, from: SocketAddr, sink: Sink, ledger: &Ledger) -> Result<(), RegisterError> {
+        match self.clients.iter_mut().find(|c| c.from == from) {
+            Some(client) => client.sink = sink,
             None => {
                 let known = values(ledger).collect();
-                self.clients.push(Client { from, socket, known, behind: false });
+                self.clients.push(Client { from, sink, known, behind: false });
             }
         }
         Ok(())
@@ -155,6 +221,16 @@ impl Feedback {
             return;
         }
         self.seen_revision = Some(ledger.revision());
+        let modules: Vec<ModuleId> = ledger.param_values().map(|(id, _, _)| id).collect();
+        if modules != self.modules {
+            self.modules = modules;
+            for client in &self.clients {
+                if let Sink::Queue(queue) = &client.sink {
+                    // A full queue misses it; the values that follow still come.
+                    let _ = queue.try_send(Out::PathChanged("/m".into()));
+                }
+            }
+        }
         let before = self.clients.len();
         self.clients.retain_mut(|client| send_changes(client, ledger).is_ok());
         self.dropped += (before - self.clients.len()) as u64;
@@ -185,15 +261,10 @@ fn send_changes(client: &mut Client, ledger: &Ledger) -> io::Result<()> {
             }
             sent += 1;
             for message in messages(ledger, id, kind, p as u8, value) {
-                let bytes = rosc::encoder::encode(&OscPacket::Message(message)).map_err(io::Error::other)?;
-                match client.socket.send(&bytes) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // Not known to it yet: sent again next tick.
-                        client.behind = true;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
+                if !client.sink.deliver(message)? {
+                    // Not known to it yet: sent again next tick.
+                    client.behind = true;
+                    return Ok(());
                 }
             }
             client.known.insert(key, value);

@@ -29,6 +29,8 @@ pub mod mapping;
 #[cfg(feature = "server")]
 pub mod osc;
 #[cfg(feature = "server")]
+pub mod oscquery;
+#[cfg(feature = "server")]
 pub mod persist;
 pub mod pid;
 #[cfg(feature = "server")]

@@ -274,6 +274,40 @@ impl Server {
         }
     }
 
+    /// The patch it checks against.
+    pub fn ledger(&self) -> &Arc<Mutex<Ledger>> {
+        &self.ledger
+    }
+
+    /// The engine it queues on.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// True when `sender` may talk to this server (`--allow`; the OSCQuery server asks too).
+    pub fn allows(&self, sender: IpAddr) -> bool {
+        self.allowed(sender)
+    }
+
+    /// Registers a feedback client of another transport as `key` (an OSCQuery WebSocket):
+    /// it is handed what `/notify 1` clients are sent ([`Feedback::register_queue`]).
+    ///
+    /// # Errors
+    /// [`RegisterError::Full`].
+    pub fn listen(
+        &self,
+        key: SocketAddr,
+        queue: std::sync::mpsc::SyncSender<feedback::Out>,
+    ) -> Result<(), RegisterError> {
+        let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        lock(&self.feedback).register_queue(key, queue, &ledger)
+    }
+
+    /// Forgets the feedback client `key`.
+    pub fn unlisten(&self, key: SocketAddr) {
+        lock(&self.feedback).unregister(key);
+    }
+
     /// True when `sender` may talk to this server.
     fn allowed(&self, sender: IpAddr) -> bool {
         let sender = match sender {
