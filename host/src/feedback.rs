@@ -90,6 +90,9 @@ struct Client {
     sink: Sink,
     /// The values it is known to have: sent to it, or set by it.
     known: BTreeMap<(ModuleId, u8), f32>,
+    /// The ledger's revision when it was last sent every change: only modules changed since
+    /// are compared ([`Ledger::changed_since`]).
+    seen: u64,
     /// It was sent [`MAX_PARAMS_PER_TICK`] and more changes wait.
     behind: bool,
 }
@@ -169,7 +172,7 @@ impl Feedback {
             Some(client) => client.sink = sink,
             None => {
                 let known = values(ledger).collect();
-                self.clients.push(Client { from, sink, known, behind: false });
+                self.clients.push(Client { from, sink, known, seen: ledger.revision(), behind: false });
             }
         }
         Ok(())
@@ -221,10 +224,12 @@ impl Feedback {
             return;
         }
         self.seen_revision = Some(ledger.revision());
-        let modules: Vec<ModuleId> = ledger.param_values().map(|(id, _, _)| id).collect();
+        let modules: Vec<ModuleId> = ledger.topology().modules().iter().map(|e| e.id).collect();
         if modules != self.modules {
             self.modules = modules;
-            for client in &self.clients {
+            for client in &mut self.clients {
+                // Freed modules' values: nothing to send, nothing to keep.
+                client.known.retain(|&(id, p), _| ledger.params(id).is_some_and(|v| (p as usize) < v.len()));
                 if let Sink::Queue(queue) = &client.sink {
                     // A full queue misses it; the values that follow still come.
                     let _ = queue.try_send(Out::PathChanged("/m".into()));
@@ -242,14 +247,15 @@ fn values(ledger: &Ledger) -> impl Iterator<Item = ((ModuleId, u8), f32)> + '_ {
     ledger.param_values().flat_map(|(id, _, values)| values.iter().enumerate().map(move |(p, &v)| ((id, p as u8), v)))
 }
 
-/// Sends `client` the parameters whose values differ from its known ones.
+/// Sends `client` the parameters whose values differ from its known ones, among the modules
+/// changed since it was last sent everything.
 ///
 /// # Errors
 /// A send failed for another reason than a full buffer: the client is gone.
 fn send_changes(client: &mut Client, ledger: &Ledger) -> io::Result<()> {
     client.behind = false;
     let mut sent = 0;
-    'modules: for (id, kind, values) in ledger.param_values() {
+    'modules: for (id, kind, values) in ledger.changed_since(client.seen) {
         for (p, &value) in values.iter().enumerate() {
             let key = (id, p as u8);
             if client.known.get(&key) == Some(&value) {
@@ -270,8 +276,9 @@ fn send_changes(client: &mut Client, ledger: &Ledger) -> io::Result<()> {
             client.known.insert(key, value);
         }
     }
-    // Freed modules' values: nothing to send, nothing to keep.
-    client.known.retain(|&(id, p), _| ledger.params(id).is_some_and(|v| (p as usize) < v.len()));
+    if !client.behind {
+        client.seen = ledger.revision();
+    }
     Ok(())
 }
 

@@ -98,6 +98,9 @@ pub struct Ledger {
     next_channel: usize,
     /// Addresses that drive parameters (`/map`): part of the patch, freed with their module.
     mappings: Mappings,
+    /// For each module, the revision that last changed its parameters (or made it), so that
+    /// feedback looks only at what changed ([`Ledger::changed_since`]).
+    stamps: BTreeMap<ModuleId, u64>,
 }
 
 /// Most modules of one move whose state is handed over (the rest start afresh): half the
@@ -189,6 +192,7 @@ impl Ledger {
             links: Links::new(),
             next_channel: 0,
             mappings: Mappings::default(),
+            stamps: BTreeMap::from([(OUTPUT_ID, 0)]),
         }
     }
 
@@ -407,6 +411,16 @@ impl Ledger {
     /// changes (feedback looks for changed values only then).
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// The modules whose parameters changed (or that were made) after revision `revision`,
+    /// as [`Ledger::param_values`] gives them.
+    pub fn changed_since(&self, revision: u64) -> impl Iterator<Item = (ModuleId, Kind, &[f32])> {
+        self.stamps.iter().filter(move |&(_, &stamp)| stamp > revision).filter_map(|(&id, _)| {
+            let kind = self.topology.kind(id)?;
+            let values = self.params.get(&id)?;
+            Some((id, kind, &values[..kind.params().len()]))
+        })
     }
 
     /// Every module's kind and parameter values (by parameter index), by id, the output
@@ -747,6 +761,8 @@ impl Ledger {
                 self.topology.apply(&Command::New { id, kind });
                 self.placement.add_module(id, kind, worker);
                 self.params.insert(id, defaults(kind));
+                // The revision this change is recorded under (commit counts it after).
+                self.stamps.insert(id, self.revision + 1);
             }
             Change::Free { id } => {
                 for cable in self.topology.cables().iter().filter(|c| c.src == id || c.dst == id) {
@@ -758,10 +774,12 @@ impl Ledger {
                 self.topology.apply(&Command::Free { id });
                 self.params.remove(&id);
                 self.mappings.free_module(id);
+                self.stamps.remove(&id);
             }
             Change::Set { id, param, value } => {
                 if let Some(slot) = self.params.get_mut(&id).and_then(|v| v.get_mut(param as usize)) {
                     *slot = value;
+                    self.stamps.insert(id, self.revision + 1);
                 }
             }
             Change::Patch { cable, ref moved } => {
@@ -781,6 +799,7 @@ impl Ledger {
                 self.params.retain(|&id, _| id == OUTPUT_ID);
                 self.links.clear();
                 self.mappings.clear();
+                self.stamps.retain(|&id, _| id == OUTPUT_ID);
             }
             Change::Balance { ref moved } => {
                 self.placement.apply_move(moved, self.topology.modules(), self.topology.cables());

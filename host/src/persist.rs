@@ -164,8 +164,18 @@ fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
 
 /// The thread that saves the last patch after changes.
 pub struct Saver {
-    wake: SyncSender<()>,
+    wake: SyncSender<Wake>,
     thread: JoinHandle<()>,
+}
+
+/// What the saver is woken for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// The patch changed.
+    Changed,
+    /// Save what is pending and end (whoever still holds a [`Notifier`]: a shared OSC server,
+    /// an OSCQuery connection on its way out).
+    Finish,
 }
 
 impl Saver {
@@ -188,7 +198,8 @@ impl Saver {
 
     /// Saves what is pending and ends the thread.
     pub fn finish(self) {
-        drop(self.wake);
+        // Blocks only while a wake-up waits in the channel, which the thread is taking.
+        let _ = self.wake.send(Wake::Finish);
         let _ = self.thread.join();
     }
 }
@@ -196,20 +207,25 @@ impl Saver {
 /// Tells the [`Saver`] that the patch changed; never blocks (a wake-up already pending covers
 /// this change too).
 #[derive(Clone, Debug)]
-pub struct Notifier(SyncSender<()>);
+pub struct Notifier(SyncSender<Wake>);
 
 impl Notifier {
     /// The patch changed.
     pub fn changed(&self) {
-        let _ = self.0.try_send(());
+        let _ = self.0.try_send(Wake::Changed);
     }
 }
 
-fn save_on_change(store: &Store, ledger: &Mutex<Ledger>, changes: &Receiver<()>) {
+fn save_on_change(store: &Store, ledger: &Mutex<Ledger>, wakes: &Receiver<Wake>) {
     let mut last_saved: Option<Vec<String>> = None;
-    while changes.recv().is_ok() {
+    let mut finishing = false;
+    while !finishing {
+        // Every sender gone is a finish too.
+        finishing = wakes.recv().map_or(true, |wake| wake == Wake::Finish);
         // Take every wake-up that came meanwhile: one write covers them all.
-        while let Ok(()) = changes.try_recv() {}
+        while let Ok(wake) = wakes.try_recv() {
+            finishing |= wake == Wake::Finish;
+        }
         let lines = ledger.lock().unwrap_or_else(PoisonError::into_inner).dump();
         if last_saved.as_ref() == Some(&lines) {
             continue;
@@ -421,6 +437,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("synthpool-persist-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn the_saver_finishes_with_the_last_change_though_notifiers_live_on() {
+        let store = Store::new(scratch("saver"));
+        let ledger = Arc::new(Mutex::new(Ledger::new(1)));
+        let saver = Saver::start(store.clone(), Arc::clone(&ledger)).unwrap();
+        let notifier = saver.notifier();
+        ledger.lock().unwrap().submit(&Request::New { kind: "vco", id: 1 }).unwrap();
+        notifier.changed();
+        // A notifier still held (a shared OSC server's) does not keep the saver from ending.
+        saver.finish();
+        assert!(store.load_last().unwrap().unwrap().ends_with("/module/new vco 1\n"));
+        notifier.changed();
     }
 
     #[test]

@@ -217,6 +217,7 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
     if let Some(thread) = query_thread {
         let _ = thread.join();
     }
+    drop(osc);
     if let Ok(recoveries) = supervisor.join()
         && recoveries.relaunched + recoveries.retired > 0
     {

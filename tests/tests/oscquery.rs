@@ -226,3 +226,19 @@ fn allow_applies_to_the_http_server_as_to_osc() {
     let (status, body) = get(port, "/");
     assert_eq!((status, body.as_str()), (0, ""), "closed unanswered");
 }
+
+#[test]
+fn the_server_stops_cleanly_with_a_websocket_and_a_silent_connection_open() {
+    let _machine = exclusive();
+    let port = free_port_both();
+    let server = Server::start_on(port, &["--workers", "1", "--no-announce"]);
+    let client = Client::new(port);
+    sine_to_out(&client, 1, 220.0, 0.5);
+    let mut ws = websocket(port);
+    command(&mut ws, "LISTEN", "/m/1/freq_hz");
+    set_until_streamed(&client, &mut ws, "freq", "/m/1/freq_hz", &[300.0, 301.0, 302.0]);
+    // A connection that never sends its request.
+    let _silent = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    let (code, said) = server.stop();
+    assert_eq!(code, 0, "{said:?}");
+}
