@@ -278,14 +278,16 @@ pub fn without_maps(text: &str) -> String {
 
 /// True for an address a controller may map: `/`, then printable ASCII without spaces or
 /// `#` (a script line splits at spaces; `#` starts its comment), not an address the
-/// protocol answers itself.
+/// protocol answers itself or sends (`/done`, `/fail`, `/map/learned`).
 pub fn mappable(address: &str) -> bool {
-    let own = ["/module/", "/patch", "/unpatch", "/status", "/m/", "/map", "/unmap", "/notify"];
+    const OWN: [&str; 9] = ["/patch", "/unpatch", "/status", "/map", "/unmap", "/notify", "/done", "/fail", "/m"];
+    const OWN_UNDER: [&str; 4] = ["/module/", "/m/", "/map/", "/patch/"];
     address.len() > 1
         && address.len() <= MAX_ADDRESS_BYTES
         && address.starts_with('/')
         && address.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
-        && !own.iter().any(|p| address.starts_with(p))
+        && !OWN.contains(&address)
+        && !OWN_UNDER.iter().any(|p| address.starts_with(p))
 }
 
 /// An int, or a float holding a whole number.
@@ -480,6 +482,10 @@ mod tests {
                 spec(&[Value::Int(1), Value::Str("freq")]).unwrap().resolve(address, vco),
                 Err(MapError::BadAddress)
             );
+        }
+        for address in ["/patchbay/fader", "/mixer/1", "/1/fader1", "/m", "/maps"] {
+            let mapped = spec(&[Value::Int(1), Value::Str("freq")]).unwrap().resolve(address, vco);
+            assert_eq!(mapped.is_ok(), address != "/m", "{address}");
         }
         assert_eq!(MapError::Full.name(), FailName::TooMany);
         assert_eq!(MapError::NoSuchMapping.name(), FailName::NoSuchMapping);
