@@ -407,12 +407,6 @@ impl Server {
                     Err(e) => return vec![Failure::Refused(e).reply(&message.addr)],
                 }
             }
-            // Queries are checked with the bundle, on the patch it finds.
-            if let Item::Get { id, param } = *item
-                && let Err(e) = ledger.param_of(id, param)
-            {
-                return vec![Failure::Refused(e).reply(&message.addr)];
-            }
         }
         let mut edits: Vec<(usize, Request<'_>)> = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -434,6 +428,9 @@ impl Server {
             Ok(mappings) => mappings,
             Err((k, e)) => return vec![Failure::from(e).reply(&messages[maps[k].0].addr)],
         };
+        if let Some((i, e)) = refused_query(&ledger, &items, &requests) {
+            return vec![Failure::Refused(e).reply(&messages[i].addr)];
+        }
         if !edits.is_empty() {
             // Loads decide where new modules go: read them only when something is placed.
             if edits.iter().any(|(_, r)| matches!(r, Request::New { .. } | Request::Patch { .. })) {
@@ -855,6 +852,32 @@ fn param_address(address: &str) -> Option<(i32, &str)> {
     let digits = !id.is_empty() && id.len() <= 5 && id.bytes().all(|b| b.is_ascii_digit());
     let named = !param.is_empty() && !param.contains('/');
     (digits && named).then(|| id.parse().ok()).flatten().map(|id| (id, param))
+}
+
+/// The first query (`/m/<id>/<param>` without a value) among `items` that the patch as
+/// `requests` (the bundle's edits) leave it cannot answer: its index and why. A bundle's
+/// queries answer after its edits, so they are checked on a copy with the edits applied
+/// (only when a bundle holds both; refused edits are left to the submission to report).
+fn refused_query(ledger: &Ledger, items: &[Item<'_>], requests: &[Request<'_>]) -> Option<(usize, Error)> {
+    let queries: Vec<(usize, i32, &str)> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| if let Item::Get { id, param } = *item { Some((i, id, param)) } else { None })
+        .collect();
+    if queries.is_empty() {
+        return None;
+    }
+    let after;
+    let patch = if requests.is_empty() {
+        ledger
+    } else {
+        let mut copy = ledger.clone();
+        let staged = copy.check_bundle(requests).ok()?;
+        copy.commit(staged).ok()?;
+        after = copy;
+        &after
+    };
+    queries.into_iter().find_map(|(i, id, param)| patch.param_of(id, param).err().map(|e| (i, e)))
 }
 
 /// `/m/<id>/<param>`'s answer: the address as asked, the value ([`feedback::value_arg`]).
@@ -1457,6 +1480,19 @@ mod tests {
         server.send("/module/free", vec![i(1)]);
         server.reply();
         assert!(server.ledger.lock().unwrap().mappings().is_empty(), "freed with its module");
+    }
+
+    #[test]
+    fn a_query_in_a_bundle_answers_after_its_edits_or_refuses_the_bundle() {
+        let server = Running::start(1);
+        server.send("/module/new", vec![s("vco"), i(1)]);
+        server.reply();
+        server.send_packet(bundle(vec![msg("/m/1/freq", vec![f(220.0)]), msg("/m/1/freq", vec![])]));
+        assert_eq!(server.reply().addr, "/done");
+        assert_eq!(server.reply(), OscMessage { addr: "/m/1/freq".into(), args: vec![f(220.0)] });
+        server.send_packet(bundle(vec![msg("/patch/clear", vec![]), msg("/m/1/freq_hz", vec![])]));
+        assert_eq!(fail_name(&server.reply()), ("/m/1/freq_hz", FailName::NoSuchModule));
+        assert_eq!(server.ledger.lock().unwrap().modules(), 1, "the clear did not apply");
     }
 
     #[test]

@@ -506,6 +506,23 @@ fn a_bundle_timetagged_before_1970_applies_at_once() {
     );
 }
 
+/// Found by the property above: a bundle that cleared the patch and then asked a parameter's
+/// value was answered `/done` and then `/fail` (the query checked before the clear, answered
+/// after). A bundle's queries are checked on the patch its edits leave: the bundle is refused.
+#[test]
+fn a_query_after_a_clear_in_one_bundle_refuses_the_bundle() {
+    let h = harness();
+    let query = |addr: &str| OscPacket::Message(OscMessage { addr: addr.into(), args: vec![] });
+    let clear = query("/patch/clear");
+    check(
+        &h,
+        &encode(&OscPacket::Bundle(OscBundle { timetag: IMMEDIATELY, content: vec![clear, query("/m/1/freq_hz")] })),
+    );
+    let asked = OscBundle { timetag: IMMEDIATELY, content: vec![new_vco(30), query("/m/30/freq")] };
+    let replies = h.server.handle(&encode(&OscPacket::Bundle(asked)));
+    assert_eq!(replies[1], OscMessage { addr: "/m/30/freq".into(), args: vec![OscType::Float(440.0)] });
+}
+
 /// rosc's leniencies (see host/src/wire.rs): each of these was applied, in whole or in part.
 #[test]
 fn datagrams_rosc_would_half_read_are_malformed_and_change_nothing() {

@@ -21,9 +21,10 @@ fn fader(port: u16, address: &str, value: f32) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Blocks to measure a setting over: 0.32 s at 48 kHz (a 0.1 s stretch without a dropout
-/// is what the measures need; the rest is room for dropouts on a loaded machine).
-const HOLD_BLOCKS: u32 = 240;
+/// Blocks to measure a setting over: 0.5 s at 48 kHz (a 0.1 s stretch without a dropout
+/// is what the measures need; the rest is room for dropouts on a loaded machine, as in
+/// `server.rs`).
+const HOLD_BLOCKS: u32 = 375;
 
 /// Lets the server play `HOLD_BLOCKS` blocks with what was just answered, and returns the
 /// recorded samples' range that holds it: it is heard two blocks after the generation the
@@ -32,7 +33,7 @@ fn hold(client: &Client) -> (usize, usize) {
     let answered = client.status().generation;
     let from = answered + 3;
     let to = from + HOLD_BLOCKS;
-    // Paced by the clock: 0.32 s, longer on a loaded machine (the wait is not measured).
+    // Paced by the clock: 0.5 s, longer on a loaded machine (the wait is not measured).
     assert!(wait_for(Duration::from_secs(30), || client.status().generation >= to), "the server plays");
     // Recorded block k is generation k + 1.
     ((from as usize - 1) * BLOCK, (to as usize - 1) * BLOCK)
