@@ -390,17 +390,23 @@ impl Write for Replay {
 /// A WebSocket: LISTEN/IGNORE, values streamed, binary OSC handled; until it closes or the
 /// server stops.
 fn websocket(stream: TcpStream, head: Vec<u8>, peer: SocketAddr, context: &Context) -> io::Result<()> {
+    // Registered before the handshake completes: a value the client sets (over OSC) once it
+    // sees the connection open is a change from what this registration knows, so it streams.
+    let (queue, values) = sync_channel(WS_QUEUE);
+    let registered = context.osc.listen(peer, queue).is_ok();
     let replay = Replay { head: Cursor::new(head), stream: stream.try_clone()? };
-    let Ok(mut ws) = tungstenite::accept(replay) else { return Ok(()) };
+    let Ok(mut ws) = tungstenite::accept(replay) else {
+        context.osc.unlisten(peer);
+        return Ok(());
+    };
+    if !registered {
+        let _ = ws.close(None);
+        return Ok(());
+    }
     // Reads time out so the thread can hand over queued values between a client's messages;
     // no Nagle: a value is a frame of a few dozen bytes, sent as it comes.
     stream.set_read_timeout(Some(WS_POLL))?;
     stream.set_nodelay(true)?;
-    let (queue, values) = sync_channel(WS_QUEUE);
-    if context.osc.listen(peer, queue).is_err() {
-        let _ = ws.close(None);
-        return Ok(());
-    }
     let mut listening: BTreeSet<String> = BTreeSet::new();
     let result = loop {
         if context.stop.load(Ordering::Relaxed) {
