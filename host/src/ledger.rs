@@ -11,12 +11,13 @@
 //! recording are two steps ([`Ledger::check_bundle`], [`Ledger::commit`]) so that the caller
 //! can hand the commands to the workers in between and record them only if they were queued
 //! ([`Ledger::submit_with`] does all three).
+use crate::mapping::{MapError, MapSpec, Mapping, Mappings};
 use crate::placement::{Move, Placement, RACK_DELAYS, RACK_REVERBS, Usage};
 use crate::shm::OUTBOX_SLOTS;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use synthpool_core::command::{Command, Error, Limit, LinkEnd, ModuleId, OUTPUT_ID, Request};
+use synthpool_core::command::{Command, Error, Limit, LinkEnd, ModuleId, OUTPUT_ID, Request, Value};
 use synthpool_core::module::{Kind, MAX_PARAMS, OUTPUT_PORT, ParamSpec};
 use synthpool_core::topology::{Cable, MAX_ID, Topology};
 
@@ -95,6 +96,11 @@ pub struct Ledger {
     /// Where the search for a free link channel starts: channels are handed out in turn, so
     /// one freed in a block is not taken again in the same block while its send fades out.
     next_channel: usize,
+    /// Addresses that drive parameters (`/map`): part of the patch, freed with their module.
+    mappings: Mappings,
+    /// For each module, the revision that last changed its parameters (or made it), so that
+    /// feedback looks only at what changed ([`Ledger::changed_since`]).
+    stamps: BTreeMap<ModuleId, u64>,
 }
 
 /// Most modules of one move whose state is handed over (the rest start afresh): half the
@@ -104,16 +110,36 @@ pub const HANDOVERS_PER_MOVE: usize = OUTBOX_SLOTS / 2;
 /// One checked request, ready to be recorded.
 #[derive(Clone, Debug, PartialEq)]
 enum Change {
-    New { id: ModuleId, kind: Kind, worker: usize },
-    Free { id: ModuleId },
-    Set { id: ModuleId, param: u8, value: f32 },
-    Patch { cable: Cable, moved: Option<Move> },
+    New {
+        id: ModuleId,
+        kind: Kind,
+        worker: usize,
+    },
+    Free {
+        id: ModuleId,
+    },
+    Set {
+        id: ModuleId,
+        param: u8,
+        value: f32,
+    },
+    Patch {
+        cable: Cable,
+        moved: Option<Move>,
+    },
     /// Modules moved to even out the workers' loads ([`Ledger::plan_balance`]).
-    Balance { moved: Move },
-    Unpatch { cable: Cable },
+    Balance {
+        moved: Move,
+    },
+    Unpatch {
+        cable: Cable,
+    },
     Clear,
     /// The links after the change before this one (see [`Ledger::relink`]).
-    Links { links: Links, next_channel: usize },
+    Links {
+        links: Links,
+        next_channel: usize,
+    },
 }
 
 /// Requests checked by [`Ledger::check_bundle`]: the commands to queue, and what
@@ -165,6 +191,8 @@ impl Ledger {
             outbox_turns,
             links: Links::new(),
             next_channel: 0,
+            mappings: Mappings::default(),
+            stamps: BTreeMap::from([(OUTPUT_ID, 0)]),
         }
     }
 
@@ -280,7 +308,128 @@ impl Ledger {
             let port = self.topology.kind(c.dst).and_then(|k| k.inputs().get(c.port as usize)).map_or("?", |p| p.name);
             lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}", c.src, c.dst));
         }
+        lines.extend(self.mappings.lines());
         lines
+    }
+
+    /// Maps an address to a parameter ([`crate::mapping`]), replacing a mapping of the same
+    /// address, module and parameter.
+    ///
+    /// # Errors
+    /// `NoSuchModule` when the mapping's module is gone (it was checked against another
+    /// state), [`MapError::Full`]; nothing changed.
+    pub fn map(&mut self, mapping: Mapping) -> Result<(), MapError> {
+        if self.topology.kind(mapping.id) != Some(mapping.kind) {
+            return Err(MapError::Refused(Error::NoSuchModule(mapping.id)));
+        }
+        self.mappings.add(mapping)?;
+        self.revision += 1;
+        Ok(())
+    }
+
+    /// Removes the mappings of `address` (only the one to module `id`'s parameter named
+    /// `param` when given); returns how many.
+    ///
+    /// # Errors
+    /// `NoSuchModule`, `UnknownParam` for a module or parameter named that does not exist,
+    /// [`MapError::NoSuchMapping`]; nothing changed.
+    pub fn unmap(&mut self, address: &str, which: Option<(i32, &str)>) -> Result<usize, MapError> {
+        let which = match which {
+            None => None,
+            Some((id, param)) => Some(self.param_of(id, param)?),
+        };
+        let removed = self.mappings.remove(address, which)?;
+        self.revision += 1;
+        Ok(removed)
+    }
+
+    /// The mappings `maps` (address, what it asks) make, checked against the patch as
+    /// `requests` (a bundle, checked apart) would leave it: its modules, and room beside the
+    /// mappings it keeps (a freed module's go with it). Nothing changes: record them with
+    /// [`Ledger::map`] once the requests are.
+    ///
+    /// # Errors
+    /// The index among `maps` of the first refused and why ([`MapSpec::resolve`],
+    /// [`MapError::Full`]).
+    pub fn check_maps<'s>(
+        &self,
+        requests: &[Request<'_>],
+        maps: impl IntoIterator<Item = (&'s str, &'s MapSpec)>,
+    ) -> Result<Vec<Mapping>, (usize, MapError)> {
+        let mut maps = maps.into_iter().peekable();
+        if maps.peek().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut after = self.mappings.clone();
+        for request in requests {
+            match *request {
+                Request::Free { id } => ModuleId::try_from(id).map_or((), |id| after.free_module(id)),
+                Request::Clear => after.clear(),
+                _ => {}
+            }
+        }
+        // The last request that made or removed `id` decides; else the patch as it is.
+        let kind_of = |id: ModuleId| {
+            for request in requests.iter().rev() {
+                match *request {
+                    Request::New { kind, id: new } if new == i32::from(id) => return Kind::from_name(kind),
+                    Request::Free { id: freed } if freed == i32::from(id) => return None,
+                    Request::Clear if id != OUTPUT_ID => return None,
+                    _ => {}
+                }
+            }
+            self.topology.kind(id)
+        };
+        let mut out = Vec::new();
+        for (k, (address, spec)) in maps.enumerate() {
+            let mapping = spec.resolve(address, kind_of).map_err(|e| (k, e))?;
+            after.add(mapping.clone()).map_err(|e| (k, e))?;
+            out.push(mapping);
+        }
+        Ok(out)
+    }
+
+    /// Module `id`'s parameter called `param` (a name or an alias), checked as
+    /// `/module/set` checks it: (the id, the parameter's index).
+    ///
+    /// # Errors
+    /// `IdOutOfRange`, `NoSuchModule`, `UnknownParam`.
+    pub fn param_of(&self, id: i32, param: &str) -> Result<(ModuleId, u8), Error> {
+        // A value every parameter takes (a choice's first index, clamped elsewhere).
+        match self.topology.resolve(&Request::Set { id, param, value: Value::Int(0) })? {
+            Command::Set { id, param, .. } => Ok((id, param)),
+            _ => Err(Error::UnknownParam),
+        }
+    }
+
+    /// The patch's mappings.
+    pub fn mappings(&self) -> &Mappings {
+        &self.mappings
+    }
+
+    /// Counts the changes recorded: it moves whenever the patch, a parameter or a mapping
+    /// changes (feedback looks for changed values only then).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The modules whose parameters changed (or that were made) after revision `revision`,
+    /// as [`Ledger::param_values`] gives them.
+    pub fn changed_since(&self, revision: u64) -> impl Iterator<Item = (ModuleId, Kind, &[f32])> {
+        self.stamps.iter().filter(move |&(_, &stamp)| stamp > revision).filter_map(|(&id, _)| {
+            let kind = self.topology.kind(id)?;
+            let values = self.params.get(&id)?;
+            Some((id, kind, &values[..kind.params().len()]))
+        })
+    }
+
+    /// Every module's kind and parameter values (by parameter index), by id, the output
+    /// included.
+    pub fn param_values(&self) -> impl Iterator<Item = (ModuleId, Kind, &[f32])> {
+        self.topology.modules().iter().filter_map(|e| {
+            let values = self.params.get(&e.id)?;
+            Some((e.id, e.kind, &values[..e.kind.params().len()]))
+        })
     }
 
     /// Commands that rebuild `worker`'s rack from an empty one: the output's parameters, then
@@ -599,7 +748,9 @@ impl Ledger {
             }
             Command::Clear => (Change::Clear, every_worker(command)),
             // Made by the ledger itself, never by a topology.
-            Command::Export { .. } | Command::Import { .. } | Command::Link { .. } => return Err(Error::UnknownAddress),
+            Command::Export { .. } | Command::Import { .. } | Command::Link { .. } => {
+                return Err(Error::UnknownAddress);
+            }
         })
     }
 
@@ -610,6 +761,8 @@ impl Ledger {
                 self.topology.apply(&Command::New { id, kind });
                 self.placement.add_module(id, kind, worker);
                 self.params.insert(id, kind.defaults());
+                // The revision this change is recorded under (commit counts it after).
+                self.stamps.insert(id, self.revision + 1);
             }
             Change::Free { id } => {
                 for cable in self.topology.cables().iter().filter(|c| c.src == id || c.dst == id) {
@@ -620,10 +773,13 @@ impl Ledger {
                 }
                 self.topology.apply(&Command::Free { id });
                 self.params.remove(&id);
+                self.mappings.free_module(id);
+                self.stamps.remove(&id);
             }
             Change::Set { id, param, value } => {
                 if let Some(slot) = self.params.get_mut(&id).and_then(|v| v.get_mut(param as usize)) {
                     *slot = value;
+                    self.stamps.insert(id, self.revision + 1);
                 }
             }
             Change::Patch { cable, ref moved } => {
@@ -642,6 +798,8 @@ impl Ledger {
                 self.placement.clear();
                 self.params.retain(|&id, _| id == OUTPUT_ID);
                 self.links.clear();
+                self.mappings.clear();
+                self.stamps.retain(|&id, _| id == OUTPUT_ID);
             }
             Change::Balance { ref moved } => {
                 self.placement.apply_move(moved, self.topology.modules(), self.topology.cables());
@@ -816,7 +974,10 @@ mod tests {
         // One cable out: unpatched from the send; the link stays for the rest.
         let first = remote[0];
         let commands = line(&mut ledger, &format!("/unpatch {first} out 50 in")).unwrap();
-        assert!(commands.contains(&(other, Command::Unpatch { src: first, dst: link.send_id(), port: 0 })), "{commands:?}");
+        assert!(
+            commands.contains(&(other, Command::Unpatch { src: first, dst: link.send_id(), port: 0 })),
+            "{commands:?}"
+        );
         // The last one out (freed): the link goes, both ends.
         for &vca in &remote[1..] {
             line(&mut ledger, &format!("/module/free {vca}")).unwrap();
@@ -864,10 +1025,16 @@ mod tests {
         // The moved voices now reach the delay through the link from their new worker.
         let moved_vca = (1..=4).map(|v| 2 * v).find(|&vca| ledger.owner(vca) == Some(other)).unwrap();
         let link = ledger.links()[&LinkKey { dst: 50, port: 0, from: other }];
-        assert!(ledger.worker_commands(other).contains(&Command::Patch { src: moved_vca, dst: link.send_id(), port: 0 }));
+        assert!(ledger.worker_commands(other).contains(&Command::Patch {
+            src: moved_vca,
+            dst: link.send_id(),
+            port: 0
+        }));
         // A refused send records nothing.
         let owners: Vec<_> = (1..=8).map(|id| ledger.owner(id)).collect();
-        ledger.balance_with(&[0.9, 0.9].map(|l: f32| l * if owners[0] == Some(0) { 1.0 } else { 0.1 }), 0.02, |_| Err(()));
+        ledger.balance_with(&[0.9, 0.9].map(|l: f32| l * if owners[0] == Some(0) { 1.0 } else { 0.1 }), 0.02, |_| {
+            Err(())
+        });
         assert_eq!((1..=8).map(|id| ledger.owner(id)).collect::<Vec<_>>(), owners);
     }
 

@@ -19,11 +19,17 @@ pub mod clock;
 #[cfg(feature = "server")]
 pub mod engine;
 #[cfg(feature = "server")]
+pub mod feedback;
+#[cfg(feature = "server")]
 pub mod ledger;
 #[cfg(feature = "server")]
 pub mod local;
 #[cfg(feature = "server")]
+pub mod mapping;
+#[cfg(feature = "server")]
 pub mod osc;
+#[cfg(feature = "server")]
+pub mod oscquery;
 #[cfg(feature = "server")]
 pub mod persist;
 pub mod pid;

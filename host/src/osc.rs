@@ -22,19 +22,21 @@
 //! A datagram that cannot be decoded is dropped and counted; when its address can still be
 //! read, it is answered `/fail <address> WrongArgs "malformed message"`.
 use crate::engine::{Busy, Due, Engine, ModuleTime};
+use crate::feedback::{self, Feedback, RegisterError};
 use crate::ledger::{Ledger, Refused};
+use crate::mapping::{self, MapSpec, Mapping};
 use crate::persist::{self, Notifier, ScriptRefused, Store};
 use crate::protocol::{self, FailName, Failure, Status, WorkerState, int};
 use crate::wire;
 use ipnet::IpNet;
 use rosc::{OscMessage, OscPacket, OscTime, OscType};
 use std::io;
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use synthpool_core::BLOCK;
-use synthpool_core::command::{Error, Request, Value};
+use synthpool_core::command::{Error, ModuleId, Request, Value};
 use synthpool_core::topology::MAX_ID;
 
 /// Deepest nesting of bundles accepted (a bundle in a bundle is depth 2).
@@ -109,11 +111,50 @@ pub struct Server {
     store: Option<Store>,
     /// Told after every change, so the patch is saved.
     saver: Option<Notifier>,
+    /// Clients registered with `/notify 1`.
+    feedback: Mutex<Feedback>,
+    /// A `/map/learn` waiting for the next unknown address.
+    learn: Mutex<Option<Learn>>,
+    /// Messages for others than a datagram's sender (a learner told what it learned), sent
+    /// by [`Server::run`] after the replies.
+    outbox: Mutex<Vec<(SocketAddr, OscMessage)>>,
+}
+
+/// A `/map/learn` waiting for an address to map.
+#[derive(Debug)]
+struct Learn {
+    spec: MapSpec,
+    /// Who asked (told `/map/learned` when it is done); None for a datagram with no sender.
+    by: Option<SocketAddr>,
 }
 
 /// What one message of a datagram asks.
 enum Item<'a> {
     Edit(Request<'a>),
+    /// A mapped address: the parameters it drives, as `/module/set`s.
+    Mapped(Vec<Request<'a>>),
+    /// `/m/<id>/<param>` without a value: its value.
+    Get {
+        id: i32,
+        param: &'a str,
+    },
+    /// An address of no one's: mapped or learned under the ledger's lock, else refused.
+    Other {
+        address: &'a str,
+        args: Vec<Value<'a>>,
+    },
+    Map {
+        address: &'a str,
+        spec: MapSpec,
+    },
+    Unmap {
+        address: &'a str,
+        which: Option<(i32, &'a str)>,
+    },
+    MapList,
+    Learn(MapSpec),
+    /// `/notify 1 [port]` (Some(port), 0 for the sender's own) or `/notify 0` (None).
+    Notify(Option<u16>),
     Status,
     ModuleStats(u16),
     Dump,
@@ -121,11 +162,33 @@ enum Item<'a> {
     Load(&'a str),
 }
 
+impl Item<'_> {
+    /// True for requests sent on their own, never in a bundle.
+    fn alone(&self) -> bool {
+        matches!(
+            self,
+            Item::Save(_) | Item::Load(_) | Item::Unmap { .. } | Item::MapList | Item::Learn(_) | Item::Notify(_)
+        )
+    }
+}
+
 impl Server {
     /// A server answering on `socket`, checking against `ledger` (made with
     /// `Ledger::new(engine.workers())`) and queueing on `engine`.
     pub fn new(socket: UdpSocket, engine: Arc<dyn Engine>, ledger: Arc<Mutex<Ledger>>) -> Self {
-        Self { socket, engine, ledger, stats: Arc::new(Stats::default()), allow: Vec::new(), store: None, saver: None }
+        let bind_ip = socket.local_addr().map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+        Self {
+            socket,
+            engine,
+            ledger,
+            stats: Arc::new(Stats::default()),
+            allow: Vec::new(),
+            store: None,
+            saver: None,
+            feedback: Mutex::new(Feedback::new(bind_ip)),
+            learn: Mutex::new(None),
+            outbox: Mutex::new(Vec::new()),
+        }
     }
 
     /// Answers only senders inside one of `allow` (all of them when empty); datagrams from
@@ -154,32 +217,47 @@ impl Server {
     /// Setting the socket's read timeout, or a receive error other than a timeout, an
     /// interruption or a peer's reset (those are skipped).
     pub fn run(&self, stop: &AtomicBool) -> io::Result<()> {
-        self.socket.set_read_timeout(Some(STOP_POLL))?;
         // 65 535: the largest UDP datagram, so none is ever cut short.
         let mut buf = vec![0u8; 65_535];
         let mut next_balance = std::time::Instant::now() + BALANCE_PERIOD;
+        let mut next_tick = std::time::Instant::now();
+        // The read timeout: STOP_POLL, or feedback's period while a client listens.
+        let mut ticking = None;
         while !stop.load(Ordering::Relaxed) {
-            if std::time::Instant::now() >= next_balance {
+            let now = std::time::Instant::now();
+            if now >= next_balance {
                 next_balance += BALANCE_PERIOD;
                 let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
                 let loads = self.engine.loads();
-                ledger.balance_with(&loads, crate::placement::BALANCE_FROM, |commands| self.engine.send_together(commands));
+                ledger.balance_with(&loads, crate::placement::BALANCE_FROM, |commands| {
+                    self.engine.send_together(commands)
+                });
+            }
+            let active = lock(&self.feedback).is_active();
+            if active && now >= next_tick {
+                next_tick = now + feedback::PERIOD;
+                let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+                lock(&self.feedback).tick(&ledger);
+            }
+            if ticking != Some(active) {
+                self.socket.set_read_timeout(Some(if active { feedback::PERIOD } else { STOP_POLL }))?;
+                ticking = Some(active);
             }
             match self.socket.recv_from(&mut buf) {
                 Ok((_, from)) if !self.allowed(from.ip()) => {
                     self.stats.refused_senders.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok((len, from)) => {
-                    for (k, reply) in self.handle(&buf[..len]).into_iter().enumerate() {
+                    for (k, reply) in self.handle_from(&buf[..len], Some(from)).into_iter().enumerate() {
                         if k >= PACED_AFTER {
                             // A long answer (a big patch's dump) is paced: a client's default
                             // socket buffer (~200 KiB) would drop a burst of 8 KiB parts.
                             std::thread::sleep(REPLY_PACE);
                         }
-                        if let Ok(bytes) = rosc::encoder::encode(&OscPacket::Message(reply)) {
-                            // A reply that cannot be sent (the sender left) is nobody's loss.
-                            let _ = self.socket.send_to(&bytes, from);
-                        }
+                        self.send_to(reply, from);
+                    }
+                    for (to, message) in std::mem::take(&mut *lock(&self.outbox)) {
+                        self.send_to(message, to);
                     }
                 }
                 Err(e) if is_transient(&e) => {}
@@ -187,6 +265,47 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    fn send_to(&self, message: OscMessage, to: SocketAddr) {
+        if let Ok(bytes) = rosc::encoder::encode(&OscPacket::Message(message)) {
+            // A reply that cannot be sent (the sender left) is nobody's loss.
+            let _ = self.socket.send_to(&bytes, to);
+        }
+    }
+
+    /// The patch it checks against.
+    pub fn ledger(&self) -> &Arc<Mutex<Ledger>> {
+        &self.ledger
+    }
+
+    /// The engine it queues on.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// True when `sender` may talk to this server (`--allow`; the OSCQuery server asks too).
+    pub fn allows(&self, sender: IpAddr) -> bool {
+        self.allowed(sender)
+    }
+
+    /// Registers a feedback client of another transport as `key` (an OSCQuery WebSocket):
+    /// it is handed what `/notify 1` clients are sent ([`Feedback::register_queue`]).
+    ///
+    /// # Errors
+    /// [`RegisterError::Full`].
+    pub fn listen(
+        &self,
+        key: SocketAddr,
+        queue: std::sync::mpsc::SyncSender<feedback::Out>,
+    ) -> Result<(), RegisterError> {
+        let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        lock(&self.feedback).register_queue(key, queue, &ledger)
+    }
+
+    /// Forgets the feedback client `key`.
+    pub fn unlisten(&self, key: SocketAddr) {
+        lock(&self.feedback).unregister(key);
     }
 
     /// True when `sender` may talk to this server.
@@ -198,15 +317,21 @@ impl Server {
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&sender))
     }
 
-    /// The replies to one datagram, in order (each sent as its own datagram).
+    /// The replies to one datagram with no sender to speak of (`/notify` and learning need
+    /// one), in order (each sent as its own datagram).
     pub fn handle(&self, datagram: &[u8]) -> Vec<OscMessage> {
+        self.handle_from(datagram, None)
+    }
+
+    /// The replies to one datagram from `from`, in order (each sent as its own datagram).
+    pub fn handle_from(&self, datagram: &[u8], from: Option<SocketAddr>) -> Vec<OscMessage> {
         if bundle_depth_exceeds(datagram, MAX_BUNDLE_DEPTH) {
             let message = format!("bundles nest deeper than {MAX_BUNDLE_DEPTH}");
             return vec![protocol::fail("#bundle", FailName::WrongArgs, &message)];
         }
         if let Some(address) = wire::bare_address(datagram) {
             let message = OscMessage { addr: address.into(), args: Vec::new() };
-            return self.handle_messages(&[&message], None);
+            return self.handle_messages(&[&message], None, from);
         }
         // rosc alone would accept bad padding, trailing bytes and half a bundle (see wire.rs).
         let decoded = wire::well_formed(datagram, MAX_BUNDLE_DEPTH).then(|| rosc::decoder::decode_udp(datagram));
@@ -218,13 +343,13 @@ impl Server {
                     .into_iter()
                     .collect()
             }
-            Ok((_, OscPacket::Message(message))) => self.handle_messages(&[&message], None),
+            Ok((_, OscPacket::Message(message))) => self.handle_messages(&[&message], None, from),
             Ok((_, OscPacket::Bundle(bundle))) => {
                 let now = SystemTime::now();
                 self.count_timing(bundle.timetag, now);
                 let mut messages = Vec::new();
                 flatten(&bundle.content, &mut messages);
-                self.handle_messages(&messages, self.due(bundle.timetag, now))
+                self.handle_messages(&messages, self.due(bundle.timetag, now), from)
             }
         }
     }
@@ -247,13 +372,13 @@ impl Server {
     }
 
     /// Checks `messages` as one bundle, queues their commands together (for `due`, or the
-    /// next block), records them.
-    fn handle_messages(&self, messages: &[&OscMessage], due: Option<Due>) -> Vec<OscMessage> {
+    /// next block), records them. `from` sent them.
+    fn handle_messages(&self, messages: &[&OscMessage], due: Option<Due>, from: Option<SocketAddr>) -> Vec<OscMessage> {
         let mut items = Vec::with_capacity(messages.len());
         for message in messages {
             match item(message) {
                 Ok(item) => items.push(item),
-                Err(e) => return vec![Failure::Refused(e).reply(&message.addr)],
+                Err(e) => return vec![e.reply(&message.addr)],
             }
         }
         match (&items[..], messages) {
@@ -261,25 +386,56 @@ impl Server {
             ([Item::Load(name)], [message]) => return vec![self.load(message, name)],
             _ => {}
         }
-        if let Some(i) = items.iter().position(|i| matches!(i, Item::Save(_) | Item::Load(_))) {
+        if let Some(i) = items.iter().position(Item::alone).filter(|_| messages.len() > 1) {
             return vec![protocol::fail(
                 &messages[i].addr,
                 FailName::WrongArgs,
-                "send /patch/save and /patch/load on their own",
+                "send /patch/save, /patch/load, /unmap, /map/list, /map/learn and /notify on their own",
             )];
         }
-        let edits: Vec<(usize, Request<'_>)> = items
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        if let ([item], [message]) = (&items[..], messages)
+            && let Some(reply) = self.handle_alone(item, message, &mut ledger, from)
+        {
+            return reply;
+        }
+        // Addresses of no one's: mapped, learned, or refused.
+        for (item, message) in items.iter_mut().zip(messages) {
+            if let Item::Other { address, args } = item {
+                match self.mapped(&mut ledger, address, args) {
+                    Ok(requests) => *item = Item::Mapped(requests),
+                    Err(e) => return vec![Failure::Refused(e).reply(&message.addr)],
+                }
+            }
+        }
+        let mut edits: Vec<(usize, Request<'_>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Item::Edit(r) => edits.push((i, *r)),
+                Item::Mapped(requests) => edits.extend(requests.iter().map(|r| (i, *r))),
+                _ => {}
+            }
+        }
+        let requests: Vec<Request<'_>> = edits.iter().map(|&(_, r)| r).collect();
+        let maps: Vec<(usize, &str, &MapSpec)> = items
             .iter()
             .enumerate()
-            .filter_map(|(i, item)| if let Item::Edit(r) = item { Some((i, *r)) } else { None })
+            .filter_map(
+                |(i, item)| if let Item::Map { address, spec } = item { Some((i, *address, spec)) } else { None },
+            )
             .collect();
-        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        let mappings = match ledger.check_maps(&requests, maps.iter().map(|&(_, a, s)| (a, s))) {
+            Ok(mappings) => mappings,
+            Err((k, e)) => return vec![Failure::from(e).reply(&messages[maps[k].0].addr)],
+        };
+        if let Some((i, e)) = refused_query(&ledger, &items, &requests) {
+            return vec![Failure::Refused(e).reply(&messages[i].addr)];
+        }
         if !edits.is_empty() {
             // Loads decide where new modules go: read them only when something is placed.
             if edits.iter().any(|(_, r)| matches!(r, Request::New { .. } | Request::Patch { .. })) {
                 ledger.set_loads(&self.engine.loads());
             }
-            let requests: Vec<Request<'_>> = edits.iter().map(|&(_, r)| r).collect();
             let sent = ledger.submit_with(&requests, |commands| match (commands, due) {
                 ([], _) => Ok(()),
                 (commands, Some(due)) => self.engine.send_together_at(commands, due),
@@ -287,24 +443,161 @@ impl Server {
                 (commands, None) => self.engine.send_together(commands),
             });
             match sent {
-                Ok(()) => self.changed(),
+                Ok(()) => {}
                 Err(Refused::Invalid { index, error }) => {
                     return vec![Failure::Refused(error).reply(&messages[edits[index].0].addr)];
                 }
                 Err(Refused::Send(Busy)) => return vec![Failure::Busy.reply(&messages[edits[0].0].addr)],
             }
         }
+        for mapping in mappings.iter().cloned() {
+            // Checked against the patch the edits left (check_maps): cannot fail.
+            let _ = ledger.map(mapping);
+        }
+        if !edits.is_empty() || !mappings.is_empty() {
+            self.changed();
+        }
+        if let Some(from) = from {
+            self.absorb(from, &ledger, &requests);
+        }
         let mut replies = Vec::with_capacity(messages.len());
         for (message, item) in messages.iter().zip(&items) {
             match item {
-                Item::Edit(_) => replies.push(done(message)),
+                Item::Edit(_) | Item::Mapped(_) | Item::Map { .. } => replies.push(done(message)),
+                Item::Get { id, param } => replies.push(get_reply(message, &ledger, *id, param)),
                 Item::Status => replies.push(self.status_reply(&ledger)),
                 Item::ModuleStats(id) => replies.push(self.module_stats_reply(message, &ledger, *id)),
                 Item::Dump => replies.extend(dump_replies(&ledger.dump())),
-                Item::Save(_) | Item::Load(_) => {} // answered above
+                // Answered above (alone), or refused (in a bundle).
+                Item::Other { .. }
+                | Item::Unmap { .. }
+                | Item::MapList
+                | Item::Learn(_)
+                | Item::Notify(_)
+                | Item::Save(_)
+                | Item::Load(_) => {}
             }
         }
         replies
+    }
+
+    /// The replies to a request that comes alone (`/unmap`, `/map/list`, `/map/learn`,
+    /// `/notify`); None for any other.
+    fn handle_alone(
+        &self,
+        item: &Item<'_>,
+        message: &OscMessage,
+        ledger: &mut Ledger,
+        from: Option<SocketAddr>,
+    ) -> Option<Vec<OscMessage>> {
+        let reply = match item {
+            Item::Unmap { address, which } => match ledger.unmap(address, *which) {
+                Ok(_) => {
+                    self.changed();
+                    done(message)
+                }
+                Err(e) => Failure::from(e).reply(&message.addr),
+            },
+            Item::MapList => return Some(parts("/map/list", &ledger.mappings().lines())),
+            Item::Learn(spec) => {
+                // Checked now against the patch (an address of a controller's own stands in).
+                match spec.resolve("/learn", |id| ledger.topology().kind(id)) {
+                    Ok(_) => {
+                        *lock(&self.learn) = Some(Learn { spec: spec.clone(), by: from });
+                        done(message)
+                    }
+                    Err(e) => Failure::from(e).reply(&message.addr),
+                }
+            }
+            Item::Notify(port) => {
+                let Some(from) = from else {
+                    return Some(vec![protocol::fail(&message.addr, FailName::WrongArgs, "no sender to notify")]);
+                };
+                let mut feedback = lock(&self.feedback);
+                match port {
+                    None => {
+                        feedback.unregister(from);
+                        done(message)
+                    }
+                    Some(port) => {
+                        let to = if *port == 0 { from } else { SocketAddr::new(from.ip(), *port) };
+                        match feedback.register(from, to, ledger) {
+                            Ok(()) => done(message),
+                            Err(RegisterError::Full) => Failure::TooManyClients.reply(&message.addr),
+                            Err(RegisterError::Io(e)) => protocol::fail(&message.addr, FailName::Io, &e.to_string()),
+                        }
+                    }
+                }
+            }
+            _ => return None,
+        };
+        Some(vec![reply])
+    }
+
+    /// The `/module/set`s a mapped address makes of its arguments (the first number, taken
+    /// as 0..1). An address not mapped is learned if a `/map/learn` waits for one.
+    ///
+    /// # Errors
+    /// `UnknownAddress` for an address neither mapped nor learned; `WrongArgs` without a
+    /// number; `NotFinite`.
+    fn mapped<'a>(&self, ledger: &mut Ledger, address: &'a str, args: &[Value<'a>]) -> Result<Vec<Request<'a>>, Error> {
+        if ledger.mappings().of_address(address).next().is_none() {
+            self.learn_address(ledger, address, args)?;
+        }
+        let x = mapping::position_of(args)?;
+        let sets = ledger.mappings().of_address(address).map(|m| Request::Set {
+            id: i32::from(m.id),
+            param: m.spec().name,
+            value: Value::Float(m.value(x)),
+        });
+        Ok(sets.collect())
+    }
+
+    /// Maps `address` as the waiting `/map/learn` asked, if one waits and `args` hold a
+    /// position; tells the learner (`/map/learned`, or `/fail /map/learn` when its module is
+    /// gone meanwhile).
+    ///
+    /// # Errors
+    /// `UnknownAddress` when nothing was learned.
+    fn learn_address(&self, ledger: &mut Ledger, address: &str, args: &[Value<'_>]) -> Result<(), Error> {
+        let mut learn = lock(&self.learn);
+        if learn.is_none() || !mapping::mappable(address) || mapping::position_of(args).is_err() {
+            return Err(Error::UnknownAddress);
+        }
+        let Some(Learn { spec, by }) = learn.take() else { return Err(Error::UnknownAddress) };
+        let mapping = spec.resolve(address, |id| ledger.topology().kind(id));
+        let learned = mapping.and_then(|m| ledger.map(m.clone()).map(|()| m));
+        let told = match &learned {
+            Ok(m) => learned_message(m),
+            Err(e) => Failure::from(*e).reply("/map/learn"),
+        };
+        if let Some(by) = by {
+            lock(&self.outbox).push((by, told));
+        }
+        match learned {
+            Ok(_) => {
+                self.changed();
+                Ok(())
+            }
+            Err(_) => Err(Error::UnknownAddress),
+        }
+    }
+
+    /// Tells feedback that `from` made `requests` itself (they are not echoed to it).
+    fn absorb(&self, from: SocketAddr, ledger: &Ledger, requests: &[Request<'_>]) {
+        let mut feedback = lock(&self.feedback);
+        if !feedback.is_active() {
+            return;
+        }
+        let touched: Vec<(ModuleId, Option<u8>)> = requests
+            .iter()
+            .filter_map(|r| match *r {
+                Request::Set { id, param, .. } => ledger.param_of(id, param).ok().map(|(id, p)| (id, Some(p))),
+                Request::New { id, .. } => ModuleId::try_from(id).ok().map(|id| (id, None)),
+                _ => None,
+            })
+            .collect();
+        feedback.absorb(from, ledger, &touched);
     }
 
     /// `/patch/save NAME`: the patch as it is, into the patches folder.
@@ -337,6 +630,9 @@ impl Server {
             }
             Err(ScriptRefused::Line { line, error }) => {
                 protocol::fail(&message.addr, FailName::from(error), &format!("{name}.osc line {line}: {error}"))
+            }
+            Err(ScriptRefused::Map { line, error }) => {
+                protocol::fail(&message.addr, error.name(), &format!("{name}.osc line {line}: {error}"))
             }
             Err(ScriptRefused::Busy) => {
                 // A load fed in parts may have applied its first lines: they are kept.
@@ -451,10 +747,16 @@ impl Server {
 /// do not fit in one [`MAX_REPLY_BYTES`] datagram comes in several parts, in order; an empty
 /// patch is one part with no lines.
 pub fn dump_replies(lines: &[String]) -> Vec<OscMessage> {
+    parts("/patch/dump", lines)
+}
+
+/// A reply of script lines at `address` (`/patch/dump`, `/map/list`), in parts that each
+/// fit in one [`MAX_REPLY_BYTES`] datagram: `address part parts line...`.
+pub fn parts(address: &str, lines: &[String]) -> Vec<OscMessage> {
     // Encoded size: the address, ",ii" and one tag per line (each padded to 4 bytes, with
     // its terminating NUL), two int32s, each line padded.
     let padded = |len: usize| (len / 4 + 1) * 4;
-    let size = |tags: usize, text: usize| padded("/patch/dump".len()) + padded(3 + tags) + 8 + text;
+    let size = |tags: usize, text: usize| padded(address.len()) + padded(3 + tags) + 8 + text;
     let mut parts: Vec<&[String]> = Vec::new();
     let mut start = 0;
     let mut text = 0;
@@ -474,31 +776,140 @@ pub fn dump_replies(lines: &[String]) -> Vec<OscMessage> {
         .map(|(i, part)| {
             let mut args = vec![int(i + 1), int(count)];
             args.extend(part.iter().map(|l| OscType::String(l.clone())));
-            OscMessage { addr: "/patch/dump".into(), args }
+            OscMessage { addr: address.into(), args }
         })
         .collect()
 }
 
 /// What `message` asks, with its arguments read.
-fn item(message: &OscMessage) -> Result<Item<'_>, Error> {
+fn item(message: &OscMessage) -> Result<Item<'_>, Failure> {
     let args = message.args.iter().map(value).collect::<Result<Vec<_>, _>>()?;
-    match message.addr.as_str() {
-        "/status" if args.is_empty() => Ok(Item::Status),
-        "/patch/dump" if args.is_empty() => Ok(Item::Dump),
-        "/status" | "/patch/dump" => Err(Error::WrongArgs),
+    let id_of = |v: &Value<'_>| match Request::parse("/module/free", &[*v])? {
+        Request::Free { id } => Ok(id),
+        _ => Err(Error::WrongArgs),
+    };
+    Ok(match message.addr.as_str() {
+        "/status" if args.is_empty() => Item::Status,
+        "/patch/dump" if args.is_empty() => Item::Dump,
+        "/map/list" if args.is_empty() => Item::MapList,
+        "/status" | "/patch/dump" | "/map/list" => return Err(Error::WrongArgs.into()),
         // The id is read as `/module/free` reads it (an int, or a float holding one).
-        "/module/stats" => match Request::parse("/module/free", &args)? {
-            Request::Free { id } if (0..=i32::from(MAX_ID)).contains(&id) => Ok(Item::ModuleStats(id as u16)),
-            Request::Free { id } => Err(Error::IdOutOfRange { id, max: MAX_ID }),
-            _ => Err(Error::WrongArgs),
+        "/module/stats" => match args[..] {
+            [ref v] => match id_of(v)? {
+                id if (0..=i32::from(MAX_ID)).contains(&id) => Item::ModuleStats(id as u16),
+                id => return Err(Error::IdOutOfRange { id, max: MAX_ID }.into()),
+            },
+            _ => return Err(Error::WrongArgs.into()),
         },
         "/patch/save" | "/patch/load" => match args[..] {
-            [Value::Str(name)] if message.addr == "/patch/save" => Ok(Item::Save(name)),
-            [Value::Str(name)] => Ok(Item::Load(name)),
-            _ => Err(Error::WrongArgs),
+            [Value::Str(name)] if message.addr == "/patch/save" => Item::Save(name),
+            [Value::Str(name)] => Item::Load(name),
+            _ => return Err(Error::WrongArgs.into()),
         },
-        address => Request::parse(address, &args).map(Item::Edit),
+        "/map" => {
+            let (address, spec) = mapping::parse_map(&args)?;
+            Item::Map { address, spec }
+        }
+        "/unmap" => match args[..] {
+            [Value::Str(address)] => Item::Unmap { address, which: None },
+            [Value::Str(address), ref id, Value::Str(param)] => {
+                Item::Unmap { address, which: Some((id_of(id)?, param)) }
+            }
+            _ => return Err(Error::WrongArgs.into()),
+        },
+        "/map/learn" => Item::Learn(MapSpec::parse(&args)?),
+        "/notify" => match args[..] {
+            [ref on] => match id_of(on)? {
+                0 => Item::Notify(None),
+                1 => Item::Notify(Some(0)),
+                _ => return Err(Error::WrongArgs.into()),
+            },
+            [ref on, ref port] if id_of(on)? == 1 => match u16::try_from(id_of(port)?) {
+                Ok(port) if port > 0 => Item::Notify(Some(port)),
+                _ => return Err(Error::WrongArgs.into()),
+            },
+            _ => return Err(Error::WrongArgs.into()),
+        },
+        address if address.starts_with("/m/") => {
+            let (id, param) = param_address(address).ok_or(Error::UnknownAddress)?;
+            match args[..] {
+                [] => Item::Get { id, param },
+                [value] => Item::Edit(Request::Set { id, param, value }),
+                _ => return Err(Error::WrongArgs.into()),
+            }
+        }
+        address => match Request::parse(address, &args) {
+            Ok(request) => Item::Edit(request),
+            Err(Error::UnknownAddress) => Item::Other { address, args },
+            Err(e) => return Err(e.into()),
+        },
+    })
+}
+
+/// `/m/<id>/<param>`'s id and parameter name; None for another shape.
+fn param_address(address: &str) -> Option<(i32, &str)> {
+    let (id, param) = address.strip_prefix("/m/")?.split_once('/')?;
+    let digits = !id.is_empty() && id.len() <= 5 && id.bytes().all(|b| b.is_ascii_digit());
+    let named = !param.is_empty() && !param.contains('/');
+    (digits && named).then(|| id.parse().ok()).flatten().map(|id| (id, param))
+}
+
+/// The first query (`/m/<id>/<param>` without a value) among `items` that the patch as
+/// `requests` (the bundle's edits) leave it cannot answer: its index and why. A bundle's
+/// queries answer after its edits, so they are checked on a copy with the edits applied
+/// (only when a bundle holds both; refused edits are left to the submission to report).
+fn refused_query(ledger: &Ledger, items: &[Item<'_>], requests: &[Request<'_>]) -> Option<(usize, Error)> {
+    let queries: Vec<(usize, i32, &str)> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| if let Item::Get { id, param } = *item { Some((i, id, param)) } else { None })
+        .collect();
+    if queries.is_empty() {
+        return None;
     }
+    let after;
+    let patch = if requests.is_empty() {
+        ledger
+    } else {
+        let mut copy = ledger.clone();
+        let staged = copy.check_bundle(requests).ok()?;
+        copy.commit(staged).ok()?;
+        after = copy;
+        &after
+    };
+    queries.into_iter().find_map(|(i, id, param)| patch.param_of(id, param).err().map(|e| (i, e)))
+}
+
+/// `/m/<id>/<param>`'s answer: the address as asked, the value ([`feedback::value_arg`]).
+fn get_reply(message: &OscMessage, ledger: &Ledger, id: i32, param: &str) -> OscMessage {
+    let answer = ledger.param_of(id, param).and_then(|(id, p)| {
+        let kind = ledger.topology().kind(id).ok_or(Error::NoSuchModule(id))?;
+        let value = ledger.params(id).and_then(|v| v.get(p as usize)).copied().ok_or(Error::UnknownParam)?;
+        Ok(feedback::value_arg(&kind.params()[p as usize], value))
+    });
+    match answer {
+        Ok(arg) => OscMessage { addr: message.addr.clone(), args: vec![arg] },
+        Err(e) => Failure::Refused(e).reply(&message.addr),
+    }
+}
+
+/// What the learner of a mapping is told: `/map/learned` and the `/map` arguments that
+/// make it again (address, id, param, min, max, curve).
+fn learned_message(m: &Mapping) -> OscMessage {
+    let args = vec![
+        OscType::String(m.address.clone()),
+        int(m.id),
+        OscType::String(m.spec().name.into()),
+        OscType::Float(m.min),
+        OscType::Float(m.max),
+        OscType::String(m.curve.name().into()),
+    ];
+    OscMessage { addr: "/map/learned".into(), args }
+}
+
+/// Locks `mutex`, whatever a panicking holder left (the state is plain data, valid either way).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// An OSC argument as a core value: int32, float32 and string as they are; a float64 within
@@ -971,6 +1382,206 @@ mod tests {
         server.count_timing(at(now + Duration::from_secs(1)), now);
         server.count_timing(at(now + Duration::from_secs(2)), now);
         assert_eq!((server.stats.late_bundles(), server.stats.early_bundles()), (1, 2));
+    }
+
+    fn f(x: f32) -> OscType {
+        OscType::Float(x)
+    }
+
+    fn i(n: i32) -> OscType {
+        OscType::Int(n)
+    }
+
+    #[test]
+    fn an_address_per_parameter_sets_and_answers_as_module_set_does() {
+        let server = Running::start(1);
+        server.send("/module/new", vec![s("vco"), i(1)]);
+        server.reply();
+        server.send("/m/1/freq", vec![f(220.0)]);
+        assert_eq!(server.reply(), OscMessage { addr: "/done".into(), args: vec![s("/m/1/freq"), f(220.0)] });
+        assert_eq!(server.engine.sent()[1], (0, Command::Set { id: 1, param: 0, value: 220.0 }));
+        server.send("/m/1/freq", vec![]);
+        assert_eq!(server.reply(), OscMessage { addr: "/m/1/freq".into(), args: vec![f(220.0)] });
+        server.send("/m/1/wave", vec![i(3)]);
+        server.reply();
+        server.send("/m/1/wave", vec![]);
+        assert_eq!(server.reply().args, vec![s("sine")], "an enumeration answers by name");
+        server.send("/m/1/wave", vec![s("square")]);
+        assert_eq!(server.reply().addr, "/done");
+        let refused = [
+            ("/m/2/freq", vec![f(1.0)], FailName::NoSuchModule),
+            ("/m/2/freq", vec![], FailName::NoSuchModule),
+            ("/m/1/bogus", vec![f(1.0)], FailName::UnknownParam),
+            ("/m/1/bogus", vec![], FailName::UnknownParam),
+            ("/m/1/freq", vec![f(f32::NAN)], FailName::NotFinite),
+            ("/m/1/wave", vec![s("noise")], FailName::BadValue),
+            ("/m/1/freq", vec![f(1.0), f(2.0)], FailName::WrongArgs),
+            ("/m/x/freq", vec![f(1.0)], FailName::UnknownAddress),
+            ("/m/1/freq/x", vec![f(1.0)], FailName::UnknownAddress),
+            ("/m/10000/freq", vec![f(1.0)], FailName::IdOutOfRange),
+        ];
+        let sent = server.engine.sent().len();
+        for (addr, args, name) in refused {
+            server.send(addr, args.clone());
+            assert_eq!(fail_name(&server.reply()), (addr, name), "{addr} {args:?}");
+        }
+        assert_eq!(server.engine.sent().len(), sent, "refusals change nothing");
+    }
+
+    #[test]
+    fn a_mapped_address_drives_its_parameters_until_unmapped_or_freed() {
+        let server = Running::start(1);
+        for (addr, args) in [
+            ("/module/new", vec![s("vco"), i(1)]),
+            ("/map", vec![s("/1/fader1"), i(1), s("freq"), f(20.0), f(20_000.0), s("exp")]),
+            ("/map", vec![s("/1/fader1"), i(1), s("level")]),
+        ] {
+            server.send(addr, args);
+            assert_eq!(server.reply().addr, "/done", "{addr}");
+        }
+        server.send("/1/fader1", vec![f(0.5)]);
+        assert_eq!(server.reply(), OscMessage { addr: "/done".into(), args: vec![s("/1/fader1"), f(0.5)] });
+        let params = server.ledger.lock().unwrap().params(1).unwrap().to_vec();
+        // The geometric middle of 20..20000 Hz, to f32's pow.
+        assert!((params[0] - 632.455_5).abs() < 0.06 && params[3] == 0.5, "{params:?}");
+        assert_eq!(*server.engine.batches.lock().unwrap(), 2, "both parameters in one block");
+        server.send("/map/list", vec![]);
+        let list = server.reply();
+        let lines = [s("/map /1/fader1 1 freq_hz 20 20000 exp"), s("/map /1/fader1 1 level 0 1 lin")];
+        assert_eq!(list.args, [vec![i(1), i(1)], lines.to_vec()].concat());
+        assert!(server.ledger.lock().unwrap().dump().ends_with(&lines.map(|l| match l {
+            OscType::String(l) => l,
+            _ => unreachable!(),
+        })));
+
+        let refused = [
+            ("/map", vec![s("/a"), i(2), s("freq")], FailName::NoSuchModule),
+            ("/map", vec![s("/a"), i(1), s("cutoff")], FailName::UnknownParam),
+            ("/map", vec![s("/status"), i(1), s("freq")], FailName::BadValue),
+            ("/map", vec![s("/a"), i(1), s("freq"), f(0.0), f(1.0), s("exp")], FailName::BadValue),
+            ("/map", vec![s("/a"), i(1), s("freq"), f(f32::NAN), f(1.0)], FailName::NotFinite),
+            ("/map", vec![s("/a"), i(1)], FailName::WrongArgs),
+            ("/unmap", vec![s("/a")], FailName::NoSuchMapping),
+            ("/unmap", vec![s("/1/fader1"), i(1), s("pw")], FailName::NoSuchMapping),
+            ("/1/fader1", vec![], FailName::WrongArgs),
+            ("/1/fader1", vec![f(f32::INFINITY)], FailName::NotFinite),
+            ("/1/fader2", vec![f(0.5)], FailName::UnknownAddress),
+        ];
+        let before = server.ledger.lock().unwrap().dump();
+        for (addr, args, name) in refused {
+            server.send(addr, args.clone());
+            assert_eq!(fail_name(&server.reply()), (addr, name), "{addr} {args:?}");
+        }
+        assert_eq!(server.ledger.lock().unwrap().dump(), before, "refusals change nothing");
+
+        server.send("/unmap", vec![s("/1/fader1"), i(1), s("level")]);
+        assert_eq!(server.reply().addr, "/done");
+        assert_eq!(server.ledger.lock().unwrap().mappings().len(), 1);
+        server.send("/module/free", vec![i(1)]);
+        server.reply();
+        assert!(server.ledger.lock().unwrap().mappings().is_empty(), "freed with its module");
+    }
+
+    #[test]
+    fn a_query_in_a_bundle_answers_after_its_edits_or_refuses_the_bundle() {
+        let server = Running::start(1);
+        server.send("/module/new", vec![s("vco"), i(1)]);
+        server.reply();
+        server.send_packet(bundle(vec![msg("/m/1/freq", vec![f(220.0)]), msg("/m/1/freq", vec![])]));
+        assert_eq!(server.reply().addr, "/done");
+        assert_eq!(server.reply(), OscMessage { addr: "/m/1/freq".into(), args: vec![f(220.0)] });
+        server.send_packet(bundle(vec![msg("/patch/clear", vec![]), msg("/m/1/freq_hz", vec![])]));
+        assert_eq!(fail_name(&server.reply()), ("/m/1/freq_hz", FailName::NoSuchModule));
+        assert_eq!(server.ledger.lock().unwrap().modules(), 1, "the clear did not apply");
+    }
+
+    #[test]
+    fn a_bundle_may_make_a_module_and_map_it_all_or_none() {
+        let server = Running::start(1);
+        let voice = |param: &str| {
+            bundle(vec![msg("/module/new", vec![s("vco"), i(1)]), msg("/map", vec![s("/x"), i(1), s(param)])])
+        };
+        server.send_packet(voice("cutoff"));
+        assert_eq!(fail_name(&server.reply()), ("/map", FailName::UnknownParam));
+        assert_eq!(server.ledger.lock().unwrap().modules(), 0);
+        server.send_packet(voice("pw"));
+        assert_eq!((server.reply().addr, server.reply().addr), ("/done".into(), "/done".into()));
+        assert_eq!(server.ledger.lock().unwrap().mappings().len(), 1);
+        server.send_packet(bundle(vec![msg("/map/list", vec![]), msg("/status", vec![])]));
+        assert_eq!(fail_name(&server.reply()), ("/map/list", FailName::WrongArgs));
+    }
+
+    #[test]
+    fn learn_maps_the_next_unknown_address_and_tells_the_learner() {
+        let server = Running::start(1);
+        server.send("/module/new", vec![s("vco"), i(1)]);
+        server.reply();
+        server.send("/map/learn", vec![i(1), s("nothing")]);
+        assert_eq!(fail_name(&server.reply()), ("/map/learn", FailName::UnknownParam));
+        server.send("/map/learn", vec![i(1), s("level"), f(0.0), f(0.5)]);
+        assert_eq!(server.reply().addr, "/done");
+        let controller = UdpSocket::bind("127.0.0.1:0").unwrap();
+        controller.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let fader = rosc::encoder::encode(&msg("/2/rotary", vec![f(0.5)])).unwrap();
+        controller.send_to(&fader, server.server).unwrap();
+        let mut buf = [0u8; 1024];
+        let (n, _) = controller.recv_from(&mut buf).unwrap();
+        let reply = match rosc::decoder::decode_udp(&buf[..n]).unwrap().1 {
+            OscPacket::Message(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reply, OscMessage { addr: "/done".into(), args: vec![s("/2/rotary"), f(0.5)] });
+        let learned = server.reply();
+        let expected = vec![s("/2/rotary"), i(1), s("level"), f(0.0), f(0.5), s("lin")];
+        assert_eq!(learned, OscMessage { addr: "/map/learned".into(), args: expected });
+        assert_eq!(server.ledger.lock().unwrap().params(1).unwrap()[3], 0.25);
+        controller.send_to(&rosc::encoder::encode(&msg("/2/other", vec![f(0.5)])).unwrap(), server.server).unwrap();
+        let (n, _) = controller.recv_from(&mut buf).unwrap();
+        let OscPacket::Message(reply) = rosc::decoder::decode_udp(&buf[..n]).unwrap().1 else { panic!() };
+        assert_eq!(fail_name(&reply), ("/2/other", FailName::UnknownAddress), "one learn, one address");
+    }
+
+    #[test]
+    fn notify_sends_others_changes_scaled_back_and_not_ones_own() {
+        let server = Running::start(1);
+        for (addr, args) in [
+            ("/module/new", vec![s("vco"), i(1)]),
+            ("/map", vec![s("/1/fader1"), i(1), s("freq"), f(20.0), f(20_000.0), s("exp")]),
+        ] {
+            server.send(addr, args);
+            assert_eq!(server.reply().addr, "/done");
+        }
+        let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+        listener.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let ask = |addr: &str, args: Vec<OscType>| {
+            let bytes = rosc::encoder::encode(&msg(addr, args)).unwrap();
+            listener.send_to(&bytes, server.server).unwrap();
+        };
+        let next = || {
+            let mut buf = [0u8; 1024];
+            let (n, _) = listener.recv_from(&mut buf).unwrap();
+            let OscPacket::Message(m) = rosc::decoder::decode_udp(&buf[..n]).unwrap().1 else { panic!() };
+            m
+        };
+        ask("/notify", vec![i(1)]);
+        assert_eq!(next(), OscMessage { addr: "/done".into(), args: vec![s("/notify"), i(1)] });
+        server.send("/m/1/freq", vec![f(632.455_5)]);
+        server.reply();
+        let fader = next();
+        assert_eq!(fader.addr, "/1/fader1");
+        let OscType::Float(x) = fader.args[0] else { panic!("{fader:?}") };
+        assert!((x - 0.5).abs() < 1e-5, "{x}");
+        assert_eq!(next(), OscMessage { addr: "/m/1/freq_hz".into(), args: vec![f(632.455_5)] });
+        // Its own change is not echoed: the next it hears is the other client's.
+        ask("/1/fader1", vec![f(1.0)]);
+        assert_eq!(next().addr, "/done");
+        server.send("/m/1/level", vec![f(0.5)]);
+        server.reply();
+        assert_eq!(next(), OscMessage { addr: "/m/1/level".into(), args: vec![f(0.5)] });
+        ask("/notify", vec![i(0)]);
+        assert_eq!(next().addr, "/done");
+        ask("/notify", vec![i(2)]);
+        assert_eq!(fail_name(&next()), ("/notify", FailName::WrongArgs));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use synthpool_core::script::parse_line;
 
 use crate::engine::{Busy, Engine};
 use crate::ledger::{Ledger, Refused};
+use crate::mapping::{self, MapError, MapSpec};
 use crate::protocol::Failure;
 
 /// Longest patch name, bytes.
@@ -163,8 +164,18 @@ fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
 
 /// The thread that saves the last patch after changes.
 pub struct Saver {
-    wake: SyncSender<()>,
+    wake: SyncSender<Wake>,
     thread: JoinHandle<()>,
+}
+
+/// What the saver is woken for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// The patch changed.
+    Changed,
+    /// Save what is pending and end (whoever still holds a [`Notifier`]: a shared OSC server,
+    /// an OSCQuery connection on its way out).
+    Finish,
 }
 
 impl Saver {
@@ -187,7 +198,8 @@ impl Saver {
 
     /// Saves what is pending and ends the thread.
     pub fn finish(self) {
-        drop(self.wake);
+        // Blocks only while a wake-up waits in the channel, which the thread is taking.
+        let _ = self.wake.send(Wake::Finish);
         let _ = self.thread.join();
     }
 }
@@ -195,20 +207,25 @@ impl Saver {
 /// Tells the [`Saver`] that the patch changed; never blocks (a wake-up already pending covers
 /// this change too).
 #[derive(Clone, Debug)]
-pub struct Notifier(SyncSender<()>);
+pub struct Notifier(SyncSender<Wake>);
 
 impl Notifier {
     /// The patch changed.
     pub fn changed(&self) {
-        let _ = self.0.try_send(());
+        let _ = self.0.try_send(Wake::Changed);
     }
 }
 
-fn save_on_change(store: &Store, ledger: &Mutex<Ledger>, changes: &Receiver<()>) {
+fn save_on_change(store: &Store, ledger: &Mutex<Ledger>, wakes: &Receiver<Wake>) {
     let mut last_saved: Option<Vec<String>> = None;
-    while changes.recv().is_ok() {
+    let mut finishing = false;
+    while !finishing {
+        // Every sender gone is a finish too.
+        finishing = wakes.recv().map_or(true, |wake| wake == Wake::Finish);
         // Take every wake-up that came meanwhile: one write covers them all.
-        while let Ok(()) = changes.try_recv() {}
+        while let Ok(wake) = wakes.try_recv() {
+            finishing |= wake == Wake::Finish;
+        }
         let lines = ledger.lock().unwrap_or_else(PoisonError::into_inner).dump();
         if last_saved.as_ref() == Some(&lines) {
             continue;
@@ -230,6 +247,13 @@ pub enum ScriptRefused {
         /// Why.
         error: Error,
     },
+    /// Line `line` (1-based), a mapping, was refused with `error`; nothing changed.
+    Map {
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        error: MapError,
+    },
     /// The workers' rings had no room for it; nothing changed.
     Busy,
 }
@@ -238,29 +262,46 @@ impl std::fmt::Display for ScriptRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ScriptRefused::Line { line, error } => write!(f, "line {line}: {}", Failure::Refused(*error)),
+            ScriptRefused::Map { line, error } => write!(f, "line {line}: {}", Failure::from(*error)),
             ScriptRefused::Busy => write!(f, "{}", Failure::Busy),
         }
     }
 }
 
-/// The requests of a script's lines (their times ignored), each with its 1-based line number.
+/// A script's lines read: its requests and its mappings (times ignored), each with its
+/// 1-based line number.
+#[derive(Debug, Default)]
+pub struct ScriptLines<'a> {
+    /// The requests, in order.
+    pub requests: Vec<(usize, Request<'a>)>,
+    /// The mappings (`/map` lines): address and what it asks.
+    pub maps: Vec<(usize, &'a str, MapSpec)>,
+}
+
+/// Reads a script's lines.
 ///
 /// # Errors
 /// The first line that does not parse.
-pub fn script_requests(text: &str) -> Result<Vec<(usize, Request<'_>)>, ScriptRefused> {
-    let mut requests = Vec::new();
+pub fn script_requests(text: &str) -> Result<ScriptLines<'_>, ScriptRefused> {
+    let mut lines = ScriptLines::default();
     for (number, line) in text.lines().enumerate() {
+        if let Some(map) = mapping::parse_map_line(line) {
+            let (address, spec) = map.map_err(|error| ScriptRefused::Map { line: number + 1, error })?;
+            lines.maps.push((number + 1, address, spec));
+            continue;
+        }
         match parse_line(line, 0.0) {
-            Ok((_, Some(request))) => requests.push((number + 1, request)),
+            Ok((_, Some(request))) => lines.requests.push((number + 1, request)),
             Ok((_, None)) => {}
             Err(error) => return Err(ScriptRefused::Line { line: number + 1, error }),
         }
     }
-    Ok(requests)
+    Ok(lines)
 }
 
 /// Applies the script `text` as one bundle, all or none: with `replace`, the patch is cleared
-/// first (in the same block). Returns how many requests it held.
+/// first (in the same block). Its mappings are checked with it and made after its requests.
+/// Returns how many requests and mappings it held.
 ///
 /// # Errors
 /// A line that does not parse or is refused, or rings without room: nothing changed.
@@ -271,21 +312,28 @@ pub fn apply_script(
     replace: bool,
 ) -> Result<usize, ScriptRefused> {
     let lines = script_requests(text)?;
-    let mut requests: Vec<Request<'_>> = Vec::with_capacity(lines.len() + 1);
+    let mut requests: Vec<Request<'_>> = Vec::with_capacity(lines.requests.len() + 1);
     if replace {
         requests.push(Request::Clear);
     }
-    requests.extend(lines.iter().map(|&(_, r)| r));
+    requests.extend(lines.requests.iter().map(|&(_, r)| r));
+    let mappings = ledger
+        .check_maps(&requests, lines.maps.iter().map(|(_, address, spec)| (*address, spec)))
+        .map_err(|(k, error)| ScriptRefused::Map { line: lines.maps[k].0, error })?;
     let first = usize::from(replace);
     ledger
         .submit_with(&requests, |commands| if commands.is_empty() { Ok(()) } else { engine.send_together(commands) })
         .map_err(|refused| match refused {
             Refused::Invalid { index, error } => {
-                ScriptRefused::Line { line: index.checked_sub(first).map_or(0, |i| lines[i].0), error }
+                ScriptRefused::Line { line: index.checked_sub(first).map_or(0, |i| lines.requests[i].0), error }
             }
             Refused::Send(Busy) => ScriptRefused::Busy,
         })?;
-    Ok(lines.len())
+    for mapping in mappings {
+        // Checked against the patch the requests left: cannot fail.
+        let _ = ledger.map(mapping);
+    }
+    Ok(lines.requests.len() + lines.maps.len())
 }
 
 /// Restores the last patch saved in `store` onto an empty `ledger`: as one bundle, or, if
@@ -312,6 +360,17 @@ pub fn feed_script(ledger: &mut Ledger, engine: &dyn Engine, text: &str) -> (usi
     let mut applied = 0;
     let mut problems = Vec::new();
     for (number, line) in text.lines().enumerate() {
+        if let Some(map) = mapping::parse_map_line(line) {
+            let mapped = map.and_then(|(address, spec)| {
+                let mapping = spec.resolve(address, |id| ledger.topology().kind(id))?;
+                ledger.map(mapping)
+            });
+            match mapped {
+                Ok(()) => applied += 1,
+                Err(error) => problems.push(format!("line {}: {}", number + 1, Failure::from(error))),
+            }
+            continue;
+        }
         let request = match parse_line(line, 0.0) {
             Ok((_, Some(request))) => request,
             Ok((_, None)) => continue,
@@ -378,6 +437,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("synthpool-persist-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn the_saver_finishes_with_the_last_change_though_notifiers_live_on() {
+        let store = Store::new(scratch("saver"));
+        let ledger = Arc::new(Mutex::new(Ledger::new(1)));
+        let saver = Saver::start(store.clone(), Arc::clone(&ledger)).unwrap();
+        let notifier = saver.notifier();
+        ledger.lock().unwrap().submit(&Request::New { kind: "vco", id: 1 }).unwrap();
+        notifier.changed();
+        // A notifier still held (a shared OSC server's) does not keep the saver from ending.
+        saver.finish();
+        assert!(store.load_last().unwrap().unwrap().ends_with("/module/new vco 1\n"));
+        notifier.changed();
     }
 
     #[test]

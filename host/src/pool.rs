@@ -452,10 +452,8 @@ impl Pool {
         let inline_core = self.cores.get(INLINE_LANE).copied().filter(|&c| {
             self.inline.load(Ordering::Relaxed) && self.cores.iter().filter(|&&other| other == c).count() == 1
         });
-        let core = self
-            .free_core
-            .or(inline_core)
-            .filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+        let core =
+            self.free_core.or(inline_core).filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
         self.audio_alone.store(core.is_some(), Ordering::Relaxed);
         AudioThread { realtime: sched::set_realtime(AUDIO_PRIORITY).is_ok(), core }
     }

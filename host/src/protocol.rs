@@ -12,6 +12,7 @@ use rosc::{OscMessage, OscType};
 use synthpool_core::command::Error;
 
 use crate::engine::Busy;
+use crate::mapping::MapError;
 use crate::persist::StoreError;
 
 /// Figures before the per-worker part of `/status` (the last of them is `worker_fields`).
@@ -321,11 +322,15 @@ pub enum FailName {
     NoStore,
     /// The patches folder could not be read or written.
     Io,
+    /// `/unmap` of a mapping that does not exist.
+    NoSuchMapping,
+    /// No room for another mapping or feedback client.
+    TooMany,
 }
 
 impl FailName {
     /// Every name, in PROTOCOL.md's order.
-    pub const ALL: [FailName; 20] = [
+    pub const ALL: [FailName; 22] = [
         FailName::UnknownAddress,
         FailName::WrongArgs,
         FailName::UnknownKind,
@@ -346,6 +351,8 @@ impl FailName {
         FailName::NoSuchPatch,
         FailName::NoStore,
         FailName::Io,
+        FailName::NoSuchMapping,
+        FailName::TooMany,
     ];
 
     /// The name as `/fail` sends it (`RackFull`).
@@ -371,6 +378,8 @@ impl FailName {
             FailName::NoSuchPatch => "NoSuchPatch",
             FailName::NoStore => "NoStore",
             FailName::Io => "Io",
+            FailName::NoSuchMapping => "NoSuchMapping",
+            FailName::TooMany => "TooMany",
         }
     }
 }
@@ -438,6 +447,10 @@ pub enum Failure {
     NoStore,
     /// The patches folder refused it: a bad name, no such patch, or an I/O error.
     Store(StoreError),
+    /// A mapping request was refused (`/map`, `/unmap`, `/map/learn`).
+    Map(MapError),
+    /// `/notify 1` with [`crate::feedback::MAX_CLIENTS`] clients registered already.
+    TooManyClients,
 }
 
 impl Failure {
@@ -450,6 +463,8 @@ impl Failure {
             Failure::Store(StoreError::BadName) => FailName::BadName,
             Failure::Store(StoreError::NoSuchPatch) => FailName::NoSuchPatch,
             Failure::Store(StoreError::Io(_)) => FailName::Io,
+            Failure::Map(error) => error.name(),
+            Failure::TooManyClients => FailName::TooMany,
         }
     }
 
@@ -460,6 +475,10 @@ impl Failure {
             Failure::Busy => "worker ring full".into(),
             Failure::NoStore => "this server keeps no patches".into(),
             Failure::Store(error) => error.to_string(),
+            Failure::Map(error) => error.to_string(),
+            Failure::TooManyClients => {
+                format!("no room for another feedback client ({})", crate::feedback::MAX_CLIENTS)
+            }
         }
     }
 
@@ -487,6 +506,15 @@ impl From<Error> for Failure {
 impl From<Busy> for Failure {
     fn from(_: Busy) -> Failure {
         Failure::Busy
+    }
+}
+
+impl From<MapError> for Failure {
+    fn from(error: MapError) -> Failure {
+        match error {
+            MapError::Refused(error) => Failure::Refused(error),
+            other => Failure::Map(other),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `synthpool` itself: start-up in order (shared region, workers, then OSC and audio), the
 //! demo player, offline rendering through the same pool, and a clean stop.
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -49,6 +49,8 @@ pub struct ServeOptions {
     pub state_dir: PathBuf,
     /// Start with an empty patch instead of restoring the last one.
     pub fresh: bool,
+    /// Announce the OSC and OSCQuery servers by mDNS (`_osc._udp`, `_oscjson._tcp`).
+    pub announce: bool,
 }
 
 fn log(stage: &str, took: Duration) {
@@ -109,9 +111,11 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
     let local = socket.local_addr()?;
     let mut osc = crate::osc::Server::new(socket, engine.clone(), ledger.clone()).with_allow(options.allow.clone());
     osc = osc.with_store(store.clone(), saver.as_ref().map(Saver::notifier));
+    let osc = Arc::new(osc);
     let placement = osc_placement(&pool);
     let osc_thread = {
         let stop = stop.clone();
+        let osc = osc.clone();
         std::thread::Builder::new().name("osc".into()).spawn(move || {
             placement.apply();
             osc.run(&stop)
@@ -122,6 +126,21 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
         let nets: Vec<String> = options.allow.iter().map(ToString::to_string).collect();
         println!("synthpool: answering only senders in {}", nets.join(", "));
     }
+    // OSCQuery on the same port number over TCP. A port taken on TCP costs discovery, not
+    // the server: it is announced and carries on.
+    let t_query = Instant::now();
+    let query_thread = match TcpListener::bind(local) {
+        Ok(listener) => {
+            let thread = crate::oscquery::spawn(listener, osc.clone(), local, stop.clone())?;
+            log(&format!("OSCQuery on http://{local}/ (the page: http://{local}/?HTML)"), t_query.elapsed());
+            Some(thread)
+        }
+        Err(e) => {
+            eprintln!("synthpool: OSCQuery: cannot listen on tcp://{local}: {e}; carrying on without it");
+            None
+        }
+    };
+    let _announcer = announce(options.announce && query_thread.is_some(), local);
 
     // Played for the server's life: leaked once, so the player may borrow it from any thread.
     let script: Option<&'static str> =
@@ -195,6 +214,10 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
         println!("synthpool: demo: {late} blocks' lines queued late");
     }
     let _ = osc_thread.join();
+    if let Some(thread) = query_thread {
+        let _ = thread.join();
+    }
+    drop(osc);
     if let Ok(recoveries) = supervisor.join()
         && recoveries.relaunched + recoveries.retired > 0
     {
@@ -221,6 +244,28 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
         stats.xruns.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// Announces the server by mDNS when `wanted` and someone else could reach it (not when it
+/// listens on loopback only); the announcement lasts as long as the daemon returned.
+fn announce(wanted: bool, local: SocketAddr) -> Option<mdns_sd::ServiceDaemon> {
+    if !wanted {
+        return None;
+    }
+    if local.ip().is_loopback() {
+        println!("synthpool: not announced by mDNS: listening on {} only (see --bind)", local.ip());
+        return None;
+    }
+    match crate::oscquery::announce(local.ip(), local.port()) {
+        Ok(daemon) => {
+            println!("synthpool: announced by mDNS as {}", crate::oscquery::SERVICE_TYPES.join(" and "));
+            Some(daemon)
+        }
+        Err(e) => {
+            eprintln!("synthpool: cannot announce by mDNS: {e}");
+            None
+        }
+    }
 }
 
 /// Where the OSC thread runs: on a core no worker is pinned to when there is one, else on
@@ -332,14 +377,16 @@ pub struct RenderReport {
 }
 
 /// Renders `script` for `seconds` through a pool of `workers`, as fast as the CPU allows, and
-/// writes `out`. Lines apply at the same blocks as live.
+/// writes `out`. Lines apply at the same blocks as live; `/map` lines are skipped.
 ///
 /// # Errors
 /// The pool cannot start or the file cannot be written.
 pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, out: &Path) -> io::Result<RenderReport> {
     let (pool, _) = Pool::start(&PoolConfig { workers, sample_rate_hz, worker_exe: None, inline: true })?;
     let before = crate::alloc_count::counted_allocations();
-    let (samples, refused) = render_with(&pool, script, seconds)?;
+    // A saved patch's mappings wait for controllers: offline there are none.
+    let script = crate::mapping::without_maps(script);
+    let (samples, refused) = render_with(&pool, &script, seconds)?;
     let after = crate::alloc_count::counted_allocations();
     let (mut allocations, mut frees) = (after.0 - before.0, after.1 - before.1);
     for w in 0..Engine::workers(&pool) {
@@ -374,7 +421,12 @@ pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f
     render_on_audio_thread(pool, script, seconds, false)
 }
 
-fn render_on_audio_thread(pool: &Pool, script: &str, seconds: f64, balance: bool) -> io::Result<(Vec<f32>, Vec<String>)> {
+fn render_on_audio_thread(
+    pool: &Pool,
+    script: &str,
+    seconds: f64,
+    balance: bool,
+) -> io::Result<(Vec<f32>, Vec<String>)> {
     // The render loop is the offline audio thread, set up as the live one is
     // (`Pool::enter_audio_thread`: real-time above the workers, on a core of its own if any).
     std::thread::scope(|scope| {

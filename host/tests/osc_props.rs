@@ -115,14 +115,19 @@ fn step(h: &Harness, datagram: &[u8]) -> Result<(), TestCaseError> {
             let reply = reply.unwrap();
             match message.addr.as_str() {
                 "/status" => prop_assert_eq!(&reply.addr, "/status"),
-                "/patch/dump" => {
-                    prop_assert_eq!(&reply.addr, "/patch/dump");
+                "/patch/dump" | "/map/list" => {
+                    prop_assert_eq!(&reply.addr, &message.addr);
                     let parts = match reply.args.get(1) {
                         Some(OscType::Int(n)) => *n as usize,
                         _ => 0,
                     };
                     prop_assert!(parts >= 1, "{:?}", reply);
                     at += parts - 1;
+                }
+                // A parameter's own address without a value: its value, at that address.
+                addr if addr.starts_with("/m/") && message.args.is_empty() => {
+                    prop_assert_eq!(&reply.addr, addr);
+                    prop_assert_eq!(reply.args.len(), 1, "{:?}", reply);
                 }
                 addr => {
                     prop_assert_eq!(&reply.addr, "/done");
@@ -150,6 +155,14 @@ fn dump_rebuilds(h: &Harness) -> Result<(), TestCaseError> {
     let lines = dump(h);
     let mut fresh = Ledger::new(WORKERS);
     for line in &lines {
+        if let Some(map) = synthpool_host::mapping::parse_map_line(line) {
+            let mapped = map.and_then(|(address, spec)| {
+                let mapping = spec.resolve(address, |id| fresh.topology().kind(id))?;
+                fresh.map(mapping)
+            });
+            prop_assert!(mapped.is_ok(), "{}: {:?}", line, mapped);
+            continue;
+        }
         let request = parse_line(line, 0.0).map(|(_, r)| r);
         prop_assert!(matches!(request, Ok(Some(_))), "{}: {:?}", line, request);
         let submitted = fresh.submit(&request.unwrap().unwrap());
@@ -262,8 +275,9 @@ fn any_arg() -> BoxedStrategy<OscType> {
 }
 
 /// The protocol's addresses, weighted by repetition (`/patch/clear` rare: it empties the
-/// patch), and a few that are not.
-const ADDRESSES: [&str; 20] = [
+/// patch), and a few that are not. `/m` stands for `/m/<id>/<param>` with a value, `/m?` for
+/// it without one (a query); `/fader` is the address `/map` maps.
+const ADDRESSES: [&str; 26] = [
     "/module/new",
     "/module/new",
     "/module/new",
@@ -284,7 +298,16 @@ const ADDRESSES: [&str; 20] = [
     "/patch/dump",
     "/module/bogus",
     "/module/new/",
+    "/m",
+    "/m?",
+    "/map",
+    "/fader",
+    "/fader",
+    "/map/list",
 ];
+
+/// The address a mapped controller sends in these tests.
+const FADER: &str = "/fader";
 
 /// A message of the protocol's shape for its address (right count, mostly right types), or
 /// one with any arguments at all.
@@ -297,21 +320,35 @@ fn message() -> impl Strategy<Value = OscMessage> {
         select(params()),
         select(ports()),
         value_arg(),
+        value_arg(),
     )
-        .prop_map(|(addr, kind, id, other, param, port, value)| {
+        .prop_map(|(addr, kind, id, other, param, port, value, bound)| {
             let s = |t: &str| OscType::String(t.into());
-            let args = match addr {
-                "/module/new" => vec![s(kind), id],
-                "/module/free" => vec![id],
-                "/module/set" => vec![id, s(param), value],
-                "/patch" | "/unpatch" => vec![id, s(OUTPUT_PORT), other, s(port)],
-                _ => vec![],
+            let (addr, args) = match addr {
+                "/module/new" => (addr.to_owned(), vec![s(kind), id]),
+                "/module/free" => (addr.to_owned(), vec![id]),
+                "/module/set" => (addr.to_owned(), vec![id, s(param), value]),
+                "/patch" | "/unpatch" => (addr.to_owned(), vec![id, s(OUTPUT_PORT), other, s(port)]),
+                "/m" => (format!("/m/{}/{param}", id_text(&id)), vec![value]),
+                "/m?" => (format!("/m/{}/{param}", id_text(&id)), vec![]),
+                "/map" => (addr.to_owned(), vec![s(FADER), id, s(param), value, bound, s("exp")]),
+                "/fader" => (addr.to_owned(), vec![value]),
+                _ => (addr.to_owned(), vec![]),
             };
-            OscMessage { addr: addr.into(), args }
+            OscMessage { addr, args }
         });
     let loose = (select(ADDRESSES.to_vec()), prop::collection::vec(any_arg(), 0..5))
         .prop_map(|(addr, args)| OscMessage { addr: addr.into(), args });
     prop_oneof![8 => shaped, 1 => loose]
+}
+
+/// An id argument written into an address (`/m/<id>/...`): ints as they are, anything else
+/// as a word that is no id.
+fn id_text(id: &OscType) -> String {
+    match id {
+        OscType::Int(i) => i.to_string(),
+        _ => "x".into(),
+    }
 }
 
 /// Timetags: now, before 1970 (0 and 1 s past 1900), long past, soon, and the far future.
@@ -467,6 +504,23 @@ fn a_bundle_timetagged_before_1970_applies_at_once() {
         &h,
         &encode(&OscPacket::Bundle(OscBundle { timetag: OscTime { seconds: 0, fractional: 0 }, content: vec![] })),
     );
+}
+
+/// Found by the property above: a bundle that cleared the patch and then asked a parameter's
+/// value was answered `/done` and then `/fail` (the query checked before the clear, answered
+/// after). A bundle's queries are checked on the patch its edits leave: the bundle is refused.
+#[test]
+fn a_query_after_a_clear_in_one_bundle_refuses_the_bundle() {
+    let h = harness();
+    let query = |addr: &str| OscPacket::Message(OscMessage { addr: addr.into(), args: vec![] });
+    let clear = query("/patch/clear");
+    check(
+        &h,
+        &encode(&OscPacket::Bundle(OscBundle { timetag: IMMEDIATELY, content: vec![clear, query("/m/1/freq_hz")] })),
+    );
+    let asked = OscBundle { timetag: IMMEDIATELY, content: vec![new_vco(30), query("/m/30/freq")] };
+    let replies = h.server.handle(&encode(&OscPacket::Bundle(asked)));
+    assert_eq!(replies[1], OscMessage { addr: "/m/30/freq".into(), args: vec![OscType::Float(440.0)] });
 }
 
 /// rosc's leniencies (see host/src/wire.rs): each of these was applied, in whole or in part.

@@ -93,7 +93,11 @@ fn a_dead_worker_s_rack_rebuilt_from_the_ledger_plays_the_patch_again() {
     // rendering it, nothing would be heard; see the next test).
     let pool = pool_with(1, false);
     let mut ledger = Ledger::new(1);
-    build(&pool, &mut ledger, &["/module/new vco 1", "/module/set 1 wave square", "/module/set 1 level 0.5", "/patch 1 out 0 in"]);
+    build(
+        &pool,
+        &mut ledger,
+        &["/module/new vco 1", "/module/set 1 wave square", "/module/set 1 level 0.5", "/patch 1 out 0 in"],
+    );
     let (before, _) = play(&pool, 50);
     assert!(peak_db(&before[BLOCK * 10..]) > -7.0, "the square plays");
     // Dead between blocks or not, the rebuild path clears the rack and queues the ledger's
@@ -124,7 +128,11 @@ fn a_dead_worker_s_rack_rebuilt_from_the_ledger_plays_the_patch_again() {
 fn the_audio_thread_s_own_lane_plays_through_its_standing_by_worker_s_death() {
     let pool = pool(2);
     let mut ledger = Ledger::new(2);
-    build(&pool, &mut ledger, &["/module/new vco 1", "/module/set 1 wave sine", "/module/set 1 freq 441", "/patch 1 out 0 in"]);
+    build(
+        &pool,
+        &mut ledger,
+        &["/module/new vco 1", "/module/set 1 wave sine", "/module/set 1 freq 441", "/patch 1 out 0 in"],
+    );
     assert_eq!(ledger.owner(1), Some(0), "the first voice goes to worker 0");
     let (before, late) = play(&pool, 50);
     assert_eq!(late, 0);

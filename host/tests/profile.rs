@@ -41,7 +41,8 @@ fn heavy_script() -> String {
 #[test]
 fn a_heavy_worker_shows_a_larger_share_and_its_modules_fit_in_its_block_time() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_synthpool-worker"));
-    let pool = Pool::start(&PoolConfig { workers: 2, sample_rate_hz: 48_000, worker_exe: Some(exe), inline: true }).unwrap().0;
+    let pool =
+        Pool::start(&PoolConfig { workers: 2, sample_rate_hz: 48_000, worker_exe: Some(exe), inline: true }).unwrap().0;
     // 975 blocks: fewer than the rings hold, so the block times and the module counts cover
     // the same blocks.
     let (samples, refused) = render_with(&pool, &heavy_script(), 1.3).unwrap();

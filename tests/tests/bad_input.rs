@@ -256,6 +256,39 @@ fn refused_cases() -> Vec<Case> {
         cases.push(("/module/set", vec![i(2), s("cutoff"), OscType::Double(x)], FailName::NotFinite));
         cases.push(("/module/new", vec![s("vco"), OscType::Double(x)], FailName::NotFinite));
     }
+    // Controllers' addresses (issue 13): a parameter's own address, mappings, learn, notify.
+    cases.extend([
+        ("/m/77/freq", vec![f(1.0)], FailName::NoSuchModule),
+        ("/m/77/freq", vec![], FailName::NoSuchModule),
+        ("/m/1/cutoff", vec![f(100.0)], FailName::UnknownParam),
+        ("/m/1/cutoff", vec![], FailName::UnknownParam),
+        ("/m/1/freq", vec![f(f32::NAN)], FailName::NotFinite),
+        ("/m/1/freq", vec![OscType::Double(f64::INFINITY)], FailName::NotFinite),
+        ("/m/1/wave", vec![s("wobble")], FailName::BadValue),
+        ("/m/10000/freq", vec![], FailName::IdOutOfRange),
+        ("/m/one/freq", vec![f(1.0)], FailName::UnknownAddress),
+        ("/m/1", vec![f(1.0)], FailName::UnknownAddress),
+        ("/m/1/freq", vec![f(1.0), f(2.0)], FailName::WrongArgs),
+        ("/m/1/freq", vec![OscType::Nil], FailName::WrongArgs),
+        ("/map", vec![s("/1/fader1"), i(77), s("freq")], FailName::NoSuchModule),
+        ("/map", vec![s("/1/fader1"), i(1), s("cutoff")], FailName::UnknownParam),
+        ("/map", vec![s("/1/fader1"), i(max + 1), s("freq")], FailName::IdOutOfRange),
+        ("/map", vec![s("/1/fader1"), i(1), s("freq"), f(f32::NAN), f(1.0)], FailName::NotFinite),
+        ("/map", vec![s("/1/fader1"), i(1), s("freq"), f(0.0), f(100.0), s("exp")], FailName::BadValue),
+        ("/map", vec![s("/1/fader1"), i(1), s("freq"), f(20.0), f(100.0), s("log")], FailName::BadValue),
+        ("/map", vec![s("/module/set"), i(1), s("freq")], FailName::BadValue),
+        ("/map", vec![s("/a b"), i(1), s("freq")], FailName::BadValue),
+        ("/map", vec![s("/1/fader1")], FailName::WrongArgs),
+        ("/map", vec![s("/1/fader1"), i(1), s("freq"), f(20.0)], FailName::WrongArgs),
+        ("/unmap", vec![s("/nothing")], FailName::NoSuchMapping),
+        ("/unmap", vec![], FailName::WrongArgs),
+        ("/map/list", vec![i(1)], FailName::WrongArgs),
+        ("/map/learn", vec![i(77), s("freq")], FailName::NoSuchModule),
+        ("/map/learn", vec![i(1), s("freq"), f(1.0)], FailName::WrongArgs),
+        ("/notify", vec![i(5)], FailName::WrongArgs),
+        ("/notify", vec![i(1), i(70_000)], FailName::WrongArgs),
+        ("/1/fader1", vec![f(0.5)], FailName::UnknownAddress),
+    ]);
     cases.push(("/module/set", vec![i(1), s("freq"), s("nan")], FailName::NotFinite));
     cases.push(("/module/set", vec![i(1), s("freq"), s("-inf")], FailName::NotFinite));
     let mut out: Vec<Case> = cases

@@ -30,6 +30,7 @@ pub const PREREQS: &[Prereq] = &[
     Prereq::new(Apt("libc6-dev"),                                    &[Test, Firmware],  "C headers for that plugin"),
     Prereq::new(RustComponent("clippy"),                             &[Test],            "lints the core"),
     Prereq::new(Python { name: "python-osc", version: "1.10.*" },    &[Test],            "the OSC client the end-to-end tests perform with"),
+    Prereq::new(Apt("chromium"),                                     &[Test],            "headless browser: the page's end-to-end test (tests/tests/page.rs)"),
     // The Raspberry Pi check (pi.rs): cross-build for aarch64, test under qemu-aarch64. Only
     // on an x86-64 machine: on a Pi the workspace tests above already run on aarch64.
     Prereq::new(DebianArch("arm64"),                                 &[Test],            "multiarch: lets apt install the arm64 libraries below beside the amd64 ones").only_on(pi::CROSS_FROM),

@@ -14,6 +14,7 @@ use synthpool_host::server::{ServeOptions, render, serve};
 /// Start it, point an OSC controller at it (UDP, port 57130 by default) and patch:
 ///   /module/new vco 1        /module/set 1 freq 220       /patch 1 out 0 in
 /// Every request is answered /done or /fail. See PROTOCOL.md for every address.
+/// OSCQuery (and a page to play it from a browser) is served on the same port over TCP.
 ///
 /// Environment: SYNTHPOOL_WORKER=PATH names the synthpool-worker to launch (default: the one
 /// beside this program; `cargo xtask` points it at a statically linked one).
@@ -73,6 +74,10 @@ struct ServeArgs {
     /// Start with an empty patch instead of the one the last run left.
     #[arg(long)]
     fresh: bool,
+    /// Do not announce the server by mDNS (_osc._udp, _oscjson._tcp). It is announced only
+    /// when it listens beyond loopback (--bind).
+    #[arg(long)]
+    no_announce: bool,
 }
 
 /// A network: CIDR, or one address (a /32 or /128).
@@ -221,6 +226,7 @@ fn main() -> ExitCode {
                 allow: a.allow,
                 state_dir: a.state.unwrap_or_else(Store::default_dir),
                 fresh: a.fresh,
+                announce: !a.no_announce,
             };
             ExitCode::from(serve(&options) as u8)
         }
