@@ -277,7 +277,7 @@ impl Ledger {
             }
         }
         for c in self.topology.cables() {
-            let port = self.topology.kind(c.dst).and_then(|k| k.inputs().get(c.port as usize)).map_or("?", |p| p.name);
+            let port = self.topology.kind(c.dst).and_then(|k| k.input_name(c.port)).unwrap_or("?");
             lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}", c.src, c.dst));
         }
         lines

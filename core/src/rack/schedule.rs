@@ -242,7 +242,7 @@ pub(super) fn inbound_of<'a>(slot: usize, inbound: &'a [u16], first_in: &[u16], 
 pub(super) fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INPUTS] {
     let mut sources = [Source::Unpatched; MAX_INPUTS];
     let mut at = 0;
-    for (port, source) in sources.iter_mut().enumerate().take(kind.inputs().len()) {
+    for (port, source) in sources.iter_mut().enumerate().take(kind.input_count()) {
         let start = at;
         while at < list.len() && wires.get(list[at] as usize).is_some_and(|w| w.port == port as u8) {
             at += 1;
