@@ -276,9 +276,13 @@ impl Ledger {
                 }
             }
         }
-        for c in self.topology.cables() {
-            let port = self.topology.kind(c.dst).and_then(|k| k.input_name(c.port)).unwrap_or("?");
-            lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}", c.src, c.dst));
+        // Feedback cables last, marked: replayed in this order, the plain cables (acyclic)
+        // come back plain and each feedback cable closes its cycle again.
+        let (plain, feedback): (Vec<&Cable>, Vec<&Cable>) = self.topology.cables().iter().partition(|c| !c.is_feedback());
+        for c in plain.into_iter().chain(feedback) {
+            let port = self.topology.kind(c.dst).and_then(|k| k.input_name(c.input())).unwrap_or("?");
+            let mark = if c.is_feedback() { " # feedback: carries the block before" } else { "" };
+            lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}{mark}", c.src, c.dst));
         }
         lines
     }
@@ -922,8 +926,8 @@ mod tests {
             ("/unpatch 2 out 1 fm", Error::NoSuchCable),
             ("/module/new delay 20", Error::RackFull(Limit::Delays)),
             ("/module/new reverb 20", Error::RackFull(Limit::Reverbs)),
-            ("/patch 3 out 1 fm", Error::WouldCycle),
-            ("/patch 1 out 1 fm", Error::WouldCycle),
+            // Any other cycle is a feedback cable; one through the output is refused.
+            ("/patch 0 out 1 fm", Error::WouldCycle),
         ];
         for (text, error) in cases {
             assert_eq!(line(&mut ledger, text), Err(error), "{text}");
@@ -964,9 +968,20 @@ mod tests {
 /module/free 7
 /unpatch 4 out 3 cv
 /module/free 4
-/patch 40 out 1 pitch",
+/patch 40 out 1 pitch
+/patch 3 out 1 fm
+/patch 5 out 3 in",
         );
         let script = ledger.dump();
+        // The feedback cables, marked, after every plain one (so a replay closes the same
+        // cycles with the same cables).
+        let feedback: Vec<&String> = script.iter().filter(|l| l.contains("# feedback")).collect();
+        assert_eq!(feedback.len(), 2, "{script:#?}");
+        assert!(script.ends_with(&[
+            "/patch 3 out 1 fm # feedback: carries the block before".to_string(),
+            "/patch 5 out 3 in # feedback: carries the block before".to_string(),
+        ]));
+        assert_eq!(ledger.topology().cables().iter().filter(|c| c.is_feedback()).count(), 2);
         assert!(script.contains(&"/module/set 1 wave square".to_string()), "{script:#?}");
         assert!(script.contains(&"/module/set 0 level 0.5".to_string()));
         assert!(!script.iter().any(|l| l.contains(" q ")), "q was set to its default");

@@ -247,7 +247,9 @@ impl Placement {
         // patched into it and a link carries the share across (see ledger.rs's `Link`). The
         // new cable may then run between workers; nothing moves.
         let joins_port = cables.iter().any(|c| c.dst == new.dst && c.port == new.port);
-        if joins_port && !joins_output && new.src != OUTPUT_ID && new.dst != OUTPUT_ID {
+        // A feedback cable is never a join: its cycle stays on one worker (across workers
+        // it would need a link's block from before; kept simple).
+        if joins_port && !new.is_feedback() && !joins_output && new.src != OUTPUT_ID && new.dst != OUTPUT_ID {
             let w = self.cable_worker(&new).unwrap_or(0);
             return if self.usage(w).cables < RACK_CABLES { Ok(None) } else { Err(Error::RackFull(Limit::Cables)) };
         }
@@ -314,7 +316,7 @@ impl Placement {
             *fed.entry((c.dst, c.port)).or_default() += 1;
         }
         let local: Vec<Cable> =
-            cables.iter().filter(|c| !self.crosses(c) && fed[&(c.dst, c.port)] < 2).copied().collect();
+            cables.iter().filter(|c| !self.crosses(c) && (fed[&(c.dst, c.port)] < 2 || c.is_feedback())).copied().collect();
         let kinds: BTreeMap<ModuleId, Kind> = modules.iter().map(|e| (e.id, e.kind)).collect();
         let mut seen = BTreeSet::new();
         let mut moving: Vec<ModuleId> = Vec::new();

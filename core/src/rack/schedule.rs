@@ -47,7 +47,11 @@ impl<
             }
         }
         // Kahn: a slot is ready when every wire into it comes from a slot already ordered.
+        // Feedback wires read the block before: they do not hold their destination back.
         let mut waiting = self.count_in;
+        for wire in self.wires.iter().filter(|w| w.feedback) {
+            waiting[wire.dst as usize] -= 1;
+        }
         self.order.clear();
         for (slot, &wait) in waiting.iter().enumerate() {
             if wait == 0 && self.occupied(slot) {
@@ -57,7 +61,7 @@ impl<
         // Outbound lists, the same counting sort by source, so Kahn touches each wire once.
         let mut first_out = [0u16; MODULES];
         let mut count_out = [0u16; MODULES];
-        for wire in self.wires.iter() {
+        for wire in self.wires.iter().filter(|w| !w.feedback) {
             count_out[wire.src as usize] += 1;
         }
         let mut next = 0u16;
@@ -67,7 +71,7 @@ impl<
         }
         let mut outbound = [0u16; CABLES];
         let mut placed = [0u16; MODULES];
-        for wire in self.wires.iter() {
+        for wire in self.wires.iter().filter(|w| !w.feedback) {
             let src = wire.src as usize;
             outbound[(first_out[src] + placed[src]) as usize] = wire.dst;
             placed[src] += 1;
@@ -196,7 +200,8 @@ impl<
             *sum = [0.0; BLOCK];
             let early = list.iter().filter_map(|&w| self.wires.get(w as usize));
             for wire in early.filter(|w| w.port == port && !self.late[w.src as usize]) {
-                if let Some(src) = self.outs.get(wire.src as usize) {
+                let blocks = if wire.feedback { &self.previous } else { &self.outs };
+                if let Some(src) = blocks.get(wire.src as usize) {
                     add_faded(sum, src, wire.fade);
                 }
             }
@@ -250,7 +255,7 @@ pub(super) fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INP
         *source = match &list[start..at] {
             [] => Source::Unpatched,
             [only] => match wires.get(*only as usize) {
-                Some(w) if w.fade == Fade::Steady => Source::Direct(w.src),
+                Some(w) if w.fade == Fade::Steady && !w.feedback => Source::Direct(w.src),
                 _ => Source::Summed,
             },
             _ => Source::Summed,
@@ -266,6 +271,7 @@ pub(super) fn sum_ports(
     list: &[u16],
     wires: &[Wire],
     outs: &[Block],
+    previous: &[Block],
     scratch: &mut [Block; MAX_INPUTS],
     early: Early<'_>,
 ) {
@@ -279,7 +285,9 @@ pub(super) fn sum_ports(
         *sum = ahead.and_then(|n| early.presums.get(n)).copied().unwrap_or([0.0; BLOCK]);
         let wires = list.iter().filter_map(|&w| wires.get(w as usize)).filter(|w| w.port == port as u8);
         for wire in wires.filter(|w| ahead.is_none() || early.late.get(w.src as usize) == Some(&true)) {
-            let Some(src) = outs.get(wire.src as usize) else { continue };
+            // A feedback wire: its source's block before this one.
+            let blocks = if wire.feedback { previous } else { outs };
+            let Some(src) = blocks.get(wire.src as usize) else { continue };
             add_faded(sum, src, wire.fade);
         }
     }
