@@ -133,6 +133,8 @@ impl<
             if let Some(kind) = self.modules[slot].kind() {
                 let list = inbound_of(slot, &self.inbound, &self.first_in, &self.count_in);
                 self.plans[slot] = plan(kind, list, &self.wires);
+                let params = &self.plans[slot][kind.inputs().len()..kind.input_count()];
+                self.modulated[slot] = params.iter().any(|s| *s != Source::Unpatched);
             }
         }
         self.late = core::array::from_fn(|slot| phase[slot] & 2 != 0);
@@ -267,7 +269,7 @@ pub(super) fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INP
 /// Sums the wires of every port `plan` marks summed into that port's `scratch` block, each
 /// through its fade.
 pub(super) fn sum_ports(
-    plan: &[Source; MAX_INPUTS],
+    plan: &[Source],
     list: &[u16],
     wires: &[Wire],
     outs: &[Block],
@@ -275,9 +277,9 @@ pub(super) fn sum_ports(
     scratch: &mut [Block; MAX_INPUTS],
     early: Early<'_>,
 ) {
-    for (port, sum) in scratch.iter_mut().enumerate() {
+    for (port, (sum, source)) in scratch.iter_mut().zip(plan).enumerate() {
         // Summed ahead: start from that, and add only the cables from late slots.
-        let ahead = match plan[port] {
+        let ahead = match *source {
             Source::Summed => None,
             Source::PreSummed(n) => Some(n as usize),
             Source::Unpatched | Source::Direct(_) => continue,
