@@ -596,6 +596,28 @@ mod tests {
     }
 
     #[test]
+    fn a_feedback_cable_gathers_its_cycle_on_one_worker() {
+        let mut ledger = Ledger::new(2);
+        new(&mut ledger, "vco", 1);
+        new(&mut ledger, "vco", 2);
+        new(&mut ledger, "delay", 5);
+        patch(&mut ledger, 1, 5, "in").unwrap();
+        // Into a port that has a cable already: a join, which may run between workers.
+        patch(&mut ledger, 2, 5, "in").unwrap();
+        assert_ne!(ledger.owner(2), ledger.owner(5), "the join runs between workers");
+        // Back into the vco that feeds the delay: it closes 2 -> 5 -> 2, a feedback cable,
+        // which never runs between workers: the cycle gathers on one.
+        let commands = patch(&mut ledger, 5, 2, "fm").unwrap();
+        let feedback = ledger.topology().cables().iter().filter(|c| c.is_feedback()).copied().collect::<Vec<_>>();
+        assert_eq!(feedback.len(), 1);
+        assert!(commands.iter().any(|(_, c)| *c == Command::Patch { src: 5, dst: 2, port: feedback[0].port }));
+        assert_eq!(ledger.owner(2), ledger.owner(5));
+        assert!(!ledger.placement().crosses(&feedback[0]));
+        assert_components_together(&ledger);
+        assert_usage_recounts(&ledger);
+    }
+
+    #[test]
     fn a_joining_cable_moves_the_smaller_component_with_its_params_and_cables() {
         let mut ledger = Ledger::new(2);
         ledger.set_loads(&[0.0, 0.5]);
