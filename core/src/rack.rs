@@ -9,9 +9,9 @@
 //! each port reads from) and `fade` (declicking: the one-block ramps of every edit).
 use crate::block::{BLOCK, Block};
 use crate::command::{Command, Error, LinkEnd, ModuleId, OUTPUT_ID, Request};
+use crate::dsp::flush;
 use crate::module::{Kind, LANES, MAX_INPUTS, MAX_PARAMS, Module, Pools};
 use crate::script::Player;
-use crate::dsp::flush;
 use crate::topology::{FEEDBACK, MAX_ID, Topology};
 use crate::units::delay::Delay;
 use crate::units::output::Output;
@@ -417,7 +417,8 @@ impl<
             }
             Command::Set { id, param, value } => {
                 if let Some(slot) = self.slot_of(id) {
-                    if let (Some(kind), Some(knob)) = (self.modules[slot].kind(), self.knobs[slot].get_mut(param as usize))
+                    if let (Some(kind), Some(knob)) =
+                        (self.modules[slot].kind(), self.knobs[slot].get_mut(param as usize))
                         && value.is_finite()
                     {
                         *knob = kind.description().clamp(param, value);
@@ -750,9 +751,15 @@ impl<
 
     fn connect(&mut self, src: u16, dst: u16, port: u8) {
         if let Some(w) = self.wire_index(src, dst, port) {
-            // Unpatched and re-patched before the fade began: it simply stays.
+            // Unpatched and re-patched before the fade began: it simply stays (as a feedback
+            // wire or not as the new patch says: the cycles may have changed meanwhile).
             if self.wires[w].fade == Fade::Out {
                 self.wires[w].fade = Fade::Steady;
+            }
+            let feedback = port & FEEDBACK != 0;
+            if self.wires[w].feedback != feedback {
+                self.wires[w].feedback = feedback;
+                self.structure_changed = true;
             }
             return;
         }
@@ -1228,7 +1235,12 @@ mod tests {
         // feedback FM does (measured: 220.40 Hz); a runaway loop would be far off.
         assert!((hz - 220.0).abs() < 2.2, "{hz} Hz");
         // And it is fed back: the same vco without the cable is a clean 220 Hz sine.
-        let mut clean = Bench::with(&["/module/new vco 1", "/module/set 1 wave sine", "/module/set 1 freq 220", "/patch 1 out 0 in"]);
+        let mut clean = Bench::with(&[
+            "/module/new vco 1",
+            "/module/set 1 wave sine",
+            "/module/set 1 freq 220",
+            "/patch 1 out 0 in",
+        ]);
         assert!(diff_peak_db(&out, &clean.render(4.0)) > -20.0);
     }
 
@@ -1304,8 +1316,37 @@ mod tests {
     }
 
     #[test]
+    fn a_cycle_repatched_the_other_way_round_within_a_block_plays_on() {
+        // 1 -> 2 plain, 2 -> 1 feedback; then, before the next block, both unpatched and
+        // patched again in the other order: 2 -> 1 is plain now and 1 -> 2 the feedback.
+        let mut b = Bench::with(&[
+            "/module/new vco 1",
+            "/module/new vco 2",
+            "/module/set 1 fm_depth 0.1",
+            "/module/set 2 fm_depth 0.1",
+            "/patch 1 out 2 fm",
+            "/patch 2 out 1 fm",
+            "/patch 1 out 0 in",
+        ]);
+        let _ = b.render(0.1);
+        for line in ["/unpatch 2 out 1 fm", "/unpatch 1 out 2 fm", "/patch 2 out 1 fm", "/patch 1 out 2 fm"] {
+            b.run(line);
+        }
+        let feedback: std::vec::Vec<_> =
+            b.topology.cables().iter().filter(|c| c.is_feedback()).map(|c| (c.src, c.dst)).collect();
+        assert_eq!(feedback, [(1, 2)]);
+        let out = b.render(0.5);
+        assert!(all_finite(&out) && rms_db(&out[BLOCK..]) > -10.0, "{}", rms_db(&out));
+    }
+
+    #[test]
     fn unpatching_a_feedback_cable_removes_the_loop() {
-        let mut b = Bench::with(&["/module/new vco 1", "/module/set 1 wave sine", "/module/set 1 freq 220", "/patch 1 out 0 in"]);
+        let mut b = Bench::with(&[
+            "/module/new vco 1",
+            "/module/set 1 wave sine",
+            "/module/set 1 freq 220",
+            "/patch 1 out 0 in",
+        ]);
         let clean = b.render(0.5);
         b.run("/patch 1 out 1 fm");
         let _ = b.render(0.5);

@@ -399,7 +399,10 @@ mod tests {
         assert_eq!(t.submit(&closing), Err(Error::AlreadyPatched));
         assert!(t.cables().iter().filter(|c| c.is_feedback()).eq([&Cable { src: 4, dst: 1, port: 1 | FEEDBACK }]));
         // The feedback cable does not count as a path: 4 -> 2 closes no cycle of plain cables.
-        assert_eq!(t.submit(&Request::Patch { src: 1, out_port: "out", dst: 3, in_port: "in" }), Ok(Command::Patch { src: 1, dst: 3, port: 0 }));
+        assert_eq!(
+            t.submit(&Request::Patch { src: 1, out_port: "out", dst: 3, in_port: "in" }),
+            Ok(Command::Patch { src: 1, dst: 3, port: 0 })
+        );
         assert_eq!(patch(&mut t, 4, 0, "in").map(|_| ()), Ok(()));
         // A module into itself, and a cycle out of the output module (each worker's output
         // holds only its share of what is heard: refused).

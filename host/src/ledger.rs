@@ -278,7 +278,8 @@ impl Ledger {
         }
         // Feedback cables last, marked: replayed in this order, the plain cables (acyclic)
         // come back plain and each feedback cable closes its cycle again.
-        let (plain, feedback): (Vec<&Cable>, Vec<&Cable>) = self.topology.cables().iter().partition(|c| !c.is_feedback());
+        let (plain, feedback): (Vec<&Cable>, Vec<&Cable>) =
+            self.topology.cables().iter().partition(|c| !c.is_feedback());
         for c in plain.into_iter().chain(feedback) {
             let port = self.topology.kind(c.dst).and_then(|k| k.input_name(c.input())).unwrap_or("?");
             let mark = if c.is_feedback() { " # feedback: carries the block before" } else { "" };

@@ -315,8 +315,11 @@ impl Placement {
         for c in cables {
             *fed.entry((c.dst, c.port)).or_default() += 1;
         }
-        let local: Vec<Cable> =
-            cables.iter().filter(|c| !self.crosses(c) && (fed[&(c.dst, c.port)] < 2 || c.is_feedback())).copied().collect();
+        let local: Vec<Cable> = cables
+            .iter()
+            .filter(|c| !self.crosses(c) && (fed[&(c.dst, c.port)] < 2 || c.is_feedback()))
+            .copied()
+            .collect();
         let kinds: BTreeMap<ModuleId, Kind> = modules.iter().map(|e| (e.id, e.kind)).collect();
         let mut seen = BTreeSet::new();
         let mut moving: Vec<ModuleId> = Vec::new();
