@@ -133,7 +133,7 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                 let value = param_value(spec, value)?;
                 Ok(Command::Set { id, param: index, value })
             }
-            Request::Patch { src, out_port, dst, in_port } => {
+            Request::Patch { src, out_port, dst, in_port, feedback } => {
                 let mut cable = self.cable(src, out_port, dst, in_port)?;
                 if self.patched(cable).is_some() {
                     return Err(Error::AlreadyPatched);
@@ -142,10 +142,12 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                     return Err(Error::RackFull(Limit::Cables));
                 }
                 // Closing a cycle: a feedback cable (what is not feedback stays acyclic, so
-                // the rack can order it).
-                if cable.src == cable.dst || self.reaches(cable.dst, cable.src) {
+                // the rack can order it); or one asked for (a saved patch keeps its marks,
+                // though the cycle a cable closed may since have been broken).
+                if feedback || cable.src == cable.dst || self.reaches(cable.dst, cable.src) {
                     // The output's block on each worker is that worker's share of the sum:
-                    // fed back, it would not be what is heard.
+                    // fed back, it would not be what is heard. (A feedback cable asked for
+                    // out of the output is refused so too.)
                     if cable.src == OUTPUT_ID {
                         return Err(Error::WouldCycle);
                     }
@@ -296,7 +298,7 @@ mod tests {
     }
 
     fn patch(t: &mut T, src: i32, dst: i32, port: &str) -> Result<Command, Error> {
-        t.submit(&Request::Patch { src, out_port: "out", dst, in_port: port })
+        t.submit(&Request::Patch { src, out_port: "out", dst, in_port: port, feedback: false })
     }
 
     #[test]
@@ -327,7 +329,7 @@ mod tests {
         patch(&mut t, 2, 0, "in").unwrap();
         let before = t.clone();
         let cases: [(Request<'_>, Error); 17] = [
-            (Request::Patch { src: 0, out_port: "out", dst: 1, in_port: "fm" }, Error::WouldCycle),
+            (Request::Patch { src: 0, out_port: "out", dst: 1, in_port: "fm", feedback: false }, Error::WouldCycle),
             (Request::New { kind: "theremin", id: 5 }, Error::UnknownKind),
             (Request::New { kind: "vco", id: -1 }, Error::IdOutOfRange { id: -1, max: MAX_ID }),
             (Request::New { kind: "vco", id: 10_000 }, Error::IdOutOfRange { id: 10_000, max: MAX_ID }),
@@ -342,7 +344,7 @@ mod tests {
             (Request::Set { id: 1, param: "freq", value: Value::Float(f32::NAN) }, Error::NotFinite),
             (Request::Set { id: 1, param: "wave", value: Value::Str("wobble") }, Error::BadValue),
             (Request::Set { id: 1, param: "wave", value: Value::Float(1.5) }, Error::BadValue),
-            (Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in" }, Error::AlreadyPatched),
+            (Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in", feedback: false }, Error::AlreadyPatched),
             (Request::Unpatch { src: 3, out_port: "out", dst: 0, in_port: "in" }, Error::NoSuchCable),
         ];
         for (request, error) in cases {
@@ -351,7 +353,7 @@ mod tests {
             assert_eq!(t.cables(), before.cables());
         }
         assert_eq!(patch(&mut t, 1, 2, "nope"), Err(Error::UnknownPort));
-        let bad_out = Request::Patch { src: 1, out_port: "left", dst: 2, in_port: "in" };
+        let bad_out = Request::Patch { src: 1, out_port: "left", dst: 2, in_port: "in", feedback: false };
         assert_eq!(t.submit(&bad_out), Err(Error::UnknownPort));
     }
 
@@ -394,24 +396,27 @@ mod tests {
         patch(&mut t, 1, 2, "in").unwrap();
         patch(&mut t, 2, 3, "cv").unwrap();
         patch(&mut t, 3, 4, "in").unwrap();
-        let closing = Request::Patch { src: 4, out_port: "out", dst: 1, in_port: "cv" };
+        let closing = Request::Patch { src: 4, out_port: "out", dst: 1, in_port: "cv", feedback: false };
         assert_eq!(t.submit(&closing), Ok(Command::Patch { src: 4, dst: 1, port: 1 | FEEDBACK }));
         assert_eq!(t.submit(&closing), Err(Error::AlreadyPatched));
         assert!(t.cables().iter().filter(|c| c.is_feedback()).eq([&Cable { src: 4, dst: 1, port: 1 | FEEDBACK }]));
         // The feedback cable does not count as a path: 4 -> 2 closes no cycle of plain cables.
         assert_eq!(
-            t.submit(&Request::Patch { src: 1, out_port: "out", dst: 3, in_port: "in" }),
+            t.submit(&Request::Patch { src: 1, out_port: "out", dst: 3, in_port: "in", feedback: false }),
             Ok(Command::Patch { src: 1, dst: 3, port: 0 })
         );
         assert_eq!(patch(&mut t, 4, 0, "in").map(|_| ()), Ok(()));
         // A module into itself, and a cycle out of the output module (each worker's output
         // holds only its share of what is heard: refused).
-        let own = Request::Patch { src: 2, out_port: "out", dst: 2, in_port: "cv" };
+        let own = Request::Patch { src: 2, out_port: "out", dst: 2, in_port: "cv", feedback: false };
         assert_eq!(t.submit(&own), Ok(Command::Patch { src: 2, dst: 2, port: 1 | FEEDBACK }));
         assert_eq!(patch(&mut t, 0, 1, "in"), Err(Error::WouldCycle));
         // Unpatched by its port's name, the mark found by the topology.
         let unpatch = Request::Unpatch { src: 4, out_port: "out", dst: 1, in_port: "cv" };
         assert_eq!(t.submit(&unpatch), Ok(Command::Unpatch { src: 4, dst: 1, port: 1 | FEEDBACK }));
         assert!(!t.cables().iter().any(|c| c.src == 4 && c.dst == 1));
+        // Asked for, a cable is feedback though it closes no cycle (a saved patch's mark).
+        let asked = Request::Patch { src: 3, out_port: "out", dst: 0, in_port: "in", feedback: true };
+        assert_eq!(t.submit(&asked), Ok(Command::Patch { src: 3, dst: 0, port: FEEDBACK }));
     }
 }

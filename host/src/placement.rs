@@ -515,7 +515,7 @@ mod tests {
     }
 
     fn patch(ledger: &mut Ledger, src: i32, dst: i32, in_port: &str) -> Result<Vec<(usize, Command)>, Error> {
-        ledger.submit(&Request::Patch { src, out_port: "out", dst, in_port })
+        ledger.submit(&Request::Patch { src, out_port: "out", dst, in_port, feedback: false })
     }
 
     /// Every module shares its worker with every module it is cabled to.
@@ -721,10 +721,10 @@ mod tests {
             Request::New { kind: "vco", id: 1 },
             Request::New { kind: "vcf", id: 2 },
             Request::New { kind: "vca", id: 3 },
-            Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in" },
-            Request::Patch { src: 2, out_port: "out", dst: 3, in_port: "in" },
-            Request::Patch { src: 3, out_port: "out", dst: 0, in_port: "in" },
-            Request::Patch { src: 9, out_port: "out", dst: 0, in_port: "in" },
+            Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in", feedback: false },
+            Request::Patch { src: 2, out_port: "out", dst: 3, in_port: "in", feedback: false },
+            Request::Patch { src: 3, out_port: "out", dst: 0, in_port: "in", feedback: false },
+            Request::Patch { src: 9, out_port: "out", dst: 0, in_port: "in", feedback: false },
         ];
         let staged = ledger.check_bundle(&bundle).unwrap();
         assert!(staged.commands().iter().all(|(_, c)| !matches!(c, Command::Free { .. })), "nothing moved");

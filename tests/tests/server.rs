@@ -547,7 +547,7 @@ fn a_feedback_patch_with_a_parameter_cable_plays_and_survives_a_restart() {
         ],
     );
     let before = client.dump();
-    assert!(before.contains(&"/patch 1 out 1 fm # feedback: carries the block before".to_string()), "{before:#?}");
+    assert!(before.contains(&"/patch 1 out 1 fm feedback".to_string()), "{before:#?}");
     assert!(before.contains(&"/patch 3 out 2 gain".to_string()), "{before:#?}");
     let saved = dir.join("state/patch.osc");
     let written = wait_for(Duration::from_secs(3), || {
