@@ -516,7 +516,8 @@ impl Pool {
         }
         self.follow_clock(generation, now);
         if let Some(held) = lane.as_mut() {
-            self.render_inline(held, generation, now);
+            // Timed from here: the wakes above are the pool's work, not the lane's.
+            self.render_inline(held, generation, clock::now_ns());
         }
         drop(lane);
         let end = now + deadline.as_nanos() as u64;

@@ -544,19 +544,6 @@ impl Region {
         shared.inline.store(1, Release);
         Some(guard)
     }
-
-    /// Hands worker `index`'s rack back to its process: clears [`WorkerShared::inline`]; the
-    /// next `wake` the host writes is the worker's to render. Takes the lane's hold first
-    /// (waiting out an audio thread's block), so no block of the host's is under way.
-    pub fn give_back_lane(&self, index: usize) {
-        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
-        let Some(shared) = self.control().workers.get(index) else { return };
-        while shared.host_holds.compare_exchange(0, 1, AcqRel, Acquire).is_err() {
-            std::hint::spin_loop();
-        }
-        shared.inline.store(0, Release);
-        shared.host_holds.store(0, Release);
-    }
 }
 
 /// The workers' outboxes, as one worker uses them: it writes its own ([`Outboxes::export`])
