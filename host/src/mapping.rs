@@ -219,8 +219,10 @@ impl MapSpec {
         let param = kind.param_index(&self.param).ok_or(Error::UnknownParam)?;
         let spec = &kind.params()[param as usize];
         let (min, max) = self.range.unwrap_or((spec.min, spec.max));
-        // NaN (0 / 0) and negatives alike: only a ratio above 0 has a logarithm.
-        let one_sign = min / max > 0.0;
+        // NaN (0 / 0) and negatives alike: only a ratio above 0 has a logarithm. A zero of
+        // either sign is refused too: -0 / -1e-20 is above 0, but a dump writes -0 as `-0`,
+        // which reads back as the integer 0, and the mapping would not replay.
+        let one_sign = min != 0.0 && max != 0.0 && min / max > 0.0;
         if self.curve == Curve::Exp && !one_sign {
             return Err(MapError::ExpAcrossZero);
         }
@@ -474,6 +476,9 @@ mod tests {
         assert_eq!(ok(&curve), Err(MapError::BadCurve));
         let across = [Value::Int(1), Value::Str("freq"), Value::Int(0), Value::Int(2), Value::Str("exp")];
         assert_eq!(ok(&across), Err(MapError::ExpAcrossZero));
+        // Found by osc_props: a negative zero bound (its dump line would replay as +0).
+        let negative_zero = [Value::Int(1), Value::Str("freq"), Value::Float(-1e-20), Value::Float(-0.0), Value::Str("exp")];
+        assert_eq!(ok(&negative_zero), Err(MapError::ExpAcrossZero));
         let odd = [Value::Int(1), Value::Str("freq"), Value::Int(0)];
         assert_eq!(ok(&odd), Err(MapError::Refused(Error::WrongArgs)));
         for address in ["", "/", "fader", "/a b", "/a#b", "/module/set", "/m/1/freq", "/map", "/status", "/patch/dump"]
