@@ -5,7 +5,7 @@
 //! and two at once would only measure each other.
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, decoder, encoder};
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -70,6 +70,19 @@ pub fn scratch(name: &str) -> PathBuf {
 /// A free UDP port on loopback (bound, then released for the server).
 pub fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A port free on both UDP and TCP: the server serves OSCQuery and its page over TCP on the
+/// OSC port's number.
+pub fn free_port_both() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+        let port = udp.local_addr().expect("its address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on both UDP and TCP");
 }
 
 /// A running `synthpool`, stopped (SIGTERM, then waited for) when dropped or by [`Server::stop`].

@@ -5,22 +5,10 @@
 use rosc::{OscMessage, OscPacket, OscType};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::time::Duration;
 use synthpool_tests::*;
 use tungstenite::{Message, WebSocket};
-
-/// A port free on both UDP and TCP (the OSCQuery server takes the OSC port's number).
-fn free_port_both() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
-        let port = udp.local_addr().expect("its address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free on both UDP and TCP");
-}
 
 /// `GET target` over HTTP/1.1: the status code and the body.
 fn get(port: u16, target: &str) -> (u16, String) {

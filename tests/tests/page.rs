@@ -4,24 +4,12 @@
 //! kept in `target/test-output/page.png`.
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use synthpool_tests::*;
 use tungstenite::{Message, WebSocket};
-
-/// A port free on both UDP and TCP (the page is served on the OSC port's number).
-fn free_port_both() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
-        let port = udp.local_addr().expect("its address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free on both UDP and TCP");
-}
 
 /// Headless Chromium, killed when dropped.
 struct Browser {
