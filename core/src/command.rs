@@ -149,7 +149,7 @@ pub enum Request<'a> {
         /// The value.
         value: Value<'a>,
     },
-    /// `/patch i:src s:out_port i:dst s:in_port`
+    /// `/patch i:src s:out_port i:dst s:in_port [s:feedback]`
     Patch {
         /// Source module id.
         src: i32,
@@ -159,6 +159,9 @@ pub enum Request<'a> {
         dst: i32,
         /// Destination input port name.
         in_port: &'a str,
+        /// True when the request says `feedback`: the cable carries its source's previous
+        /// block whether or not it closes a cycle (a saved patch keeps its feedback cables so).
+        feedback: bool,
     },
     /// `/unpatch i:src s:out_port i:dst s:in_port`
     Unpatch {
@@ -373,10 +376,15 @@ impl<'a> Request<'a> {
                 [src, Value::Str(out_port), dst, Value::Str(in_port)] => {
                     let (src, dst) = (int(src)?, int(dst)?);
                     Ok(if address == "/patch" {
-                        Request::Patch { src, out_port, dst, in_port }
+                        Request::Patch { src, out_port, dst, in_port, feedback: false }
                     } else {
                         Request::Unpatch { src, out_port, dst, in_port }
                     })
+                }
+                [src, Value::Str(out_port), dst, Value::Str(in_port), Value::Str("feedback")]
+                    if address == "/patch" =>
+                {
+                    Ok(Request::Patch { src: int(src)?, out_port, dst: int(dst)?, in_port, feedback: true })
                 }
                 _ => Err(Error::WrongArgs),
             },
@@ -434,8 +442,16 @@ mod tests {
         let patch = [Value::Int(1), Value::Str("out"), Value::Int(0), Value::Str("in")];
         assert_eq!(
             Request::parse("/patch", &patch),
-            Ok(Request::Patch { src: 1, out_port: "out", dst: 0, in_port: "in" })
+            Ok(Request::Patch { src: 1, out_port: "out", dst: 0, in_port: "in", feedback: false })
         );
+        let marked = [Value::Int(1), Value::Str("out"), Value::Int(2), Value::Str("fm"), Value::Str("feedback")];
+        assert_eq!(
+            Request::parse("/patch", &marked),
+            Ok(Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "fm", feedback: true })
+        );
+        assert_eq!(Request::parse("/unpatch", &marked), Err(Error::WrongArgs));
+        let other = [Value::Int(1), Value::Str("out"), Value::Int(2), Value::Str("fm"), Value::Str("loud")];
+        assert_eq!(Request::parse("/patch", &other), Err(Error::WrongArgs));
         assert_eq!(
             Request::parse("/unpatch", &patch),
             Ok(Request::Unpatch { src: 1, out_port: "out", dst: 0, in_port: "in" })

@@ -68,6 +68,9 @@ pub struct ParamSpec {
     /// The range as PROTOCOL.md says it, where `min..max` alone would not be true (a limit
     /// that depends on the sample rate or the target); empty otherwise.
     pub range_note: &'static str,
+    /// True when a cable may move it: it has an input port of its own name (every
+    /// continuous parameter but a seed or a gate, which mean nothing between two values).
+    pub patchable: bool,
 }
 
 impl ParamSpec {
@@ -80,18 +83,47 @@ impl ParamSpec {
         default: f32,
         curve: Curve,
     ) -> Self {
-        Self { name, aliases, unit, min, max, default, curve, choices: &[], range_note: "" }
+        Self { name, aliases, unit, min, max, default, curve, choices: &[], range_note: "", patchable: true }
     }
 
     /// An enumeration: its value is an index into `choices`.
     pub const fn choice(name: &'static str, choices: &'static [&'static str], default: f32) -> Self {
         let max = (choices.len() - 1) as f32;
-        Self { name, aliases: &[], unit: "", min: 0.0, max, default, curve: Curve::Linear, choices, range_note: "" }
+        Self {
+            name,
+            aliases: &[],
+            unit: "",
+            min: 0.0,
+            max,
+            default,
+            curve: Curve::Linear,
+            choices,
+            range_note: "",
+            patchable: false,
+        }
     }
 
     /// The same parameter, its range written `note` in PROTOCOL.md.
     pub const fn noted(self, note: &'static str) -> Self {
         Self { range_note: note, ..self }
+    }
+
+    /// The same parameter with no input port: a cable cannot move it (a seed, a gate).
+    pub const fn unpatchable(self) -> Self {
+        Self { patchable: false, ..self }
+    }
+
+    /// Where a cable carrying `v` puts the parameter whose knob is at `knob`: for an
+    /// exponential parameter `v` is octaves (the knob times 2^v), for a linear one a share of
+    /// the range (the knob plus `v` times max - min); clamped to the range. Non-finite when
+    /// `v` is, which every `set_*` ignores.
+    #[inline]
+    pub fn modulated(&self, knob: f32, v: f32) -> f32 {
+        let value = match self.curve {
+            Curve::Exponential => knob * crate::dsp::math::exp2(v),
+            Curve::Linear => knob + v * (self.max - self.min),
+        };
+        if value.is_finite() { self.clamp(value) } else { f32::NAN }
     }
 
     /// True when `name` is this parameter's name or one of its aliases.
@@ -144,6 +176,36 @@ impl UnitDescription {
         }
         assert!(i < self.inputs.len(), "the description has no input of this name");
         i
+    }
+
+    /// Input ports in all: the [`UnitDescription::inputs`] and, after them, one per
+    /// parameter (port `inputs.len() + i` moves parameter `i`; an unpatchable one's port
+    /// has no name and takes no cable).
+    pub const fn input_count(&self) -> usize {
+        self.inputs.len() + self.params.len()
+    }
+
+    /// The port called `name`: an input port, else a patchable parameter's own port (by its
+    /// name, not an alias). An input keeps its name where a parameter shares it (the adsr's
+    /// `gate`).
+    pub fn input_port(&self, name: &str) -> Option<u8> {
+        if let Some(i) = self.inputs.iter().position(|p| p.name == name) {
+            return Some(i as u8);
+        }
+        let i = self.params.iter().position(|p| p.patchable && p.name == name)?;
+        Some((self.inputs.len() + i) as u8)
+    }
+
+    /// The name of port `port` (an input or a patchable parameter's), if it has one.
+    pub fn input_name(&self, port: u8) -> Option<&'static str> {
+        let port = port as usize;
+        match self.inputs.get(port) {
+            Some(p) => Some(p.name),
+            None => {
+                let spec = self.params.get(port - self.inputs.len())?;
+                spec.patchable.then_some(spec.name)
+            }
+        }
     }
 
     /// Parameter `index`'s description; for the unit's constants, as [`UnitDescription::param`].

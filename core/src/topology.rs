@@ -10,6 +10,14 @@ use heapless::Vec;
 /// Largest module id the protocol accepts (ids need not be dense: 101, 102, ... is fine).
 pub const MAX_ID: ModuleId = 9_999;
 
+/// Bit of [`Cable::port`] (and of `Command::Patch`'s and `Command::Unpatch`'s `port`) that
+/// marks a feedback cable: one that closed a cycle when it was patched, and so carries its
+/// source's previous block (64 frames later), as SuperCollider's `InFeedback`. In the port
+/// byte rather than a field of its own so that every command, ring word and ledger record
+/// that carries a cable carries the mark unchanged (ports are below 128: `MAX_INPUTS`).
+pub const FEEDBACK: u8 = 0x80;
+const _: () = assert!(crate::module::MAX_INPUTS < FEEDBACK as usize);
+
 /// A cable from `src`'s output to input `port` of `dst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cable {
@@ -17,8 +25,20 @@ pub struct Cable {
     pub src: ModuleId,
     /// Module whose input receives it.
     pub dst: ModuleId,
-    /// Index into `dst`'s kind's inputs.
+    /// Index into `dst`'s kind's inputs, with [`FEEDBACK`] set for a feedback cable.
     pub port: u8,
+}
+
+impl Cable {
+    /// The input port's index into `dst`'s kind's inputs (the [`FEEDBACK`] mark taken away).
+    pub const fn input(&self) -> u8 {
+        self.port & !FEEDBACK
+    }
+
+    /// True for a feedback cable: it carries its source's previous block.
+    pub const fn is_feedback(&self) -> bool {
+        self.port & FEEDBACK != 0
+    }
 }
 
 /// A module as the topology knows it.
@@ -72,7 +92,7 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
     /// Every [`Error`] but `UnknownAddress` and `WrongArgs` (those come from parsing):
     /// `UnknownKind`, `UnknownParam`, `UnknownPort`, `BadValue`, `NotFinite`, `IdOutOfRange`,
     /// `IdInUse`, `NoSuchModule`, `OutputModule`, `AlreadyPatched`, `NoSuchCable`, `RackFull`,
-    /// `WouldCycle`.
+    /// `WouldCycle` (a cycle through the output module: any other cycle is a feedback cable).
     pub fn resolve(&self, request: &Request<'_>) -> Result<Command, Error> {
         match *request {
             Request::New { kind, id } => {
@@ -113,24 +133,31 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                 let value = param_value(spec, value)?;
                 Ok(Command::Set { id, param: index, value })
             }
-            Request::Patch { src, out_port, dst, in_port } => {
-                let cable = self.cable(src, out_port, dst, in_port)?;
-                if self.cables.contains(&cable) {
+            Request::Patch { src, out_port, dst, in_port, feedback } => {
+                let mut cable = self.cable(src, out_port, dst, in_port)?;
+                if self.patched(cable).is_some() {
                     return Err(Error::AlreadyPatched);
                 }
                 if self.cables.is_full() {
                     return Err(Error::RackFull(Limit::Cables));
                 }
-                if cable.src == cable.dst || self.reaches(cable.dst, cable.src) {
-                    return Err(Error::WouldCycle);
+                // Closing a cycle: a feedback cable (what is not feedback stays acyclic, so
+                // the rack can order it); or one asked for (a saved patch keeps its marks,
+                // though the cycle a cable closed may since have been broken).
+                if feedback || cable.src == cable.dst || self.reaches(cable.dst, cable.src) {
+                    // The output's block on each worker is that worker's share of the sum:
+                    // fed back, it would not be what is heard. (A feedback cable asked for
+                    // out of the output is refused so too.)
+                    if cable.src == OUTPUT_ID {
+                        return Err(Error::WouldCycle);
+                    }
+                    cable.port |= FEEDBACK;
                 }
                 Ok(Command::Patch { src: cable.src, dst: cable.dst, port: cable.port })
             }
             Request::Unpatch { src, out_port, dst, in_port } => {
                 let cable = self.cable(src, out_port, dst, in_port)?;
-                if !self.cables.contains(&cable) {
-                    return Err(Error::NoSuchCable);
-                }
+                let cable = self.patched(cable).ok_or(Error::NoSuchCable)?;
                 Ok(Command::Unpatch { src: cable.src, dst: cable.dst, port: cable.port })
             }
             Request::Clear => Ok(Command::Clear),
@@ -202,8 +229,13 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
         Ok(Cable { src, dst, port })
     }
 
-    /// True when a path of cables leads from `from` to `to`: a depth-first walk with a fixed
-    /// stack, each module visited once.
+    /// The patched cable between the ends and input of `cable`, feedback or not.
+    fn patched(&self, cable: Cable) -> Option<Cable> {
+        self.cables.iter().find(|c| c.src == cable.src && c.dst == cable.dst && c.input() == cable.input()).copied()
+    }
+
+    /// True when a path of cables that are not feedback leads from `from` to `to`: a
+    /// depth-first walk with a fixed stack, each module visited once.
     fn reaches(&self, from: ModuleId, to: ModuleId) -> bool {
         let mut seen: Vec<ModuleId, MODULES> = Vec::new();
         let mut stack: Vec<ModuleId, MODULES> = Vec::new();
@@ -213,7 +245,7 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
             if at == to {
                 return true;
             }
-            for cable in self.cables.iter().filter(|c| c.src == at) {
+            for cable in self.cables.iter().filter(|c| c.src == at && !c.is_feedback()) {
                 // Each module enters `seen` (and `stack`) at most once, and there are at most
                 // MODULES modules: neither push can overflow.
                 if !seen.contains(&cable.dst) {
@@ -266,7 +298,7 @@ mod tests {
     }
 
     fn patch(t: &mut T, src: i32, dst: i32, port: &str) -> Result<Command, Error> {
-        t.submit(&Request::Patch { src, out_port: "out", dst, in_port: port })
+        t.submit(&Request::Patch { src, out_port: "out", dst, in_port: port, feedback: false })
     }
 
     #[test]
@@ -294,8 +326,10 @@ mod tests {
         new(&mut t, "vcf", 2).unwrap();
         new(&mut t, "delay", 3).unwrap();
         patch(&mut t, 1, 2, "in").unwrap();
+        patch(&mut t, 2, 0, "in").unwrap();
         let before = t.clone();
         let cases: [(Request<'_>, Error); 17] = [
+            (Request::Patch { src: 0, out_port: "out", dst: 1, in_port: "fm", feedback: false }, Error::WouldCycle),
             (Request::New { kind: "theremin", id: 5 }, Error::UnknownKind),
             (Request::New { kind: "vco", id: -1 }, Error::IdOutOfRange { id: -1, max: MAX_ID }),
             (Request::New { kind: "vco", id: 10_000 }, Error::IdOutOfRange { id: 10_000, max: MAX_ID }),
@@ -310,9 +344,8 @@ mod tests {
             (Request::Set { id: 1, param: "freq", value: Value::Float(f32::NAN) }, Error::NotFinite),
             (Request::Set { id: 1, param: "wave", value: Value::Str("wobble") }, Error::BadValue),
             (Request::Set { id: 1, param: "wave", value: Value::Float(1.5) }, Error::BadValue),
-            (Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in" }, Error::AlreadyPatched),
-            (Request::Patch { src: 2, out_port: "out", dst: 1, in_port: "fm" }, Error::WouldCycle),
-            (Request::Unpatch { src: 2, out_port: "out", dst: 0, in_port: "in" }, Error::NoSuchCable),
+            (Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in", feedback: false }, Error::AlreadyPatched),
+            (Request::Unpatch { src: 3, out_port: "out", dst: 0, in_port: "in" }, Error::NoSuchCable),
         ];
         for (request, error) in cases {
             assert_eq!(t.submit(&request), Err(error), "{request:?}");
@@ -320,9 +353,8 @@ mod tests {
             assert_eq!(t.cables(), before.cables());
         }
         assert_eq!(patch(&mut t, 1, 2, "nope"), Err(Error::UnknownPort));
-        let bad_out = Request::Patch { src: 1, out_port: "left", dst: 2, in_port: "in" };
+        let bad_out = Request::Patch { src: 1, out_port: "left", dst: 2, in_port: "in", feedback: false };
         assert_eq!(t.submit(&bad_out), Err(Error::UnknownPort));
-        assert_eq!(patch(&mut t, 1, 1, "fm"), Err(Error::WouldCycle));
     }
 
     #[test]
@@ -356,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn a_longer_loop_is_refused() {
+    fn a_cable_that_closes_a_cycle_is_a_feedback_cable_and_the_rest_stay_acyclic() {
         let mut t = T::new(0, 0);
         for id in 1..=4 {
             new(&mut t, "vca", id).unwrap();
@@ -364,7 +396,27 @@ mod tests {
         patch(&mut t, 1, 2, "in").unwrap();
         patch(&mut t, 2, 3, "cv").unwrap();
         patch(&mut t, 3, 4, "in").unwrap();
-        assert_eq!(patch(&mut t, 4, 1, "cv"), Err(Error::WouldCycle));
+        let closing = Request::Patch { src: 4, out_port: "out", dst: 1, in_port: "cv", feedback: false };
+        assert_eq!(t.submit(&closing), Ok(Command::Patch { src: 4, dst: 1, port: 1 | FEEDBACK }));
+        assert_eq!(t.submit(&closing), Err(Error::AlreadyPatched));
+        assert!(t.cables().iter().filter(|c| c.is_feedback()).eq([&Cable { src: 4, dst: 1, port: 1 | FEEDBACK }]));
+        // The feedback cable does not count as a path: 4 -> 2 closes no cycle of plain cables.
+        assert_eq!(
+            t.submit(&Request::Patch { src: 1, out_port: "out", dst: 3, in_port: "in", feedback: false }),
+            Ok(Command::Patch { src: 1, dst: 3, port: 0 })
+        );
         assert_eq!(patch(&mut t, 4, 0, "in").map(|_| ()), Ok(()));
+        // A module into itself, and a cycle out of the output module (each worker's output
+        // holds only its share of what is heard: refused).
+        let own = Request::Patch { src: 2, out_port: "out", dst: 2, in_port: "cv", feedback: false };
+        assert_eq!(t.submit(&own), Ok(Command::Patch { src: 2, dst: 2, port: 1 | FEEDBACK }));
+        assert_eq!(patch(&mut t, 0, 1, "in"), Err(Error::WouldCycle));
+        // Unpatched by its port's name, the mark found by the topology.
+        let unpatch = Request::Unpatch { src: 4, out_port: "out", dst: 1, in_port: "cv" };
+        assert_eq!(t.submit(&unpatch), Ok(Command::Unpatch { src: 4, dst: 1, port: 1 | FEEDBACK }));
+        assert!(!t.cables().iter().any(|c| c.src == 4 && c.dst == 1));
+        // Asked for, a cable is feedback though it closes no cycle (a saved patch's mark).
+        let asked = Request::Patch { src: 3, out_port: "out", dst: 0, in_port: "in", feedback: true };
+        assert_eq!(t.submit(&asked), Ok(Command::Patch { src: 3, dst: 0, port: FEEDBACK }));
     }
 }

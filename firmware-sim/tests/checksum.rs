@@ -19,7 +19,7 @@ fn firmware_total() -> (u64, u64) {
 }
 
 /// Renders the demo with a rack built by `new_rack`, on a thread whose stack holds it (the
-/// host rack is 23.3 MB of fixed arrays).
+/// host rack is 25.2 MB of fixed arrays).
 fn render_demo<R: Send + 'static>(new_rack: fn() -> Box<R>, render: fn(&mut R) -> Rendered) -> Rendered {
     std::thread::Builder::new()
         // 4 racks: building one by value takes up to 3 racks of stack (opt-level 0; see

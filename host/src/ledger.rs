@@ -304,9 +304,14 @@ impl Ledger {
                 }
             }
         }
-        for c in self.topology.cables() {
-            let port = self.topology.kind(c.dst).and_then(|k| k.inputs().get(c.port as usize)).map_or("?", |p| p.name);
-            lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}", c.src, c.dst));
+        // Feedback cables last, marked `feedback` (a replay keeps the mark even where the
+        // cycle the cable closed has since been broken), after the plain ones (acyclic).
+        let (plain, feedback): (Vec<&Cable>, Vec<&Cable>) =
+            self.topology.cables().iter().partition(|c| !c.is_feedback());
+        for c in plain.into_iter().chain(feedback) {
+            let port = self.topology.kind(c.dst).and_then(|k| k.input_name(c.input())).unwrap_or("?");
+            let mark = if c.is_feedback() { " feedback" } else { "" };
+            lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}{mark}", c.src, c.dst));
         }
         lines.extend(self.mappings.lines());
         lines
@@ -1089,8 +1094,8 @@ mod tests {
             ("/unpatch 2 out 1 fm", Error::NoSuchCable),
             ("/module/new delay 20", Error::RackFull(Limit::Delays)),
             ("/module/new reverb 20", Error::RackFull(Limit::Reverbs)),
-            ("/patch 3 out 1 fm", Error::WouldCycle),
-            ("/patch 1 out 1 fm", Error::WouldCycle),
+            // Any other cycle is a feedback cable; one through the output is refused.
+            ("/patch 0 out 1 fm", Error::WouldCycle),
         ];
         for (text, error) in cases {
             assert_eq!(line(&mut ledger, text), Err(error), "{text}");
@@ -1131,9 +1136,18 @@ mod tests {
 /module/free 7
 /unpatch 4 out 3 cv
 /module/free 4
-/patch 40 out 1 pitch",
+/patch 40 out 1 pitch
+/patch 3 out 1 fm
+/patch 5 out 3 in",
         );
         let script = ledger.dump();
+        // The feedback cables, marked, after every plain one.
+        let feedback: Vec<&String> = script.iter().filter(|l| l.ends_with(" feedback")).collect();
+        assert_eq!(feedback.len(), 2, "{script:#?}");
+        assert!(
+            script.ends_with(&["/patch 3 out 1 fm feedback".to_string(), "/patch 5 out 3 in feedback".to_string()])
+        );
+        assert_eq!(ledger.topology().cables().iter().filter(|c| c.is_feedback()).count(), 2);
         assert!(script.contains(&"/module/set 1 wave square".to_string()), "{script:#?}");
         assert!(script.contains(&"/module/set 0 level 0.5".to_string()));
         assert!(!script.iter().any(|l| l.contains(" q ")), "q was set to its default");
@@ -1145,6 +1159,20 @@ mod tests {
                 assert_eq!(copy.params(id), ledger.params(id), "module {id}");
             }
         }
+    }
+
+    #[test]
+    fn a_feedback_cable_whose_cycle_was_broken_comes_back_feedback() {
+        // Found by osc_props: 2 -> 3 closed 3 -> 2 and so is feedback; 3 -> 2 goes, and a
+        // replay (where 2 -> 3 closes nothing) keeps the mark because the dump says it.
+        let mut ledger = Ledger::new(2);
+        build(&mut ledger, "/module/new vcf 2\n/module/new lfo 3\n/patch 3 out 2 cutoff\n/patch 2 out 3 rate_hz");
+        line(&mut ledger, "/unpatch 3 out 2 cutoff").unwrap();
+        let script = ledger.dump();
+        assert_eq!(script.last().map(String::as_str), Some("/patch 2 out 3 rate_hz feedback"));
+        let mut copy = Ledger::new(2);
+        build(&mut copy, &script.join("\n"));
+        assert_eq!(copy.dump(), script);
     }
 
     #[test]
@@ -1169,7 +1197,7 @@ mod tests {
         let before = ledger.dump();
         let good = [
             Request::New { kind: "vcf", id: 2 },
-            Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in" },
+            Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in", feedback: false },
             Request::Set { id: 2, param: "mode", value: Value::Str("bandpass") },
         ];
         let mut bad = good;

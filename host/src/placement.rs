@@ -247,7 +247,9 @@ impl Placement {
         // patched into it and a link carries the share across (see ledger.rs's `Link`). The
         // new cable may then run between workers; nothing moves.
         let joins_port = cables.iter().any(|c| c.dst == new.dst && c.port == new.port);
-        if joins_port && !joins_output && new.src != OUTPUT_ID && new.dst != OUTPUT_ID {
+        // A feedback cable is never a join: its cycle stays on one worker (across workers
+        // it would need a link's block from before; kept simple).
+        if joins_port && !new.is_feedback() && !joins_output && new.src != OUTPUT_ID && new.dst != OUTPUT_ID {
             let w = self.cable_worker(&new).unwrap_or(0);
             return if self.usage(w).cables < RACK_CABLES { Ok(None) } else { Err(Error::RackFull(Limit::Cables)) };
         }
@@ -313,8 +315,11 @@ impl Placement {
         for c in cables {
             *fed.entry((c.dst, c.port)).or_default() += 1;
         }
-        let local: Vec<Cable> =
-            cables.iter().filter(|c| !self.crosses(c) && fed[&(c.dst, c.port)] < 2).copied().collect();
+        let local: Vec<Cable> = cables
+            .iter()
+            .filter(|c| !self.crosses(c) && (fed[&(c.dst, c.port)] < 2 || c.is_feedback()))
+            .copied()
+            .collect();
         let kinds: BTreeMap<ModuleId, Kind> = modules.iter().map(|e| (e.id, e.kind)).collect();
         let mut seen = BTreeSet::new();
         let mut moving: Vec<ModuleId> = Vec::new();
@@ -510,7 +515,7 @@ mod tests {
     }
 
     fn patch(ledger: &mut Ledger, src: i32, dst: i32, in_port: &str) -> Result<Vec<(usize, Command)>, Error> {
-        ledger.submit(&Request::Patch { src, out_port: "out", dst, in_port })
+        ledger.submit(&Request::Patch { src, out_port: "out", dst, in_port, feedback: false })
     }
 
     /// Every module shares its worker with every module it is cabled to.
@@ -590,6 +595,28 @@ mod tests {
         let home = ledger.owner(1).unwrap();
         assert!((2..=4).all(|id| ledger.owner(id) == Some(home)));
         assert_eq!(ledger.placement().usage(home), Usage { modules: 4, cables: 4, delays: 0, reverbs: 0 });
+        assert_usage_recounts(&ledger);
+    }
+
+    #[test]
+    fn a_feedback_cable_gathers_its_cycle_on_one_worker() {
+        let mut ledger = Ledger::new(2);
+        new(&mut ledger, "vco", 1);
+        new(&mut ledger, "vco", 2);
+        new(&mut ledger, "delay", 5);
+        patch(&mut ledger, 1, 5, "in").unwrap();
+        // Into a port that has a cable already: a join, which may run between workers.
+        patch(&mut ledger, 2, 5, "in").unwrap();
+        assert_ne!(ledger.owner(2), ledger.owner(5), "the join runs between workers");
+        // Back into the vco that feeds the delay: it closes 2 -> 5 -> 2, a feedback cable,
+        // which never runs between workers: the cycle gathers on one.
+        let commands = patch(&mut ledger, 5, 2, "fm").unwrap();
+        let feedback = ledger.topology().cables().iter().filter(|c| c.is_feedback()).copied().collect::<Vec<_>>();
+        assert_eq!(feedback.len(), 1);
+        assert!(commands.iter().any(|(_, c)| *c == Command::Patch { src: 5, dst: 2, port: feedback[0].port }));
+        assert_eq!(ledger.owner(2), ledger.owner(5));
+        assert!(!ledger.placement().crosses(&feedback[0]));
+        assert_components_together(&ledger);
         assert_usage_recounts(&ledger);
     }
 
@@ -694,10 +721,10 @@ mod tests {
             Request::New { kind: "vco", id: 1 },
             Request::New { kind: "vcf", id: 2 },
             Request::New { kind: "vca", id: 3 },
-            Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in" },
-            Request::Patch { src: 2, out_port: "out", dst: 3, in_port: "in" },
-            Request::Patch { src: 3, out_port: "out", dst: 0, in_port: "in" },
-            Request::Patch { src: 9, out_port: "out", dst: 0, in_port: "in" },
+            Request::Patch { src: 1, out_port: "out", dst: 2, in_port: "in", feedback: false },
+            Request::Patch { src: 2, out_port: "out", dst: 3, in_port: "in", feedback: false },
+            Request::Patch { src: 3, out_port: "out", dst: 0, in_port: "in", feedback: false },
+            Request::Patch { src: 9, out_port: "out", dst: 0, in_port: "in", feedback: false },
         ];
         let staged = ledger.check_bundle(&bundle).unwrap();
         assert!(staged.commands().iter().all(|(_, c)| !matches!(c, Command::Free { .. })), "nothing moved");

@@ -47,7 +47,11 @@ impl<
             }
         }
         // Kahn: a slot is ready when every wire into it comes from a slot already ordered.
+        // Feedback wires read the block before: they do not hold their destination back.
         let mut waiting = self.count_in;
+        for wire in self.wires.iter().filter(|w| w.feedback) {
+            waiting[wire.dst as usize] -= 1;
+        }
         self.order.clear();
         for (slot, &wait) in waiting.iter().enumerate() {
             if wait == 0 && self.occupied(slot) {
@@ -57,7 +61,7 @@ impl<
         // Outbound lists, the same counting sort by source, so Kahn touches each wire once.
         let mut first_out = [0u16; MODULES];
         let mut count_out = [0u16; MODULES];
-        for wire in self.wires.iter() {
+        for wire in self.wires.iter().filter(|w| !w.feedback) {
             count_out[wire.src as usize] += 1;
         }
         let mut next = 0u16;
@@ -67,7 +71,7 @@ impl<
         }
         let mut outbound = [0u16; CABLES];
         let mut placed = [0u16; MODULES];
-        for wire in self.wires.iter() {
+        for wire in self.wires.iter().filter(|w| !w.feedback) {
             let src = wire.src as usize;
             outbound[(first_out[src] + placed[src]) as usize] = wire.dst;
             placed[src] += 1;
@@ -129,6 +133,8 @@ impl<
             if let Some(kind) = self.modules[slot].kind() {
                 let list = inbound_of(slot, &self.inbound, &self.first_in, &self.count_in);
                 self.plans[slot] = plan(kind, list, &self.wires);
+                let params = &self.plans[slot][kind.inputs().len()..kind.input_count()];
+                self.modulated[slot] = params.iter().any(|s| *s != Source::Unpatched);
             }
         }
         self.late = core::array::from_fn(|slot| phase[slot] & 2 != 0);
@@ -196,7 +202,8 @@ impl<
             *sum = [0.0; BLOCK];
             let early = list.iter().filter_map(|&w| self.wires.get(w as usize));
             for wire in early.filter(|w| w.port == port && !self.late[w.src as usize]) {
-                if let Some(src) = self.outs.get(wire.src as usize) {
+                let blocks = if wire.feedback { &self.previous } else { &self.outs };
+                if let Some(src) = blocks.get(wire.src as usize) {
                     add_faded(sum, src, wire.fade);
                 }
             }
@@ -242,7 +249,7 @@ pub(super) fn inbound_of<'a>(slot: usize, inbound: &'a [u16], first_in: &[u16], 
 pub(super) fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INPUTS] {
     let mut sources = [Source::Unpatched; MAX_INPUTS];
     let mut at = 0;
-    for (port, source) in sources.iter_mut().enumerate().take(kind.inputs().len()) {
+    for (port, source) in sources.iter_mut().enumerate().take(kind.input_count()) {
         let start = at;
         while at < list.len() && wires.get(list[at] as usize).is_some_and(|w| w.port == port as u8) {
             at += 1;
@@ -250,7 +257,7 @@ pub(super) fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INP
         *source = match &list[start..at] {
             [] => Source::Unpatched,
             [only] => match wires.get(*only as usize) {
-                Some(w) if w.fade == Fade::Steady => Source::Direct(w.src),
+                Some(w) if w.fade == Fade::Steady && !w.feedback => Source::Direct(w.src),
                 _ => Source::Summed,
             },
             _ => Source::Summed,
@@ -262,16 +269,17 @@ pub(super) fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INP
 /// Sums the wires of every port `plan` marks summed into that port's `scratch` block, each
 /// through its fade.
 pub(super) fn sum_ports(
-    plan: &[Source; MAX_INPUTS],
+    plan: &[Source],
     list: &[u16],
     wires: &[Wire],
     outs: &[Block],
+    previous: &[Block],
     scratch: &mut [Block; MAX_INPUTS],
     early: Early<'_>,
 ) {
-    for (port, sum) in scratch.iter_mut().enumerate() {
+    for (port, (sum, source)) in scratch.iter_mut().zip(plan).enumerate() {
         // Summed ahead: start from that, and add only the cables from late slots.
-        let ahead = match plan[port] {
+        let ahead = match *source {
             Source::Summed => None,
             Source::PreSummed(n) => Some(n as usize),
             Source::Unpatched | Source::Direct(_) => continue,
@@ -279,7 +287,9 @@ pub(super) fn sum_ports(
         *sum = ahead.and_then(|n| early.presums.get(n)).copied().unwrap_or([0.0; BLOCK]);
         let wires = list.iter().filter_map(|&w| wires.get(w as usize)).filter(|w| w.port == port as u8);
         for wire in wires.filter(|w| ahead.is_none() || early.late.get(w.src as usize) == Some(&true)) {
-            let Some(src) = outs.get(wire.src as usize) else { continue };
+            // A feedback wire: its source's block before this one.
+            let blocks = if wire.feedback { previous } else { outs };
+            let Some(src) = blocks.get(wire.src as usize) else { continue };
             add_faded(sum, src, wire.fade);
         }
     }

@@ -22,7 +22,7 @@ pub const DESCRIPTION: UnitDescription = UnitDescription {
         ParamSpec::num("decay_s", &["decay"], "s", (0.0005, 60.0), 0.1, Curve::Exponential),
         ParamSpec::num("sustain", &[], "", (0.0, 1.0), 0.7, Curve::Linear),
         ParamSpec::num("release_s", &["release"], "s", (0.0005, 60.0), 0.2, Curve::Exponential),
-        ParamSpec::num("gate", &[], "", (0.0, 1.0), 0.0, Curve::Linear).noted("on above 0.5"),
+        ParamSpec::num("gate", &[], "", (0.0, 1.0), 0.0, Curve::Linear).noted("on above 0.5").unpatchable(),
     ],
 };
 /// Input port index.

@@ -59,7 +59,7 @@ pub const DESCRIPTION: UnitDescription = UnitDescription {
         ParamSpec::choice("shape", &LfoShape::NAMES, 0.0),
         ParamSpec::num("depth", &[], "", (-1000.0, 1000.0), 1.0, Curve::Linear),
         ParamSpec::num("offset", &[], "", (-1000.0, 1000.0), 0.0, Curve::Linear),
-        ParamSpec::num("seed", &[], "", (0.0, SEED_MAX), 1.0, Curve::Linear).noted("0..2^24"),
+        ParamSpec::num("seed", &[], "", (0.0, SEED_MAX), 1.0, Curve::Linear).noted("0..2^24").unpatchable(),
     ],
 };
 const RATE_HZ: u8 = DESCRIPTION.param("rate_hz");

@@ -47,7 +47,7 @@ pub const DESCRIPTION: UnitDescription = UnitDescription {
     params: &[
         ParamSpec::choice("color", &NoiseColor::NAMES, 0.0),
         ParamSpec::num("level", &[], "", (0.0, 1.0), 1.0, Curve::Linear),
-        ParamSpec::num("seed", &[], "", (0.0, SEED_MAX), 1.0, Curve::Linear).noted("0..2^24"),
+        ParamSpec::num("seed", &[], "", (0.0, SEED_MAX), 1.0, Curve::Linear).noted("0..2^24").unpatchable(),
     ],
 };
 const COLOR: u8 = DESCRIPTION.param("color");

@@ -43,7 +43,7 @@ const fn pitch(name: &'static str) -> ParamSpec {
 }
 
 const fn gate(name: &'static str) -> ParamSpec {
-    ParamSpec::num(name, &[], "", (0.0, 1.0), 1.0, Curve::Linear).noted("on above 0.5")
+    ParamSpec::num(name, &[], "", (0.0, 1.0), 1.0, Curve::Linear).noted("on above 0.5").unpatchable()
 }
 
 /// The sequencer as the protocol sees it.
