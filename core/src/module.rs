@@ -20,9 +20,27 @@ use crate::units::vca::{self, Vca};
 use crate::units::vcf::{self, Vcf};
 use crate::units::vco::{self, Vco};
 
+/// Most signal inputs any kind has (the mixer's four): the ports a unit's `process` reads.
+/// A parameter's own port is not one of them: the rack turns its cables into a per-block
+/// value before the unit renders ([`Module::modulate`]), so the per-module arrays the rack
+/// walks every block stay four wide.
+pub const MAX_INPUTS: usize = {
+    let mut most = 0;
+    let mut i = 0;
+    while i < Kind::EVERY.len() {
+        let count = Kind::EVERY[i].description().inputs.len();
+        if count > most {
+            most = count;
+        }
+        i += 1;
+    }
+    most
+};
+const _: () = assert!(MIXER_INPUTS <= MAX_INPUTS);
+
 /// Most input ports any kind has, its parameters' own ports included (the sequencer's clock
 /// and 19 parameters: [`UnitDescription::input_count`]).
-pub const MAX_INPUTS: usize = {
+pub const MAX_PORTS: usize = {
     let mut most = 0;
     let mut i = 0;
     while i < Kind::EVERY.len() {
@@ -34,7 +52,7 @@ pub const MAX_INPUTS: usize = {
     }
     most
 };
-const _: () = assert!(MIXER_INPUTS <= MAX_INPUTS && MAX_INPUTS <= u8::MAX as usize);
+const _: () = assert!(MAX_PORTS <= u8::MAX as usize);
 
 /// Most parameters any kind has (the sequencer's 8 pitches, 8 gates, rate, out and gate length).
 pub const MAX_PARAMS: usize = 19;
@@ -458,41 +476,35 @@ impl Module {
 }
 
 impl Module {
-    /// Moves each parameter whose own port is patched from its knob (`knobs`, by parameter
-    /// index) by the block mean of its cable ([`ParamSpec::modulated`]), before the block is
-    /// rendered; a parameter whose cable has gone (its bit in `moved`) goes back to its knob.
-    /// Bit `i` of `moved` is set while parameter `i` is moved. Per block: the unit glides to
-    /// the value over the block as it does to a knob's, so a cable cannot click. The mean,
-    /// not the first sample: an audio-rate cable averages over the block instead of being
-    /// sampled at 750 Hz into aliases. A module with no parameter patched costs one scan of
-    /// its ports and renders as before, bit for bit.
+    /// Moves each parameter whose own port is patched (bit `i` of `patched` for parameter
+    /// `i`) from its knob (`knobs`, by parameter index) by the block mean of its cables
+    /// (`means[i]`, [`ParamSpec::modulated`]), before the block is rendered; a parameter
+    /// whose cable has gone (its bit in `moved`) goes back to its knob. Bit `i` of `moved` is
+    /// set while parameter `i` is moved. Per block: the unit glides to the value over the
+    /// block as it does to a knob's, so a cable cannot click. The mean, not the first sample:
+    /// an audio-rate cable averages over the block instead of being sampled at 750 Hz into
+    /// aliases. The rack calls it only for a module with some parameter patched or moved.
     pub fn modulate<const DL: usize, const CL: usize, const AL: usize>(
         &mut self,
-        inputs: &[Option<&Block>; MAX_INPUTS],
+        means: &[f32; MAX_PARAMS],
+        patched: u32,
         knobs: &[f32; MAX_PARAMS],
         moved: &mut u32,
         mut pools: Pools<'_, DL, CL, AL>,
     ) {
         let Some(kind) = self.kind() else { return };
-        let first = kind.inputs().len();
-        let ports = inputs.get(first..kind.input_count()).unwrap_or(&[]);
-        if *moved == 0 && ports.iter().all(Option::is_none) {
-            return;
-        }
-        for (index, (port, spec)) in ports.iter().zip(kind.params()).enumerate() {
+        let mut todo = patched | *moved;
+        while todo != 0 {
+            let index = todo.trailing_zeros() as usize;
             let bit = 1u32 << index;
-            let knob = knobs[index];
-            match port {
-                Some(cable) if spec.patchable => {
-                    let mean = cable.iter().sum::<f32>() / crate::block::BLOCK as f32;
-                    self.set(index as u8, spec.modulated(knob, mean), pools.reborrow());
-                    *moved |= bit;
-                }
-                _ if *moved & bit != 0 => {
-                    self.set(index as u8, knob, pools.reborrow());
-                    *moved &= !bit;
-                }
-                _ => {}
+            todo &= !bit;
+            let (Some(spec), Some(&knob)) = (kind.params().get(index), knobs.get(index)) else { continue };
+            if patched & bit != 0 && spec.patchable {
+                self.set(index as u8, spec.modulated(knob, means[index]), pools.reborrow());
+                *moved |= bit;
+            } else if *moved & bit != 0 {
+                self.set(index as u8, knob, pools.reborrow());
+                *moved &= !bit;
             }
         }
     }

@@ -14,9 +14,9 @@ pub const MAX_ID: ModuleId = 9_999;
 /// marks a feedback cable: one that closed a cycle when it was patched, and so carries its
 /// source's previous block (64 frames later), as SuperCollider's `InFeedback`. In the port
 /// byte rather than a field of its own so that every command, ring word and ledger record
-/// that carries a cable carries the mark unchanged (ports are below 128: `MAX_INPUTS`).
+/// that carries a cable carries the mark unchanged (ports are below 128: `MAX_PORTS`).
 pub const FEEDBACK: u8 = 0x80;
-const _: () = assert!(crate::module::MAX_INPUTS < FEEDBACK as usize);
+const _: () = assert!(crate::module::MAX_PORTS < FEEDBACK as usize);
 
 /// A cable from `src`'s output to input `port` of `dst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

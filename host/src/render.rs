@@ -26,7 +26,7 @@ pub struct ScriptProblem {
 /// Renders `seconds` of `script` at `sample_rate_hz`; returns the samples (mono) and every
 /// line that was refused (those change nothing, as they would live).
 pub fn render_script(script: &str, seconds: f64, sample_rate_hz: u32) -> (Vec<f32>, Vec<ScriptProblem>) {
-    // The host rack is 25.2 MB of fixed arrays: build it on a thread whose stack holds it
+    // The host rack is 24.9 MB of fixed arrays: build it on a thread whose stack holds it
     // rather than risk the main thread's.
     let script = script.to_owned();
     let worker = std::thread::Builder::new()

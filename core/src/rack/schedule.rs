@@ -8,7 +8,7 @@
 use super::fade::{Fade, add_faded};
 use super::{Rack, Wire};
 use crate::block::{BLOCK, Block};
-use crate::module::{Kind, LANES, MAX_INPUTS, Module};
+use crate::module::{Kind, LANES, MAX_INPUTS, MAX_PARAMS, MAX_PORTS, Module};
 
 /// Most ports a rack sums ahead of a receive ([`Source::PreSummed`]): the output's and a
 /// shared bus's few, with room to spare.
@@ -39,7 +39,7 @@ impl<
             next += self.count_in[slot];
         }
         let mut filled = [0u16; MODULES];
-        for port in 0..MAX_INPUTS as u8 {
+        for port in 0..MAX_PORTS as u8 {
             for (index, wire) in self.wires.iter().enumerate().filter(|(_, w)| w.port == port) {
                 let dst = wire.dst as usize;
                 self.inbound[(self.first_in[dst] + filled[dst]) as usize] = index as u16;
@@ -49,8 +49,10 @@ impl<
         // Kahn: a slot is ready when every wire into it comes from a slot already ordered.
         // Feedback wires read the block before: they do not hold their destination back.
         let mut waiting = self.count_in;
+        self.feeds_back = false;
         for wire in self.wires.iter().filter(|w| w.feedback) {
             waiting[wire.dst as usize] -= 1;
+            self.feeds_back = true;
         }
         self.order.clear();
         for (slot, &wait) in waiting.iter().enumerate() {
@@ -133,8 +135,8 @@ impl<
             if let Some(kind) = self.modules[slot].kind() {
                 let list = inbound_of(slot, &self.inbound, &self.first_in, &self.count_in);
                 self.plans[slot] = plan(kind, list, &self.wires);
-                let params = &self.plans[slot][kind.inputs().len()..kind.input_count()];
-                self.modulated[slot] = params.iter().any(|s| *s != Source::Unpatched);
+                let first = kind.inputs().len();
+                self.modulated[slot] = list.iter().any(|&w| self.wires.get(w as usize).is_some_and(|w| w.port as usize >= first));
             }
         }
         self.late = core::array::from_fn(|slot| phase[slot] & 2 != 0);
@@ -244,12 +246,13 @@ pub(super) fn inbound_of<'a>(slot: usize, inbound: &'a [u16], first_in: &[u16], 
     inbound.get(first..first + count_in[slot] as usize).unwrap_or(&[])
 }
 
-/// Works out each input port's source from the wires in `list` (sorted by port): none, one
-/// steady wire (read in place), or several or fading wires (summed each block).
+/// Works out each signal input's source from the wires in `list` (sorted by port): none, one
+/// steady wire (read in place), or several or fading wires (summed each block). The
+/// parameters' own ports are read by [`param_means`].
 pub(super) fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INPUTS] {
     let mut sources = [Source::Unpatched; MAX_INPUTS];
     let mut at = 0;
-    for (port, source) in sources.iter_mut().enumerate().take(kind.input_count()) {
+    for (port, source) in sources.iter_mut().enumerate().take(kind.inputs().len()) {
         let start = at;
         while at < list.len() && wires.get(list[at] as usize).is_some_and(|w| w.port == port as u8) {
             at += 1;
@@ -305,4 +308,30 @@ pub(super) fn resolve<'a>(
         Source::Direct(src) => outs.get(src as usize),
         Source::Summed | Source::PreSummed(_) => Some(&scratch[port]),
     })
+}
+
+/// For a slot of kind `kind` with inbound wires `list`: the block mean of the cables into
+/// each parameter's own port (by parameter index; each cable through its fade, a feedback
+/// cable from its source's block before), and a mask of the parameters with any cable.
+pub(super) fn param_means(
+    kind: Kind,
+    list: &[u16],
+    wires: &[Wire],
+    outs: &[Block],
+    previous: &[Block],
+) -> ([f32; MAX_PARAMS], u32) {
+    let first = kind.inputs().len();
+    let mut sums = [0.0f32; MAX_PARAMS];
+    let mut patched = 0u32;
+    for wire in list.iter().filter_map(|&w| wires.get(w as usize)) {
+        let Some(index) = (wire.port as usize).checked_sub(first).filter(|&i| i < MAX_PARAMS) else { continue };
+        let blocks = if wire.feedback { previous } else { outs };
+        let Some(src) = blocks.get(wire.src as usize) else { continue };
+        sums[index] += match wire.fade.ramp() {
+            None => src.iter().sum::<f32>(),
+            Some(ramp) => src.iter().zip(ramp).map(|(x, g)| x * g).sum::<f32>(),
+        };
+        patched |= 1 << index;
+    }
+    (sums.map(|sum| sum / BLOCK as f32), patched)
 }
