@@ -18,7 +18,7 @@ fn voices(c: &mut Criterion) {
         assert!(level > 0.005 && level < 0.05 * n as f64, "voice x{n}: rms {level}");
         group.throughput(Throughput::Elements((BLOCK * n) as u64));
         group.bench_with_input(BenchmarkId::new("saw-vcf-vca-adsr", n), &n, |b, _| {
-            let mut block = [0.0; BLOCK];
+            let mut block = synthpool_core::block::STEREO_SILENCE;
             b.iter(|| {
                 rack.process(black_box(&mut block));
                 black_box(&block);
@@ -36,7 +36,7 @@ fn fx(c: &mut Criterion) {
     let mut group = c.benchmark_group("fx");
     group.throughput(Throughput::Elements(BLOCK as u64));
     group.bench_function("voice-delay-reverb", |b| {
-        let mut block = [0.0; BLOCK];
+        let mut block = synthpool_core::block::STEREO_SILENCE;
         b.iter(|| {
             rack.process(black_box(&mut block));
             black_box(&block);
@@ -72,7 +72,7 @@ fn timing(c: &mut Criterion) {
     let mut clock = Clock { start: std::time::Instant::now(), spent: [0; 256] };
     let mut group = c.benchmark_group("timing");
     group.throughput(Throughput::Elements((BLOCK * 60) as u64));
-    let mut block = [0.0; BLOCK];
+    let mut block = synthpool_core::block::STEREO_SILENCE;
     group.bench_function("60-voices/untimed", |b| {
         b.iter(|| {
             rack.process(black_box(&mut block));

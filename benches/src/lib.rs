@@ -51,10 +51,10 @@ pub fn rack_playing(script: &str) -> Box<BenchRack> {
 pub fn render(rack: &mut BenchRack, seconds: f32) -> Vec<f32> {
     let blocks = (seconds * SAMPLE_RATE_HZ / BLOCK as f32).ceil() as usize;
     let mut out = Vec::with_capacity(blocks * BLOCK);
-    let mut block = [0.0; BLOCK];
+    let mut block = synthpool_core::block::STEREO_SILENCE;
     for _ in 0..blocks {
         rack.process(&mut block);
-        out.extend_from_slice(&block);
+        out.extend_from_slice(&block[0]);
     }
     out
 }

@@ -1,4 +1,5 @@
-//! The unit of audio work: one block of mono samples.
+//! The unit of audio work: one block of samples of one signal, and the stereo pair of them
+//! the rack plays.
 
 /// Frames per block: 64 frames is 1.333 ms at 48 kHz, the budget every block must meet.
 pub const BLOCK: usize = 64;
@@ -8,6 +9,15 @@ pub type Block = [f32; BLOCK];
 
 /// A block of silence.
 pub const SILENCE: Block = [0.0; BLOCK];
+
+/// Channels of the rack's output and of the audio input: left, then right.
+pub const CHANNELS: usize = 2;
+
+/// One block of each channel ([`CHANNELS`]): index 0 is left, 1 right.
+pub type StereoBlock = [Block; CHANNELS];
+
+/// A stereo block of silence.
+pub const STEREO_SILENCE: StereoBlock = [SILENCE; CHANNELS];
 
 /// A block's number on the host's clock: counted from 0 and wrapping at 2^32 (every 66 days
 /// at 48 kHz). Two generations compare by their wrapping distance ([`Generation::reached`]),

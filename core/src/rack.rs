@@ -7,7 +7,7 @@
 //!
 //! Beside this file: `index` (module id -> slot), `schedule` (the execution order and where
 //! each port reads from) and `fade` (declicking: the one-block ramps of every edit).
-use crate::block::{BLOCK, Block};
+use crate::block::{BLOCK, Block, STEREO_SILENCE, StereoBlock};
 use crate::command::{Command, Error, LinkEnd, ModuleId, OUTPUT_ID, Request};
 use crate::dsp::flush;
 use crate::module::{Kind, LANES, MAX_INPUTS, MAX_PARAMS, Module, Pools};
@@ -162,7 +162,8 @@ pub struct Rack<
     /// for the slots that feed a feedback cable.
     previous: [Block; MODULES],
     /// Some wire is a feedback wire (worked out with the order): `previous` is kept.
-    feeds_back: bool,
+    feeds_back: bool,    /// This block's audio input (left, right), filled by the host before it renders.
+    capture: StereoBlock,
 }
 
 /// Link channels a host has (cables between workers, each a send on one rack and a receive on
@@ -243,6 +244,7 @@ impl<
             presum_blocks: [[0.0; BLOCK]; PRESUMS],
             previous: [[0.0; BLOCK]; MODULES],
             feeds_back: false,
+            capture: STEREO_SILENCE,
         }
     }
 
@@ -294,6 +296,7 @@ impl<
             *previous = [0.0; BLOCK];
         }
         self.feeds_back = false;
+        self.capture = STEREO_SILENCE;
     }
 
     /// As [`Rack::clear_in_place`], for a rack whose memory is all zero bytes (a fresh shared
@@ -554,8 +557,9 @@ impl<
         true
     }
 
-    /// Renders one block of the output module into `out`, then retires finished fades.
-    pub fn process(&mut self, out: &mut Block) {
+    /// Renders one block of the output module into `out` (left, right), then retires finished
+    /// fades.
+    pub fn process(&mut self, out: &mut StereoBlock) {
         self.process_timed(out, &mut Untimed);
     }
 
@@ -566,7 +570,7 @@ impl<
     /// time between the first and last reading. Rebuilding the order and retiring fades are
     /// the rack's own work and are charged to no slot.
     #[inline]
-    pub fn process_timed<T: SlotTimer>(&mut self, out: &mut Block, timer: &mut T) {
+    pub fn process_timed<T: SlotTimer>(&mut self, out: &mut StereoBlock, timer: &mut T) {
         self.process_linked(out, timer, &mut Unlinked);
     }
 
@@ -574,7 +578,7 @@ impl<
     /// `links`: each send's input is published when it is rendered, each receive's block is
     /// asked for when its turn comes (see [`Links`] for the order).
     #[inline]
-    pub fn process_linked<T: SlotTimer, L: Links>(&mut self, out: &mut Block, timer: &mut T, links: &mut L) {
+    pub fn process_linked<T: SlotTimer, L: Links>(&mut self, out: &mut StereoBlock, timer: &mut T, links: &mut L) {
         if self.structure_changed {
             self.rebuild_order();
         }
@@ -604,7 +608,8 @@ impl<
                 at += 1;
             }
         }
-        *out = self.outs[OUTPUT_SLOT];
+        // The output module is mono: it plays on both channels.
+        *out = [self.outs[OUTPUT_SLOT]; crate::block::CHANNELS];
         // What feedback cables carry next block: this block, flushed so that a loop with gain
         // cannot grow past 1e30 into infinity or NaN, nor circulate denormals.
         let Self { wires, outs, previous, feeds_back, .. } = self;
@@ -615,6 +620,13 @@ impl<
         if self.fades_pending {
             self.retire_fades();
         }
+    }
+
+    /// The audio input of the block the next [`Rack::process`] renders (left, right): the
+    /// host writes the capture side of the audio device here before each block; silence
+    /// until it does.
+    pub fn capture_mut(&mut self) -> &mut StereoBlock {
+        &mut self.capture
     }
 
     /// Slots this rack holds (the most modules, the output included).
@@ -1020,7 +1032,11 @@ mod tests {
         }
 
         fn render(&mut self, seconds: f32) -> std::vec::Vec<f32> {
-            render_s(seconds, |block| self.rack.process(block))
+            render_s(seconds, |block| {
+                let mut both = STEREO_SILENCE;
+                self.rack.process(&mut both);
+                *block = both[0];
+            })
         }
     }
 
@@ -1434,7 +1450,7 @@ mod tests {
                 b
             })
             .collect();
-        let mut block = [0.0; BLOCK];
+        let mut block = STEREO_SILENCE;
         for n in 0..50 {
             together.rack.process(&mut block);
             for (v, b) in alone.iter_mut().enumerate() {
@@ -1485,12 +1501,12 @@ mod tests {
         };
         let (mut plain, mut timed) = (build(), build());
         let mut ticks = Ticks { now: 0, readings: 0, charged: [0; 16] };
-        let (mut a, mut b) = ([0.0; BLOCK], [0.0; BLOCK]);
+        let (mut a, mut b) = (STEREO_SILENCE, STEREO_SILENCE);
         for n in 0..20 {
             plain.rack.process(&mut a);
             let (charged, first_reading) = (ticks.charged.iter().sum::<u64>(), ticks.now + 1001 + ticks.readings);
             timed.rack.process_timed(&mut b, &mut ticks);
-            assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits), "block {n}");
+            assert_eq!(a.map(|c| c.map(f32::to_bits)), b.map(|c| c.map(f32::to_bits)), "block {n}");
             // One reading before the first module, the rest after each module or run: the
             // charges add up to the time between the first and the last.
             assert_eq!(ticks.charged.iter().sum::<u64>() - charged, ticks.now - first_reading, "block {n}");
@@ -1660,10 +1676,11 @@ mod tests {
             a.rack.apply(&Command::Export { id, slot: 0 });
             assert!(b.rack.adopt(id, &state), "module {id} adopted");
         }
-        let (mut block_a, mut block_b, mut block_c) = ([0.0; BLOCK], [0.0; BLOCK], [0.0; BLOCK]);
+        let (mut block_a, mut block_b, mut block_c) = (STEREO_SILENCE, STEREO_SILENCE, STEREO_SILENCE);
         a.rack.process(&mut block_a);
         b.rack.process(&mut block_b);
         c.rack.process(&mut block_c);
+        let [block_a, block_b, block_c] = [block_a[0], block_b[0], block_c[0]];
         let peak = block_c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(peak > 0.01, "the voice plays: {peak}");
         let seam =
@@ -1736,10 +1753,11 @@ mod tests {
         let mut table = Table::default();
         let (mut whole, mut split) = (std::vec::Vec::new(), std::vec::Vec::new());
         for _ in 0..(0.5 * FS) as usize / BLOCK {
-            let (mut x, mut y, mut z) = ([0.0; BLOCK], [0.0; BLOCK], [0.0; BLOCK]);
+            let (mut x, mut y, mut z) = (STEREO_SILENCE, STEREO_SILENCE, STEREO_SILENCE);
             one.rack.process(&mut x);
             a.rack.process_linked(&mut y, &mut Untimed, &mut table);
             b.rack.process_linked(&mut z, &mut Untimed, &mut table);
+            let [x, y, z] = [x[0], y[0], z[0]];
             whole.extend_from_slice(&x);
             split.extend(y.iter().zip(&z).map(|(p, q)| p + q));
         }
@@ -1749,10 +1767,10 @@ mod tests {
         assert!(differs < 1e-6, "two racks differ from one by {differs}");
         // A receive whose block did not come takes silence: B alone plays vco 2 and the
         // delay's tail of what it had.
-        let (mut y, mut z) = ([0.0; BLOCK], [0.0; BLOCK]);
+        let (mut y, mut z) = (STEREO_SILENCE, STEREO_SILENCE);
         b.rack.process_linked(&mut z, &mut Untimed, &mut Table::default());
         a.rack.process_linked(&mut y, &mut Untimed, &mut table);
-        assert!(z.iter().all(|v| v.is_finite()));
+        assert!(z[0].iter().all(|v| v.is_finite()));
         assert_eq!(a.rack.module_count(), 3, "output, vco, send");
     }
 
@@ -1788,10 +1806,11 @@ mod tests {
         let mut table = Table::default();
         let mut worst = 0.0f32;
         for _ in 0..200 {
-            let (mut x, mut y, mut z) = ([0.0; BLOCK], [0.0; BLOCK], [0.0; BLOCK]);
+            let (mut x, mut y, mut z) = (STEREO_SILENCE, STEREO_SILENCE, STEREO_SILENCE);
             one.rack.process(&mut x);
             a.rack.process_linked(&mut y, &mut Untimed, &mut table);
             b.rack.process_linked(&mut z, &mut Untimed, &mut table);
+            let [x, z] = [x[0], z[0]];
             worst = x.iter().zip(&z).map(|(p, q)| (p - q).abs()).fold(worst, f32::max);
         }
         assert_eq!(b.rack.presums.len(), 2, "the delay's input and the output's");
@@ -1810,9 +1829,9 @@ mod tests {
             if !(3..5).contains(&block) {
                 table.blocks.insert(3, [0.5; BLOCK]);
             }
-            let mut out = [0.0; BLOCK];
+            let mut out = STEREO_SILENCE;
             b.rack.process_linked(&mut out, &mut Untimed, &mut table);
-            heard.extend_from_slice(&out);
+            heard.extend_from_slice(&out[0]);
         }
         assert_eq!(heard[2 * BLOCK..3 * BLOCK], [0.5; BLOCK], "steady, unfaded");
         assert_eq!(heard[4 * BLOCK..5 * BLOCK], [0.0; BLOCK], "silent while missing");
@@ -1870,9 +1889,9 @@ mod tests {
             std::thread::spawn(move || {
                 let mut heard = std::vec::Vec::new();
                 for turn in 1..=200 {
-                    let mut block = [0.0; BLOCK];
+                    let mut block = STEREO_SILENCE;
                     bench.rack.process_linked(&mut block, &mut Untimed, &mut Threaded { shared: shared.clone(), turn });
-                    heard.extend_from_slice(&block);
+                    heard.extend_from_slice(&block[0]);
                 }
                 heard
             })
@@ -2041,13 +2060,13 @@ mod tests {
             script in prop::collection::vec((arb_line(), 0usize..3), 1..60)
         ) {
             let mut b = Bench::new();
-            let mut block = [0.0; BLOCK];
+            let mut block = STEREO_SILENCE;
             for (line, blocks) in &script {
                 let _ = b.try_run(line);
                 for _ in 0..*blocks {
                     b.rack.process(&mut block);
-                    prop_assert!(block.iter().all(|s| s.is_finite()));
-                    prop_assert!(block.iter().all(|s| s.abs() < 1.0e4));
+                    prop_assert!(block.as_flattened().iter().all(|s| s.is_finite()));
+                    prop_assert!(block.as_flattened().iter().all(|s| s.abs() < 1.0e4));
                 }
             }
             b.rack.process(&mut block);
@@ -2064,7 +2083,7 @@ mod tests {
         ) {
             let mut rack = Box::new(SmallIdsRack::new());
             rack.prepare(FS);
-            let mut block = [0.0; BLOCK];
+            let mut block = STEREO_SILENCE;
             for (edit, blocks) in &edits {
                 match *edit {
                     Edit::Apply(command) => rack.apply(&command),

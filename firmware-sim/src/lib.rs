@@ -70,12 +70,13 @@ pub fn render<
     let mut topology = rack.topology();
     let mut player = Player::new(script);
     let mut rendered = Rendered { checksum: FNV1A_OFFSET, samples: 0, applied: 0, refused: 0 };
-    let mut block = [0.0; BLOCK];
+    let mut both = synthpool_core::block::STEREO_SILENCE;
     for index in 0..blocks {
         let (applied, refused) = rack.apply_due(&mut topology, &mut player, index, &mut on_refused);
         rendered.applied += applied;
         rendered.refused += refused;
-        rack.process(&mut block);
+        rack.process(&mut both);
+        let block = both[0];
         rendered.checksum = fnv1a_f32(rendered.checksum, &block);
         rendered.samples += BLOCK as u64;
         on_block(index, &block, rendered.checksum);

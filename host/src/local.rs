@@ -65,13 +65,13 @@ impl LocalEngine {
     /// generation advances by one.
     pub fn render(&self) -> Block {
         let mut sum = [0.0; BLOCK];
-        let mut block = [0.0; BLOCK];
+        let mut block = synthpool_core::block::STEREO_SILENCE;
         // Racks render in turn: a receive finds what a rack before it sent this block, else
         // silence (as a worker whose sender is late).
         let mut links = Table::default();
         for rack in self.racks.lock().unwrap_or_else(PoisonError::into_inner).iter_mut() {
             rack.process_linked(&mut block, &mut Untimed, &mut links);
-            for (s, x) in sum.iter_mut().zip(&block) {
+            for (s, x) in sum.iter_mut().zip(&block[0]) {
                 *s += x;
             }
         }

@@ -578,7 +578,7 @@ impl Pool {
         let index = held.index();
         let (control, rack, outboxes) = held.parts();
         let me = &control.workers[index];
-        let mut block = [0.0; BLOCK];
+        let mut block = synthpool_core::block::STEREO_SILENCE;
         me.woken_at_ns.store(start_ns, Ordering::Relaxed);
         let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let lane = crate::worker::Lane { control, index, rack, outboxes };

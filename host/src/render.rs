@@ -47,13 +47,13 @@ fn render_on_this_thread(script: &str, seconds: f64, sample_rate_hz: u32) -> (Ve
     let blocks = (seconds * sample_rate_hz as f64 / BLOCK as f64).ceil() as u64;
     let mut samples = Vec::with_capacity(blocks as usize * BLOCK);
     let mut problems = Vec::new();
-    let mut block = [0.0; BLOCK];
+    let mut block = synthpool_core::block::STEREO_SILENCE;
     for index in 0..blocks {
         rack.apply_due(&mut topology, &mut player, index, |line, error| {
             problems.push(ScriptProblem { line, message: format!("{}: {error}", error.name()) })
         });
         rack.process(&mut block);
-        samples.extend_from_slice(&block);
+        samples.extend_from_slice(&block[0]);
     }
     (samples, problems)
 }

@@ -769,10 +769,10 @@ mod tests {
             let (_, request) = synthpool_core::script::parse_line(line, 0.0).unwrap();
             rack.submit(&mut topology, &request.unwrap()).unwrap();
         }
-        let mut block = [0.0; BLOCK];
+        let mut block = synthpool_core::block::STEREO_SILENCE;
         rack.process(&mut block);
         rack.process(&mut block);
-        assert!(block.iter().any(|&s| s.abs() > 0.1));
+        assert!(block[0].iter().any(|&s| s.abs() > 0.1));
         let dup = rustix::io::dup(region.fd()).unwrap();
         let attached = Region::attach(std::os::fd::IntoRawFd::into_raw_fd(dup)).unwrap();
         assert_eq!(attached.workers(), 2);

@@ -7,8 +7,7 @@
 //! its timing, bump the done word, sleep again. Nothing here allocates or locks.
 use std::sync::atomic::Ordering;
 
-use synthpool_core::BLOCK;
-use synthpool_core::block::Generation;
+use synthpool_core::block::{Generation, STEREO_SILENCE, StereoBlock};
 use synthpool_core::command::{Command, LinkEnd};
 use synthpool_core::rack::{HostRack, Links, SlotTimer, Untimed};
 use synthpool_core::ring::DueCommand;
@@ -99,7 +98,7 @@ pub fn run(args: WorkerArgs) -> i32 {
     // From here on every allocation this thread makes is counted (there must be none).
     let _counting = alloc_count::CountAllocations::here();
 
-    let mut block = [0.0f32; BLOCK];
+    let mut block = STEREO_SILENCE;
     // Time from finishing a block to the next one starting, ns (the last block's).
     let mut gap_ns = u64::MAX;
     loop {
@@ -177,7 +176,7 @@ pub struct Lane<'a> {
 /// each block's due commands first, and publishes the last one's output, its timing, the
 /// block count and whether the rack is idle. The caller publishes `done_generation`.
 /// Allocation-free, lock-free; no syscall (links and imports are watched, not slept on).
-pub fn render_lane(lane: Lane<'_>, block: &mut [f32; BLOCK], first: u32, generation: u32, start_ns: u64) {
+pub fn render_lane(lane: Lane<'_>, block: &mut StereoBlock, first: u32, generation: u32, start_ns: u64) {
     let Lane { control, index, rack, outboxes } = lane;
     let me = &control.workers[index];
     let clock = &control.clock;
@@ -245,7 +244,7 @@ pub fn render_lane(lane: Lane<'_>, block: &mut [f32; BLOCK], first: u32, generat
         }
         at = at.wrapping_add(1);
     }
-    for (word, sample) in me.output.iter().zip(block.iter()) {
+    for (word, sample) in me.output.iter().zip(block[0].iter()) {
         word.store(sample.to_bits(), Ordering::Relaxed);
     }
     let end_ns = clock::now_ns();

@@ -109,7 +109,7 @@ mod measure {
         rack.prepare(FS);
         let mut topology = rack.topology();
         let mut player = Player::new(DEMO_SCRIPT);
-        let mut block = [0.0; BLOCK];
+        let mut block = synthpool_core::block::STEREO_SILENCE;
         group("demo/setup", 1);
         region(|| rack.apply_due(&mut topology, &mut player, 0, |_, _| ()));
         group("demo/process", DEMO_BLOCKS as u32);
@@ -138,7 +138,7 @@ mod measure {
         if refused > 0 || !player.finished() {
             defmt::panic!("the voice script did not apply");
         }
-        let mut block = [0.0; BLOCK];
+        let mut block = synthpool_core::block::STEREO_SILENCE;
         for _ in 0..VOICE_WARMUP_BLOCKS {
             rack.process(&mut block);
         }
