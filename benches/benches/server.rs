@@ -248,7 +248,7 @@ fn main() {
 
     // Memory per idle worker, and the pool's own cost per block with idle workers.
     let (pool, _) = start(2, &exe);
-    let mut block = [0.0f32; BLOCK];
+    let mut block = synthpool_core::block::STEREO_SILENCE;
     for _ in 0..200 {
         pool.render_block(&mut block, Duration::from_secs(1));
     }
@@ -305,7 +305,7 @@ fn main() {
     let audio = {
         let (pool, running) = (pool.clone(), running.clone());
         std::thread::spawn(move || {
-            let mut block = [0.0f32; BLOCK];
+            let mut block = synthpool_core::block::STEREO_SILENCE;
             while running.load(std::sync::atomic::Ordering::Relaxed) {
                 pool.render_block(&mut block, Duration::from_millis(100));
                 std::thread::sleep(Duration::from_micros(1333));

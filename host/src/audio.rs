@@ -5,7 +5,9 @@
 //! system clock when no device is there, or as fast as the CPU allows when rendering
 //! offline. Whatever is played can also be recorded: the audio thread hands samples to a
 //! writer thread through a lock-free ring (ringbuf, inside one process) and never touches
-//! the file itself.
+//! the file itself. Sound is stereo throughout (left, right). The capture side of the same
+//! device, when it has one, comes the other way through a ring of its own ([`Capture`]) and
+//! is the racks' audio input (`input` modules); on the null sink the input is silence.
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use ringbuf::HeapRb;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use synthpool_core::BLOCK;
+use synthpool_core::block::{CHANNELS, STEREO_SILENCE, StereoBlock};
 
 use crate::pool::Pool;
 
@@ -44,6 +47,56 @@ pub struct AudioStats {
     pub dropped_record_samples: AtomicU64,
     /// Buffer underruns or overruns the device reported (JACK, ALSA).
     pub xruns: AtomicU64,
+    /// Blocks of audio input that were missing when a block was rendered (it played silence)
+    /// or dropped because input had piled up past [`CAPTURE_SLACK_BLOCKS`].
+    pub input_glitches: AtomicU64,
+}
+
+/// Blocks of audio input allowed to wait in the capture ring: a device's input and output
+/// callbacks need not alternate, so a little slack rides out their jitter; more than this is
+/// latency, and the oldest is dropped.
+pub const CAPTURE_SLACK_BLOCKS: usize = 4;
+
+/// The audio thread's end of the capture ring: interleaved frames of `channels` samples
+/// from the device's input callback.
+pub struct Capture {
+    ring: ringbuf::HeapCons<f32>,
+    channels: usize,
+    /// One block of interleaved frames, allocated here, not on the audio path.
+    frames: Vec<f32>,
+}
+
+impl Capture {
+    /// A ring for a capture stream of `channels` channels (and the input callback's end):
+    /// room for 16 blocks.
+    pub fn new(channels: usize) -> (Capture, ringbuf::HeapProd<f32>) {
+        let channels = channels.max(1);
+        let (producer, consumer) = HeapRb::<f32>::new(BLOCK * channels * 16).split();
+        (Capture { ring: consumer, channels, frames: vec![0.0; BLOCK * channels] }, producer)
+    }
+
+    /// The next block of input into `block` (a mono input on both sides, channels past the
+    /// second ignored). Returns whether a whole block had come (else `block` is silence) and
+    /// whether older input was dropped to keep the latency down.
+    fn next_block(&mut self, block: &mut StereoBlock) -> (bool, bool) {
+        let whole = BLOCK * self.channels;
+        let mut dropped = false;
+        while self.ring.occupied_len() > whole * CAPTURE_SLACK_BLOCKS {
+            self.ring.skip(whole);
+            dropped = true;
+        }
+        if self.ring.occupied_len() < whole {
+            *block = STEREO_SILENCE;
+            return (false, dropped);
+        }
+        self.ring.pop_slice(&mut self.frames);
+        let right = usize::from(self.channels > 1);
+        for (i, frame) in self.frames.chunks_exact(self.channels).enumerate() {
+            block[0][i] = frame[0];
+            block[1][i] = frame[right];
+        }
+        (true, dropped)
+    }
 }
 
 /// Renders blocks from the pool and hands out any number of frames: cpal does not promise
@@ -51,9 +104,13 @@ pub struct AudioStats {
 pub struct Clocked {
     pool: Arc<Pool>,
     deadline: Duration,
-    pending: [f32; BLOCK],
+    pending: StereoBlock,
     pending_at: usize,
     recorder: Option<ringbuf::HeapProd<f32>>,
+    /// Interleaved stereo of the block for the recorder.
+    interleaved: [f32; BLOCK * CHANNELS],
+    capture: Option<Capture>,
+    input: StereoBlock,
     stats: Arc<AudioStats>,
 }
 
@@ -65,19 +122,43 @@ impl Clocked {
         recorder: Option<ringbuf::HeapProd<f32>>,
         stats: Arc<AudioStats>,
     ) -> Self {
-        Self { pool, deadline, pending: [0.0; BLOCK], pending_at: BLOCK, recorder, stats }
+        Self {
+            pool,
+            deadline,
+            pending: STEREO_SILENCE,
+            pending_at: BLOCK,
+            recorder,
+            interleaved: [0.0; BLOCK * CHANNELS],
+            capture: None,
+            input: STEREO_SILENCE,
+            stats,
+        }
     }
 
-    /// Fills `out` (interleaved, `channels` per frame, the mono signal on each), rendering
-    /// blocks as needed. Allocation-free and lock-free.
+    /// Takes the racks' audio input from `capture` from now on (else it is silence).
+    pub fn set_capture(&mut self, capture: Capture) {
+        self.capture = Some(capture);
+    }
+
+    /// Fills `out` (interleaved, `channels` per frame: left and right on the first two and
+    /// silence on any others; a mono device gets their mean), rendering blocks as needed.
+    /// Allocation-free and lock-free.
     pub fn fill<T: cpal::FromSample<f32> + Copy>(&mut self, out: &mut [T], channels: usize) {
         for frame in out.chunks_mut(channels.max(1)) {
             if self.pending_at == BLOCK {
                 self.render_one();
             }
-            let sample = T::from_sample_(self.pending[self.pending_at]);
+            let [left, right] = [self.pending[0][self.pending_at], self.pending[1][self.pending_at]];
             self.pending_at += 1;
-            frame.fill(sample);
+            match frame {
+                [mono] => *mono = T::from_sample_(0.5 * (left + right)),
+                [l, r, rest @ ..] => {
+                    *l = T::from_sample_(left);
+                    *r = T::from_sample_(right);
+                    rest.fill(T::from_sample_(0.0));
+                }
+                [] => {}
+            }
         }
     }
 
@@ -90,7 +171,7 @@ impl Clocked {
     }
 
     /// Renders the next block into `out` (for offline rendering and the null sink).
-    pub fn next_block(&mut self, out: &mut [f32; BLOCK]) {
+    pub fn next_block(&mut self, out: &mut StereoBlock) {
         self.render_one();
         *out = self.pending;
         self.pending_at = BLOCK;
@@ -99,6 +180,13 @@ impl Clocked {
     fn render_one(&mut self) {
         // The whole block, recorder hand-off included, is the audio path: counted.
         let _counting = crate::alloc_count::CountAllocations::here();
+        if let Some(capture) = self.capture.as_mut() {
+            let (came, dropped) = capture.next_block(&mut self.input);
+            if !came || dropped {
+                self.stats.input_glitches.fetch_add(1, Ordering::Relaxed);
+            }
+            self.pool.set_input(&self.input);
+        }
         let late = self.pool.render_block(&mut self.pending, self.deadline);
         self.pending_at = 0;
         self.stats.blocks.fetch_add(1, Ordering::Relaxed);
@@ -106,15 +194,20 @@ impl Clocked {
             self.stats.late_blocks.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(recorder) = self.recorder.as_mut() {
-            let taken = recorder.push_slice(&self.pending);
-            if taken < BLOCK {
-                self.stats.dropped_record_samples.fetch_add((BLOCK - taken) as u64, Ordering::Relaxed);
+            for (i, frame) in self.interleaved.chunks_exact_mut(CHANNELS).enumerate() {
+                frame[0] = self.pending[0][i];
+                frame[1] = self.pending[1][i];
+            }
+            let taken = recorder.push_slice(&self.interleaved);
+            if taken < self.interleaved.len() {
+                let dropped = self.interleaved.len() - taken;
+                self.stats.dropped_record_samples.fetch_add(dropped as u64, Ordering::Relaxed);
             }
         }
     }
 }
 
-/// Writes what the audio thread plays to a 32-bit float WAV file, off the audio thread.
+/// Writes what the audio thread plays to a 32-bit float stereo WAV file, off the audio thread.
 pub struct Recorder {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<io::Result<u64>>>,
@@ -130,15 +223,11 @@ impl Recorder {
     /// # Errors
     /// The file cannot be created.
     pub fn start(path: &Path, sample_rate_hz: u32) -> io::Result<(Recorder, ringbuf::HeapProd<f32>)> {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: sample_rate_hz,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
+        let spec = crate::render::wav_spec(sample_rate_hz);
         let mut writer = hound::WavWriter::create(path, spec).map_err(io::Error::other)?;
-        let (mut producer, mut consumer) = HeapRb::<f32>::new(sample_rate_hz as usize * 2).split();
-        let zeros = vec![0.0f32; sample_rate_hz as usize * 2];
+        let ring = sample_rate_hz as usize * 2 * CHANNELS;
+        let (mut producer, mut consumer) = HeapRb::<f32>::new(ring).split();
+        let zeros = vec![0.0f32; ring];
         producer.push_slice(&zeros);
         consumer.skip(zeros.len());
         let stop = Arc::new(AtomicBool::new(false));
@@ -188,6 +277,8 @@ pub enum Output {
     Device {
         /// The stream (kept alive).
         stream: cpal::Stream,
+        /// The capture stream of the same host's default input, when it has one (kept alive).
+        input: Option<cpal::Stream>,
         /// What was opened, for the log.
         description: String,
     },
@@ -224,10 +315,23 @@ impl Output {
         for (name, kind) in attempts {
             match open_cpal(*kind, device, sample_rate_hz) {
                 Ok((dev, config, description)) => {
-                    let Some(source) = take() else { break };
+                    let Some(mut source) = take() else { break };
+                    let (input, heard) = match open_capture(*kind, sample_rate_hz, source.stats.clone()) {
+                        Ok((stream, capture, heard)) => {
+                            source.set_capture(capture);
+                            (Some(stream), heard)
+                        }
+                        Err(e) => (None, format!("no audio input ({e}): `input` modules play silence")),
+                    };
                     match start_stream(&dev, config, source) {
                         Ok(stream) => {
-                            return Ok((Output::Device { stream, description: description.clone() }, description));
+                            if let Some(input) = &input
+                                && let Err(e) = input.play()
+                            {
+                                eprintln!("synthpool: audio input did not start: {e}");
+                            }
+                            let description = format!("{description}; {heard}");
+                            return Ok((Output::Device { stream, input, description: description.clone() }, description));
                         }
                         Err(e) => {
                             failures.push(format!("{name}: {e}"));
@@ -255,8 +359,11 @@ impl Output {
 impl Drop for Output {
     fn drop(&mut self) {
         match self {
-            Output::Device { stream, .. } => {
+            Output::Device { stream, input, .. } => {
                 let _ = stream.pause();
+                if let Some(input) = input {
+                    let _ = input.pause();
+                }
             }
             Output::Null { stop, thread } => {
                 stop.store(true, Ordering::Release);
@@ -298,6 +405,44 @@ fn open_cpal(
     config.buffer_size = cpal::BufferSize::Default;
     let id = dev.id().map(|i| i.to_string()).unwrap_or_else(|_| "unknown".into());
     Ok((dev, config, format!("{id}, {} channels at {} Hz", config.channels, config.sample_rate)))
+}
+
+/// Opens the default input of the host `kind` names (JACK's capture ports on JACK) at
+/// `sample_rate_hz`, as 32-bit float, feeding a [`Capture`] ring; the stream is built but not
+/// started. Returns the stream, the audio thread's end of the ring and what was opened.
+fn open_capture(
+    kind: AudioChoice,
+    sample_rate_hz: u32,
+    stats: Arc<AudioStats>,
+) -> Result<(cpal::Stream, Capture, String), String> {
+    let host = match kind {
+        AudioChoice::Jack => cpal::host_from_id(cpal::HostId::Jack).map_err(|e| e.to_string())?,
+        _ => cpal::default_host(),
+    };
+    let dev = host.default_input_device().ok_or("no default input device")?;
+    let supported = dev.default_input_config().map_err(|e| e.to_string())?;
+    let mut config: cpal::StreamConfig = supported.config();
+    if config.sample_rate != sample_rate_hz {
+        return Err(format!("the input runs at {} Hz, not {sample_rate_hz} Hz", config.sample_rate));
+    }
+    config.buffer_size = cpal::BufferSize::Default;
+    let (capture, mut producer) = Capture::new(config.channels as usize);
+    let id = dev.id().map(|i| i.to_string()).unwrap_or_else(|_| "unknown".into());
+    let heard = format!("input {id}, {} channels", config.channels);
+    let stream = dev
+        .build_input_stream(
+            config,
+            move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                // A full ring means the output stopped taking input: what does not fit is lost.
+                if producer.push_slice(data) < data.len() {
+                    stats.input_glitches.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            |e: cpal::Error| eprintln!("synthpool: audio input: {e}"),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok((stream, capture, heard))
 }
 
 fn start_stream(dev: &cpal::Device, config: cpal::StreamConfig, source: Clocked) -> Result<cpal::Stream, String> {
@@ -350,7 +495,7 @@ fn spawn_null_sink(mut source: Clocked, sample_rate_hz: u32, stop: Arc<AtomicBoo
     std::thread::Builder::new().name("audio-null".into()).spawn(move || {
         source.enter();
         let period = Duration::from_secs_f64(BLOCK as f64 / sample_rate_hz as f64);
-        let mut block = [0.0f32; BLOCK];
+        let mut block = STEREO_SILENCE;
         let mut next = Instant::now();
         while !stop.load(Ordering::Acquire) {
             source.next_block(&mut block);

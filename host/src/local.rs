@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use synthpool_core::command::Command;
 use synthpool_core::rack::{HostRack, Links, Untimed};
-use synthpool_core::{BLOCK, Block};
+use synthpool_core::block::{STEREO_SILENCE, StereoBlock};
+use synthpool_core::Block;
 
 /// Stack of the thread that builds the racks, bytes: `HostRack::new` makes its 24.9 MB value
 /// before it is boxed, which a test thread's 2 MiB stack cannot hold.
@@ -63,15 +64,15 @@ impl LocalEngine {
 
     /// Renders one block on every rack and returns their sum (the host's mix); the
     /// generation advances by one.
-    pub fn render(&self) -> Block {
-        let mut sum = [0.0; BLOCK];
-        let mut block = synthpool_core::block::STEREO_SILENCE;
+    pub fn render(&self) -> StereoBlock {
+        let mut sum = STEREO_SILENCE;
+        let mut block = STEREO_SILENCE;
         // Racks render in turn: a receive finds what a rack before it sent this block, else
         // silence (as a worker whose sender is late).
         let mut links = Table::default();
         for rack in self.racks.lock().unwrap_or_else(PoisonError::into_inner).iter_mut() {
             rack.process_linked(&mut block, &mut Untimed, &mut links);
-            for (s, x) in sum.iter_mut().zip(&block[0]) {
+            for (s, x) in sum.as_flattened_mut().iter_mut().zip(block.as_flattened()) {
                 *s += x;
             }
         }

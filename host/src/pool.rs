@@ -18,7 +18,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use synthpool_core::BLOCK;
-use synthpool_core::block::Generation;
+use synthpool_core::block::{Generation, STEREO_SILENCE, StereoBlock};
 use synthpool_core::command::Command;
 use synthpool_core::ring::DueCommand;
 
@@ -474,7 +474,7 @@ impl Pool {
     /// idle), waits for them until `deadline` from now, and sums the lanes' outputs into
     /// `out`. Returns how many workers missed the deadline. Allocation-free, lock-free; its
     /// only syscalls are the futex wakes and wait.
-    pub fn render_block(&self, out: &mut [f32; BLOCK], deadline: Duration) -> usize {
+    pub fn render_block(&self, out: &mut StereoBlock, deadline: Duration) -> usize {
         let _counting = alloc_count::CountAllocations::here();
         let control = self.region.control();
         let clock = &control.clock;
@@ -550,16 +550,18 @@ impl Pool {
             shm::futex_wait(&clock.done, done, Some(Duration::from_nanos(end - t)));
         }
         self.last_block_ns.store(clock::now_ns() - now, Ordering::Relaxed);
-        *out = [0.0; BLOCK];
+        *out = STEREO_SILENCE;
         let mut late = 0;
         for (i, worker) in workers.iter().enumerate() {
             if worker.done_generation.load(Ordering::Acquire) == generation {
                 // A replacement's first block fades in: no step where its sound returns (the
                 // audio thread's own block of a lane whose process was replaced never stopped).
                 let fade = worker.fade_in.swap(0, Ordering::Relaxed) != 0 && Some(i) != inline;
-                for (k, (o, word)) in out.iter_mut().zip(&worker.output).enumerate() {
-                    let gain = if fade { (k + 1) as f32 / BLOCK as f32 } else { 1.0 };
-                    *o += gain * f32::from_bits(word.load(Ordering::Relaxed));
+                for (channel, words) in out.iter_mut().zip(&worker.output) {
+                    for (k, (o, word)) in channel.iter_mut().zip(words).enumerate() {
+                        let gain = if fade { (k + 1) as f32 / BLOCK as f32 } else { 1.0 };
+                        *o += gain * f32::from_bits(word.load(Ordering::Relaxed));
+                    }
                 }
             } else if owed(i, worker) {
                 worker.late_blocks.fetch_add(1, Ordering::Relaxed);
@@ -595,6 +597,17 @@ impl Pool {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
                 me.inline.store(0, Ordering::Release);
+            }
+        }
+    }
+
+    /// Sets the audio input (left, right) the next [`Pool::render_block`] plays to its
+    /// racks' `input` modules; it stays until set again. Call it from the audio thread,
+    /// before the block: allocation-free, lock-free.
+    pub fn set_input(&self, input: &StereoBlock) {
+        for (words, channel) in self.region.control().capture.iter().zip(input) {
+            for (word, sample) in words.iter().zip(channel) {
+                word.store(sample.to_bits(), Ordering::Relaxed);
             }
         }
     }

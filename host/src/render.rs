@@ -3,8 +3,10 @@
 //! One in-process [`HostRack`] renders the whole patch: the reference that the server's
 //! render mode (the same script through the worker pool, `server::render`) is checked
 //! against (`host/tests/pool.rs`).
+use std::io;
 use std::path::Path;
 use synthpool_core::BLOCK;
+use synthpool_core::block::{CHANNELS, STEREO_SILENCE, StereoBlock};
 use synthpool_core::rack::HostRack;
 use synthpool_core::script::Player;
 
@@ -23,55 +25,117 @@ pub struct ScriptProblem {
     pub message: String,
 }
 
-/// Renders `seconds` of `script` at `sample_rate_hz`; returns the samples (mono) and every
-/// line that was refused (those change nothing, as they would live).
-pub fn render_script(script: &str, seconds: f64, sample_rate_hz: u32) -> (Vec<f32>, Vec<ScriptProblem>) {
+/// Renders `seconds` of `script` at `sample_rate_hz`, with `input` as the audio input (block
+/// by block, silence after its end); returns the samples (stereo, interleaved: left, right)
+/// and every line that was refused (those change nothing, as they would live).
+pub fn render_script(
+    script: &str,
+    seconds: f64,
+    sample_rate_hz: u32,
+    input: &[StereoBlock],
+) -> (Vec<f32>, Vec<ScriptProblem>) {
     // The host rack is 24.9 MB of fixed arrays: build it on a thread whose stack holds it
     // rather than risk the main thread's.
-    let script = script.to_owned();
+    let (script, input) = (script.to_owned(), input.to_vec());
     let worker = std::thread::Builder::new()
         .name("render".into())
         .stack_size(RACK_BUILDER_STACK)
-        .spawn(move || render_on_this_thread(&script, seconds, sample_rate_hz));
+        .spawn(move || render_on_this_thread(&script, seconds, sample_rate_hz, &input));
     match worker.map(|handle| handle.join()) {
         Ok(Ok(result)) => result,
         _ => (Vec::new(), vec![ScriptProblem { line: 0, message: "render thread failed".into() }]),
     }
 }
 
-fn render_on_this_thread(script: &str, seconds: f64, sample_rate_hz: u32) -> (Vec<f32>, Vec<ScriptProblem>) {
+fn render_on_this_thread(
+    script: &str,
+    seconds: f64,
+    sample_rate_hz: u32,
+    input: &[StereoBlock],
+) -> (Vec<f32>, Vec<ScriptProblem>) {
     let mut rack = Box::new(HostRack::new());
     rack.prepare(sample_rate_hz as f32);
     let mut topology = rack.topology();
     let mut player = Player::new(script);
     let blocks = (seconds * sample_rate_hz as f64 / BLOCK as f64).ceil() as u64;
-    let mut samples = Vec::with_capacity(blocks as usize * BLOCK);
+    let mut samples = Vec::with_capacity(blocks as usize * BLOCK * CHANNELS);
     let mut problems = Vec::new();
-    let mut block = synthpool_core::block::STEREO_SILENCE;
+    let mut block = STEREO_SILENCE;
     for index in 0..blocks {
         rack.apply_due(&mut topology, &mut player, index, |line, error| {
             problems.push(ScriptProblem { line, message: format!("{}: {error}", error.name()) })
         });
+        *rack.capture_mut() = input.get(index as usize).copied().unwrap_or(STEREO_SILENCE);
         rack.process(&mut block);
-        samples.extend_from_slice(&block[0]);
+        interleave(&block, &mut samples);
     }
     (samples, problems)
 }
 
-/// Writes mono float samples to a 32-bit float WAV file.
+/// Appends `block`'s frames to `samples`, interleaved (left, right).
+pub fn interleave(block: &StereoBlock, samples: &mut Vec<f32>) {
+    samples.extend(block[0].iter().zip(&block[1]).flat_map(|(&l, &r)| [l, r]));
+}
+
+/// The WAV format synthpool writes: stereo, 32-bit float.
+pub fn wav_spec(sample_rate_hz: u32) -> hound::WavSpec {
+    hound::WavSpec {
+        channels: CHANNELS as u16,
+        sample_rate: sample_rate_hz,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    }
+}
+
+/// Writes interleaved stereo float samples (left, right) to a 32-bit float WAV file.
 ///
 /// # Errors
 /// The file cannot be created or written.
 pub fn write_wav(path: &Path, samples: &[f32], sample_rate_hz: u32) -> Result<(), hound::Error> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: sample_rate_hz,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut writer = hound::WavWriter::create(path, spec)?;
+    let mut writer = hound::WavWriter::create(path, wav_spec(sample_rate_hz))?;
     for &s in samples {
         writer.write_sample(s)?;
     }
     writer.finalize()
+}
+
+/// Reads a WAV file to play as audio input: its frames as stereo blocks (a mono file on both
+/// sides; channels past the second ignored; integer samples scaled to -1..1), the last
+/// block padded with silence.
+///
+/// # Errors
+/// The file cannot be read, or its sample rate is not `sample_rate_hz` (nothing is
+/// resampled).
+pub fn read_input_wav(path: &Path, sample_rate_hz: u32) -> io::Result<Vec<StereoBlock>> {
+    let reader = hound::WavReader::open(path).map_err(io::Error::other)?;
+    let spec = reader.spec();
+    if spec.sample_rate != sample_rate_hz {
+        return Err(io::Error::other(format!(
+            "{} is at {} Hz, not {sample_rate_hz} Hz (nothing is resampled)",
+            path.display(),
+            spec.sample_rate
+        )));
+    }
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader.into_samples::<f32>().collect::<Result<_, _>>(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            reader.into_samples::<i32>().map(|s| s.map(|s| s as f32 * scale)).collect::<Result<_, _>>()
+        }
+    }
+    .map_err(io::Error::other)?;
+    let channels = spec.channels.max(1) as usize;
+    let right = usize::from(channels > 1);
+    let frames: Vec<&[f32]> = samples.chunks_exact(channels).collect();
+    Ok(frames
+        .chunks(BLOCK)
+        .map(|chunk| {
+            let mut block = STEREO_SILENCE;
+            for (i, frame) in chunk.iter().enumerate() {
+                block[0][i] = frame[0];
+                block[1][i] = frame[right];
+            }
+            block
+        })
+        .collect())
 }

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use synthpool_core::BLOCK;
-use synthpool_core::block::Generation;
+use synthpool_core::block::{CHANNELS, Generation, STEREO_SILENCE, StereoBlock};
 use synthpool_core::script::Player;
 
 use crate::audio::{AudioChoice, AudioStats, Clocked, Output, Recorder};
@@ -235,13 +235,15 @@ fn serve_until(options: &ServeOptions, stop: &Arc<AtomicBool>) -> io::Result<()>
     }
     if let Some(recorder) = recorder {
         let samples = recorder.finish()?;
-        println!("synthpool: recorded {:.2} s", samples as f64 / options.sample_rate_hz as f64);
+        let frames = samples as f64 / CHANNELS as f64;
+        println!("synthpool: recorded {:.2} s", frames / options.sample_rate_hz as f64);
     }
     println!(
-        "synthpool: stopped after {} blocks ({} late), {} device xruns",
+        "synthpool: stopped after {} blocks ({} late), {} device xruns, {} blocks of audio input missed or dropped",
         stats.blocks.load(Ordering::Relaxed),
         stats.late_blocks.load(Ordering::Relaxed),
-        stats.xruns.load(Ordering::Relaxed)
+        stats.xruns.load(Ordering::Relaxed),
+        stats.input_glitches.load(Ordering::Relaxed)
     );
     Ok(())
 }
@@ -381,12 +383,23 @@ pub struct RenderReport {
 ///
 /// # Errors
 /// The pool cannot start or the file cannot be written.
-pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, out: &Path) -> io::Result<RenderReport> {
+pub fn render(
+    script: &str,
+    seconds: f64,
+    sample_rate_hz: u32,
+    workers: usize,
+    input: Option<&Path>,
+    out: &Path,
+) -> io::Result<RenderReport> {
+    let input = match input {
+        Some(path) => crate::render::read_input_wav(path, sample_rate_hz)?,
+        None => Vec::new(),
+    };
     let (pool, _) = Pool::start(&PoolConfig { workers, sample_rate_hz, worker_exe: None, inline: true })?;
     let before = crate::alloc_count::counted_allocations();
     // A saved patch's mappings wait for controllers: offline there are none.
     let script = crate::mapping::without_maps(script);
-    let (samples, refused) = render_with(&pool, &script, seconds)?;
+    let (samples, refused) = render_on_audio_thread(&pool, &script, seconds, &input, false)?;
     let after = crate::alloc_count::counted_allocations();
     let (mut allocations, mut frees) = (after.0 - before.0, after.1 - before.1);
     for w in 0..Engine::workers(&pool) {
@@ -395,7 +408,8 @@ pub fn render(script: &str, seconds: f64, sample_rate_hz: u32, workers: usize, o
         frees += f;
     }
     crate::render::write_wav(out, &samples, sample_rate_hz).map_err(io::Error::other)?;
-    Ok(RenderReport { refused, blocks: (samples.len() / BLOCK) as u64, allocations: (allocations, frees) })
+    let blocks = (samples.len() / (BLOCK * CHANNELS)) as u64;
+    Ok(RenderReport { refused, blocks, allocations: (allocations, frees) })
 }
 
 /// How often [`render_balanced`] evens out its workers' loads, blocks: twice the window a
@@ -410,21 +424,23 @@ pub const BALANCE_EVERY_BLOCKS: u64 = 128;
 /// # Errors
 /// A worker died during the render.
 pub fn render_balanced(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
-    render_on_audio_thread(pool, script, seconds, true)
+    render_on_audio_thread(pool, script, seconds, &[], true)
 }
 
-/// The render loop, for an already started pool (whose generation is where it starts).
+/// The render loop, for an already started pool (whose generation is where it starts), with
+/// silence as the audio input; the samples are interleaved stereo.
 ///
 /// # Errors
 /// A worker died during the render.
 pub fn render_with(pool: &Pool, script: &str, seconds: f64) -> io::Result<(Vec<f32>, Vec<String>)> {
-    render_on_audio_thread(pool, script, seconds, false)
+    render_on_audio_thread(pool, script, seconds, &[], false)
 }
 
 fn render_on_audio_thread(
     pool: &Pool,
     script: &str,
     seconds: f64,
+    input: &[StereoBlock],
     balance: bool,
 ) -> io::Result<(Vec<f32>, Vec<String>)> {
     // The render loop is the offline audio thread, set up as the live one is
@@ -434,21 +450,27 @@ fn render_on_audio_thread(
             .name("render".into())
             .spawn_scoped(scope, || {
                 pool.enter_audio_thread();
-                render_loop(pool, script, seconds, balance)
+                render_loop(pool, script, seconds, input, balance)
             })?
             .join()
             .map_err(|_| io::Error::other("the render thread panicked"))?
     })
 }
 
-fn render_loop(pool: &Pool, script: &str, seconds: f64, balance: bool) -> io::Result<(Vec<f32>, Vec<String>)> {
+fn render_loop(
+    pool: &Pool,
+    script: &str,
+    seconds: f64,
+    input: &[StereoBlock],
+    balance: bool,
+) -> io::Result<(Vec<f32>, Vec<String>)> {
     let rate = Engine::sample_rate_hz(pool);
     let mut ledger = Ledger::new(Engine::workers(pool));
     let mut player = Player::new(script);
     let blocks = (seconds * rate as f64 / BLOCK as f64).ceil() as u64;
-    let mut samples = Vec::with_capacity(blocks as usize * BLOCK);
+    let mut samples = Vec::with_capacity(blocks as usize * BLOCK * CHANNELS);
     let mut refused = Vec::new();
-    let mut block_out = [0.0f32; BLOCK];
+    let mut block_out = STEREO_SILENCE;
     let first = pool.generation();
     for block in 0..blocks {
         let due = first.wrapping_add(block as u32 + 1);
@@ -460,6 +482,7 @@ fn render_loop(pool: &Pool, script: &str, seconds: f64, balance: bool) -> io::Re
             let next = Due::block(due.wrapping_add(1));
             ledger.balance_with(&pool.loads(), 0.0, |commands| pool.send_together_at(commands, next));
         }
+        pool.set_input(input.get(block as usize).unwrap_or(&STEREO_SILENCE));
         // Offline: wait as long as it takes (no deadline to meet).
         if pool.render_block(&mut block_out, Duration::from_secs(10)) > 0
             && let Some(death) = pool.wait_for_death(Duration::ZERO)
@@ -467,7 +490,7 @@ fn render_loop(pool: &Pool, script: &str, seconds: f64, balance: bool) -> io::Re
             // Offline there is no supervisor: a render missing a worker's share is wrong.
             return Err(io::Error::other(format!("worker {} died during the render: {}", death.index, death.how)));
         }
-        samples.extend_from_slice(&block_out);
+        crate::render::interleave(&block_out, &mut samples);
     }
     Ok((samples, refused))
 }

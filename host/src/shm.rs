@@ -5,7 +5,7 @@
 //!
 //! Layout (one memfd, laid out once by the host before any worker starts):
 //! ```text
-//! [Control: clock words, per-worker rings/outputs/stats]  (atomics only, any bits valid)
+//! [Control: clock, per-worker rings/outputs/stats, links, capture]  (atomics only, any bits valid)
 //! [pad to 4 KiB][HostRack worker 0][pad][HostRack worker 1]...
 //! ```
 //! Everything in `Control` is an atomic, so both sides may touch it at any time. A worker's
@@ -22,6 +22,7 @@ use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 use rustix::thread::futex;
 use synthpool_core::BLOCK;
+use synthpool_core::block::CHANNELS;
 use synthpool_core::module::Module;
 use synthpool_core::rack::HostRack;
 use synthpool_core::ring::Ring;
@@ -153,8 +154,8 @@ pub struct WorkerShared {
     pub blocks: AtomicU64,
     /// Blocks finished after the host's deadline (the host counts them).
     pub late_blocks: AtomicU64,
-    /// This block's output, f32 bits.
-    pub output: [AtomicU32; BLOCK],
+    /// This block's output, f32 bits, by channel (left, right).
+    pub output: [[AtomicU32; BLOCK]; CHANNELS],
     /// Recent block timings, indexed by `blocks % TIMING_SLOTS`.
     pub timing: [BlockTiming; TIMING_SLOTS],
     /// Blocks whose modules were timed one by one.
@@ -211,6 +212,10 @@ pub struct Control {
     pub workers: [WorkerShared; MAX_WORKERS],
     /// The link channels.
     pub links: [LinkChannel; LINK_CHANNELS],
+    /// The audio input of the block the host is about to render, f32 bits, by channel
+    /// (left, right): written by the audio thread before it bumps the generation, read by
+    /// every rack that renders that block (its `input` modules play it).
+    pub capture: [[AtomicU32; BLOCK]; CHANNELS],
 }
 
 fn round_up(n: usize, to: usize) -> usize {

@@ -182,6 +182,12 @@ pub fn render_lane(lane: Lane<'_>, block: &mut StereoBlock, first: u32, generati
     let clock = &control.clock;
     let mut at = first;
     let mut waited_ns = 0u64;
+    // This block's audio input (a late worker's catch-up blocks hear it too: theirs is gone).
+    for (channel, words) in rack.capture_mut().iter_mut().zip(&control.capture) {
+        for (sample, word) in channel.iter_mut().zip(words) {
+            *sample = f32::from_bits(word.load(Ordering::Relaxed));
+        }
+    }
     loop {
         // Commands wait for the generation they name (a bundle's share all wait for it).
         while let Some(words) = me.commands.peek() {
@@ -244,8 +250,10 @@ pub fn render_lane(lane: Lane<'_>, block: &mut StereoBlock, first: u32, generati
         }
         at = at.wrapping_add(1);
     }
-    for (word, sample) in me.output.iter().zip(block[0].iter()) {
-        word.store(sample.to_bits(), Ordering::Relaxed);
+    for (words, channel) in me.output.iter().zip(block.iter()) {
+        for (word, sample) in words.iter().zip(channel) {
+            word.store(sample.to_bits(), Ordering::Relaxed);
+        }
     }
     let end_ns = clock::now_ns();
     let blocks = me.blocks.load(Ordering::Relaxed);

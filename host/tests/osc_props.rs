@@ -140,7 +140,7 @@ fn step(h: &Harness, datagram: &[u8]) -> Result<(), TestCaseError> {
         prop_assert_eq!(at, replies.len(), "one reply per message: {:?}", replies);
     }
     let block = h.engine.render();
-    prop_assert!(block.iter().all(|x| x.is_finite()), "{:?}", block);
+    prop_assert!(block.as_flattened().iter().all(|x| x.is_finite()), "{:?}", block);
     let ledger = h.ledger.lock().unwrap();
     for (w, counts) in h.engine.counts().into_iter().enumerate() {
         let (usage, (link_modules, link_cables)) = (ledger.usage(w), ledger.link_usage(w));

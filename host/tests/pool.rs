@@ -2,6 +2,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 use synthpool_core::BLOCK;
+use synthpool_core::block::STEREO_SILENCE;
 use synthpool_core::measure::{diff_peak_db, peak_db};
 use synthpool_host::engine::Engine;
 use synthpool_host::ledger::Ledger;
@@ -39,12 +40,12 @@ fn two_workers_each_play_their_own_module() {
         ledger.submit_with(&[request.unwrap()], |commands| pool.send_together(commands)).unwrap();
     }
     assert_ne!(ledger.owner(1), ledger.owner(2), "two unconnected voices go to two workers");
-    let mut out = [0.0; BLOCK];
+    let mut out = STEREO_SILENCE;
     let mut all = Vec::new();
     for block in 0..200 {
         let late = pool.render_block(&mut out, Duration::from_secs(2));
         assert_eq!(late, 0, "block {block}: {:?}", pool.status());
-        all.extend_from_slice(&out);
+        all.extend_from_slice(&out[0]);
     }
     // Both full-scale sines: the sum peaks near 2 (in phase every 1/441 s).
     let peak = all[BLOCK * 4..].iter().fold(0.0f32, |m, s| m.max(s.abs()));
@@ -59,7 +60,7 @@ fn one_worker_renders_the_demo_exactly_as_the_rack_in_process() {
     let pool = pool(1);
     let (through_pool, refused) = render_with(&pool, DEMO_SCRIPT, 4.0).unwrap();
     assert!(refused.is_empty(), "{refused:?}");
-    let (in_process, problems) = render_script(DEMO_SCRIPT, 4.0, 48_000);
+    let (in_process, problems) = render_script(DEMO_SCRIPT, 4.0, 48_000, &[]);
     assert!(problems.is_empty());
     assert_eq!(through_pool.len(), in_process.len());
     assert!(peak_db(&in_process) > -20.0);
@@ -77,12 +78,12 @@ fn two_workers_render_the_demo_as_one_does_up_to_summation_order() {
 
 /// Renders `blocks` blocks; returns them and how many had a worker late.
 fn play(pool: &Pool, blocks: usize) -> (Vec<f32>, usize) {
-    let mut out = [0.0; BLOCK];
+    let mut out = STEREO_SILENCE;
     let mut all = Vec::new();
     let mut late_blocks = 0;
     for _ in 0..blocks {
         late_blocks += usize::from(pool.render_block(&mut out, Duration::from_secs(2)) > 0);
-        all.extend_from_slice(&out);
+        all.extend_from_slice(&out[0]);
     }
     (all, late_blocks)
 }

@@ -426,11 +426,21 @@ pub fn stop_and_read(server: Server, wav: &Path) -> (Vec<f32>, Vec<String>) {
     (read_wav(wav), said)
 }
 
-/// Reads a mono float WAV.
+/// Reads a stereo float WAV (what synthpool records and renders) as what a mono listener
+/// hears: (left + right) / 2, frame by frame. A patch that plays the same on both sides
+/// reads back bit for bit as it played.
 pub fn read_wav(path: &Path) -> Vec<f32> {
+    let (left, right) = read_wav_stereo(path);
+    left.iter().zip(&right).map(|(l, r)| 0.5 * (l + r)).collect()
+}
+
+/// Reads a stereo float WAV: its left and right channels.
+pub fn read_wav_stereo(path: &Path) -> (Vec<f32>, Vec<f32>) {
     let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(reader.spec().sample_rate, FS);
-    reader.samples::<f32>().map(|s| s.expect("sample")).collect()
+    assert_eq!(reader.spec().channels, 2, "{} is stereo", path.display());
+    let samples: Vec<f32> = reader.samples::<f32>().map(|s| s.expect("sample")).collect();
+    samples.chunks_exact(2).map(|frame| (frame[0], frame[1])).unzip()
 }
 
 /// True for each recorded block that is exactly silent while sound was expected: a dropout

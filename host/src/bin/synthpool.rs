@@ -100,9 +100,13 @@ enum Command {
         /// How many seconds to render.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
-        /// Where to write the 32-bit float mono WAV.
+        /// Where to write the 32-bit float stereo WAV.
         #[arg(long)]
         out: PathBuf,
+        /// A WAV file to play as the audio input (`input` modules), at the render's sample
+        /// rate; silence after it ends [default: silence].
+        #[arg(long, value_name = "FILE.wav")]
+        input: Option<PathBuf>,
         /// Worker processes [default: one per core].
         #[arg(long)]
         workers: Option<usize>,
@@ -149,7 +153,7 @@ static ALLOCATOR: synthpool_host::alloc_count::CountingAlloc = synthpool_host::a
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Render { script, seconds, out, workers, sample_rate }) => {
+        Some(Command::Render { script, seconds, out, input, workers, sample_rate }) => {
             let text = match std::fs::read_to_string(&script) {
                 Ok(text) => text,
                 Err(e) => {
@@ -158,7 +162,7 @@ fn main() -> ExitCode {
                 }
             };
             let started = Instant::now();
-            match render(&text, seconds, sample_rate, workers.unwrap_or_else(cores), &out) {
+            match render(&text, seconds, sample_rate, workers.unwrap_or_else(cores), input.as_deref(), &out) {
                 Ok(report) => {
                     for line in &report.refused {
                         eprintln!("synthpool: {}: refused {line}", script.display());
