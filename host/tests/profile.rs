@@ -48,7 +48,7 @@ fn a_heavy_worker_shows_a_larger_share_and_its_modules_fit_in_its_block_time() {
     let (samples, refused) = render_with(&pool, &heavy_script(), 1.3).unwrap();
     assert!(refused.is_empty(), "{refused:?}");
     assert!(samples.iter().any(|s| s.abs() > 0.01));
-    let blocks = samples.len() / synthpool_core::BLOCK;
+    let blocks = samples.len() / (synthpool_core::BLOCK * synthpool_core::block::CHANNELS);
     assert!(blocks < TIMING_SLOTS);
 
     let region = Region::attach_read_only(&find_region(std::process::id()).unwrap()).unwrap();
