@@ -90,11 +90,7 @@ impl Capture {
             return (false, dropped);
         }
         self.ring.pop_slice(&mut self.frames);
-        let right = usize::from(self.channels > 1);
-        for (i, frame) in self.frames.chunks_exact(self.channels).enumerate() {
-            block[0][i] = frame[0];
-            block[1][i] = frame[right];
-        }
+        crate::render::deinterleave(&self.frames, self.channels, block);
         (true, dropped)
     }
 }
@@ -194,10 +190,7 @@ impl Clocked {
             self.stats.late_blocks.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(recorder) = self.recorder.as_mut() {
-            for (i, frame) in self.interleaved.chunks_exact_mut(CHANNELS).enumerate() {
-                frame[0] = self.pending[0][i];
-                frame[1] = self.pending[1][i];
-            }
+            crate::render::interleave(&self.pending, &mut self.interleaved);
             let taken = recorder.push_slice(&self.interleaved);
             if taken < self.interleaved.len() {
                 let dropped = self.interleaved.len() - taken;

@@ -67,14 +67,35 @@ fn render_on_this_thread(
         });
         *rack.capture_mut() = input.get(index as usize).copied().unwrap_or(STEREO_SILENCE);
         rack.process(&mut block);
-        interleave(&block, &mut samples);
+        append_interleaved(&block, &mut samples);
     }
     (samples, problems)
 }
 
-/// Appends `block`'s frames to `samples`, interleaved (left, right).
-pub fn interleave(block: &StereoBlock, samples: &mut Vec<f32>) {
-    samples.extend(block[0].iter().zip(&block[1]).flat_map(|(&l, &r)| [l, r]));
+/// Writes `block`'s frames into `out` (`BLOCK * CHANNELS` samples), interleaved: left, right.
+pub fn interleave(block: &StereoBlock, out: &mut [f32]) {
+    for (i, frame) in out.chunks_exact_mut(CHANNELS).take(BLOCK).enumerate() {
+        frame[0] = block[0][i];
+        frame[1] = block[1][i];
+    }
+}
+
+/// Appends `block`'s frames to `samples`, interleaved: left, right.
+pub fn append_interleaved(block: &StereoBlock, samples: &mut Vec<f32>) {
+    let at = samples.len();
+    samples.resize(at + BLOCK * CHANNELS, 0.0);
+    interleave(block, &mut samples[at..]);
+}
+
+/// Reads up to a block of interleaved frames of `channels` samples into `block`: the first
+/// channel on the left, the second on the right (a mono source on both sides; channels past
+/// the second ignored). Frames past `frames`' end leave `block` as it was.
+pub fn deinterleave(frames: &[f32], channels: usize, block: &mut StereoBlock) {
+    let right = usize::from(channels > 1);
+    for (i, frame) in frames.chunks_exact(channels.max(1)).take(BLOCK).enumerate() {
+        block[0][i] = frame[0];
+        block[1][i] = frame[right];
+    }
 }
 
 /// The WAV format synthpool writes: stereo, 32-bit float.
@@ -125,17 +146,67 @@ pub fn read_input_wav(path: &Path, sample_rate_hz: u32) -> io::Result<Vec<Stereo
     }
     .map_err(io::Error::other)?;
     let channels = spec.channels.max(1) as usize;
-    let right = usize::from(channels > 1);
-    let frames: Vec<&[f32]> = samples.chunks_exact(channels).collect();
-    Ok(frames
-        .chunks(BLOCK)
-        .map(|chunk| {
+    Ok(samples
+        .chunks(BLOCK * channels)
+        .map(|frames| {
             let mut block = STEREO_SILENCE;
-            for (i, frame) in chunk.iter().enumerate() {
-                block[0][i] = frame[0];
-                block[1][i] = frame[right];
-            }
+            deinterleave(frames, channels, &mut block);
             block
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, spec: hound::WavSpec, samples: &[i32]) {
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        for &s in samples {
+            writer.write_sample(s).unwrap();
+        }
+        writer.finalize().unwrap();
+    }
+
+    #[test]
+    fn an_input_wav_of_any_channel_count_reads_as_stereo_blocks() {
+        let dir = std::env::temp_dir().join(format!("synthpool-render-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let int16 = |channels| hound::WavSpec {
+            channels,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        // Mono, 16-bit: each sample on both sides, scaled to -1..1; 70 frames are two blocks,
+        // the second padded with silence.
+        let mono = dir.join("mono.wav");
+        write(&mono, int16(1), &(0..70).map(|n| n * 100).collect::<Vec<_>>());
+        let blocks = read_input_wav(&mono, 48_000).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0][0][3], 300.0 / 32_768.0);
+        assert_eq!(blocks[0][0], blocks[0][1]);
+        assert_eq!((blocks[1][0][5], blocks[1][1][6]), (6_900.0 / 32_768.0, 0.0));
+        // Three channels: the first two are left and right, the third is ignored.
+        let three = dir.join("three.wav");
+        write(&three, int16(3), &[1000, 2000, 3000, -1000, -2000, -3000]);
+        let blocks = read_input_wav(&three, 48_000).unwrap();
+        assert_eq!((blocks[0][0][0], blocks[0][1][0]), (1000.0 / 32_768.0, 2000.0 / 32_768.0));
+        assert_eq!((blocks[0][0][1], blocks[0][1][1]), (-1000.0 / 32_768.0, -2000.0 / 32_768.0));
+        // Another rate is refused, not resampled.
+        let error = read_input_wav(&mono, 44_100).unwrap_err();
+        assert!(error.to_string().contains("48000 Hz, not 44100 Hz"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn interleaving_and_back_gives_the_block() {
+        let block: StereoBlock = [core::array::from_fn(|i| i as f32), core::array::from_fn(|i| -(i as f32))];
+        let mut samples = Vec::new();
+        append_interleaved(&block, &mut samples);
+        assert_eq!(&samples[..4], &[0.0, -0.0, 1.0, -1.0]);
+        let mut back = STEREO_SILENCE;
+        deinterleave(&samples, CHANNELS, &mut back);
+        assert_eq!(back, block);
+    }
 }

@@ -490,7 +490,7 @@ fn render_loop(
             // Offline there is no supervisor: a render missing a worker's share is wrong.
             return Err(io::Error::other(format!("worker {} died during the render: {}", death.index, death.how)));
         }
-        crate::render::interleave(&block_out, &mut samples);
+        crate::render::append_interleaved(&block_out, &mut samples);
     }
     Ok((samples, refused))
 }
