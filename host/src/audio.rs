@@ -422,6 +422,7 @@ fn open_capture(
     let (capture, mut producer) = Capture::new(config.channels as usize);
     let id = dev.id().map(|i| i.to_string()).unwrap_or_else(|_| "unknown".into());
     let heard = format!("input {id}, {} channels", config.channels);
+    let errors = stats.clone();
     let stream = dev
         .build_input_stream(
             config,
@@ -431,11 +432,24 @@ fn open_capture(
                     stats.input_glitches.fetch_add(1, Ordering::Relaxed);
                 }
             },
-            |e: cpal::Error| eprintln!("synthpool: audio input: {e}"),
+            move |e: cpal::Error| stream_error(&errors, "audio input", &e),
             None,
         )
         .map_err(|e| e.to_string())?;
     Ok((stream, capture, heard))
+}
+
+/// What a stream's error callback does: an xrun can come every period on a loaded machine,
+/// so the first is said and the rest counted (`AudioStats::xruns`, reported at stop); any
+/// other error is said.
+fn stream_error(stats: &AudioStats, stream: &str, e: &cpal::Error) {
+    if e.kind() == cpal::ErrorKind::Xrun {
+        if stats.xruns.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!("synthpool: {stream}: {e} (further xruns are counted, reported at stop)");
+        }
+    } else {
+        eprintln!("synthpool: {stream}: {e}");
+    }
 }
 
 fn start_stream(dev: &cpal::Device, config: cpal::StreamConfig, source: Clocked) -> Result<cpal::Stream, String> {
@@ -469,16 +483,7 @@ fn build_stream<T: cpal::SizedSample + cpal::FromSample<f32>>(
             }
             source.fill(data, channels)
         },
-        move |e: cpal::Error| {
-            // An xrun can come every period on a loaded machine: say it once, count the rest.
-            if e.kind() == cpal::ErrorKind::Xrun {
-                if stats.xruns.fetch_add(1, Ordering::Relaxed) == 0 {
-                    eprintln!("synthpool: audio stream: {e} (further ones are counted, reported at stop)");
-                }
-            } else {
-                eprintln!("synthpool: audio stream: {e}");
-            }
-        },
+        move |e: cpal::Error| stream_error(&stats, "audio stream", &e),
         None,
     )
     .map_err(|e| e.to_string())

@@ -792,10 +792,16 @@ fn inheritable(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Launches worker `index`. In a process group of its own: a Ctrl-C at the terminal (or any
+/// signal sent to the server's group) reaches the server alone, which stops its workers
+/// itself, instead of killing them under it to be replaced while it stops; they still
+/// never outlive it (PR_SET_PDEATHSIG, worker.rs).
 fn spawn_worker(exe: &Path, fd: i32, index: usize, core: usize) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
     Process::new(exe)
         .args(["--fd", &fd.to_string(), "--index", &index.to_string(), "--core", &core.to_string()])
         .stdin(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", exe.display())))
 }
