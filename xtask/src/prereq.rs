@@ -22,6 +22,7 @@ pub const PREREQS: &[Prereq] = &[
     Prereq::new(Apt("libasound2-dev"),                               &[Demo, Test],      "ALSA headers for the host's audio output"),
     Prereq::new(Apt("libjack-jackd2-dev"),                           &[Demo, Test],      "JACK headers for the host's JACK output"),
     Prereq::new(Apt("python3-venv"),                                 &[Test],            "lets Debian's Python create .venv"),
+    Prereq::new(Apt("jackd2"),                                       &[Test],            "JACK's dummy driver: a paced device for the tests' real cpal streams, out and in"),
     Prereq::new(Apt("liblo-tools"),                                  &[Test],            "oscsend/oscdump: a second OSC implementation for the tests"),
     Prereq::new(RustTarget("thumbv7em-none-eabihf"),                 &[Test, Firmware],  "builds the core for a Cortex-M4F: proves it is no_std"),
     // Debian 12's QEMU 7.2: it replaces a newer qemu-utils (e.g. from backports) if installed.
