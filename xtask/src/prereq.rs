@@ -210,8 +210,10 @@ fn ensure_apt(rows: &[&Prereq], assume_yes: bool) -> usize {
     if names.is_empty() {
         return archs.len() + 1;
     }
+    // Noninteractive: a package's configuration question (jackd2 asks whether to allow
+    // real-time priority) takes its default instead of waiting at a prompt with no terminal.
     let mut install = sudo;
-    install.extend(["apt-get", "install", "-y"]);
+    install.extend(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y"]);
     install.extend(&names);
     action(&install, &pkgs.iter().map(|p| p.why).collect::<Vec<_>>().join("; "));
     archs.len() + 2
