@@ -216,7 +216,15 @@ mod measure {
         let mut mixer = Mixer::new();
         mixer.prepare(FS);
         each_block("unit/mixer 4 inputs", &mut |input, out| {
-            mixer.process([Some(input), Some(input), Some(input), Some(input)], out)
+            mixer.process([Some(input), Some(input), Some(input), Some(input)], out, None)
+        });
+        // The same, its `left` and `right` taken too (each input panned apart).
+        for (i, pan) in [-0.75, -0.25, 0.25, 0.75].into_iter().enumerate() {
+            mixer.set_pan(i, pan);
+        }
+        let mut sides = [[0.0; BLOCK]; 2];
+        each_block("unit/mixer 4 inputs stereo", &mut |input, out| {
+            mixer.process([Some(input), Some(input), Some(input), Some(input)], out, Some(&mut sides))
         });
 
         let mut delay = FirmwareDelay::new();
@@ -229,7 +237,12 @@ mod measure {
         reverb.prepare(FS);
         reverb.set_room(0.8);
         reverb.set_damp(0.5);
-        each_block("unit/reverb", &mut |input, out| reverb.process(Some(input), out));
+        each_block("unit/reverb", &mut |input, out| reverb.process(Some(input), None, None, out, None));
+        // The same reverb, its `left` and `right` taken: the right channel's loops run too.
+        reverb.prepare(FS);
+        each_block("unit/reverb stereo", &mut |input, out| {
+            reverb.process(Some(input), None, None, out, Some(&mut sides))
+        });
     }
 
     /// The standard voice's envelope, gate held: 10 ms, 100 ms, 0.7, 200 ms.
