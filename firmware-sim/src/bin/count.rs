@@ -231,7 +231,12 @@ mod measure {
         delay.prepare(FS);
         delay.set_time_s(0.3);
         delay.set_feedback(0.35);
-        each_block("unit/delay", &mut |input, out| delay.process(Some(input), out));
+        each_block("unit/delay", &mut |input, out| delay.process(Some(input), out, None));
+        // The same delay in ping-pong, its sides taken (a 0.15 s time: two trips fit the line).
+        delay.set_pingpong(true);
+        delay.set_time_s(0.15);
+        delay.prepare(FS);
+        each_block("unit/delay pingpong", &mut |input, out| delay.process(Some(input), out, Some(&mut sides)));
 
         let mut reverb = FirmwareReverb::new();
         reverb.prepare(FS);
