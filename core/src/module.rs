@@ -3,7 +3,7 @@
 //! [`Kind`] is what the protocol may say about a module: each kind's ports and parameters are
 //! its unit's [`UnitDescription`] (in the unit's file), and [`Module::set`] hands a parameter
 //! index to the unit's own `set_param`. Every module has the output `out`; the stereo ones
-//! (output, mixer, reverb, input) also `left` and `right` ([`crate::describe::STEREO_OUTS`]). Delay and reverb
+//! (mixer, reverb, delay, input) also `left` and `right` ([`crate::describe::STEREO_OUTS`]). Delay and reverb
 //! keep their long buffers in the rack's fixed pools; their `Module` variant only names the
 //! pool entry.
 use crate::block::{Block, StereoBlock};
@@ -479,7 +479,10 @@ impl Module {
         let ins = inputs;
         match self {
             Module::Empty => *out = [0.0; crate::block::BLOCK],
-            Module::Output(u) => u.process(ins[output::IN], ins[output::LEFT_IN], ins[output::RIGHT_IN], out, sides),
+            // The rack keeps the output's right channel in the second of its sides.
+            Module::Output(u) => {
+                u.process(ins[output::IN], ins[output::LEFT_IN], ins[output::RIGHT_IN], out, sides.map(|s| &mut s[1]))
+            }
             Module::Vco(u) => u.process(ins[vco::PITCH_IN], ins[vco::FM_IN], out),
             Module::Vcf(u) => u.process(ins[vcf::IN], ins[vcf::CUTOFF_IN], out),
             Module::Vca(u) => u.process(ins[vca::IN], ins[vca::CV_IN], out),

@@ -174,8 +174,8 @@ pub struct Rack<
     fades_pending: bool,
     /// Some wire is a feedback wire (worked out with the order): `previous` is kept.
     feeds_back: bool,
-    /// Per slot: its `left` or `right` is taken (or it is the output, whose sides are what
-    /// is heard), so its module renders `sides` too; worked out with the order.
+    /// Per slot: its `left` or `right` is taken (or it is the output, which keeps its right
+    /// channel in its sides), so its module renders `sides` too; worked out with the order.
     stereo: [bool; MODULES],
     /// Each slot's `left` and `right`, written only by a stereo kind and only while a wire
     /// takes one of them (`stereo`), so a mono module never touches its row: apart from the
@@ -637,7 +637,8 @@ impl<
                 at += 1;
             }
         }
-        *out = self.sides[OUTPUT_SLOT];
+        // The output's `out` is its left channel; the right it keeps in its sides.
+        *out = [self.outs[OUTPUT_SLOT], self.sides[OUTPUT_SLOT][1]];
         // What feedback cables carry next block: this block, flushed so that a loop with gain
         // cannot grow past 1e30 into infinity or NaN, nor circulate denormals.
         let Self { wires, outs, sides, previous, previous_sides, feeds_back, .. } = self;

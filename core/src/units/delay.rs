@@ -193,15 +193,14 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             self.process_pingpong(input, out, sides, whole, frac, &ramps);
             return;
         }
+        self.process_mono(input, out, whole, frac, &ramps);
         if let Some(sides) = sides {
-            self.process_mono(input, out, whole, frac, &ramps);
             *sides = [*out; 2];
-        } else {
-            self.process_mono(input, out, whole, frac, &ramps);
         }
     }
 
     /// The mono delay's block (see [`Delay::process`]).
+    #[inline(always)]
     fn process_mono(&mut self, input: &Block, out: &mut Block, whole: usize, frac: f32, ramps: &Ramps) {
         if self.glide_offset == 0.0 && whole > BLOCK {
             self.process_block(input, out, whole, frac, ramps);

@@ -1,15 +1,17 @@
 //! Output: the rack's output module (id 0), what is heard: its inputs times `level`, on two
 //! channels. `in` plays on both (so a mono patch is heard the same, bit for bit, on each
-//! side); `left` and `right` add to one side each.
-use crate::block::{Block, StereoBlock};
-use crate::describe::{Curve, ParamSpec, Port, STEREO_OUTS, UnitDescription};
+//! side); `left` and `right` add to one side each. Its one output, `out`, is the left
+//! channel (what it was before there were two: `in` times `level`); the rack keeps the
+//! right beside it.
+use crate::block::Block;
+use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
 use crate::dsp::{Glide, Ramp};
 
 /// The output as the protocol sees it.
 pub const DESCRIPTION: UnitDescription = UnitDescription {
     name: "output",
     inputs: &[Port::with_note("in", "both channels"), Port::audio("left"), Port::audio("right")],
-    outputs: &STEREO_OUTS,
+    outputs: &OUT,
     params: &[ParamSpec::num("level", &["gain"], "", (0.0, 4.0), 1.0, Curve::Linear)],
 };
 /// Input port indices.
@@ -64,30 +66,26 @@ impl Output {
         }
     }
 
-    /// Writes `(input + left) * level` to `channels[0]` and `(input + right) * level` to
-    /// `channels[1]`, given them; `out` (the mono output) is the left channel, which is
-    /// `input * level` while `left` is unpatched. Unpatched inputs are silence.
+    /// Writes the left channel, `(input + left) * level`, to `out` and, given `right_out`,
+    /// the right, `(input + right) * level`, to it. Unpatched inputs are silence.
     pub fn process(
         &mut self,
         input: Option<&Block>,
         left: Option<&Block>,
         right: Option<&Block>,
         out: &mut Block,
-        channels: Option<&mut StereoBlock>,
+        right_out: Option<&mut Block>,
     ) {
         let level = self.level.next_block();
-        let Some(channels) = channels else {
-            gain(input, left, level, out);
-            return;
-        };
-        gain(input, left, level, &mut channels[0]);
-        if left.is_none() && right.is_none() {
-            // `in` alone: the same on both sides, worked out once.
-            channels[1] = channels[0];
-        } else {
-            gain(input, right, level, &mut channels[1]);
+        gain(input, left, level, out);
+        if let Some(right_out) = right_out {
+            if left.is_none() && right.is_none() {
+                // `in` alone: the same on both sides, worked out once.
+                *right_out = *out;
+            } else {
+                gain(input, right, level, right_out);
+            }
         }
-        *out = channels[0];
     }
 }
 
