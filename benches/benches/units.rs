@@ -68,19 +68,19 @@ fn units(c: &mut Criterion) {
     let mut delay = Box::new(Delay::<{ 1 << 15 }>::new());
     delay.prepare(FS);
     group.bench_function("delay/300ms/block64", |b| {
-        b.iter(|| delay.process(Some(black_box(&input)), black_box(&mut out)))
+        b.iter(|| delay.process(Some(black_box(&input)), black_box(&mut out), None))
     });
     let mut reverb = Box::new(HostReverb::new());
     reverb.prepare(FS);
     reverb.set_room(0.8);
     group.bench_function("reverb/room0.8/block64", |b| {
-        b.iter(|| reverb.process(Some(black_box(&input)), black_box(&mut out)))
+        b.iter(|| reverb.process(Some(black_box(&input)), None, None, black_box(&mut out), None))
     });
     let mut mixer = Mixer::new();
     mixer.prepare(FS);
     group.bench_function("mixer/4in/block64", |b| {
         b.iter(|| {
-            mixer.process([Some(black_box(&input)), Some(&input), Some(&input), Some(&input)], black_box(&mut out))
+            mixer.process([Some(black_box(&input)), Some(&input), Some(&input), Some(&input)], black_box(&mut out), None)
         })
     });
     group.finish();
