@@ -74,13 +74,13 @@ fn units(c: &mut Criterion) {
     reverb.prepare(FS);
     reverb.set_room(0.8);
     group.bench_function("reverb/room0.8/block64", |b| {
-        b.iter(|| reverb.process(Some(black_box(&input)), black_box(&mut out)))
+        b.iter(|| reverb.process(Some(black_box(&input)), None, None, black_box(&mut out), None))
     });
     let mut mixer = Mixer::new();
     mixer.prepare(FS);
     group.bench_function("mixer/4in/block64", |b| {
         b.iter(|| {
-            mixer.process([Some(black_box(&input)), Some(&input), Some(&input), Some(&input)], black_box(&mut out))
+            mixer.process([Some(black_box(&input)), Some(&input), Some(&input), Some(&input)], black_box(&mut out), None)
         })
     });
     group.finish();

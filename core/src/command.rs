@@ -37,10 +37,13 @@ pub enum Command {
         /// New value (finite; an enumeration's choice index).
         value: f32,
     },
-    /// Connect `src`'s output to input `port` of `dst`; the cable fades in over one block.
+    /// Connect output `out` of `src` to input `port` of `dst`; the cable fades in over one
+    /// block.
     Patch {
         /// Module whose output is taken.
         src: ModuleId,
+        /// Index into `src`'s kind's [`Kind::outputs`] (0: `out`).
+        out: u8,
         /// Module whose input receives it.
         dst: ModuleId,
         /// Index into `dst`'s kind's [`Kind::inputs`].
@@ -50,6 +53,8 @@ pub enum Command {
     Unpatch {
         /// Module whose output was taken.
         src: ModuleId,
+        /// Index into `src`'s kind's [`Kind::outputs`].
+        out: u8,
         /// Module whose input received it.
         dst: ModuleId,
         /// Index into `dst`'s kind's [`Kind::inputs`].
@@ -153,7 +158,7 @@ pub enum Request<'a> {
     Patch {
         /// Source module id.
         src: i32,
-        /// Source port name (always `out`).
+        /// Source output port name (`out`; a stereo unit's `left`, `right`).
         out_port: &'a str,
         /// Destination module id.
         dst: i32,
@@ -167,7 +172,7 @@ pub enum Request<'a> {
     Unpatch {
         /// Source module id.
         src: i32,
-        /// Source port name (always `out`).
+        /// Source output port name (`out`; a stereo unit's `left`, `right`).
         out_port: &'a str,
         /// Destination module id.
         dst: i32,
@@ -314,8 +319,8 @@ impl Command {
             Command::New { id, kind } => [1, id as u32, kind as u32, 0],
             Command::Free { id } => [2, id as u32, 0, 0],
             Command::Set { id, param, value } => [3, id as u32, param as u32, value.to_bits()],
-            Command::Patch { src, dst, port } => [4, src as u32, dst as u32, port as u32],
-            Command::Unpatch { src, dst, port } => [5, src as u32, dst as u32, port as u32],
+            Command::Patch { src, out, dst, port } => [4, src as u32, dst as u32, cable_word(out, port)],
+            Command::Unpatch { src, out, dst, port } => [5, src as u32, dst as u32, cable_word(out, port)],
             Command::Clear => [6, 0, 0, 0],
             Command::Export { id, slot } => [7, id as u32, slot as u32, 0],
             Command::Import { id, from, slot } => [8, id as u32, from as u32, slot as u32],
@@ -331,8 +336,14 @@ impl Command {
             1 => Command::New { id: id?, kind: *Kind::ALL.get(b as usize)? },
             2 => Command::Free { id: id? },
             3 => Command::Set { id: id?, param: u8::try_from(b).ok()?, value: f32::from_bits(c) },
-            4 => Command::Patch { src: id?, dst: u16::try_from(b).ok()?, port: u8::try_from(c).ok()? },
-            5 => Command::Unpatch { src: id?, dst: u16::try_from(b).ok()?, port: u8::try_from(c).ok()? },
+            4 => {
+                let (out, port) = cable_ports(c)?;
+                Command::Patch { src: id?, out, dst: u16::try_from(b).ok()?, port }
+            }
+            5 => {
+                let (out, port) = cable_ports(c)?;
+                Command::Unpatch { src: id?, out, dst: u16::try_from(b).ok()?, port }
+            }
             6 => Command::Clear,
             7 => Command::Export { id: id?, slot: u16::try_from(b).ok()? },
             8 => Command::Import { id: id?, from: u8::try_from(b).ok()?, slot: u16::try_from(c).ok()? },
@@ -348,6 +359,17 @@ impl Command {
             _ => return None,
         })
     }
+}
+
+/// A cable's two port bytes in one word: the input port (with its feedback mark) in the low
+/// byte, the output port in the next, so that a mono patch's word is what it always was.
+const fn cable_word(out: u8, port: u8) -> u32 {
+    (out as u32) << 8 | port as u32
+}
+
+/// Reads [`cable_word`] back: (output, input); None for a word it never writes.
+fn cable_ports(word: u32) -> Option<(u8, u8)> {
+    (word >> 16 == 0).then_some(((word >> 8) as u8, word as u8))
 }
 
 impl<'a> Request<'a> {
@@ -419,8 +441,9 @@ mod tests {
             Command::New { id: 9999, kind: Kind::Mixer },
             Command::Free { id: 3 },
             Command::Set { id: 7, param: 4, value: -0.25 },
-            Command::Patch { src: 1, dst: 0, port: 3 },
-            Command::Unpatch { src: 2, dst: 5, port: 1 },
+            Command::Patch { src: 1, out: 0, dst: 0, port: 3 },
+            Command::Patch { src: 1, out: 2, dst: 0, port: 0x82 },
+            Command::Unpatch { src: 2, out: 1, dst: 5, port: 1 },
             Command::Clear,
         ];
         for command in all {
@@ -429,6 +452,7 @@ mod tests {
         assert_eq!(Command::from_words([0; 4]), None);
         assert_eq!(Command::from_words([1, 1, 99, 0]), None);
         assert_eq!(Command::from_words([2, 70_000, 0, 0]), None);
+        assert_eq!(Command::from_words([4, 1, 0, 1 << 16]), None);
     }
 
     #[test]

@@ -42,8 +42,18 @@ impl Port {
 /// Largest seed: seeds travel as f32, which holds every integer up to 2^24 exactly.
 pub const SEED_MAX: f32 = 16_777_216.0;
 
-/// The outputs of every unit today: one, `out`.
+/// The outputs of a mono unit: one, `out`.
 pub const OUT: [Port; 1] = [Port::audio("out")];
+
+/// The outputs of a stereo unit: `out`, its mono signal (what it rendered before it had
+/// two channels, bit for bit, so an existing patch sounds as it did), then `left` and
+/// `right`. `out` is always port 0: a cable written `/patch 1 out ...` means the same on
+/// every kind.
+pub const STEREO_OUTS: [Port; 3] = [
+    Port::audio("out"),
+    Port::audio("left"),
+    Port::audio("right"),
+];
 
 /// A parameter as the protocol sees it: value range, default, and names for enumerations.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -176,6 +186,21 @@ impl UnitDescription {
         }
         assert!(i < self.inputs.len(), "the description has no input of this name");
         i
+    }
+
+    /// Index of the output port called `name`, as [`UnitDescription::param`].
+    pub const fn output(&self, name: &str) -> usize {
+        let mut i = 0;
+        while i < self.outputs.len() && !str_eq(self.outputs[i].name, name) {
+            i += 1;
+        }
+        assert!(i < self.outputs.len(), "the description has no output of this name");
+        i
+    }
+
+    /// True when the unit has more outputs than `out` (`left` and `right`).
+    pub const fn is_stereo(&self) -> bool {
+        self.outputs.len() > 1
     }
 
     /// Input ports in all: the [`UnitDescription::inputs`] and, after them, one per

@@ -2,14 +2,16 @@
 //!
 //! [`Kind`] is what the protocol may say about a module: each kind's ports and parameters are
 //! its unit's [`UnitDescription`] (in the unit's file), and [`Module::set`] hands a parameter
-//! index to the unit's own `set_param`. Every module has one output, `out`. Delay and reverb
+//! index to the unit's own `set_param`. Every module has the output `out`; the stereo ones
+//! (output, mixer, reverb, input) also `left` and `right` ([`crate::describe::STEREO_OUTS`]). Delay and reverb
 //! keep their long buffers in the rack's fixed pools; their `Module` variant only names the
 //! pool entry.
-use crate::block::Block;
+use crate::block::{Block, StereoBlock};
 use crate::describe::OUT;
 pub use crate::describe::{Curve, ParamSpec, Port, UnitDescription};
 use crate::units::adsr::{self, Adsr};
 use crate::units::delay::{self, Delay};
+use crate::units::input;
 use crate::units::lfo::{self, Lfo};
 use crate::units::mixer::{self, MIXER_INPUTS, Mixer};
 use crate::units::noise::{self, Noise};
@@ -73,8 +75,20 @@ const _: () = {
 /// (SIMD across voices: 4 lanes fill SSE and NEON registers).
 pub const LANES: usize = 4;
 
-/// The name of every module's single output port.
+/// The name of every module's first output port, its mono signal.
 pub const OUTPUT_PORT: &str = OUT[0].name;
+
+/// Most outputs any kind has (`out`, `left`, `right`).
+pub const MAX_OUTPUTS: usize = 3;
+// Every description fits: the rack keeps each slot's outputs past `out` in a StereoBlock.
+const _: () = {
+    let mut i = 0;
+    while i < Kind::EVERY.len() {
+        let d = Kind::EVERY[i].description();
+        assert!(d.outputs.len() == 1 || d.outputs.len() == MAX_OUTPUTS);
+        i += 1;
+    }
+};
 
 /// What a module is. `Output` exists once, as id 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,6 +116,8 @@ pub enum Kind {
     Mixer,
     /// 8 steps of pitch and gate, on its own clock or a cable's.
     Sequencer,
+    /// The audio input (the capture side of the host's device), left and right.
+    Input,
     /// One end of a cable between workers, made by the host (not in [`Kind::ALL`]: no user
     /// creates one): what is patched into its `in` is published as a link channel's block.
     Send,
@@ -118,7 +134,7 @@ const RECEIVE: UnitDescription = UnitDescription { name: "receive", inputs: &[],
 
 impl Kind {
     /// Every kind, in protocol order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Output,
         Kind::Vco,
         Kind::Vcf,
@@ -130,10 +146,11 @@ impl Kind {
         Kind::Reverb,
         Kind::Mixer,
         Kind::Sequencer,
+        Kind::Input,
     ];
 
     /// Every kind, the host's link ends included.
-    const EVERY: [Kind; 13] = [
+    const EVERY: [Kind; 14] = [
         Kind::Output,
         Kind::Vco,
         Kind::Vcf,
@@ -145,6 +162,7 @@ impl Kind {
         Kind::Reverb,
         Kind::Mixer,
         Kind::Sequencer,
+        Kind::Input,
         Kind::Send,
         Kind::Receive,
     ];
@@ -163,6 +181,7 @@ impl Kind {
             Kind::Reverb => &reverb::DESCRIPTION,
             Kind::Mixer => &mixer::DESCRIPTION,
             Kind::Sequencer => &sequencer::DESCRIPTION,
+            Kind::Input => &input::DESCRIPTION,
             Kind::Send => &SEND,
             Kind::Receive => &RECEIVE,
         }
@@ -284,6 +303,8 @@ pub enum Module {
     Mixer(Mixer),
     /// See [`Sequencer`].
     Sequencer(Sequencer),
+    /// The audio input: the rack fills its outputs from its capture block.
+    Input,
     /// A cable's end on the sending worker ([`Kind::Send`]): its output is its input, which
     /// the rack publishes on link channel `channel`.
     Send {
@@ -333,6 +354,7 @@ impl Module {
             Kind::Reverb => Module::Reverb { pool },
             Kind::Mixer => Module::Mixer(Mixer::new()),
             Kind::Sequencer => Module::Sequencer(Sequencer::new()),
+            Kind::Input => Module::Input,
             // Channel 0 until the rack gives it its own (`Command::Link`).
             Kind::Send => Module::Send { channel: 0 },
             Kind::Receive => Module::Receive { channel: 0, heard: true },
@@ -356,6 +378,7 @@ impl Module {
             Module::Reverb { .. } => Kind::Reverb,
             Module::Mixer(_) => Kind::Mixer,
             Module::Sequencer(_) => Kind::Sequencer,
+            Module::Input => Kind::Input,
             Module::Send { .. } => Kind::Send,
             Module::Receive { .. } => Kind::Receive,
         })
@@ -377,6 +400,7 @@ impl Module {
             Module::Empty
             | Module::Delay { .. }
             | Module::Reverb { .. }
+            | Module::Input
             | Module::Send { .. }
             | Module::Receive { .. } => {}
         }
@@ -415,7 +439,7 @@ impl Module {
         pools: Pools<'_, DL, CL, AL>,
     ) {
         match self {
-            Module::Empty | Module::Send { .. } | Module::Receive { .. } => {}
+            Module::Empty | Module::Input | Module::Send { .. } | Module::Receive { .. } => {}
             Module::Output(u) => u.set_param(param, value),
             Module::Vco(u) => match at {
                 Some(frame) => u.set_param_at(param, value, frame),
@@ -441,17 +465,21 @@ impl Module {
         }
     }
 
-    /// Renders one block into `out` from `inputs` (by port index; None = unpatched).
+    /// Renders one block into `out` from `inputs` (by port index; None = unpatched) and,
+    /// for a stereo kind given `sides`, its `left` and `right` outputs into them (a mono
+    /// kind ignores `sides`; a stereo one given none renders `out` alone, which costs what
+    /// it did before it had two channels).
     pub fn process<const DL: usize, const CL: usize, const AL: usize>(
         &mut self,
         inputs: &[Option<&Block>; MAX_INPUTS],
         out: &mut Block,
+        sides: Option<&mut StereoBlock>,
         pools: Pools<'_, DL, CL, AL>,
     ) {
         let ins = inputs;
         match self {
             Module::Empty => *out = [0.0; crate::block::BLOCK],
-            Module::Output(u) => u.process(ins[output::IN], out),
+            Module::Output(u) => u.process(ins[output::IN], ins[output::LEFT_IN], ins[output::RIGHT_IN], out, sides),
             Module::Vco(u) => u.process(ins[vco::PITCH_IN], ins[vco::FM_IN], out),
             Module::Vcf(u) => u.process(ins[vcf::IN], ins[vcf::CUTOFF_IN], out),
             Module::Vca(u) => u.process(ins[vca::IN], ins[vca::CV_IN], out),
@@ -463,14 +491,14 @@ impl Module {
                 None => *out = [0.0; crate::block::BLOCK],
             },
             Module::Reverb { pool } => match pools.reverbs.get_mut(*pool as usize) {
-                Some(u) => u.process(ins[reverb::IN], out),
+                Some(u) => u.process(ins[reverb::IN], ins[reverb::LEFT_IN], ins[reverb::RIGHT_IN], out, sides),
                 None => *out = [0.0; crate::block::BLOCK],
             },
-            Module::Mixer(u) => u.process(core::array::from_fn(|i| ins[mixer::IN1 + i]), out),
+            Module::Mixer(u) => u.process(core::array::from_fn(|i| ins[mixer::IN1 + i]), out, sides),
             Module::Sequencer(u) => u.process(ins[sequencer::CLOCK_IN], out),
             Module::Send { .. } => *out = ins[0].copied().unwrap_or([0.0; crate::block::BLOCK]),
-            // The rack fills it from the link channel.
-            Module::Receive { .. } => *out = [0.0; crate::block::BLOCK],
+            // The rack fills these from the link channel and the capture block.
+            Module::Receive { .. } | Module::Input => *out = [0.0; crate::block::BLOCK],
         }
     }
 }
@@ -525,7 +553,7 @@ impl Module {
             }
             units => {
                 for ((unit, inputs), out) in units.into_iter().zip(inputs).zip(outs) {
-                    unit.process(inputs, out, pools.reborrow());
+                    unit.process(inputs, out, None, pools.reborrow());
                 }
             }
         }
@@ -584,7 +612,7 @@ mod tests {
         }
 
         /// 20 blocks from a 0.9-peak 110 Hz sine into every input (it opens a gate on its
-        /// peaks and moves a pitch or a cutoff by a fraction of an octave).
+        /// peaks and moves a pitch or a cutoff by a fraction of an octave), every output.
         fn render(&mut self) -> Vec<u32> {
             let mut bits = Vec::new();
             for n in 0..20 {
@@ -592,10 +620,10 @@ mod tests {
                     0.9 * (core::f64::consts::TAU * 110.0 * (n * BLOCK + i) as f64 / FS as f64).sin() as f32
                 });
                 let inputs = [Some(&x); MAX_INPUTS];
-                let mut out = [0.0; BLOCK];
+                let (mut out, mut sides) = ([0.0; BLOCK], [[0.0; BLOCK]; 2]);
                 let pools = Pools { delays: &mut self.delays, reverbs: &mut self.reverbs };
-                self.module.process(&inputs, &mut out, pools);
-                bits.extend(out.iter().map(|y| y.to_bits()));
+                self.module.process(&inputs, &mut out, Some(&mut sides), pools);
+                bits.extend(out.iter().chain(sides.iter().flatten()).map(|y| y.to_bits()));
             }
             bits
         }
@@ -670,7 +698,9 @@ mod tests {
                 .find(|l| l.starts_with(&format!("| `{}` |", kind.name())))
                 .unwrap_or_else(|| panic!("PROTOCOL.md has no row for {}", kind.name()));
             let cells: Vec<&str> = row.split('|').collect();
-            let (inputs, params) = (cells[2], cells[3]);
+            let (inputs, params, outputs) = (cells[2], cells[3], cells[4]);
+            let listed: Vec<String> = kind.outputs().iter().map(|p| format!("`{}`", p.name)).collect();
+            assert_eq!(outputs.trim(), listed.join(" "), "{}: outputs", kind.name());
             for port in kind.inputs() {
                 let listed = if port.note.is_empty() {
                     format!("`{}`", port.name)

@@ -18,11 +18,13 @@ pub const MAX_ID: ModuleId = 9_999;
 pub const FEEDBACK: u8 = 0x80;
 const _: () = assert!(crate::module::MAX_PORTS < FEEDBACK as usize);
 
-/// A cable from `src`'s output to input `port` of `dst`.
+/// A cable from output `out` of `src` to input `port` of `dst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cable {
     /// Module whose output is taken.
     pub src: ModuleId,
+    /// Index into `src`'s kind's outputs (0: `out`).
+    pub out: u8,
     /// Module whose input receives it.
     pub dst: ModuleId,
     /// Index into `dst`'s kind's inputs, with [`FEEDBACK`] set for a feedback cable.
@@ -153,12 +155,12 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                     }
                     cable.port |= FEEDBACK;
                 }
-                Ok(Command::Patch { src: cable.src, dst: cable.dst, port: cable.port })
+                Ok(Command::Patch { src: cable.src, out: cable.out, dst: cable.dst, port: cable.port })
             }
             Request::Unpatch { src, out_port, dst, in_port } => {
                 let cable = self.cable(src, out_port, dst, in_port)?;
                 let cable = self.patched(cable).ok_or(Error::NoSuchCable)?;
-                Ok(Command::Unpatch { src: cable.src, dst: cable.dst, port: cable.port })
+                Ok(Command::Unpatch { src: cable.src, out: cable.out, dst: cable.dst, port: cable.port })
             }
             Request::Clear => Ok(Command::Clear),
         }
@@ -180,14 +182,14 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                 }
             }
             Command::Set { .. } | Command::Export { .. } | Command::Import { .. } | Command::Link { .. } => {}
-            Command::Patch { src, dst, port } => {
-                let cable = Cable { src, dst, port };
+            Command::Patch { src, out, dst, port } => {
+                let cable = Cable { src, out, dst, port };
                 if !self.cables.contains(&cable) {
                     let _ = self.cables.push(cable);
                 }
             }
-            Command::Unpatch { src, dst, port } => {
-                let cable = Cable { src, dst, port };
+            Command::Unpatch { src, out, dst, port } => {
+                let cable = Cable { src, out, dst, port };
                 self.cables.retain(|c| *c != cable);
             }
             Command::Clear => {
@@ -223,15 +225,18 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
         let src = self.existing(src)?;
         let dst = self.existing(dst)?;
         let src_kind = self.kind(src).ok_or(Error::NoSuchModule(src))?;
-        src_kind.output_index(out_port).ok_or(Error::UnknownPort)?;
+        let out = src_kind.output_index(out_port).ok_or(Error::UnknownPort)?;
         let dst_kind = self.kind(dst).ok_or(Error::NoSuchModule(dst))?;
         let port = dst_kind.input_index(in_port).ok_or(Error::UnknownPort)?;
-        Ok(Cable { src, dst, port })
+        Ok(Cable { src, out, dst, port })
     }
 
-    /// The patched cable between the ends and input of `cable`, feedback or not.
+    /// The patched cable between the ends, output and input of `cable`, feedback or not.
     fn patched(&self, cable: Cable) -> Option<Cable> {
-        self.cables.iter().find(|c| c.src == cable.src && c.dst == cable.dst && c.input() == cable.input()).copied()
+        self.cables
+            .iter()
+            .find(|c| c.src == cable.src && c.out == cable.out && c.dst == cable.dst && c.input() == cable.input())
+            .copied()
     }
 
     /// True when a path of cables that are not feedback leads from `from` to `to`: a
@@ -306,8 +311,8 @@ mod tests {
         let mut t = T::new(1, 1);
         assert_eq!(new(&mut t, "vco", 1), Ok(Command::New { id: 1, kind: Kind::Vco }));
         new(&mut t, "vcf", 2).unwrap();
-        assert_eq!(patch(&mut t, 1, 2, "in"), Ok(Command::Patch { src: 1, dst: 2, port: 0 }));
-        assert_eq!(patch(&mut t, 2, 0, "in"), Ok(Command::Patch { src: 2, dst: 0, port: 0 }));
+        assert_eq!(patch(&mut t, 1, 2, "in"), Ok(Command::Patch { src: 1, out: 0, dst: 2, port: 0 }));
+        assert_eq!(patch(&mut t, 2, 0, "in"), Ok(Command::Patch { src: 2, out: 0, dst: 0, port: 0 }));
         let set = Request::Set { id: 1, param: "freq", value: Value::Int(220) };
         assert_eq!(t.submit(&set), Ok(Command::Set { id: 1, param: 0, value: 220.0 }));
         let wave = Request::Set { id: 1, param: "wave", value: Value::Str("square") };
@@ -397,26 +402,26 @@ mod tests {
         patch(&mut t, 2, 3, "cv").unwrap();
         patch(&mut t, 3, 4, "in").unwrap();
         let closing = Request::Patch { src: 4, out_port: "out", dst: 1, in_port: "cv", feedback: false };
-        assert_eq!(t.submit(&closing), Ok(Command::Patch { src: 4, dst: 1, port: 1 | FEEDBACK }));
+        assert_eq!(t.submit(&closing), Ok(Command::Patch { src: 4, out: 0, dst: 1, port: 1 | FEEDBACK }));
         assert_eq!(t.submit(&closing), Err(Error::AlreadyPatched));
-        assert!(t.cables().iter().filter(|c| c.is_feedback()).eq([&Cable { src: 4, dst: 1, port: 1 | FEEDBACK }]));
+        assert!(t.cables().iter().filter(|c| c.is_feedback()).eq([&Cable { src: 4, out: 0, dst: 1, port: 1 | FEEDBACK }]));
         // The feedback cable does not count as a path: 4 -> 2 closes no cycle of plain cables.
         assert_eq!(
             t.submit(&Request::Patch { src: 1, out_port: "out", dst: 3, in_port: "in", feedback: false }),
-            Ok(Command::Patch { src: 1, dst: 3, port: 0 })
+            Ok(Command::Patch { src: 1, out: 0, dst: 3, port: 0 })
         );
         assert_eq!(patch(&mut t, 4, 0, "in").map(|_| ()), Ok(()));
         // A module into itself, and a cycle out of the output module (each worker's output
         // holds only its share of what is heard: refused).
         let own = Request::Patch { src: 2, out_port: "out", dst: 2, in_port: "cv", feedback: false };
-        assert_eq!(t.submit(&own), Ok(Command::Patch { src: 2, dst: 2, port: 1 | FEEDBACK }));
+        assert_eq!(t.submit(&own), Ok(Command::Patch { src: 2, out: 0, dst: 2, port: 1 | FEEDBACK }));
         assert_eq!(patch(&mut t, 0, 1, "in"), Err(Error::WouldCycle));
         // Unpatched by its port's name, the mark found by the topology.
         let unpatch = Request::Unpatch { src: 4, out_port: "out", dst: 1, in_port: "cv" };
-        assert_eq!(t.submit(&unpatch), Ok(Command::Unpatch { src: 4, dst: 1, port: 1 | FEEDBACK }));
+        assert_eq!(t.submit(&unpatch), Ok(Command::Unpatch { src: 4, out: 0, dst: 1, port: 1 | FEEDBACK }));
         assert!(!t.cables().iter().any(|c| c.src == 4 && c.dst == 1));
         // Asked for, a cable is feedback though it closes no cycle (a saved patch's mark).
         let asked = Request::Patch { src: 3, out_port: "out", dst: 0, in_port: "in", feedback: true };
-        assert_eq!(t.submit(&asked), Ok(Command::Patch { src: 3, dst: 0, port: FEEDBACK }));
+        assert_eq!(t.submit(&asked), Ok(Command::Patch { src: 3, out: 0, dst: 0, port: FEEDBACK }));
     }
 }

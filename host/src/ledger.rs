@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use synthpool_core::command::{Command, Error, Limit, LinkEnd, ModuleId, OUTPUT_ID, Request, Value};
-use synthpool_core::module::{Kind, MAX_PARAMS, OUTPUT_PORT, ParamSpec};
+use synthpool_core::module::{Kind, MAX_PARAMS, ParamSpec};
 use synthpool_core::topology::{Cable, MAX_ID, Topology};
 
 /// Cables the whole patch holds, over all workers: two cables for each of the protocol's
@@ -310,8 +310,9 @@ impl Ledger {
             self.topology.cables().iter().partition(|c| !c.is_feedback());
         for c in plain.into_iter().chain(feedback) {
             let port = self.topology.kind(c.dst).and_then(|k| k.input_name(c.input())).unwrap_or("?");
+            let out = self.topology.kind(c.src).and_then(|k| k.outputs().get(c.out as usize)).map_or("?", |p| p.name);
             let mark = if c.is_feedback() { " feedback" } else { "" };
-            lines.push(format!("/patch {} {OUTPUT_PORT} {} {port}{mark}", c.src, c.dst));
+            lines.push(format!("/patch {} {out} {} {port}{mark}", c.src, c.dst));
         }
         lines.extend(self.mappings.lines());
         lines
@@ -448,7 +449,7 @@ impl Ledger {
         }
         for c in self.topology.cables().iter().filter(|c| self.placement.cable_worker(c) == Some(worker)) {
             if self.link_of(c).is_none() {
-                commands.push(Command::Patch { src: c.src, dst: c.dst, port: c.port });
+                commands.push(Command::Patch { src: c.src, out: c.out, dst: c.dst, port: c.port });
             }
         }
         for (key, link) in &self.links {
@@ -497,7 +498,7 @@ impl Ledger {
         let send = link.send_id();
         let mut commands = vec![(key.from, Command::Link { id: send, channel: link.channel, end: LinkEnd::Send })];
         for c in self.topology.cables().iter().filter(|c| self.link_key(c) == Some(*key)) {
-            commands.push((key.from, Command::Patch { src: c.src, dst: send, port: 0 }));
+            commands.push((key.from, Command::Patch { src: c.src, out: c.out, dst: send, port: 0 }));
         }
         commands
     }
@@ -507,7 +508,7 @@ impl Ledger {
         let receive = link.receive_id();
         vec![
             (link.to, Command::Link { id: receive, channel: link.channel, end: LinkEnd::Receive }),
-            (link.to, Command::Patch { src: receive, dst: key.dst, port: key.port }),
+            (link.to, Command::Patch { src: receive, out: 0, dst: key.dst, port: key.port }),
         ]
     }
 
@@ -550,7 +551,7 @@ impl Ledger {
                 let send = link.send_id();
                 let had = |c: &Cable| self.topology.cables().contains(c) && self.link_key(c) == Some(*key);
                 for c in cables.iter().filter(|c| !had(c)) {
-                    commands.push((key.from, Command::Patch { src: c.src, dst: send, port: 0 }));
+                    commands.push((key.from, Command::Patch { src: c.src, out: c.out, dst: send, port: 0 }));
                 }
                 continue;
             }
@@ -564,7 +565,7 @@ impl Ledger {
             links.insert(*key, link);
             commands.extend(after.receive_commands(key, &link));
             commands.extend(after.send_commands(key, &link).into_iter().filter(|(_, c)| match c {
-                Command::Patch { src, .. } => cables.iter().any(|k| k.src == *src),
+                Command::Patch { src, out, .. } => cables.iter().any(|k| k.src == *src && k.out == *out),
                 _ => true,
             }));
         }
@@ -576,7 +577,7 @@ impl Ledger {
                 && (!after.topology.cables().contains(c) || after.link_key(c) != Some(key))
                 && after.topology.kind(c.src).is_some()
             {
-                commands.push((key.from, Command::Unpatch { src: c.src, dst: link.send_id(), port: 0 }));
+                commands.push((key.from, Command::Unpatch { src: c.src, out: c.out, dst: link.send_id(), port: 0 }));
             }
         }
         Ok((commands, Change::Links { links, next_channel }))
@@ -739,16 +740,16 @@ impl Ledger {
                 // The output is on every worker, each scaling its share of the sum.
                 if id == OUTPUT_ID { (change, every_worker(command)) } else { (change, vec![(owner(id), command)]) }
             }
-            Command::Patch { src, dst, port } => {
-                let cable = Cable { src, dst, port };
+            Command::Patch { src, out, dst, port } => {
+                let cable = Cable { src, out, dst, port };
                 let moved = self.placement.plan_patch(self.topology.modules(), self.topology.cables(), cable)?;
                 let mut commands = moved.as_ref().map(|m| self.move_commands(m, true)).unwrap_or_default();
                 let worker = moved.as_ref().map(|m| m.to).or_else(|| self.placement.cable_worker(&cable));
                 commands.push((worker.unwrap_or(0), command));
                 (Change::Patch { cable, moved }, commands)
             }
-            Command::Unpatch { src, dst, port } => {
-                let cable = Cable { src, dst, port };
+            Command::Unpatch { src, out, dst, port } => {
+                let cable = Cable { src, out, dst, port };
                 (Change::Unpatch { cable }, vec![(self.placement.cable_worker(&cable).unwrap_or(0), command)])
             }
             Command::Clear => (Change::Clear, every_worker(command)),
@@ -791,12 +792,12 @@ impl Ledger {
                 if let Some(m) = moved {
                     self.placement.apply_move(m, self.topology.modules(), self.topology.cables());
                 }
-                self.topology.apply(&Command::Patch { src: cable.src, dst: cable.dst, port: cable.port });
+                self.topology.apply(&Command::Patch { src: cable.src, out: cable.out, dst: cable.dst, port: cable.port });
                 self.placement.add_cable(&cable);
             }
             Change::Unpatch { cable } => {
                 self.placement.remove_cable(&cable);
-                self.topology.apply(&Command::Unpatch { src: cable.src, dst: cable.dst, port: cable.port });
+                self.topology.apply(&Command::Unpatch { src: cable.src, out: cable.out, dst: cable.dst, port: cable.port });
             }
             Change::Clear => {
                 self.topology.apply(&Command::Clear);
@@ -843,7 +844,7 @@ impl Ledger {
             commands.extend(self.set_commands(id, kind).into_iter().map(|c| (m.to, c)));
         }
         for c in self.topology.cables().iter().filter(|c| m.moves(c.src) || m.moves(c.dst)) {
-            commands.push((m.to, Command::Patch { src: c.src, dst: c.dst, port: c.port }));
+            commands.push((m.to, Command::Patch { src: c.src, out: c.out, dst: c.dst, port: c.port }));
         }
         commands.extend(handed.iter().map(|&(id, from, slot)| (m.to, Command::Import { id, from: from as u8, slot })));
         commands
@@ -955,6 +956,32 @@ mod tests {
     }
 
     #[test]
+    fn a_cable_keeps_its_sources_output_in_the_dump_and_across_workers() {
+        let mut ledger = Ledger::new(2);
+        build(&mut ledger, "/module/new reverb 70\n/patch 70 left 0 left\n/patch 70 right 0 right");
+        for m in 60..64 {
+            line(&mut ledger, &format!("/module/new mixer {m}")).unwrap();
+        }
+        for m in 60..64 {
+            line(&mut ledger, &format!("/patch {m} right 70 in")).unwrap();
+        }
+        let dump = ledger.dump();
+        assert!(dump.contains(&"/patch 70 left 0 left".to_string()), "{dump:?}");
+        assert!(dump.contains(&"/patch 63 right 70 in".to_string()), "{dump:?}");
+        // The cables between workers are fed into their send from the mixers' `right`.
+        assert!(!ledger.links().is_empty(), "the bus is shared across workers");
+        for (key, link) in ledger.links() {
+            let sends = ledger.worker_commands(key.from);
+            let fed = sends.iter().filter(|c| matches!(c, Command::Patch { out: 2, dst, .. } if *dst == link.send_id()));
+            assert!(fed.count() >= 1, "{sends:?}");
+        }
+        // The dump replays to the same patch.
+        let mut replayed = Ledger::new(2);
+        build(&mut replayed, &dump.join("\n"));
+        assert_eq!(replayed.dump(), dump);
+    }
+
+    #[test]
     fn cables_into_a_shared_port_from_another_worker_go_through_one_link() {
         let mut ledger = Ledger::new(2);
         bus(&mut ledger);
@@ -972,15 +999,15 @@ mod tests {
         let sends = ledger.worker_commands(other);
         assert!(sends.contains(&Command::Link { id: link.send_id(), channel: link.channel, end: LinkEnd::Send }));
         for &vca in &remote {
-            assert!(sends.contains(&Command::Patch { src: vca, dst: link.send_id(), port: 0 }));
+            assert!(sends.contains(&Command::Patch { src: vca, out: 0, dst: link.send_id(), port: 0 }));
         }
         let receives = ledger.worker_commands(delay_on);
-        assert!(receives.contains(&Command::Patch { src: link.receive_id(), dst: 50, port: 0 }));
+        assert!(receives.contains(&Command::Patch { src: link.receive_id(), out: 0, dst: 50, port: 0 }));
         // One cable out: unpatched from the send; the link stays for the rest.
         let first = remote[0];
         let commands = line(&mut ledger, &format!("/unpatch {first} out 50 in")).unwrap();
         assert!(
-            commands.contains(&(other, Command::Unpatch { src: first, dst: link.send_id(), port: 0 })),
+            commands.contains(&(other, Command::Unpatch { src: first, out: 0, dst: link.send_id(), port: 0 })),
             "{commands:?}"
         );
         // The last one out (freed): the link goes, both ends.
@@ -1032,6 +1059,7 @@ mod tests {
         let link = ledger.links()[&LinkKey { dst: 50, port: 0, from: other }];
         assert!(ledger.worker_commands(other).contains(&Command::Patch {
             src: moved_vca,
+            out: 0,
             dst: link.send_id(),
             port: 0
         }));
@@ -1247,7 +1275,7 @@ mod tests {
             rebuilt.apply(command);
         }
         assert_eq!(rebuilt.modules().iter().map(|e| e.id).collect::<Vec<_>>(), vec![0, 30]);
-        assert_eq!(rebuilt.cables(), &[Cable { src: 30, dst: 0, port: 0 }]);
+        assert_eq!(rebuilt.cables(), &[Cable { src: 30, out: 0, dst: 0, port: 0 }]);
         assert!(commands.contains(&Command::Set { id: 0, param: 0, value: 0.5 }));
         assert!(commands.contains(&Command::Set { id: 30, param: 1, value: 0.5 }));
         let voice_commands = ledger.worker_commands(voice);

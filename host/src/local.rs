@@ -14,7 +14,7 @@ use synthpool_core::rack::{HostRack, Links, Untimed};
 use synthpool_core::block::{STEREO_SILENCE, StereoBlock};
 use synthpool_core::Block;
 
-/// Stack of the thread that builds the racks, bytes: `HostRack::new` makes its 24.9 MB value
+/// Stack of the thread that builds the racks, bytes: `HostRack::new` makes its 31.9 MB value
 /// before it is boxed, which a test thread's 2 MiB stack cannot hold.
 const BUILDER_STACK: usize = crate::render::RACK_BUILDER_STACK;
 
@@ -81,7 +81,7 @@ impl LocalEngine {
     }
 
     /// Empties every rack (the output module alone, at its defaults) and sets the
-    /// generation back to 0: a fresh engine without building 24.9 MB per rack again.
+    /// generation back to 0: a fresh engine without building 31.9 MB per rack again.
     pub fn reset(&self) {
         for rack in self.racks.lock().unwrap_or_else(PoisonError::into_inner).iter_mut() {
             rack.clear_in_place(self.sample_rate_hz as f32);

@@ -1213,7 +1213,7 @@ mod tests {
         assert_eq!(addresses, vec![s("/module/new"), s("/module/new"), s("/patch"), s("/module/set")]);
         assert_eq!(*server.engine.batches.lock().unwrap(), 1, "one bundle, one send_together");
         let sent = server.engine.sent();
-        assert!(sent.contains(&(0, Command::Patch { src: 1, dst: 2, port: 0 })), "{sent:?}");
+        assert!(sent.contains(&(0, Command::Patch { src: 1, out: 0, dst: 2, port: 0 })), "{sent:?}");
         assert_eq!(sent.last(), Some(&(0, Command::Set { id: 2, param: 2, value: 2.0 })));
         let status = server.status();
         assert_eq!((status.modules, status.cables), (2, 1));

@@ -346,8 +346,9 @@ pub fn patch_view(ledger: &Ledger, engine: &dyn Engine) -> Value {
         .cables()
         .iter()
         .map(|c| {
-            let port = ledger.topology().kind(c.dst).and_then(|k| k.inputs().get(c.port as usize).map(|p| p.name));
-            json!({ "src": c.src, "dst": c.dst, "port": port.unwrap_or("?") })
+            let port = ledger.topology().kind(c.dst).and_then(|k| k.input_name(c.input()));
+            let out = ledger.topology().kind(c.src).and_then(|k| k.outputs().get(c.out as usize).map(|p| p.name));
+            json!({ "src": c.src, "out": out.unwrap_or("?"), "dst": c.dst, "port": port.unwrap_or("?") })
         })
         .collect();
     let workers: Vec<Value> = engine

@@ -331,7 +331,7 @@ impl Placement {
             if seen.contains(&entry.id) {
                 continue;
             }
-            let group = component(&local, Cable { src: entry.id, dst: entry.id, port: 0 }, false);
+            let group = component(&local, Cable { src: entry.id, out: 0, dst: entry.id, port: 0 }, false);
             seen.extend(group.iter().copied());
             let pooled = group.iter().any(|id| kinds.get(id).is_some_and(|k| k.uses_pool()));
             if pooled || moving.len() + group.len() > max_modules {
@@ -393,7 +393,7 @@ impl Placement {
             if placed.contains(&entry.id) {
                 continue;
             }
-            let seed = Cable { src: entry.id, dst: entry.id, port: 0 };
+            let seed = Cable { src: entry.id, out: 0, dst: entry.id, port: 0 };
             let group = component(cables, seed, joins_output);
             let mut need = Usage::default();
             for e in modules.iter().filter(|e| group.contains(&e.id)) {
@@ -613,7 +613,7 @@ mod tests {
         let commands = patch(&mut ledger, 5, 2, "fm").unwrap();
         let feedback = ledger.topology().cables().iter().filter(|c| c.is_feedback()).copied().collect::<Vec<_>>();
         assert_eq!(feedback.len(), 1);
-        assert!(commands.iter().any(|(_, c)| *c == Command::Patch { src: 5, dst: 2, port: feedback[0].port }));
+        assert!(commands.iter().any(|(_, c)| *c == Command::Patch { src: 5, out: 0, dst: 2, port: feedback[0].port }));
         assert_eq!(ledger.owner(2), ledger.owner(5));
         assert!(!ledger.placement().crosses(&feedback[0]));
         assert_components_together(&ledger);
@@ -660,10 +660,10 @@ mod tests {
                 .enumerate()
                 .map(|(p, s)| (0, Command::Set { id: 11, param: p as u8, value: s.default })),
         );
-        expected.push((0, Command::Patch { src: 10, dst: 11, port: 1 }));
+        expected.push((0, Command::Patch { src: 10, out: 0, dst: 11, port: 1 }));
         expected.push((0, Command::Import { id: 10, from: 1, slot: 0 }));
         expected.push((0, Command::Import { id: 11, from: 1, slot: 1 }));
-        expected.push((0, Command::Patch { src: 10, dst: 2, port: 1 }));
+        expected.push((0, Command::Patch { src: 10, out: 0, dst: 2, port: 1 }));
         assert_eq!(sent, expected);
         assert_components_together(&ledger);
         assert_eq!(ledger.placement().usage(1), Usage::default());
@@ -677,15 +677,15 @@ mod tests {
         new(&mut ledger, "noise", 2);
         new(&mut ledger, "vca", 3);
         assert_eq!((ledger.owner(1), ledger.owner(2), ledger.owner(3)), (Some(0), Some(1), Some(0)));
-        assert_eq!(patch(&mut ledger, 1, 0, "in").unwrap(), vec![(0, Command::Patch { src: 1, dst: 0, port: 0 })]);
-        assert_eq!(patch(&mut ledger, 2, 0, "in").unwrap(), vec![(1, Command::Patch { src: 2, dst: 0, port: 0 })]);
+        assert_eq!(patch(&mut ledger, 1, 0, "in").unwrap(), vec![(0, Command::Patch { src: 1, out: 0, dst: 0, port: 0 })]);
+        assert_eq!(patch(&mut ledger, 2, 0, "in").unwrap(), vec![(1, Command::Patch { src: 2, out: 0, dst: 0, port: 0 })]);
         assert_ne!(ledger.owner(1), ledger.owner(2));
         // The output's out feeds module 3: everything heard must reach 3, so all gather on worker 0.
         let sent = patch(&mut ledger, 0, 3, "in").unwrap();
         assert!(sent.contains(&(1, Command::Free { id: 2 })));
         assert!(sent.contains(&(0, Command::New { id: 2, kind: Kind::Noise })));
-        assert!(sent.contains(&(0, Command::Patch { src: 2, dst: 0, port: 0 })));
-        assert_eq!(sent.last(), Some(&(0, Command::Patch { src: 0, dst: 3, port: 0 })));
+        assert!(sent.contains(&(0, Command::Patch { src: 2, out: 0, dst: 0, port: 0 })));
+        assert_eq!(sent.last(), Some(&(0, Command::Patch { src: 0, out: 0, dst: 3, port: 0 })));
         assert!((1..=3).all(|id| ledger.owner(id) == Some(0)));
         assert_usage_recounts(&ledger);
     }
@@ -743,7 +743,7 @@ mod tests {
         patch(&mut ledger, 1, 2, "in").unwrap();
         let home = ledger.owner(1).unwrap();
         let unpatch = Request::Unpatch { src: 1, out_port: "out", dst: 2, in_port: "in" };
-        assert_eq!(ledger.submit(&unpatch).unwrap(), vec![(home, Command::Unpatch { src: 1, dst: 2, port: 0 })]);
+        assert_eq!(ledger.submit(&unpatch).unwrap(), vec![(home, Command::Unpatch { src: 1, out: 0, dst: 2, port: 0 })]);
         assert_eq!((ledger.owner(1), ledger.owner(2)), (Some(home), Some(home)));
         assert_eq!(ledger.submit(&Request::Free { id: 2 }).unwrap(), vec![(home, Command::Free { id: 2 })]);
         assert_eq!(ledger.owner(2), None);

@@ -30,7 +30,7 @@ struct Harness {
     server: Server,
 }
 
-/// One server over one engine for the whole test binary (the racks are 24.9 MB each); each
+/// One server over one engine for the whole test binary (the racks are 31.9 MB each); each
 /// case takes it and starts it afresh from [`BASE`].
 fn harness() -> MutexGuard<'static, Harness> {
     static HARNESS: OnceLock<Mutex<Harness>> = OnceLock::new();

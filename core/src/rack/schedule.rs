@@ -7,7 +7,7 @@
 //! source's block in place ([`Source::Direct`]); several, or a fading one, are summed.
 use super::fade::{Fade, add_faded};
 use super::{Rack, Wire};
-use crate::block::{BLOCK, Block};
+use crate::block::{BLOCK, Block, StereoBlock};
 use crate::module::{Kind, LANES, MAX_INPUTS, MAX_PARAMS, MAX_PORTS, Module};
 
 /// Most ports a rack sums ahead of a receive ([`Source::PreSummed`]): the output's and a
@@ -135,9 +135,13 @@ impl<
             if let Some(kind) = self.modules[slot].kind() {
                 let list = inbound_of(slot, &self.inbound, &self.first_in, &self.count_in);
                 self.plans[slot] = plan(kind, list, &self.wires);
+                self.stereo[slot] = slot == super::OUTPUT_SLOT;
                 let first = kind.inputs().len();
                 self.modulated[slot] = list.iter().any(|&w| self.wires.get(w as usize).is_some_and(|w| w.port as usize >= first));
             }
+        }
+        for wire in self.wires.iter().filter(|w| w.out != 0) {
+            self.stereo[wire.src as usize] = true;
         }
         self.late = core::array::from_fn(|slot| phase[slot] & 2 != 0);
         self.late_from = self.order.iter().position(|&s| self.late[s as usize]).unwrap_or(self.order.len()) as u16;
@@ -203,9 +207,10 @@ impl<
             let sum = &mut self.presum_blocks[i];
             *sum = [0.0; BLOCK];
             let early = list.iter().filter_map(|&w| self.wires.get(w as usize));
+            let blocks =
+                Blocks { outs: &self.outs, sides: &self.sides, previous: &self.previous, previous_sides: &self.previous_sides };
             for wire in early.filter(|w| w.port == port && !self.late[w.src as usize]) {
-                let blocks = if wire.feedback { &self.previous } else { &self.outs };
-                if let Some(src) = blocks.get(wire.src as usize) {
+                if let Some(src) = blocks.of(wire) {
                     add_faded(sum, src, wire.fade);
                 }
             }
@@ -218,8 +223,16 @@ impl<
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Source {
     Unpatched,
-    /// One steady cable: the source slot's block, read in place.
+    /// One steady cable from a slot's `out`: its block, read in place.
     Direct(u16),
+    /// One steady cable from a slot's `left` (`side` 0) or `right` (1), read in place. A
+    /// variant of its own, so that the mono case stays the one compare it always was (a
+    /// field to test in `Direct` cost the voice bench some percent), and `side` first, so
+    /// that the variant stays 4 bytes like `Direct` (the plans are copied every block).
+    Side {
+        side: u8,
+        src: u16,
+    },
     /// Several cables, or a fading one: summed into the lane's scratch block for the port.
     Summed,
     /// As `Summed`, for a port of a slot that depends on a receive: its cables from slots
@@ -228,9 +241,40 @@ pub(super) enum Source {
     PreSummed(u8),
 }
 
+const _: () = assert!(size_of::<Source>() == 4);
+
 impl Source {
     pub(super) fn summed(self) -> bool {
         matches!(self, Source::Summed | Source::PreSummed(_))
+    }
+}
+
+/// Every slot's output blocks, this block's and (for feedback wires) the one before.
+#[derive(Clone, Copy)]
+pub(super) struct Blocks<'a> {
+    pub(super) outs: &'a [Block],
+    pub(super) sides: &'a [StereoBlock],
+    pub(super) previous: &'a [Block],
+    pub(super) previous_sides: &'a [StereoBlock],
+}
+
+impl<'a> Blocks<'a> {
+    /// What `wire` carries: its source's output, of this block or, for a feedback wire, of
+    /// the one before.
+    #[inline(always)]
+    pub(super) fn of(&self, wire: &Wire) -> Option<&'a Block> {
+        let (outs, sides) =
+            if wire.feedback { (self.previous, self.previous_sides) } else { (self.outs, self.sides) };
+        output_block(outs, sides, wire.src, wire.out)
+    }
+}
+
+/// Output `out` of `slot`: `out` (0) in `outs`, `left` (1) and `right` (2) in `sides`.
+#[inline(always)]
+fn output_block<'a>(outs: &'a [Block], sides: &'a [StereoBlock], slot: u16, out: u8) -> Option<&'a Block> {
+    match out {
+        0 => outs.get(slot as usize),
+        side => sides.get(slot as usize)?.get(side as usize - 1),
     }
 }
 
@@ -260,7 +304,10 @@ pub(super) fn plan(kind: Kind, list: &[u16], wires: &[Wire]) -> [Source; MAX_INP
         *source = match &list[start..at] {
             [] => Source::Unpatched,
             [only] => match wires.get(*only as usize) {
-                Some(w) if w.fade == Fade::Steady && !w.feedback => Source::Direct(w.src),
+                Some(w) if w.fade == Fade::Steady && !w.feedback => match w.out {
+                    0 => Source::Direct(w.src),
+                    out => Source::Side { side: out - 1, src: w.src },
+                },
                 _ => Source::Summed,
             },
             _ => Source::Summed,
@@ -275,8 +322,7 @@ pub(super) fn sum_ports(
     plan: &[Source],
     list: &[u16],
     wires: &[Wire],
-    outs: &[Block],
-    previous: &[Block],
+    blocks: &Blocks<'_>,
     scratch: &mut [Block; MAX_INPUTS],
     early: Early<'_>,
 ) {
@@ -285,27 +331,31 @@ pub(super) fn sum_ports(
         let ahead = match *source {
             Source::Summed => None,
             Source::PreSummed(n) => Some(n as usize),
-            Source::Unpatched | Source::Direct(_) => continue,
+            Source::Unpatched | Source::Direct(_) | Source::Side { .. } => continue,
         };
         *sum = ahead.and_then(|n| early.presums.get(n)).copied().unwrap_or([0.0; BLOCK]);
         let wires = list.iter().filter_map(|&w| wires.get(w as usize)).filter(|w| w.port == port as u8);
         for wire in wires.filter(|w| ahead.is_none() || early.late.get(w.src as usize) == Some(&true)) {
             // A feedback wire: its source's block before this one.
-            let blocks = if wire.feedback { previous } else { outs };
-            let Some(src) = blocks.get(wire.src as usize) else { continue };
+            let Some(src) = blocks.of(wire) else { continue };
             add_faded(sum, src, wire.fade);
         }
     }
 }
 
+// Inlined: returned through memory, its four pointers are read back wider than they were
+// written, a store-forwarding stall per lane that cost the voice bench 12%.
+#[inline(always)]
 pub(super) fn resolve<'a>(
     sources: &[Source; MAX_INPUTS],
     outs: &'a [Block],
+    sides: &'a [StereoBlock],
     scratch: &'a [Block; MAX_INPUTS],
 ) -> [Option<&'a Block>; MAX_INPUTS] {
     core::array::from_fn(|port| match sources[port] {
         Source::Unpatched => None,
         Source::Direct(src) => outs.get(src as usize),
+        Source::Side { side, src } => sides.get(src as usize).and_then(|pair| pair.get(side as usize)),
         Source::Summed | Source::PreSummed(_) => Some(&scratch[port]),
     })
 }
@@ -317,16 +367,14 @@ pub(super) fn param_means(
     kind: Kind,
     list: &[u16],
     wires: &[Wire],
-    outs: &[Block],
-    previous: &[Block],
+    blocks: &Blocks<'_>,
 ) -> ([f32; MAX_PARAMS], u32) {
     let first = kind.inputs().len();
     let mut sums = [0.0f32; MAX_PARAMS];
     let mut patched = 0u32;
     for wire in list.iter().filter_map(|&w| wires.get(w as usize)) {
         let Some(index) = (wire.port as usize).checked_sub(first).filter(|&i| i < MAX_PARAMS) else { continue };
-        let blocks = if wire.feedback { previous } else { outs };
-        let Some(src) = blocks.get(wire.src as usize) else { continue };
+        let Some(src) = blocks.of(wire) else { continue };
         sums[index] += match wire.fade.ramp() {
             None => src.iter().sum::<f32>(),
             Some(ramp) => src.iter().zip(ramp).map(|(x, g)| x * g).sum::<f32>(),

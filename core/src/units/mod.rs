@@ -4,6 +4,7 @@
 //! index), and `process`.
 pub mod adsr;
 pub mod delay;
+pub mod input;
 pub mod lfo;
 pub mod mixer;
 pub mod noise;

@@ -1,31 +1,39 @@
-//! Reverb: Freeverb (Jezar at Dreampoint, 2000, public domain), mono: eight parallel
-//! lowpass-feedback combs into four series allpasses, with Freeverb's tunings and scalings.
+//! Reverb: Freeverb (Jezar at Dreampoint, 2000, public domain), stereo: per channel eight
+//! parallel lowpass-feedback combs into four series allpasses, with Freeverb's tunings and
+//! scalings; the right channel's loops are `STEREO_SPREAD` samples longer (at 44.1 kHz), which
+//! decorrelates the two tails. As in Freeverb, both channels' loops take `left + right`; the
+//! dry part keeps its side.
 //!
 //! Layout for speed. Every loop is at least a block long, so within a block nothing reads
-//! what the same block wrote. The eight combs share one ring of frames (frame n holds what
-//! each comb wrote at n) and one write index that moves a block at a time; comb c reads the
-//! frame its length ago. So a block writes 64 whole frames, reads one contiguous run per
+//! what the same block wrote. A channel's eight combs share one ring of frames (frame n holds
+//! what each comb wrote at n) and one write index that moves a block at a time; comb c reads
+//! the frame its length ago. So a block writes 64 whole frames, reads one contiguous run per
 //! comb, and runs the eight damping recursions sample-major as eight independent chains
 //! (two SIMD vectors' worth) with no per-sample index arithmetic. The ring is followed by a
 //! mirror of its first block, so no read run ever wraps. The allpasses then run over the
-//! block as slices, which LLVM vectorises.
-use crate::block::{BLOCK, Block, SILENCE};
-use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
+//! block as slices, which LLVM vectorises. The right channel runs only in blocks where
+//! something takes it (`out` is the left channel, the mono reverb of before, bit for bit).
+use crate::block::{BLOCK, Block, SILENCE, StereoBlock};
+use crate::describe::{Curve, ParamSpec, Port, STEREO_OUTS, UnitDescription};
 use crate::dsp::{Glide, Ramp, flush};
 
 /// The reverb as the protocol sees it.
 pub const DESCRIPTION: UnitDescription = UnitDescription {
     name: "reverb",
-    inputs: &[Port::audio("in")],
-    outputs: &OUT,
+    inputs: &[Port::with_note("in", "both channels"), Port::audio("left"), Port::audio("right")],
+    outputs: &STEREO_OUTS,
     params: &[
         ParamSpec::num("room", &["size"], "", (0.0, 1.0), 0.5, Curve::Linear),
         ParamSpec::num("damp", &[], "", (0.0, 1.0), 0.5, Curve::Linear),
         ParamSpec::num("mix", &[], "", (0.0, 1.0), 0.3, Curve::Linear),
     ],
 };
-/// Input port index.
+/// Input port indices.
 pub const IN: usize = DESCRIPTION.input("in");
+/// See [`IN`].
+pub const LEFT_IN: usize = DESCRIPTION.input("left");
+/// See [`IN`].
+pub const RIGHT_IN: usize = DESCRIPTION.input("right");
 const ROOM: u8 = DESCRIPTION.param("room");
 const DAMP: u8 = DESCRIPTION.param("damp");
 const MIX: u8 = DESCRIPTION.param("mix");
@@ -34,6 +42,8 @@ const MIX: u8 = DESCRIPTION.param("mix");
 const COMB_TUNINGS: [usize; COMBS] = [1116, 1188, 1277, 1356, 1422, 1491, 1557, 1617];
 /// Allpass lengths in samples at 44.1 kHz (Freeverb's `allpasstuningL1..4`).
 const ALLPASS_TUNINGS: [usize; ALLPASSES] = [556, 441, 341, 225];
+/// What the right channel adds to every loop, samples at 44.1 kHz (Freeverb's `stereospread`).
+const STEREO_SPREAD: usize = 23;
 /// The rate Freeverb's tunings are for, Hz.
 const TUNING_RATE_HZ: usize = 44_100;
 const COMBS: usize = 8;
@@ -42,6 +52,8 @@ const ALLPASSES: usize = 4;
 const ALLPASS_FEEDBACK: f32 = 0.5;
 /// Freeverb's `fixedgain` 0.015 applies to left + right: a mono input counts twice.
 const INPUT_GAIN: f32 = 0.03;
+/// Freeverb's `fixedgain`, on `left + right` when they are patched apart.
+const STEREO_INPUT_GAIN: f32 = 0.015;
 /// Freeverb's `scalewet`.
 const WET_SCALE: f32 = 3.0;
 /// Comb feedback = room * ROOM_SCALE + ROOM_OFFSET (Freeverb's `scaleroom`, `offsetroom`).
@@ -57,10 +69,10 @@ const LOOP_SILENCE: f32 = 1.0e-20;
 /// A read run that cannot be formed (never happens: the lengths are clamped) reads this.
 const SILENT_FRAMES: [[f32; COMBS]; BLOCK] = [[0.0; COMBS]; BLOCK];
 
-/// Freeverb reverb, mono. `COMB_LEN` frames of eight comb samples hold the comb loops, each
-/// up to `COMB_LEN - 2 * BLOCK` samples long; each allpass holds up to `ALLPASS_LEN` samples.
+/// One channel's loops: eight combs in a shared ring of `COMB_LEN` frames, each up to
+/// `COMB_LEN - 2 * BLOCK` samples long, and four allpasses of up to `ALLPASS_LEN` samples.
 #[derive(Clone, Debug)]
-pub struct Reverb<const COMB_LEN: usize, const ALLPASS_LEN: usize> {
+struct Channel<const COMB_LEN: usize, const ALLPASS_LEN: usize> {
     /// The combs' shared ring of `COMB_LEN - BLOCK` frames, then a mirror of its first BLOCK.
     frames: [[f32; COMBS]; COMB_LEN],
     /// Frame the next block writes: a multiple of BLOCK below `COMB_LEN - BLOCK`.
@@ -72,6 +84,15 @@ pub struct Reverb<const COMB_LEN: usize, const ALLPASS_LEN: usize> {
     allpass_len: [usize; ALLPASSES],
     /// Ring index each allpass reads (its oldest sample) and then writes.
     allpass_pos: [usize; ALLPASSES],
+}
+
+/// Freeverb reverb, stereo: two [`Channel`]s (left, right) and the parameters they share.
+#[derive(Clone, Debug)]
+pub struct Reverb<const COMB_LEN: usize, const ALLPASS_LEN: usize> {
+    /// Left (the mono reverb, `out`), then right (its loops `STEREO_SPREAD` longer).
+    channels: [Channel<COMB_LEN, ALLPASS_LEN>; 2],
+    /// The right channel ran last block: when it starts again its loops start empty.
+    right_running: bool,
     fs_hz: f32,
     /// Room size parameter, linear 0.0..=1.0.
     room: f32,
@@ -84,31 +105,114 @@ pub struct Reverb<const COMB_LEN: usize, const ALLPASS_LEN: usize> {
     damping: Glide,
 }
 
-/// Reverb for the host: comb loops up to 3968 samples (96 kHz needs 3520), allpasses up to
-/// 1024 (all of Freeverb's but the longest, 556 at 44.1 kHz, at 96 kHz); 144 KiB.
+/// Reverb for the host: comb loops up to 3968 samples (96 kHz needs 3520, 3575 on the
+/// right), allpasses up to 1024 (all of Freeverb's but the longest, 556 at 44.1 kHz, at
+/// 96 kHz); 288 KiB, two channels.
 pub type HostReverb = Reverb<4096, 1024>;
-/// Reverb for the firmware: comb loops up to 1920 samples (48 kHz needs 1760); 80 KiB.
+/// Reverb for the firmware: comb loops up to 1920 samples (48 kHz needs 1760, 1785 on the
+/// right); 160 KiB, two channels.
 pub type FirmwareReverb = Reverb<2048, 1024>;
 
-#[allow(clippy::new_without_default)] // no Default: a by-value Reverb is a 144 KiB move
-impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_LEN> {
+impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Channel<COMB_LEN, ALLPASS_LEN> {
     /// Frames in the combs' ring (the rest is its mirror).
     const RING: usize = COMB_LEN - BLOCK;
     /// Longest comb: a read run must miss the block's write run, so a block short of the ring.
     const MAX_COMB: usize = Self::RING - BLOCK;
 
-    /// A silent reverb: room 0.5, damp 0.5, mix 0.3, loops tuned for 48 kHz.
-    pub const fn new() -> Self {
+    /// Silent loops tuned for 48 kHz, `spread` samples (at 44.1 kHz) longer than Freeverb's.
+    const fn new(spread: usize) -> Self {
         // Whole blocks of ring plus a block of mirror, and every loop at least a block long.
         const { assert!(COMB_LEN >= 3 * BLOCK && COMB_LEN.is_multiple_of(BLOCK) && ALLPASS_LEN >= BLOCK) };
         Self {
             frames: [[0.0; COMBS]; COMB_LEN],
             comb_write: 0,
-            comb_len: tuned_lengths(&COMB_TUNINGS, 48_000, COMB_LEN - 2 * BLOCK),
+            comb_len: tuned_lengths(&COMB_TUNINGS, spread, 48_000, COMB_LEN - 2 * BLOCK),
             comb_state: [0.0; COMBS],
             allpasses: [[0.0; ALLPASS_LEN]; ALLPASSES],
-            allpass_len: tuned_lengths(&ALLPASS_TUNINGS, 48_000, ALLPASS_LEN),
+            allpass_len: tuned_lengths(&ALLPASS_TUNINGS, spread, 48_000, ALLPASS_LEN),
             allpass_pos: [0; ALLPASSES],
+        }
+    }
+
+    /// Scales the loop lengths to `fs` (whole hertz), clamped to the capacities.
+    fn tune(&mut self, spread: usize, fs: usize) {
+        self.comb_len = tuned_lengths(&COMB_TUNINGS, spread, fs, Self::MAX_COMB);
+        self.allpass_len = tuned_lengths(&ALLPASS_TUNINGS, spread, fs, ALLPASS_LEN);
+    }
+
+    /// Clears every loop, in place.
+    fn clear(&mut self) {
+        self.frames.fill([0.0; COMBS]);
+        for allpass in &mut self.allpasses {
+            allpass.fill(0.0);
+        }
+        self.comb_write = 0;
+        self.comb_state = [0.0; COMBS];
+        self.allpass_pos = [0; ALLPASSES];
+    }
+
+    /// The channel's wet signal for this block (before `WET_SCALE`), into `wet`, from
+    /// `comb_input` (the input times its gain, flushed).
+    fn wet(&mut self, comb_input: &Block, ramp: &CombRamps, wet: &mut Block) {
+        self.combs(comb_input, wet, ramp);
+        for ((allpass, &len), pos) in self.allpasses.iter_mut().zip(&self.allpass_len).zip(&mut self.allpass_pos) {
+            let (first, second) = ring_split_mut(allpass, len, *pos);
+            let (wet_first, wet_second) = wet.split_at_mut(first.len());
+            let loud = allpass_run(wet_first, first) | allpass_run(wet_second, second);
+            if !loud {
+                first.fill(0.0);
+                second.fill(0.0);
+            }
+            *pos = advance(*pos, len);
+        }
+    }
+
+    /// The comb bank: writes the sum of the eight combs' outputs to `wet`.
+    fn combs(&mut self, comb_input: &Block, wet: &mut Block, ramp: &CombRamps) {
+        let write = self.comb_write;
+        // Split the frames around this block's write run; each comb's read run, its
+        // length before, lies wholly before the write run or wholly after it (in the
+        // mirror part if it wraps).
+        let (before, rest) = self.frames.split_at_mut(write.min(COMB_LEN));
+        let (run, after) = rest.split_at_mut(BLOCK.min(rest.len()));
+        let (before, after): (&[[f32; COMBS]], &[[f32; COMBS]]) = (before, after);
+        let reads: [&[[f32; COMBS]; BLOCK]; COMBS] = core::array::from_fn(|c| {
+            let len = self.comb_len[c]; // BLOCK..=MAX_COMB
+            let start = if write >= len { write - len } else { write + Self::RING - len };
+            let slice = if start + BLOCK <= write {
+                before.get(start..start + BLOCK)
+            } else {
+                after.get(start.wrapping_sub(write + BLOCK)..).and_then(|s| s.get(..BLOCK))
+            };
+            slice.and_then(|s| s.try_into().ok()).unwrap_or(&SILENT_FRAMES)
+        });
+
+        // Steady parameters (the usual case) keep the coefficients out of the loop.
+        let (state, peak) = if ramp.feedback.is_flat() && ramp.damp.is_flat() {
+            comb_loop::<false>(&reads, run, wet, comb_input, self.comb_state, ramp)
+        } else {
+            comb_loop::<true>(&reads, run, wet, comb_input, self.comb_state, ramp)
+        };
+        if peak < LOOP_SILENCE {
+            run.fill([0.0; COMBS]);
+        }
+        self.comb_state = state.map(flush);
+        if write == 0 {
+            // Refresh the mirror of the ring's first block.
+            self.frames.copy_within(0..BLOCK, Self::RING);
+        }
+        let next = write + BLOCK;
+        self.comb_write = if next >= Self::RING { 0 } else { next };
+    }
+}
+
+#[allow(clippy::new_without_default)] // no Default: a by-value Reverb is a 288 KiB move
+impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_LEN> {
+    /// A silent reverb: room 0.5, damp 0.5, mix 0.3, loops tuned for 48 kHz.
+    pub const fn new() -> Self {
+        Self {
+            channels: [Channel::new(0), Channel::new(STEREO_SPREAD)],
+            right_running: false,
             fs_hz: 48_000.0,
             room: 0.5,
             damp: 0.5,
@@ -126,20 +230,18 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
         }
         // Whole hertz: the lengths are whole samples anyway. +0.5 rounds.
         let fs = (self.fs_hz + 0.5) as usize;
-        self.comb_len = tuned_lengths(&COMB_TUNINGS, fs, Self::MAX_COMB);
-        self.allpass_len = tuned_lengths(&ALLPASS_TUNINGS, fs, ALLPASS_LEN);
+        for (channel, spread) in self.channels.iter_mut().zip([0, STEREO_SPREAD]) {
+            channel.tune(spread, fs);
+        }
         self.reset();
     }
 
     /// Clears every loop (in place) and primes the glides to the current parameters.
     pub fn reset(&mut self) {
-        self.frames.fill([0.0; COMBS]);
-        for allpass in &mut self.allpasses {
-            allpass.fill(0.0);
+        for channel in &mut self.channels {
+            channel.clear();
         }
-        self.comb_write = 0;
-        self.comb_state = [0.0; COMBS];
-        self.allpass_pos = [0; ALLPASSES];
+        self.right_running = false;
         self.feedback.settle();
         self.damping.settle();
         self.mix.settle();
@@ -189,71 +291,70 @@ impl<const COMB_LEN: usize, const ALLPASS_LEN: usize> Reverb<COMB_LEN, ALLPASS_L
         }
     }
 
-    /// Writes `dry * (1 - mix) + wet * mix` to `out`. `input` unpatched is silence (the
-    /// tail still rings out). A NaN or infinite input sample reaches only its own output
-    /// sample: what enters the loops is flushed.
-    pub fn process(&mut self, input: Option<&Block>, out: &mut Block) {
+    /// Writes the left channel, `dry * (1 - mix) + wet * mix`, to `out` and, given `sides`,
+    /// the left and right channels to them. The dry part of a side is `input` plus that
+    /// side's own input (`left`, `right`); both sides' loops take the sum of the two, as
+    /// Freeverb's do. Unpatched inputs are silence (the tail still rings out). A NaN or
+    /// infinite input sample reaches only its own output sample: what enters the loops is
+    /// flushed. Without `sides` the right channel's loops stand still (and start empty when
+    /// it runs again): a reverb heard in mono costs what it did before it had two channels.
+    pub fn process(
+        &mut self,
+        input: Option<&Block>,
+        left: Option<&Block>,
+        right: Option<&Block>,
+        out: &mut Block,
+        sides: Option<&mut StereoBlock>,
+    ) {
         let input = input.unwrap_or(&SILENCE);
-        let mut wet = [0.0f32; BLOCK];
-        self.combs(input, &mut wet);
-        for ((allpass, &len), pos) in self.allpasses.iter_mut().zip(&self.allpass_len).zip(&mut self.allpass_pos) {
-            let (first, second) = ring_split_mut(allpass, len, *pos);
-            let (wet_first, wet_second) = wet.split_at_mut(first.len());
-            let loud = allpass_run(wet_first, first) | allpass_run(wet_second, second);
-            if !loud {
-                first.fill(0.0);
-                second.fill(0.0);
-            }
-            *pos = advance(*pos, len);
-        }
-        let mix = self.mix.next_block();
-        for (i, ((o, x), w)) in out.iter_mut().zip(input).zip(&wet).enumerate() {
-            let mix = mix.at(i);
-            // This form keeps mix 0 exactly dry.
-            *o = x * (1.0 - mix) + (w * WET_SCALE) * mix;
+        if left.is_none() && right.is_none() {
+            // The input is flushed once here, for all loops: no NaN or inf gets in.
+            let comb_input: Block = core::array::from_fn(|i| flush(input[i] * INPUT_GAIN));
+            self.render(input, input, &comb_input, out, sides);
+        } else {
+            let side = |s: Option<&Block>| -> Block { core::array::from_fn(|i| input[i] + s.map_or(0.0, |s| s[i])) };
+            let (l, r) = (side(left), side(right));
+            let comb_input: Block = core::array::from_fn(|i| flush((l[i] + r[i]) * STEREO_INPUT_GAIN));
+            self.render(&l, &r, &comb_input, out, sides);
         }
     }
 
-    /// The comb bank: writes the sum of the eight combs' outputs to `wet`.
-    fn combs(&mut self, input: &Block, wet: &mut Block) {
-        // The input is flushed once here, for all eight loops: no NaN or inf gets in.
-        let comb_input: Block = core::array::from_fn(|i| flush(input[i] * INPUT_GAIN));
-        let write = self.comb_write;
-        // Split the frames around this block's write run; each comb's read run, its
-        // length before, lies wholly before the write run or wholly after it (in the
-        // mirror part if it wraps).
-        let (before, rest) = self.frames.split_at_mut(write.min(COMB_LEN));
-        let (run, after) = rest.split_at_mut(BLOCK.min(rest.len()));
-        let (before, after): (&[[f32; COMBS]], &[[f32; COMBS]]) = (before, after);
-        let reads: [&[[f32; COMBS]; BLOCK]; COMBS] = core::array::from_fn(|c| {
-            let len = self.comb_len[c]; // BLOCK..=MAX_COMB
-            let start = if write >= len { write - len } else { write + Self::RING - len };
-            let slice = if start + BLOCK <= write {
-                before.get(start..start + BLOCK)
-            } else {
-                after.get(start.wrapping_sub(write + BLOCK)..).and_then(|s| s.get(..BLOCK))
-            };
-            slice.and_then(|s| s.try_into().ok()).unwrap_or(&SILENT_FRAMES)
-        });
+    /// The block from the dry sides and what the loops take: see [`Reverb::process`].
+    fn render(
+        &mut self,
+        dry_left: &Block,
+        dry_right: &Block,
+        comb_input: &Block,
+        out: &mut Block,
+        sides: Option<&mut StereoBlock>,
+    ) {
+        let ramp = CombRamps { feedback: self.feedback.next_block(), damp: self.damping.next_block() };
+        let mix = self.mix.next_block();
+        let [left_loops, right_loops] = &mut self.channels;
+        let mut wet = [0.0f32; BLOCK];
+        left_loops.wet(comb_input, &ramp, &mut wet);
+        mix_out(dry_left, &wet, mix, out);
+        match sides {
+            Some(sides) => {
+                if !self.right_running {
+                    right_loops.clear();
+                    self.right_running = true;
+                }
+                sides[0] = *out;
+                right_loops.wet(comb_input, &ramp, &mut wet);
+                mix_out(dry_right, &wet, mix, &mut sides[1]);
+            }
+            None => self.right_running = false,
+        }
+    }
+}
 
-        let (feedback, damp) = (self.feedback.next_block(), self.damping.next_block());
-        let ramp = CombRamps { feedback, damp };
-        // Steady parameters (the usual case) keep the coefficients out of the loop.
-        let (state, peak) = if feedback.is_flat() && damp.is_flat() {
-            comb_loop::<false>(&reads, run, wet, &comb_input, self.comb_state, &ramp)
-        } else {
-            comb_loop::<true>(&reads, run, wet, &comb_input, self.comb_state, &ramp)
-        };
-        if peak < LOOP_SILENCE {
-            run.fill([0.0; COMBS]);
-        }
-        self.comb_state = state.map(flush);
-        if write == 0 {
-            // Refresh the mirror of the ring's first block.
-            self.frames.copy_within(0..BLOCK, Self::RING);
-        }
-        let next = write + BLOCK;
-        self.comb_write = if next >= Self::RING { 0 } else { next };
+/// `dry * (1 - mix) + wet * WET_SCALE * mix`, mix ramped over the block.
+fn mix_out(dry: &Block, wet: &Block, mix: Ramp, out: &mut Block) {
+    for (i, ((o, x), w)) in out.iter_mut().zip(dry).zip(wet).enumerate() {
+        let mix = mix.at(i);
+        // This form keeps mix 0 exactly dry.
+        *o = x * (1.0 - mix) + (w * WET_SCALE) * mix;
     }
 }
 
@@ -330,13 +431,18 @@ fn allpass_run(signal: &mut [f32], buf: &mut [f32]) -> bool {
     loud
 }
 
-/// Loop lengths for `tunings` (samples at 44.1 kHz) at `fs_hz`, rounded, clamped to
-/// BLOCK..=`capacity`.
-const fn tuned_lengths<const N: usize>(tunings: &[usize; N], fs_hz: usize, capacity: usize) -> [usize; N] {
+/// Loop lengths for `tunings` plus `spread` (samples at 44.1 kHz) at `fs_hz`, rounded,
+/// clamped to BLOCK..=`capacity`.
+const fn tuned_lengths<const N: usize>(
+    tunings: &[usize; N],
+    spread: usize,
+    fs_hz: usize,
+    capacity: usize,
+) -> [usize; N] {
     let mut lengths = [0; N];
     let mut i = 0;
     while i < N {
-        let scaled = (tunings[i] * fs_hz + TUNING_RATE_HZ / 2) / TUNING_RATE_HZ;
+        let scaled = ((tunings[i] + spread) * fs_hz + TUNING_RATE_HZ / 2) / TUNING_RATE_HZ;
         lengths[i] = if scaled < BLOCK {
             BLOCK
         } else if scaled > capacity {
@@ -383,7 +489,7 @@ mod tests {
     fn through<const C: usize, const A: usize>(r: &mut Reverb<C, A>, x: &[f32]) -> Vec<f32> {
         run_through(x, |b| {
             let input = *b;
-            r.process(Some(&input), b)
+            r.process(Some(&input), None, None, b, None)
         })
     }
 
@@ -422,9 +528,9 @@ mod tests {
         let feedback = room * ROOM_SCALE + ROOM_OFFSET;
         let damp1 = damp * DAMP_SCALE;
         let damp2 = 1.0 - damp1;
-        let lengths = tuned_lengths(&COMB_TUNINGS, 48_000, 4096);
+        let lengths = tuned_lengths(&COMB_TUNINGS, 0, 48_000, 4096);
         let mut combs: Vec<(Vec<f32>, usize, f32)> = lengths.iter().map(|&l| (vec![0.0; l], 0, 0.0)).collect();
-        let lengths = tuned_lengths(&ALLPASS_TUNINGS, 48_000, 1024);
+        let lengths = tuned_lengths(&ALLPASS_TUNINGS, 0, 48_000, 1024);
         let mut allpasses: Vec<(Vec<f32>, usize)> = lengths.iter().map(|&l| (vec![0.0; l], 0)).collect();
         x.iter()
             .map(|&x| {
@@ -525,16 +631,16 @@ mod tests {
     #[test]
     fn silence_in_silence_out_and_the_tail_flushes_to_exactly_zero() {
         let mut r = prepared(0.5, 0.5, 0.5);
-        let y = render_s(0.5, |b| r.process(None, b));
+        let y = render_s(0.5, |b| r.process(None, None, None, b, None));
         assert!(y.iter().all(|&v| v == 0.0));
         let _ = through(&mut *r, &sine(300.0, 1.0, 0.5));
-        let tail = render_s(30.0, |b| r.process(None, b));
+        let tail = render_s(30.0, |b| r.process(None, None, None, b, None));
         let last_nonzero = tail.iter().rposition(|&v| v != 0.0).unwrap_or(0);
         eprintln!("reverb room 0.5: tail exactly 0.0 after {:.1} s", last_nonzero as f32 / FS);
         // Comb feedback 0.84 over ~31 ms loops: 1e-30 (-600 dB) is reached in ~12 s.
         assert!(last_nonzero < (20.0 * FS) as usize);
-        assert!(r.frames.iter().flatten().chain(r.allpasses.iter().flatten()).all(|&v| v == 0.0));
-        assert_eq!(r.comb_state, [0.0; COMBS]);
+        assert!(r.channels[0].frames.iter().flatten().chain(r.channels[0].allpasses.iter().flatten()).all(|&v| v == 0.0));
+        assert_eq!(r.channels[0].comb_state, [0.0; COMBS]);
     }
 
     #[test]
@@ -572,7 +678,7 @@ mod tests {
                 }
                 n += 1;
                 let input = *b;
-                r.process(Some(&input), b)
+                r.process(Some(&input), None, None, b, None)
             });
             let steady = max_step(&y[800 * BLOCK..1000 * BLOCK]).max(max_step(&y[1300 * BLOCK..]));
             let around = max_step(&y[999 * BLOCK..1002 * BLOCK]);
@@ -592,7 +698,7 @@ mod tests {
                 }
                 n += 1;
                 let input = *b;
-                r.process(Some(&input), b)
+                r.process(Some(&input), None, None, b, None)
             })
         };
         let a = render(&mut r);
@@ -605,28 +711,28 @@ mod tests {
     #[test]
     fn lengths_scale_with_the_rate_and_clamp_to_the_capacity() {
         let mut r = prepared(0.5, 0.5, 0.3);
-        assert_eq!(r.comb_len, [1215, 1293, 1390, 1476, 1548, 1623, 1695, 1760]);
-        assert_eq!(r.allpass_len, [605, 480, 371, 245]);
+        assert_eq!(r.channels[0].comb_len, [1215, 1293, 1390, 1476, 1548, 1623, 1695, 1760]);
+        assert_eq!(r.channels[0].allpass_len, [605, 480, 371, 245]);
         r.prepare(44_100.0);
-        assert_eq!(r.comb_len, COMB_TUNINGS);
-        assert_eq!(r.allpass_len, ALLPASS_TUNINGS);
+        assert_eq!(r.channels[0].comb_len, COMB_TUNINGS);
+        assert_eq!(r.channels[0].allpass_len, ALLPASS_TUNINGS);
         r.prepare(96_000.0);
-        assert_eq!(r.comb_len[7], 3520);
+        assert_eq!(r.channels[0].comb_len[7], 3520);
         let mut f = Box::new(FirmwareReverb::new());
-        assert_eq!(f.comb_len, [1215, 1293, 1390, 1476, 1548, 1623, 1695, 1760]);
+        assert_eq!(f.channels[0].comb_len, [1215, 1293, 1390, 1476, 1548, 1623, 1695, 1760]);
         f.prepare(96_000.0);
-        assert!(f.comb_len.iter().all(|&l| l <= 1920));
-        assert_eq!(f.comb_len[7], 1920);
+        assert!(f.channels[0].comb_len.iter().all(|&l| l <= 1920));
+        assert_eq!(f.channels[0].comb_len[7], 1920);
     }
 
     #[test]
     fn set_defaults_restores_parameters_and_keeps_the_loops() {
         let mut r = prepared(0.9, 0.1, 1.0);
         let _ = through(&mut *r, &sine(300.0, 0.5, 0.2));
-        let frames = r.frames;
+        let frames = r.channels[0].frames;
         r.set_defaults();
         assert_eq!((r.room, r.damp, r.mix.target()), (0.5, 0.5, 0.3));
-        assert_eq!(r.frames, frames);
+        assert_eq!(r.channels[0].frames, frames);
     }
 
     #[derive(Clone, Debug)]
@@ -670,7 +776,7 @@ mod tests {
                     Op::Process(amplitude) => {
                         let x = amplitude.map(|a| -> Block { core::array::from_fn(|i| a * ((i + k) as f64 * 0.3).sin() as f32) });
                         let mut out = [f32::NAN; BLOCK];
-                        r.process(x.as_ref(), &mut out);
+                        r.process(x.as_ref(), None, None, &mut out, None);
                         prop_assert!(out.iter().all(|v| v.is_finite() && v.abs() < 100.0), "{:?}", out);
                     }
                 }
