@@ -68,7 +68,7 @@ fn units(c: &mut Criterion) {
     let mut delay = Box::new(Delay::<{ 1 << 15 }>::new());
     delay.prepare(FS);
     group.bench_function("delay/300ms/block64", |b| {
-        b.iter(|| delay.process(Some(black_box(&input)), black_box(&mut out)))
+        b.iter(|| delay.process(Some(black_box(&input)), black_box(&mut out), None))
     });
     let mut reverb = Box::new(HostReverb::new());
     reverb.prepare(FS);

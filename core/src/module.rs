@@ -487,7 +487,7 @@ impl Module {
             Module::Lfo(u) => u.process(out),
             Module::Noise(u) => u.process(out),
             Module::Delay { pool } => match pools.delays.get_mut(*pool as usize) {
-                Some(u) => u.process(ins[delay::IN], out),
+                Some(u) => u.process(ins[delay::IN], out, sides),
                 None => *out = [0.0; crate::block::BLOCK],
             },
             Module::Reverb { pool } => match pools.reverbs.get_mut(*pool as usize) {

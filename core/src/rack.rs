@@ -1244,6 +1244,40 @@ mod tests {
     }
 
     #[test]
+    fn a_pingpong_delay_alternates_its_echoes_between_the_sides() {
+        // A 10 ms click (a square lfo's first half-period, gated off after it) into a ping-pong
+        // delay at its default 0.3 s (a time set now would glide there from 0.3 s), wet only:
+        // echo k at k * 0.3 s, feedback^(k-1), left for odd k.
+        let mut b = Bench::with(&[
+            "/module/new lfo 1",
+            "/module/set 1 shape square",
+            "/module/set 1 rate_hz 50",
+            "/module/new vca 3",
+            "/module/new delay 2",
+            "/module/set 2 mode pingpong",
+            "/module/set 2 feedback 0.5",
+            "/module/set 2 mix 1",
+            "/patch 1 out 3 in",
+            "/patch 3 out 2 in",
+            "/patch 2 left 0 left",
+            "/patch 2 right 0 right",
+        ]);
+        let _ = b.render_stereo(8); // 10.7 ms of the click
+        b.run("/module/set 3 gain 0");
+        let (left, right) = b.render_stereo(SECOND_BLOCKS * 5 / 4);
+        // The second render starts 512 samples after the click: echo k at k * 14,400 - 512.
+        let window = |x: &[f32], k: usize| peak_db(&x[k * 14_400 - 1_024..k * 14_400 + 512]);
+        for k in 1..=4 {
+            let (loud, quiet) = if k % 2 == 1 { (&left, &right) } else { (&right, &left) };
+            // Echo k: feedback^(k-1) of the click (0 dB), -6.02 dB a trip; the other side
+            // has nothing then.
+            let expected = -6.02 * (k - 1) as f64;
+            assert!((window(loud, k) - expected).abs() < 0.5, "echo {k}: {} dB", window(loud, k));
+            assert!(window(quiet, k) < -100.0, "echo {k} leaks: {} dB", window(quiet, k));
+        }
+    }
+
+    #[test]
     fn in_into_the_output_plays_the_same_bits_on_both_channels() {
         let mut b = sine_to_out(330.0);
         b.run("/module/new noise 2");

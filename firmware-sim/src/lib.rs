@@ -3,7 +3,8 @@
 //!
 //! The firmware plays `demo/demo.osc` through [`Player`] exactly as `host/src/render.rs`
 //! does (the lines due before block k are applied, then block k renders), and hashes every
-//! sample with [`fnv1a_f32`]: equal hashes mean bit-identical audio.
+//! sample of both channels with [`fnv1a_f32`], block by block, the left block's 64 samples
+//! then the right's: equal hashes mean bit-identical audio on each side.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -12,7 +13,7 @@ mod runtime;
 #[cfg(target_os = "none")]
 pub use runtime::exit;
 
-use synthpool_core::block::{BLOCK, Block};
+use synthpool_core::block::{BLOCK, CHANNELS, StereoBlock};
 use synthpool_core::command::Error;
 use synthpool_core::rack::Rack;
 use synthpool_core::script::Player;
@@ -35,9 +36,10 @@ pub use synthpool_core::checksum::{FNV1A_OFFSET, fnv1a_f32};
 /// What a render did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rendered {
-    /// FNV-1a 64 of every sample rendered ([`fnv1a_f32`]).
+    /// FNV-1a 64 of every sample rendered ([`fnv1a_f32`]), per block the left channel's
+    /// then the right's.
     pub checksum: u64,
-    /// Samples rendered (blocks * [`BLOCK`]).
+    /// Samples rendered, both channels (blocks * [`BLOCK`] * 2).
     pub samples: u64,
     /// Script lines applied.
     pub applied: u32,
@@ -48,7 +50,7 @@ pub struct Rendered {
 /// Prepares `rack` at [`SAMPLE_RATE_HZ`] and renders `blocks` blocks of `script`, applying
 /// each line before the block it is due in, as `host/src/render.rs` does.
 ///
-/// After each block, `on_block(index, block, checksum so far)`; for each refused line,
+/// After each block, `on_block(index, both channels, checksum so far)`; for each refused line,
 /// `on_refused(line number, error)`.
 pub fn render<
     const MODULES: usize,
@@ -63,7 +65,7 @@ pub fn render<
     rack: &mut Rack<MODULES, CABLES, DELAYS, DELAY_LEN, REVERBS, COMB_LEN, ALLPASS_LEN, IDS>,
     script: &str,
     blocks: u64,
-    mut on_block: impl FnMut(u64, &Block, u64),
+    mut on_block: impl FnMut(u64, &StereoBlock, u64),
     mut on_refused: impl FnMut(usize, Error),
 ) -> Rendered {
     rack.prepare(SAMPLE_RATE_HZ as f32);
@@ -76,17 +78,16 @@ pub fn render<
         rendered.applied += applied;
         rendered.refused += refused;
         rack.process(&mut both);
-        let block = both[0];
-        rendered.checksum = fnv1a_f32(rendered.checksum, &block);
-        rendered.samples += BLOCK as u64;
-        on_block(index, &block, rendered.checksum);
+        rendered.checksum = fnv1a_f32(rendered.checksum, both.as_flattened());
+        rendered.samples += (BLOCK * CHANNELS) as u64;
+        on_block(index, &both, rendered.checksum);
     }
     rendered
 }
 
-/// Largest absolute sample of `block`.
-pub fn peak(block: &Block) -> f32 {
-    block.iter().fold(0.0, |peak: f32, x| peak.max(x.abs()))
+/// Largest absolute sample of `block`, either channel.
+pub fn peak(block: &StereoBlock) -> f32 {
+    block.as_flattened().iter().fold(0.0, |peak: f32, x| peak.max(x.abs()))
 }
 
 pub use synthpool_core::script::write_voice_script as voice_script;

@@ -19,7 +19,7 @@ fn firmware_total() -> (u64, u64) {
 }
 
 /// Renders the demo with a rack built by `new_rack`, on a thread whose stack holds it (the
-/// host rack is 25.2 MB of fixed arrays).
+/// host rack is 31.9 MB of fixed arrays).
 fn render_demo<R: Send + 'static>(new_rack: fn() -> Box<R>, render: fn(&mut R) -> Rendered) -> Rendered {
     std::thread::Builder::new()
         // 4 racks: building one by value takes up to 3 racks of stack (opt-level 0; see
@@ -31,7 +31,7 @@ fn render_demo<R: Send + 'static>(new_rack: fn() -> Box<R>, render: fn(&mut R) -
         .expect("the render thread finished")
 }
 
-fn no_block(_: u64, _: &[f32; BLOCK], _: u64) {}
+fn no_block(_: u64, _: &synthpool_core::block::StereoBlock, _: u64) {}
 
 fn refused(line: usize, error: synthpool_core::command::Error) {
     panic!("demo line {line} refused: {error}");
@@ -42,7 +42,7 @@ fn firmware_rack_on_the_host_matches_the_firmware() {
     let rendered =
         render_demo(|| Box::new(FirmwareRack::new()), |rack| render(rack, DEMO_SCRIPT, DEMO_BLOCKS, no_block, refused));
     assert_eq!(rendered.refused, 0);
-    assert_eq!(rendered.samples, DEMO_BLOCKS * BLOCK as u64);
+    assert_eq!(rendered.samples, DEMO_BLOCKS * 2 * BLOCK as u64);
     let (checksum, samples) = firmware_total();
     assert_eq!(rendered.samples, samples, "expected/demo.out is for another length: re-bless it");
     assert_eq!(
@@ -72,4 +72,31 @@ fn checksum_is_fnv1a_over_little_endian_bit_patterns() {
     assert_eq!((FNV1A_OFFSET ^ 0x61).wrapping_mul(0x100_0000_01b3), 0xaf63_dc4c_8601_ec8c);
     // Bit patterns, not values.
     assert_ne!(fnv1a_f32(FNV1A_OFFSET, &[0.0]), fnv1a_f32(FNV1A_OFFSET, &[-0.0]));
+}
+
+#[test]
+fn the_demo_has_no_dc_on_either_channel() {
+    // The whole demo (its last line is at 32 s: 24,000 blocks); the mean of its tones over a
+    // stretch of whole and part cycles is tiny, so what is left is an offset.
+    const WHOLE_DEMO_BLOCKS: u64 = 24_000;
+    let sums = std::thread::Builder::new()
+        .stack_size(4 * size_of::<FirmwareRack>() + (1 << 20))
+        .spawn(|| {
+            let mut sums = [0.0f64; 2];
+            let mut rack = Box::new(FirmwareRack::new());
+            let on_block = |_: u64, both: &synthpool_core::block::StereoBlock, _: u64| {
+                for (sum, channel) in sums.iter_mut().zip(both) {
+                    *sum += channel.iter().map(|&x| f64::from(x)).sum::<f64>();
+                }
+            };
+            render(&mut rack, DEMO_SCRIPT, WHOLE_DEMO_BLOCKS, on_block, refused);
+            sums
+        })
+        .expect("spawn the render thread")
+        .join()
+        .expect("the render thread finished");
+    for (side, sum) in ["left", "right"].iter().zip(sums) {
+        let mean = sum / (WHOLE_DEMO_BLOCKS * BLOCK as u64) as f64;
+        assert!(mean.abs() < 1e-3, "{side}: DC {mean}");
+    }
 }

@@ -1,25 +1,31 @@
 //! Delay: a circular buffer read at a fractional delay (linear interpolation), with
 //! feedback and a dry/wet mix. A changed time glides like tape (a one-pole of 50 ms on the
-//! delay length, its rate capped): the pitch bends, nothing clicks.
+//! delay length, its rate capped): the pitch bends, nothing clicks. In `pingpong` mode the
+//! echoes alternate between `left` and `right`: one line read at the time (left) and at
+//! twice it (right), the right tap times the feedback fed back, so echo k comes after k
+//! times the time at feedback^(k-1), as in mono, on the left for odd k, on the right for
+//! even; the longest time is half the line's.
 //!
 //! Capacity is in the type: `Delay<MAX_SAMPLES>` holds a `[f32; MAX_SAMPLES]` (a power of
 //! two, so ring indices are masked). It is large: construct it in place (a `static`, a
 //! module slot) and use `reset` / `prepare` / `set_defaults`, never move it by value.
-use crate::block::{BLOCK, Block, SILENCE};
-use crate::describe::{Curve, OUT, ParamSpec, Port, UnitDescription};
+use crate::block::{BLOCK, Block, SILENCE, StereoBlock};
+use crate::describe::{Curve, ParamSpec, Port, STEREO_OUTS, UnitDescription};
 use crate::dsp::{Glide, Ramp, flush};
 
 /// The delay as the protocol sees it.
 pub const DESCRIPTION: UnitDescription = UnitDescription {
     name: "delay",
     inputs: &[Port::audio("in")],
-    outputs: &OUT,
+    outputs: &STEREO_OUTS,
     params: &[
-        // The longest time is (MAX_SAMPLES - 4) / fs: 2.73 s for a `HostDelay` at 48 kHz.
+        // The longest time is (MAX_SAMPLES - 4) / fs: 2.73 s for a `HostDelay` at 48 kHz
+        // (half that in `pingpong`).
         ParamSpec::num("time_s", &["time"], "s", (0.0, 2.7), 0.3, Curve::Exponential)
-            .noted("0..2.7 s on the host, 0.34 s on the firmware"),
+            .noted("0..2.7 s on the host, 0.34 s on the firmware, half in `pingpong`"),
         ParamSpec::num("feedback", &[], "", (-0.98, 0.98), 0.4, Curve::Linear),
         ParamSpec::num("mix", &[], "", (0.0, 1.0), 0.3, Curve::Linear),
+        ParamSpec::choice("mode", &["mono", "pingpong"], 0.0),
     ],
 };
 /// Input port index.
@@ -27,6 +33,7 @@ pub const IN: usize = DESCRIPTION.input("in");
 const TIME_S: u8 = DESCRIPTION.param("time_s");
 const FEEDBACK: u8 = DESCRIPTION.param("feedback");
 const MIX: u8 = DESCRIPTION.param("mix");
+const MODE: u8 = DESCRIPTION.param("mode");
 
 /// Glide time constant of the delay length, seconds: ~50 ms, quick but no zipper.
 const GLIDE_S: f32 = 0.05;
@@ -56,6 +63,8 @@ pub struct Delay<const MAX_SAMPLES: usize> {
     target_samples: f32,
     /// Current delay length minus `target_samples`, samples: decays to 0 in the glide.
     glide_offset: f32,
+    /// Echoes alternate between the sides (`mode` `pingpong`).
+    pingpong: bool,
     /// Glide one-pole coefficient per sample, 1 / (GLIDE_S * fs).
     glide_coef: f32,
     /// `glide_pow[i]` = (1 - glide_coef)^(i + 1).
@@ -84,6 +93,7 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
             // 0.3 s at 48 kHz, or the capacity if that is less.
             target_samples: if MAX_SAMPLES - 4 < 14_400 { (MAX_SAMPLES - 4) as f32 } else { 14_400.0 },
             glide_offset: 0.0,
+            pingpong: false,
             glide_coef: 1.0 / (GLIDE_S * 48_000.0),
             glide_pow: glide_powers(1.0 / (GLIDE_S * 48_000.0)),
         }
@@ -144,12 +154,19 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
         }
     }
 
-    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored).
+    /// Mode: `false` mono (default), `true` ping-pong (echoes alternate left and right;
+    /// the time is at most half the line's). Takes effect at the next block.
+    pub fn set_pingpong(&mut self, pingpong: bool) {
+        self.pingpong = pingpong;
+    }
+
+    /// Sets parameter `index` of [`DESCRIPTION`] (others are ignored; `mode` 1 is ping-pong).
     pub fn set_param(&mut self, index: u8, value: f32) {
         match index {
             TIME_S => self.set_time_s(value),
             FEEDBACK => self.set_feedback(value),
             MIX => self.set_mix(value),
+            MODE => self.set_pingpong(value >= 0.5),
             _ => {}
         }
     }
@@ -157,8 +174,10 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
     /// Writes `dry * (1 - mix) + wet * mix` to `out`, where wet is the buffer read at the
     /// delay time and the buffer is written with `input + feedback * wet`. `input`
     /// unpatched is silence (the echoes still ring out). A NaN or infinite input sample
-    /// reaches only its own output sample: what enters the buffer is flushed.
-    pub fn process(&mut self, input: Option<&Block>, out: &mut Block) {
+    /// reaches only its own output sample: what enters the buffer is flushed. Given `sides`,
+    /// `left` and `right` too: in mono both are `out`; in ping-pong each has its own echoes
+    /// and `out` has them all (the delay heard in mono).
+    pub fn process(&mut self, input: Option<&Block>, out: &mut Block, sides: Option<&mut StereoBlock>) {
         let input = input.unwrap_or(&SILENCE);
         let new_target = self.samples_for(self.time_s);
         if new_target != self.target_samples {
@@ -170,11 +189,75 @@ impl<const MAX_SAMPLES: usize> Delay<MAX_SAMPLES> {
 
         let whole = self.target_samples as usize; // >= 1, so truncation is floor
         let frac = self.target_samples - whole as f32;
-        if self.glide_offset == 0.0 && whole > BLOCK {
-            self.process_block(input, out, whole, frac, &ramps);
-        } else {
-            self.process_per_sample(input, out, whole, frac, &ramps);
+        if self.pingpong {
+            self.process_pingpong(input, out, sides, whole, frac, &ramps);
+            return;
         }
+        if let Some(sides) = sides {
+            self.process_mono(input, out, whole, frac, &ramps);
+            *sides = [*out; 2];
+        } else {
+            self.process_mono(input, out, whole, frac, &ramps);
+        }
+    }
+
+    /// The mono delay's block (see [`Delay::process`]).
+    fn process_mono(&mut self, input: &Block, out: &mut Block, whole: usize, frac: f32, ramps: &Ramps) {
+        if self.glide_offset == 0.0 && whole > BLOCK {
+            self.process_block(input, out, whole, frac, ramps);
+        } else {
+            self.process_per_sample(input, out, whole, frac, ramps);
+        }
+    }
+
+    /// Ping-pong, sample by sample: the left tap at the length, the right at twice it (its
+    /// echoes one trip later, times the feedback), the line written with the input plus the
+    /// right tap times the feedback.
+    fn process_pingpong(
+        &mut self,
+        input: &Block,
+        out: &mut Block,
+        sides: Option<&mut StereoBlock>,
+        whole: usize,
+        frac: f32,
+        ramps: &Ramps,
+    ) {
+        let offsets = self.glide_offsets();
+        // Twice the length must stay inside the line: the one slot not yet written is at 0.
+        let longest = ((MAX_SAMPLES - 4) / 2) as f32;
+        let mut taps = [[0.0f32; BLOCK]; 2];
+        let mut write = self.write;
+        for (i, ((o, x), offset)) in out.iter_mut().zip(input).zip(&offsets).enumerate() {
+            let length = (whole as f32 + frac + offset).clamp(1.0, longest);
+            let left = self.tap(write, length);
+            let right = ramps.feedback.at(i) * self.tap(write, 2.0 * length);
+            self.buf[write & Self::MASK] = ramps.write(i, *x, right);
+            *o = ramps.mix(i, *x, left + right);
+            (taps[0][i], taps[1][i]) = (left, right);
+            write = (write + 1) & Self::MASK;
+        }
+        self.write = write;
+        if self.glide_offset != 0.0 {
+            let last = offsets[BLOCK - 1];
+            self.glide_offset = if last.abs() < GLIDE_SNAP { 0.0 } else { flush(last) };
+        }
+        if let Some(sides) = sides {
+            for (side, taps) in sides.iter_mut().zip(&taps) {
+                for (i, ((y, x), wet)) in side.iter_mut().zip(input).zip(taps).enumerate() {
+                    *y = ramps.mix(i, *x, *wet);
+                }
+            }
+        }
+    }
+
+    /// The line `length` samples (1 or more, fractional: linear interpolation) before `write`.
+    #[inline(always)]
+    fn tap(&self, write: usize, length: f32) -> f32 {
+        let whole = length as usize; // length >= 1: truncation is floor
+        let fraction = length - whole as f32;
+        let newer = self.buf[write.wrapping_sub(whole) & Self::MASK];
+        let older = self.buf[write.wrapping_sub(whole + 1) & Self::MASK];
+        newer + fraction * (older - newer)
     }
 
     /// Steady length of more than a block: every tap of this block was written before it,
@@ -364,7 +447,7 @@ mod tests {
     fn through<const N: usize>(d: &mut Delay<N>, x: &[f32]) -> Vec<f32> {
         run_through(x, |b| {
             let input = *b;
-            d.process(Some(&input), b)
+            d.process(Some(&input), b, None)
         })
     }
 
@@ -436,7 +519,7 @@ mod tests {
             }
             n += 1;
             let input = *b;
-            d.process(Some(&input), b)
+            d.process(Some(&input), b, None)
         });
         let steady = max_step(&y[400 * BLOCK..500 * BLOCK]);
         let around = max_step(&y[499 * BLOCK..560 * BLOCK]);
@@ -458,7 +541,7 @@ mod tests {
             }
             n += 1;
             let input = *b;
-            d.process(Some(&input), b)
+            d.process(Some(&input), b, None)
         });
         // At most half a sample per sample: the wet pitch falls to 0.5x, no lower, no click.
         let steady = max_step(&y[50 * BLOCK..100 * BLOCK]);
@@ -486,7 +569,7 @@ mod tests {
                 }
                 n += 1;
                 let input = *b;
-                d.process(Some(&input), b)
+                d.process(Some(&input), b, None)
             });
             let steady = max_step(&y[300 * BLOCK..400 * BLOCK]).max(max_step(&y[700 * BLOCK..]));
             let around = max_step(&y[399 * BLOCK..402 * BLOCK]);
@@ -513,12 +596,12 @@ mod tests {
     #[test]
     fn silence_in_silence_out_and_the_tail_flushes_to_zero() {
         let mut d = prepared(0.05, 0.5, 0.5);
-        let y = render_s(1.0, |b| d.process(None, b));
+        let y = render_s(1.0, |b| d.process(None, b, None));
         assert!(y.iter().all(|&v| v == 0.0));
         // Loud input, then silence: 0.5^100 is below the flush threshold 1e-30, so after
         // 100 repeats of 50 ms (5 s) the buffer holds exactly 0.0.
         let _ = through(&mut *d, &sine(100.0, 1.0, 0.5));
-        let tail = render_s(8.0, |b| d.process(None, b));
+        let tail = render_s(8.0, |b| d.process(None, b, None));
         let last_nonzero = tail.iter().rposition(|&v| v != 0.0).unwrap_or(0);
         eprintln!("delay 50 ms, feedback 0.5: tail exactly 0.0 after {:.2} s", last_nonzero as f32 / FS);
         assert!(all_finite(&tail));
@@ -556,7 +639,7 @@ mod tests {
                 }
                 n += 1;
                 let input = *b;
-                d.process(Some(&input), b)
+                d.process(Some(&input), b, None)
             })
         };
         let a = render(&mut d);
@@ -617,7 +700,7 @@ mod tests {
                     Op::Process(amplitude) => {
                         let x = amplitude.map(|a| -> Block { core::array::from_fn(|i| a * ((i + k) as f64 * 0.3).sin() as f32) });
                         let mut out = [f32::NAN; BLOCK];
-                        d.process(x.as_ref(), &mut out);
+                        d.process(x.as_ref(), &mut out, None);
                         // |in| <= 1 and sum of 0.98^k = 50 bound every echo.
                         prop_assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 51.0), "{:?}", out);
                     }

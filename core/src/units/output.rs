@@ -94,18 +94,18 @@ impl Output {
 /// `(a + b) * level` into `y` (`x * level` where one of them is patched: a VCA's
 /// arithmetic, bit for bit; silence where neither is).
 fn gain(a: Option<&Block>, b: Option<&Block>, level: Ramp, y: &mut Block) {
-    let at = |i: usize| if level.is_flat() { level.start } else { level.at(i) };
-    match (a, b) {
-        (None, None) => y.fill(0.0),
-        (Some(x), None) | (None, Some(x)) => {
-            for (i, (y, x)) in y.iter_mut().zip(x).enumerate() {
-                *y = x * at(i);
-            }
+    // Steady (the usual case): the ramp would add exactly 0.0 at every sample, as in the VCA,
+    // and the per-sample index conversion counts on a Cortex-M4F.
+    let flat = level.is_flat().then_some(level.start);
+    match (a, b, flat) {
+        (None, None, _) => y.fill(0.0),
+        (Some(x), None, Some(g)) | (None, Some(x), Some(g)) => y.iter_mut().zip(x).for_each(|(y, x)| *y = x * g),
+        (Some(x), None, None) | (None, Some(x), None) => {
+            y.iter_mut().zip(x).enumerate().for_each(|(i, (y, x))| *y = x * level.at(i));
         }
-        (Some(a), Some(b)) => {
-            for (i, ((y, a), b)) in y.iter_mut().zip(a).zip(b).enumerate() {
-                *y = (a + b) * at(i);
-            }
+        (Some(a), Some(b), Some(g)) => y.iter_mut().zip(a).zip(b).for_each(|((y, a), b)| *y = (a + b) * g),
+        (Some(a), Some(b), None) => {
+            y.iter_mut().zip(a).zip(b).enumerate().for_each(|(i, ((y, a), b))| *y = (a + b) * level.at(i));
         }
     }
 }

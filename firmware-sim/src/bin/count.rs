@@ -216,20 +216,38 @@ mod measure {
         let mut mixer = Mixer::new();
         mixer.prepare(FS);
         each_block("unit/mixer 4 inputs", &mut |input, out| {
-            mixer.process([Some(input), Some(input), Some(input), Some(input)], out)
+            mixer.process([Some(input), Some(input), Some(input), Some(input)], out, None)
+        });
+        // The same, its `left` and `right` taken too (each input panned apart).
+        for (i, pan) in [-0.75, -0.25, 0.25, 0.75].into_iter().enumerate() {
+            mixer.set_pan(i, pan);
+        }
+        let mut sides = [[0.0; BLOCK]; 2];
+        each_block("unit/mixer 4 inputs stereo", &mut |input, out| {
+            mixer.process([Some(input), Some(input), Some(input), Some(input)], out, Some(&mut sides))
         });
 
         let mut delay = FirmwareDelay::new();
         delay.prepare(FS);
         delay.set_time_s(0.3);
         delay.set_feedback(0.35);
-        each_block("unit/delay", &mut |input, out| delay.process(Some(input), out));
+        each_block("unit/delay", &mut |input, out| delay.process(Some(input), out, None));
+        // The same delay in ping-pong, its sides taken (a 0.15 s time: two trips fit the line).
+        delay.set_pingpong(true);
+        delay.set_time_s(0.15);
+        delay.prepare(FS);
+        each_block("unit/delay pingpong", &mut |input, out| delay.process(Some(input), out, Some(&mut sides)));
 
         let mut reverb = FirmwareReverb::new();
         reverb.prepare(FS);
         reverb.set_room(0.8);
         reverb.set_damp(0.5);
-        each_block("unit/reverb", &mut |input, out| reverb.process(Some(input), out));
+        each_block("unit/reverb", &mut |input, out| reverb.process(Some(input), None, None, out, None));
+        // The same reverb, its `left` and `right` taken: the right channel's loops run too.
+        reverb.prepare(FS);
+        each_block("unit/reverb stereo", &mut |input, out| {
+            reverb.process(Some(input), None, None, out, Some(&mut sides))
+        });
     }
 
     /// The standard voice's envelope, gate held: 10 ms, 100 ms, 0.7, 200 ms.
