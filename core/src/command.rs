@@ -62,28 +62,6 @@ pub enum Command {
     },
     /// Free every module but the output (each fades out) and every cable.
     Clear,
-    /// Hand module `id`'s state, as it is before this block renders, to another rack: a move
-    /// between worker processes, so the module carries on instead of starting afresh. Made
-    /// by the host (never by a [`Topology`](crate::topology::Topology)); the worker copies the module into its outbox
-    /// slot `slot` ([`Rack::module`](crate::rack::Rack::module)). A rack alone ignores it.
-    Export {
-        /// The module.
-        id: ModuleId,
-        /// The outbox slot.
-        slot: u16,
-    },
-    /// Take module `id`'s state from worker `from`'s outbox slot `slot`, exported for this
-    /// same block ([`Command::Export`]), after this block's other commands. Made by the host;
-    /// the worker copies it in ([`Rack::adopt`](crate::rack::Rack::adopt)). A rack alone
-    /// ignores it.
-    Import {
-        /// The module.
-        id: ModuleId,
-        /// The worker that exported it.
-        from: u8,
-        /// Its outbox slot there.
-        slot: u16,
-    },
     /// Create module `id` as one end of a cable between workers, on link channel `channel`:
     /// a [`Kind::Send`] (what is patched into it is published on the channel) or a
     /// [`Kind::Receive`] (its output is the channel's block of the same block). Made by the
@@ -322,8 +300,6 @@ impl Command {
             Command::Patch { src, out, dst, port } => [4, src as u32, dst as u32, cable_word(out, port)],
             Command::Unpatch { src, out, dst, port } => [5, src as u32, dst as u32, cable_word(out, port)],
             Command::Clear => [6, 0, 0, 0],
-            Command::Export { id, slot } => [7, id as u32, slot as u32, 0],
-            Command::Import { id, from, slot } => [8, id as u32, from as u32, slot as u32],
             Command::Link { id, channel, end } => [9, id as u32, channel as u32, end as u32],
         }
     }
@@ -345,8 +321,6 @@ impl Command {
                 Command::Unpatch { src: id?, out, dst: u16::try_from(b).ok()?, port }
             }
             6 => Command::Clear,
-            7 => Command::Export { id: id?, slot: u16::try_from(b).ok()? },
-            8 => Command::Import { id: id?, from: u8::try_from(b).ok()?, slot: u16::try_from(c).ok()? },
             9 => Command::Link {
                 id: id?,
                 channel: u16::try_from(b).ok()?,
@@ -371,6 +345,72 @@ const fn cable_word(out: u8, port: u8) -> u32 {
 fn cable_ports(word: u32) -> Option<(u8, u8)> {
     (word >> 16 == 0).then_some(((word >> 8) as u8, word as u8))
 }
+
+/// What the host asks of one worker: a command for its rack, or one end of a module's move
+/// between workers. The two ends of a move are the worker's, not the rack's: the state goes
+/// through the shared region's outboxes, which a rack alone does not have.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WorkerCommand {
+    /// A command for the worker's rack ([`Rack::apply`](crate::rack::Rack::apply)).
+    Rack(Command),
+    /// Hand module `id`'s state, as it is before this block renders, to another worker: the
+    /// worker copies the module into its outbox slot `slot`
+    /// ([`Rack::module`](crate::rack::Rack::module)), then the module leaves its rack
+    /// ([`Rack::leave`](crate::rack::Rack::leave)). So a module carries on where it moves
+    /// instead of starting afresh.
+    Export {
+        /// The module.
+        id: ModuleId,
+        /// The outbox slot.
+        slot: u16,
+    },
+    /// Take module `id`'s state from worker `from`'s outbox slot `slot`, exported for this
+    /// same block ([`WorkerCommand::Export`]), after this block's other commands: the worker
+    /// copies it in ([`Rack::adopt`](crate::rack::Rack::adopt)).
+    Import {
+        /// The module.
+        id: ModuleId,
+        /// The worker that exported it.
+        from: u8,
+        /// Its outbox slot there.
+        slot: u16,
+    },
+}
+
+impl From<Command> for WorkerCommand {
+    fn from(command: Command) -> Self {
+        WorkerCommand::Rack(command)
+    }
+}
+
+impl WorkerCommand {
+    /// The command as four words: a rack's command as [`Command::to_words`], a move's ends
+    /// under tags of their own.
+    pub fn to_words(&self) -> [u32; 4] {
+        match *self {
+            WorkerCommand::Rack(command) => command.to_words(),
+            WorkerCommand::Export { id, slot } => [EXPORT_TAG, id as u32, slot as u32, 0],
+            WorkerCommand::Import { id, from, slot } => [IMPORT_TAG, id as u32, from as u32, slot as u32],
+        }
+    }
+
+    /// Reads [`WorkerCommand::to_words`] back; None for words it never writes.
+    pub fn from_words(words: [u32; 4]) -> Option<WorkerCommand> {
+        let [tag, a, b, c] = words;
+        let id = u16::try_from(a).ok();
+        Some(match tag {
+            EXPORT_TAG => WorkerCommand::Export { id: id?, slot: u16::try_from(b).ok()? },
+            IMPORT_TAG => {
+                WorkerCommand::Import { id: id?, from: u8::try_from(b).ok()?, slot: u16::try_from(c).ok()? }
+            }
+            _ => WorkerCommand::Rack(Command::from_words(words)?),
+        })
+    }
+}
+
+/// The word tags of a move's two ends, beside [`Command::to_words`]'s 1 ..= 6 and 9.
+const EXPORT_TAG: u32 = 7;
+const IMPORT_TAG: u32 = 8;
 
 impl<'a> Request<'a> {
     /// Reads a request from an OSC-style address and arguments (from an OSC message or a

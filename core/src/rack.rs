@@ -436,7 +436,7 @@ impl<
     }
 
     fn apply_timed(&mut self, command: &Command, at: Option<usize>) {
-        if !matches!(command, Command::Set { .. } | Command::Import { .. }) {
+        if !matches!(command, Command::Set { .. }) {
             // New fades change where ports read from (a fading wire is summed with its ramp).
             self.fades_pending = true;
             self.structure_changed = true;
@@ -498,10 +498,6 @@ impl<
                     wire.fade = Fade::Out;
                 }
             }
-            // The worker copies the module out first (`module`); here it leaves.
-            Command::Export { id, .. } => self.leave(id),
-            // The worker copies the module in (`adopt`): a rack has no outbox.
-            Command::Import { .. } => {}
             Command::Link { id, channel, end } => {
                 self.create(id, end.kind());
                 if let Some(slot) = self.slot_of(id) {
@@ -517,10 +513,17 @@ impl<
         }
     }
 
-    /// Module `id` leaves for another rack: it renders unfaded one more block, its cables to
-    /// modules that stay fade out, those to modules leaving with it stay, and then it goes.
-    fn leave(&mut self, id: ModuleId) {
+    /// Module `id` leaves for another rack, from the next block (a move between workers,
+    /// after [`Rack::module`] was copied out: [`WorkerCommand::Export`]): it renders unfaded
+    /// one more block, its cables to modules that stay fade out, those to modules leaving
+    /// with it stay, and then it goes.
+    ///
+    /// [`WorkerCommand::Export`]: crate::command::WorkerCommand::Export
+    pub fn leave(&mut self, id: ModuleId) {
         let Some(slot) = self.slot_of(id).filter(|_| id != OUTPUT_ID) else { return };
+        // Its fade and its cables' change where ports read from, as any edit's do.
+        self.fades_pending = true;
+        self.structure_changed = true;
         self.unbind(slot);
         if self.fades[slot] == Fade::In {
             // Never heard (see `module`): it goes as a freed one does.
@@ -552,7 +555,7 @@ impl<
     }
 
     /// Replaces module `id`'s state with `state`, a module of the same kind handed over from
-    /// another rack ([`Rack::module`], then [`Command::Export`] there): it carries on from
+    /// another rack ([`Rack::module`], then [`Rack::leave`] there): it carries on from
     /// there, unfaded in this block, its cables to modules that arrived with it steady and
     /// those to the rest fading in. Delays and reverbs are not taken (their lines
     /// live in the rack's pools, not in the module). Returns whether the state was taken.
@@ -1980,7 +1983,7 @@ mod tests {
         let mut fresh = voice_with_lfo();
         for id in 1..=5 {
             let state = a.rack.module(id).expect("module on A").clone();
-            a.rack.apply(&Command::Export { id, slot: 0 });
+            a.rack.leave(id);
             assert!(b.rack.adopt(id, &state), "module {id} adopted");
         }
         let (mut block_a, mut block_b, mut block_c) = (STEREO_SILENCE, STEREO_SILENCE, STEREO_SILENCE);
@@ -2394,6 +2397,7 @@ mod tests {
             for (edit, blocks) in &edits {
                 match *edit {
                     Edit::Apply(command) => rack.apply(&command),
+                    Edit::Leave(id) => rack.leave(id),
                     Edit::Adopt(id) => {
                         if let Some(module) = rack.module(id).cloned() {
                             rack.adopt(id, &module);
@@ -2420,6 +2424,7 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Edit {
         Apply(Command),
+        Leave(ModuleId),
         Adopt(ModuleId),
         ClearInPlace,
     }
@@ -2435,7 +2440,7 @@ mod tests {
                 .prop_map(|(src, out, dst, port)| Edit::Apply(Command::Patch { src, out, dst, port })),
             1 => (id(), 0..3u8, id(), port)
                 .prop_map(|(src, out, dst, port)| Edit::Apply(Command::Unpatch { src, out, dst, port })),
-            1 => id().prop_map(|id| Edit::Apply(Command::Export { id, slot: 0 })),
+            1 => id().prop_map(Edit::Leave),
             1 => (id(), 0u16..4, any::<bool>()).prop_map(|(id, channel, send)| {
                 let end = if send { LinkEnd::Send } else { LinkEnd::Receive };
                 Edit::Apply(Command::Link { id, channel, end })

@@ -9,7 +9,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::block::Generation;
-use crate::command::Command;
+use crate::command::WorkerCommand;
 
 /// Words per message: a [`DueCommand`]'s six (the command's four, its due generation, its
 /// frame).
@@ -20,7 +20,7 @@ pub const WORDS: usize = 6;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DueCommand {
     /// The command.
-    pub command: Command,
+    pub command: WorkerCommand,
     /// The block it applies before: a worker takes it when it renders this block or a later
     /// one (a bundle's share for each worker all wait for the same block).
     pub due: Generation,
@@ -29,7 +29,7 @@ pub struct DueCommand {
 }
 
 impl DueCommand {
-    /// As a [`Message`]: words 0..4 the command ([`Command::to_words`]), word 4 the due
+    /// As a [`Message`]: words 0..4 the command ([`WorkerCommand::to_words`]), word 4 the due
     /// generation, word 5 0 for an untimed command, else 1 + its frame.
     pub fn to_words(&self) -> Message {
         let [a, b, c, d] = self.command.to_words();
@@ -43,7 +43,7 @@ impl DueCommand {
             0 => None,
             timed => Some(u8::try_from(timed - 1).ok()?),
         };
-        Some(DueCommand { command: Command::from_words([a, b, c, d])?, due: Generation(due), frame })
+        Some(DueCommand { command: WorkerCommand::from_words([a, b, c, d])?, due: Generation(due), frame })
     }
 }
 
@@ -143,17 +143,17 @@ impl<const N: usize> Default for Ring<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::LinkEnd;
+    use crate::command::{Command, LinkEnd};
     use crate::module::Kind;
 
     #[test]
     fn due_commands_survive_the_trip_through_a_ring() {
         let commands = [
-            Command::New { id: 9999, kind: Kind::Vcf },
-            Command::Set { id: 3, param: 1, value: -0.5 },
-            Command::Export { id: 7, slot: 63 },
-            Command::Import { id: 7, from: 2, slot: 63 },
-            Command::Link { id: 10_511, channel: 255, end: LinkEnd::Receive },
+            Command::New { id: 9999, kind: Kind::Vcf }.into(),
+            Command::Set { id: 3, param: 1, value: -0.5 }.into(),
+            WorkerCommand::Export { id: 7, slot: 63 },
+            WorkerCommand::Import { id: 7, from: 2, slot: 63 },
+            Command::Link { id: 10_511, channel: 255, end: LinkEnd::Receive }.into(),
         ];
         let ring = Ring::<8>::new();
         for (n, &command) in commands.iter().enumerate() {

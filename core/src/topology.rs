@@ -181,7 +181,7 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                     self.cables.retain(|c| c.src != id && c.dst != id);
                 }
             }
-            Command::Set { .. } | Command::Export { .. } | Command::Import { .. } | Command::Link { .. } => {}
+            Command::Set { .. } | Command::Link { .. } => {}
             Command::Patch { src, out, dst, port } => {
                 let cable = Cable { src, out, dst, port };
                 if !self.cables.contains(&cable) {

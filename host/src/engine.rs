@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use synthpool_core::BLOCK;
-use synthpool_core::command::Command;
+use synthpool_core::command::WorkerCommand;
 
 /// A worker's command ring was full: the command was not queued (reply `/fail busy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,18 +91,18 @@ pub trait Engine: Send + Sync {
     ///
     /// # Errors
     /// [`Busy`] when the worker's ring is full.
-    fn send(&self, worker: usize, command: &Command) -> Result<(), Busy>;
+    fn send(&self, worker: usize, command: &WorkerCommand) -> Result<(), Busy>;
     /// Queues `commands` so that they all apply in the same block (a bundle): all or none.
     ///
     /// # Errors
     /// [`Busy`] when any ring lacks room for its share; then none was queued.
-    fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy>;
+    fn send_together(&self, commands: &[(usize, WorkerCommand)]) -> Result<(), Busy>;
     /// Queues `commands` to apply together at `due` (or at the next block if its block has
     /// passed): scripts and timetagged bundles. Engines without a clock apply them at once.
     ///
     /// # Errors
     /// As [`Engine::send_together`].
-    fn send_together_at(&self, commands: &[(usize, Command)], due: Due) -> Result<(), Busy> {
+    fn send_together_at(&self, commands: &[(usize, WorkerCommand)], due: Due) -> Result<(), Busy> {
         let _ = due;
         self.send_together(commands)
     }

@@ -17,7 +17,7 @@ use crate::shm::OUTBOX_SLOTS;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use synthpool_core::command::{Command, Error, Limit, LinkEnd, ModuleId, OUTPUT_ID, Request, Value};
+use synthpool_core::command::{Command, Error, Limit, LinkEnd, ModuleId, OUTPUT_ID, Request, Value, WorkerCommand};
 use synthpool_core::module::{Kind, MAX_PARAMS, ParamSpec};
 use synthpool_core::topology::{Cable, MAX_ID, Topology};
 
@@ -30,7 +30,15 @@ pub const PATCH_CABLES: usize = 32_768;
 pub type PatchTopology = Topology<{ MAX_ID as usize + 1 }, PATCH_CABLES>;
 
 /// Commands for workers: (worker index, command), in the order they must be applied.
-pub type Commands = Vec<(usize, Command)>;
+pub type Commands = Vec<(usize, WorkerCommand)>;
+
+/// Commands for workers' racks alone (no module moves between workers among them).
+type RackCommands = Vec<(usize, Command)>;
+
+/// `commands` as [`Commands`].
+fn for_workers(commands: RackCommands) -> impl Iterator<Item = (usize, WorkerCommand)> {
+    commands.into_iter().map(|(worker, command)| (worker, command.into()))
+}
 
 pub use crate::shm::LINK_CHANNELS;
 
@@ -153,7 +161,7 @@ pub struct Staged {
 
 impl Staged {
     /// The commands to queue, all in the same block, each worker's in this order.
-    pub fn commands(&self) -> &[(usize, Command)] {
+    pub fn commands(&self) -> &[(usize, WorkerCommand)] {
         &self.commands
     }
 }
@@ -262,7 +270,7 @@ impl Ledger {
     pub fn submit_with<E>(
         &mut self,
         requests: &[Request<'_>],
-        send: impl FnOnce(&[(usize, Command)]) -> Result<(), E>,
+        send: impl FnOnce(&[(usize, WorkerCommand)]) -> Result<(), E>,
     ) -> Result<(), Refused<E>> {
         let staged = self.check_bundle(requests).map_err(|(index, error)| Refused::Invalid { index, error })?;
         send(staged.commands()).map_err(Refused::Send)?;
@@ -494,7 +502,7 @@ impl Ledger {
     }
 
     /// The send of `link` on its worker, with the cables into it.
-    fn send_commands(&self, key: &LinkKey, link: &Link) -> Commands {
+    fn send_commands(&self, key: &LinkKey, link: &Link) -> RackCommands {
         let send = link.send_id();
         let mut commands = vec![(key.from, Command::Link { id: send, channel: link.channel, end: LinkEnd::Send })];
         for c in self.topology.cables().iter().filter(|c| self.link_key(c) == Some(*key)) {
@@ -504,7 +512,7 @@ impl Ledger {
     }
 
     /// The receive of `link` on its worker, with its cable into the port.
-    fn receive_commands(&self, key: &LinkKey, link: &Link) -> Commands {
+    fn receive_commands(&self, key: &LinkKey, link: &Link) -> RackCommands {
         let receive = link.receive_id();
         vec![
             (link.to, Command::Link { id: receive, channel: link.channel, end: LinkEnd::Receive }),
@@ -541,8 +549,8 @@ impl Ledger {
             if wanted.contains_key(key) && to == Some(link.to) {
                 links.insert(*key, *link);
             } else {
-                commands.push((key.from, Command::Free { id: link.send_id() }));
-                commands.push((link.to, Command::Free { id: link.receive_id() }));
+                commands.push((key.from, Command::Free { id: link.send_id() }.into()));
+                commands.push((link.to, Command::Free { id: link.receive_id() }.into()));
             }
         }
         for (key, cables) in &wanted {
@@ -551,7 +559,7 @@ impl Ledger {
                 let send = link.send_id();
                 let had = |c: &Cable| self.topology.cables().contains(c) && self.link_key(c) == Some(*key);
                 for c in cables.iter().filter(|c| !had(c)) {
-                    commands.push((key.from, Command::Patch { src: c.src, out: c.out, dst: send, port: 0 }));
+                    commands.push((key.from, Command::Patch { src: c.src, out: c.out, dst: send, port: 0 }.into()));
                 }
                 continue;
             }
@@ -563,11 +571,12 @@ impl Ledger {
             next_channel = (channel + 1) % LINK_CHANNELS;
             let link = Link { channel: channel as u16, to: after.owner(key.dst).unwrap_or(0) };
             links.insert(*key, link);
-            commands.extend(after.receive_commands(key, &link));
-            commands.extend(after.send_commands(key, &link).into_iter().filter(|(_, c)| match c {
+            commands.extend(for_workers(after.receive_commands(key, &link)));
+            let sends = after.send_commands(key, &link).into_iter().filter(|(_, c)| match c {
                 Command::Patch { src, out, .. } => cables.iter().any(|k| k.src == *src && k.out == *out),
                 _ => true,
-            }));
+            });
+            commands.extend(for_workers(sends.collect()));
         }
         // Cables that ran through a kept link and no longer do (unpatched, or now within
         // one worker): out of its send. A freed source module takes its cables with it.
@@ -577,7 +586,8 @@ impl Ledger {
                 && (!after.topology.cables().contains(c) || after.link_key(c) != Some(key))
                 && after.topology.kind(c.src).is_some()
             {
-                commands.push((key.from, Command::Unpatch { src: c.src, out: c.out, dst: link.send_id(), port: 0 }));
+                let unpatch = Command::Unpatch { src: c.src, out: c.out, dst: link.send_id(), port: 0 };
+                commands.push((key.from, unpatch.into()));
             }
         }
         Ok((commands, Change::Links { links, next_channel }))
@@ -634,7 +644,7 @@ impl Ledger {
         &mut self,
         loads: &[f32],
         from: f32,
-        send: impl FnOnce(&[(usize, Command)]) -> Result<(), E>,
+        send: impl FnOnce(&[(usize, WorkerCommand)]) -> Result<(), E>,
     ) -> bool {
         self.set_loads(loads);
         let Some(staged) = self.plan_balance(from) else { return false };
@@ -728,33 +738,34 @@ impl Ledger {
     fn plan_change(&self, request: &Request<'_>, near: Option<usize>) -> Result<(Change, Commands), Error> {
         let command = self.topology.resolve(request)?;
         let owner = |id| self.owner(id).unwrap_or(0);
-        let every_worker = |command| (0..self.workers()).map(|w| (w, command)).collect();
+        let every_worker = || (0..self.workers()).map(|w| (w, command.into())).collect();
+        let one = |worker: usize| vec![(worker, command.into())];
         Ok(match command {
             Command::New { id, kind } => {
                 let worker = self.placement.choose_for_new_near(kind, near)?;
-                (Change::New { id, kind, worker }, vec![(worker, command)])
+                (Change::New { id, kind, worker }, one(worker))
             }
-            Command::Free { id } => (Change::Free { id }, vec![(owner(id), command)]),
+            Command::Free { id } => (Change::Free { id }, one(owner(id))),
             Command::Set { id, param, value } => {
                 let change = Change::Set { id, param, value };
                 // The output is on every worker, each scaling its share of the sum.
-                if id == OUTPUT_ID { (change, every_worker(command)) } else { (change, vec![(owner(id), command)]) }
+                if id == OUTPUT_ID { (change, every_worker()) } else { (change, one(owner(id))) }
             }
             Command::Patch { src, out, dst, port } => {
                 let cable = Cable { src, out, dst, port };
                 let moved = self.placement.plan_patch(self.topology.modules(), self.topology.cables(), cable)?;
                 let mut commands = moved.as_ref().map(|m| self.move_commands(m, true)).unwrap_or_default();
                 let worker = moved.as_ref().map(|m| m.to).or_else(|| self.placement.cable_worker(&cable));
-                commands.push((worker.unwrap_or(0), command));
+                commands.push((worker.unwrap_or(0), command.into()));
                 (Change::Patch { cable, moved }, commands)
             }
             Command::Unpatch { src, out, dst, port } => {
                 let cable = Cable { src, out, dst, port };
-                (Change::Unpatch { cable }, vec![(self.placement.cable_worker(&cable).unwrap_or(0), command)])
+                (Change::Unpatch { cable }, one(self.placement.cable_worker(&cable).unwrap_or(0)))
             }
-            Command::Clear => (Change::Clear, every_worker(command)),
+            Command::Clear => (Change::Clear, every_worker()),
             // Made by the ledger itself, never by a topology.
-            Command::Export { .. } | Command::Import { .. } | Command::Link { .. } => {
+            Command::Link { .. } => {
                 return Err(Error::UnknownAddress);
             }
         })
@@ -836,18 +847,22 @@ impl Ledger {
                 (id, from, (turn % OUTBOX_SLOTS) as u16)
             })
             .collect();
-        let mut commands: Commands =
-            handed.iter().map(|&(id, from, slot)| (from, Command::Export { id, slot })).collect();
-        commands.extend(m.modules.iter().map(|&(id, from)| (from, Command::Free { id })));
-        commands.extend(kinds.iter().map(|&(id, kind, _)| (m.to, Command::New { id, kind })));
+        let mut rack = RackCommands::new();
+        rack.extend(m.modules.iter().map(|&(id, from)| (from, Command::Free { id })));
+        rack.extend(kinds.iter().map(|&(id, kind, _)| (m.to, Command::New { id, kind })));
         for &(id, kind, _) in &kinds {
-            commands.extend(self.set_commands(id, kind).into_iter().map(|c| (m.to, c)));
+            rack.extend(self.set_commands(id, kind).into_iter().map(|c| (m.to, c)));
         }
         for c in self.topology.cables().iter().filter(|c| m.moves(c.src) || m.moves(c.dst)) {
-            commands.push((m.to, Command::Patch { src: c.src, out: c.out, dst: c.dst, port: c.port }));
+            rack.push((m.to, Command::Patch { src: c.src, out: c.out, dst: c.dst, port: c.port }));
         }
-        commands.extend(handed.iter().map(|&(id, from, slot)| (m.to, Command::Import { id, from: from as u8, slot })));
-        commands
+        // Each handed module's state is copied out before it is freed there, and in after it
+        // is made here.
+        let export = |&(id, from, slot): &(ModuleId, usize, u16)| (from, WorkerCommand::Export { id, slot });
+        let import = |&(id, from, slot): &(ModuleId, usize, u16)| {
+            (m.to, WorkerCommand::Import { id, from: from as u8, slot })
+        };
+        handed.iter().map(export).chain(for_workers(rack)).chain(handed.iter().map(import)).collect()
     }
 
     /// A `Set` for each of module `id`'s parameters, at its recorded value.
@@ -1007,7 +1022,7 @@ mod tests {
         let first = remote[0];
         let commands = line(&mut ledger, &format!("/unpatch {first} out 50 in")).unwrap();
         assert!(
-            commands.contains(&(other, Command::Unpatch { src: first, out: 0, dst: link.send_id(), port: 0 })),
+            commands.contains(&(other, Command::Unpatch { src: first, out: 0, dst: link.send_id(), port: 0 }.into())),
             "{commands:?}"
         );
         // The last one out (freed): the link goes, both ends.
@@ -1053,7 +1068,7 @@ mod tests {
             assert_eq!(ledger.owner(1 + 2 * v), ledger.owner(2 + 2 * v), "voice {v} together");
         }
         assert_eq!(ledger.owner(50), Some(delay_on));
-        assert!(sent.iter().any(|(_, c)| matches!(c, Command::Import { .. })), "{sent:?}");
+        assert!(sent.iter().any(|(_, c)| matches!(c, WorkerCommand::Import { .. })), "{sent:?}");
         // The moved voices now reach the delay through the link from their new worker.
         let moved_vca = (1..=4).map(|v| 2 * v).find(|&vca| ledger.owner(vca) == Some(other)).unwrap();
         let link = ledger.links()[&LinkKey { dst: 50, port: 0, from: other }];
@@ -1208,10 +1223,10 @@ mod tests {
         let mut ledger = Ledger::new(3);
         build(&mut ledger, "/module/new vco 1\n/module/new vco 2\n/patch 1 out 0 in");
         let set = line(&mut ledger, "/module/set 0 level 0.25").unwrap();
-        let expected: Commands = (0..3).map(|w| (w, Command::Set { id: 0, param: 0, value: 0.25 })).collect();
+        let expected: Commands = (0..3).map(|w| (w, Command::Set { id: 0, param: 0, value: 0.25 }.into())).collect();
         assert_eq!(set, expected);
         let clear = line(&mut ledger, "/patch/clear").unwrap();
-        assert_eq!(clear, (0..3).map(|w| (w, Command::Clear)).collect::<Commands>());
+        assert_eq!(clear, (0..3).map(|w| (w, Command::Clear.into())).collect::<Commands>());
         assert_eq!((ledger.modules(), ledger.cables()), (0, 0));
         assert_eq!(ledger.dump(), vec!["/module/set 0 level 0.25".to_string()]);
         assert!((0..3).all(|w| ledger.usage(w) == Usage::default()));
@@ -1257,7 +1272,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        assert_eq!(sent, vec![(0, Command::New { id: 1, kind: Kind::Vco })]);
+        assert_eq!(sent, vec![(0, Command::New { id: 1, kind: Kind::Vco }.into())]);
         let again = ledger.submit_with(&new, |_| Ok::<(), ()>(()));
         assert_eq!(again, Err(Refused::Invalid { index: 0, error: Error::IdInUse(1) }));
     }

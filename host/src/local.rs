@@ -9,7 +9,7 @@ use crate::engine::{Busy, Engine, WorkerStatus};
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
-use synthpool_core::command::Command;
+use synthpool_core::command::WorkerCommand;
 use synthpool_core::rack::{HostRack, Links, Untimed};
 use synthpool_core::block::{STEREO_SILENCE, StereoBlock};
 use synthpool_core::Block;
@@ -118,13 +118,13 @@ impl Engine for LocalEngine {
         self.racks.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    fn send(&self, worker: usize, command: &Command) -> Result<(), Busy> {
+    fn send(&self, worker: usize, command: &WorkerCommand) -> Result<(), Busy> {
         self.send_together(&[(worker, *command)])
     }
 
     /// Applies each command to its worker's rack at once, in order; a command for a worker
     /// that does not exist is [`Busy`], and then none is applied.
-    fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy> {
+    fn send_together(&self, commands: &[(usize, WorkerCommand)]) -> Result<(), Busy> {
         let mut racks = self.racks.lock().unwrap_or_else(PoisonError::into_inner);
         if commands.iter().any(|&(w, _)| w >= racks.len()) {
             return Err(Busy);
@@ -133,18 +133,18 @@ impl Engine for LocalEngine {
         let mut handed = Vec::new();
         for &(worker, command) in commands {
             match command {
-                Command::Export { id, slot } => {
+                WorkerCommand::Export { id, slot } => {
                     if let Some(module) = racks[worker].module(id) {
                         handed.push(((worker, slot), module.clone()));
                     }
-                    racks[worker].apply(&command);
+                    racks[worker].leave(id);
                 }
-                Command::Import { id, from, slot } => {
+                WorkerCommand::Import { id, from, slot } => {
                     if let Some((_, module)) = handed.iter().find(|(at, _)| *at == (from as usize, slot)) {
                         racks[worker].adopt(id, module);
                     }
                 }
-                command => racks[worker].apply(&command),
+                WorkerCommand::Rack(command) => racks[worker].apply(&command),
             }
         }
         Ok(())

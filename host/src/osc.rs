@@ -995,13 +995,13 @@ mod tests {
     use crate::protocol::Reply;
     use std::net::SocketAddr;
     use std::thread::JoinHandle;
-    use synthpool_core::command::Command;
+    use synthpool_core::command::{Command, WorkerCommand};
     use synthpool_core::module::Kind;
 
     /// An engine that records what it is sent and refuses when told to be busy.
     struct FakeEngine {
         workers: usize,
-        sent: Mutex<Vec<(usize, Command)>>,
+        sent: Mutex<Vec<(usize, WorkerCommand)>>,
         batches: Mutex<usize>,
         busy: AtomicBool,
     }
@@ -1011,7 +1011,7 @@ mod tests {
             Arc::new(Self { workers, sent: Mutex::default(), batches: Mutex::default(), busy: AtomicBool::new(false) })
         }
 
-        fn sent(&self) -> Vec<(usize, Command)> {
+        fn sent(&self) -> Vec<(usize, WorkerCommand)> {
             self.sent.lock().unwrap().clone()
         }
     }
@@ -1021,11 +1021,11 @@ mod tests {
             self.workers
         }
 
-        fn send(&self, worker: usize, command: &Command) -> Result<(), Busy> {
+        fn send(&self, worker: usize, command: &WorkerCommand) -> Result<(), Busy> {
             self.send_together(&[(worker, *command)])
         }
 
-        fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy> {
+        fn send_together(&self, commands: &[(usize, WorkerCommand)]) -> Result<(), Busy> {
             if self.busy.load(Ordering::Relaxed) {
                 return Err(Busy);
             }
@@ -1150,11 +1150,11 @@ mod tests {
         server.send("/module/new", vec![s("vco"), OscType::Int(1)]);
         let reply = server.reply();
         assert_eq!(reply, OscMessage { addr: "/done".into(), args: vec![s("/module/new"), s("vco"), OscType::Int(1)] });
-        assert_eq!(server.engine.sent(), vec![(0, Command::New { id: 1, kind: Kind::Vco })]);
+        assert_eq!(server.engine.sent(), vec![(0, Command::New { id: 1, kind: Kind::Vco }.into())]);
         // Ids as floats, parameters as float64, as controllers send them.
         server.send("/module/set", vec![OscType::Float(1.0), s("freq"), OscType::Double(220.0)]);
         assert_eq!(server.reply().addr, "/done");
-        assert_eq!(server.engine.sent()[1], (0, Command::Set { id: 1, param: 0, value: 220.0 }));
+        assert_eq!(server.engine.sent()[1], (0, Command::Set { id: 1, param: 0, value: 220.0 }.into()));
         assert_eq!(server.ledger.lock().unwrap().params(1).unwrap()[0], 220.0);
     }
 
@@ -1213,8 +1213,8 @@ mod tests {
         assert_eq!(addresses, vec![s("/module/new"), s("/module/new"), s("/patch"), s("/module/set")]);
         assert_eq!(*server.engine.batches.lock().unwrap(), 1, "one bundle, one send_together");
         let sent = server.engine.sent();
-        assert!(sent.contains(&(0, Command::Patch { src: 1, out: 0, dst: 2, port: 0 })), "{sent:?}");
-        assert_eq!(sent.last(), Some(&(0, Command::Set { id: 2, param: 2, value: 2.0 })));
+        assert!(sent.contains(&(0, Command::Patch { src: 1, out: 0, dst: 2, port: 0 }.into())), "{sent:?}");
+        assert_eq!(sent.last(), Some(&(0, Command::Set { id: 2, param: 2, value: 2.0 }.into())));
         let status = server.status();
         assert_eq!((status.modules, status.cables), (2, 1));
     }
@@ -1399,7 +1399,7 @@ mod tests {
         server.reply();
         server.send("/m/1/freq", vec![f(220.0)]);
         assert_eq!(server.reply(), OscMessage { addr: "/done".into(), args: vec![s("/m/1/freq"), f(220.0)] });
-        assert_eq!(server.engine.sent()[1], (0, Command::Set { id: 1, param: 0, value: 220.0 }));
+        assert_eq!(server.engine.sent()[1], (0, Command::Set { id: 1, param: 0, value: 220.0 }.into()));
         server.send("/m/1/freq", vec![]);
         assert_eq!(server.reply(), OscMessage { addr: "/m/1/freq".into(), args: vec![f(220.0)] });
         server.send("/m/1/wave", vec![i(3)]);

@@ -507,14 +507,14 @@ fn component(cables: &[Cable], new: Cable, joins_output: bool) -> BTreeSet<Modul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Ledger;
-    use synthpool_core::command::{Command, Request};
+    use crate::ledger::{Commands, Ledger};
+    use synthpool_core::command::{Command, Request, WorkerCommand};
 
-    fn new(ledger: &mut Ledger, kind: &str, id: i32) -> Vec<(usize, Command)> {
+    fn new(ledger: &mut Ledger, kind: &str, id: i32) -> Commands {
         ledger.submit(&Request::New { kind, id }).unwrap()
     }
 
-    fn patch(ledger: &mut Ledger, src: i32, dst: i32, in_port: &str) -> Result<Vec<(usize, Command)>, Error> {
+    fn patch(ledger: &mut Ledger, src: i32, dst: i32, in_port: &str) -> Result<Commands, Error> {
         ledger.submit(&Request::Patch { src, out_port: "out", dst, in_port, feedback: false })
     }
 
@@ -549,7 +549,7 @@ mod tests {
         ledger.set_loads(&[0.5, 0.2, 0.21]);
         // 0.2 and 0.21 tie within LOAD_TIE; both are empty, so the lower index wins, then
         // the other one (fewer modules), then back to the first.
-        assert_eq!(new(&mut ledger, "vco", 1), vec![(1, Command::New { id: 1, kind: Kind::Vco })]);
+        assert_eq!(new(&mut ledger, "vco", 1), vec![(1, Command::New { id: 1, kind: Kind::Vco }.into())]);
         assert_eq!(new(&mut ledger, "vco", 2)[0].0, 2);
         assert_eq!(new(&mut ledger, "vco", 3)[0].0, 1);
         ledger.set_loads(&[0.0, 0.9, 0.9]);
@@ -613,7 +613,7 @@ mod tests {
         let commands = patch(&mut ledger, 5, 2, "fm").unwrap();
         let feedback = ledger.topology().cables().iter().filter(|c| c.is_feedback()).copied().collect::<Vec<_>>();
         assert_eq!(feedback.len(), 1);
-        assert!(commands.iter().any(|(_, c)| *c == Command::Patch { src: 5, out: 0, dst: 2, port: feedback[0].port }));
+        assert!(commands.iter().any(|(_, c)| *c == Command::Patch { src: 5, out: 0, dst: 2, port: feedback[0].port }.into()));
         assert_eq!(ledger.owner(2), ledger.owner(5));
         assert!(!ledger.placement().crosses(&feedback[0]));
         assert_components_together(&ledger);
@@ -641,29 +641,29 @@ mod tests {
         // handed over through worker 1's outbox (slots 0 and 1: its first exports).
         let sent = patch(&mut ledger, 10, 2, "cutoff").unwrap();
         let lfo = Kind::Lfo.params().iter().enumerate();
-        let mut expected = vec![
-            (1, Command::Export { id: 10, slot: 0 }),
-            (1, Command::Export { id: 11, slot: 1 }),
-            (1, Command::Free { id: 10 }),
-            (1, Command::Free { id: 11 }),
-            (0, Command::New { id: 10, kind: Kind::Lfo }),
-            (0, Command::New { id: 11, kind: Kind::Vco }),
+        let mut expected: Commands = vec![
+            (1, WorkerCommand::Export { id: 10, slot: 0 }),
+            (1, WorkerCommand::Export { id: 11, slot: 1 }),
+            (1, Command::Free { id: 10 }.into()),
+            (1, Command::Free { id: 11 }.into()),
+            (0, Command::New { id: 10, kind: Kind::Lfo }.into()),
+            (0, Command::New { id: 11, kind: Kind::Vco }.into()),
         ];
         expected.extend(lfo.map(|(p, spec)| {
             let value = if p == 0 { 5.0 } else { spec.default };
-            (0, Command::Set { id: 10, param: p as u8, value })
+            (0, Command::Set { id: 10, param: p as u8, value }.into())
         }));
         expected.extend(
             Kind::Vco
                 .params()
                 .iter()
                 .enumerate()
-                .map(|(p, s)| (0, Command::Set { id: 11, param: p as u8, value: s.default })),
+                .map(|(p, s)| (0, Command::Set { id: 11, param: p as u8, value: s.default }.into())),
         );
-        expected.push((0, Command::Patch { src: 10, out: 0, dst: 11, port: 1 }));
-        expected.push((0, Command::Import { id: 10, from: 1, slot: 0 }));
-        expected.push((0, Command::Import { id: 11, from: 1, slot: 1 }));
-        expected.push((0, Command::Patch { src: 10, out: 0, dst: 2, port: 1 }));
+        expected.push((0, Command::Patch { src: 10, out: 0, dst: 11, port: 1 }.into()));
+        expected.push((0, WorkerCommand::Import { id: 10, from: 1, slot: 0 }));
+        expected.push((0, WorkerCommand::Import { id: 11, from: 1, slot: 1 }));
+        expected.push((0, Command::Patch { src: 10, out: 0, dst: 2, port: 1 }.into()));
         assert_eq!(sent, expected);
         assert_components_together(&ledger);
         assert_eq!(ledger.placement().usage(1), Usage::default());
@@ -677,15 +677,15 @@ mod tests {
         new(&mut ledger, "noise", 2);
         new(&mut ledger, "vca", 3);
         assert_eq!((ledger.owner(1), ledger.owner(2), ledger.owner(3)), (Some(0), Some(1), Some(0)));
-        assert_eq!(patch(&mut ledger, 1, 0, "in").unwrap(), vec![(0, Command::Patch { src: 1, out: 0, dst: 0, port: 0 })]);
-        assert_eq!(patch(&mut ledger, 2, 0, "in").unwrap(), vec![(1, Command::Patch { src: 2, out: 0, dst: 0, port: 0 })]);
+        assert_eq!(patch(&mut ledger, 1, 0, "in").unwrap(), vec![(0, Command::Patch { src: 1, out: 0, dst: 0, port: 0 }.into())]);
+        assert_eq!(patch(&mut ledger, 2, 0, "in").unwrap(), vec![(1, Command::Patch { src: 2, out: 0, dst: 0, port: 0 }.into())]);
         assert_ne!(ledger.owner(1), ledger.owner(2));
         // The output's out feeds module 3: everything heard must reach 3, so all gather on worker 0.
         let sent = patch(&mut ledger, 0, 3, "in").unwrap();
-        assert!(sent.contains(&(1, Command::Free { id: 2 })));
-        assert!(sent.contains(&(0, Command::New { id: 2, kind: Kind::Noise })));
-        assert!(sent.contains(&(0, Command::Patch { src: 2, out: 0, dst: 0, port: 0 })));
-        assert_eq!(sent.last(), Some(&(0, Command::Patch { src: 0, out: 0, dst: 3, port: 0 })));
+        assert!(sent.contains(&(1, Command::Free { id: 2 }.into())));
+        assert!(sent.contains(&(0, Command::New { id: 2, kind: Kind::Noise }.into())));
+        assert!(sent.contains(&(0, Command::Patch { src: 2, out: 0, dst: 0, port: 0 }.into())));
+        assert_eq!(sent.last(), Some(&(0, Command::Patch { src: 0, out: 0, dst: 3, port: 0 }.into())));
         assert!((1..=3).all(|id| ledger.owner(id) == Some(0)));
         assert_usage_recounts(&ledger);
     }
@@ -727,7 +727,7 @@ mod tests {
             Request::Patch { src: 9, out_port: "out", dst: 0, in_port: "in", feedback: false },
         ];
         let staged = ledger.check_bundle(&bundle).unwrap();
-        assert!(staged.commands().iter().all(|(_, c)| !matches!(c, Command::Free { .. })), "nothing moved");
+        assert!(staged.commands().iter().all(|(_, c)| !matches!(c, WorkerCommand::Rack(Command::Free { .. }))), "nothing moved");
         let voice: Vec<usize> = staged.commands()[..6].iter().map(|&(w, _)| w).collect();
         assert_eq!(voice, vec![1; 6]);
         ledger.commit(staged).unwrap();
@@ -743,9 +743,9 @@ mod tests {
         patch(&mut ledger, 1, 2, "in").unwrap();
         let home = ledger.owner(1).unwrap();
         let unpatch = Request::Unpatch { src: 1, out_port: "out", dst: 2, in_port: "in" };
-        assert_eq!(ledger.submit(&unpatch).unwrap(), vec![(home, Command::Unpatch { src: 1, out: 0, dst: 2, port: 0 })]);
+        assert_eq!(ledger.submit(&unpatch).unwrap(), vec![(home, Command::Unpatch { src: 1, out: 0, dst: 2, port: 0 }.into())]);
         assert_eq!((ledger.owner(1), ledger.owner(2)), (Some(home), Some(home)));
-        assert_eq!(ledger.submit(&Request::Free { id: 2 }).unwrap(), vec![(home, Command::Free { id: 2 })]);
+        assert_eq!(ledger.submit(&Request::Free { id: 2 }).unwrap(), vec![(home, Command::Free { id: 2 }.into())]);
         assert_eq!(ledger.owner(2), None);
         assert_usage_recounts(&ledger);
     }

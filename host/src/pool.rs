@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use synthpool_core::BLOCK;
 use synthpool_core::block::{Generation, STEREO_SILENCE, StereoBlock};
-use synthpool_core::command::Command;
+use synthpool_core::command::{Command, WorkerCommand};
 use synthpool_core::ring::DueCommand;
 
 use crate::engine::{Busy, Due, Engine, ModuleTime, WorkerStatus};
@@ -296,7 +296,7 @@ impl Pool {
         let rest = self.release_dead(index, rebuild)?;
         queued(rest.is_empty());
         let ready = self.launch_replacement(index)?;
-        let rest: Vec<(usize, Command)> = rest.iter().map(|&c| (index, c)).collect();
+        let rest: Vec<(usize, WorkerCommand)> = rest.iter().map(|&c| (index, c.into())).collect();
         self.push_draining(&rest, Duration::from_secs(2))?;
         Ok(ready)
     }
@@ -314,7 +314,7 @@ impl Pool {
         shm::release_dead_worker(&self.region, index, rebuild.is_some())?;
         let mut rest = rebuild.unwrap_or_default();
         while let Some((command, tail)) = rest.split_first() {
-            if self.push(index, command, Due::block(self.generation())).is_err() {
+            if self.push(index, &(*command).into(), Due::block(self.generation())).is_err() {
                 break;
             }
             rest = tail;
@@ -350,7 +350,7 @@ impl Pool {
     ///
     /// # Errors
     /// A ring stayed full for `limit`: the commands after that point were not queued.
-    pub fn push_draining(&self, commands: &[(usize, Command)], limit: Duration) -> io::Result<()> {
+    pub fn push_draining(&self, commands: &[(usize, WorkerCommand)], limit: Duration) -> io::Result<()> {
         let give_up = Instant::now() + limit;
         let mut rest = commands;
         while let Some(((worker, command), tail)) = rest.split_first() {
@@ -656,7 +656,7 @@ impl Pool {
         BLOCK as f64 * 1e9 / f64::from(self.sample_rate_hz)
     }
 
-    fn push(&self, worker: usize, command: &Command, due: Due) -> Result<(), Busy> {
+    fn push(&self, worker: usize, command: &WorkerCommand, due: Due) -> Result<(), Busy> {
         let message = DueCommand { command: *command, due: Generation(due.generation), frame: due.frame };
         let ring = &self.region.control().workers.get(worker).ok_or(Busy)?.commands;
         ring.try_push(message.to_words()).map_err(|_| Busy)
@@ -674,12 +674,12 @@ impl Engine for Pool {
         self.region.workers()
     }
 
-    fn send(&self, worker: usize, command: &Command) -> Result<(), Busy> {
+    fn send(&self, worker: usize, command: &WorkerCommand) -> Result<(), Busy> {
         // Due at once: at the next block any worker starts.
         self.push(worker, command, Due::block(self.generation()))
     }
 
-    fn send_together(&self, commands: &[(usize, Command)]) -> Result<(), Busy> {
+    fn send_together(&self, commands: &[(usize, WorkerCommand)]) -> Result<(), Busy> {
         // Two blocks ahead: every worker reads the whole bundle at the same block, even if
         // one wakes while the bundle is still being pushed.
         self.send_together_at(commands, Due::block(self.generation().wrapping_add(2)))
@@ -703,7 +703,7 @@ impl Engine for Pool {
         Due::sample(current.wrapping_add((samples / BLOCK as u64) as u32), (samples % BLOCK as u64) as u8)
     }
 
-    fn send_together_at(&self, commands: &[(usize, Command)], due: Due) -> Result<(), Busy> {
+    fn send_together_at(&self, commands: &[(usize, WorkerCommand)], due: Due) -> Result<(), Busy> {
         let control = self.region.control();
         let mut wanted = vec![0usize; self.region.workers()];
         for (worker, _) in commands {

@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use synthpool_core::block::{Generation, STEREO_SILENCE, StereoBlock};
-use synthpool_core::command::{Command, LinkEnd};
+use synthpool_core::command::{Command, LinkEnd, WorkerCommand};
 use synthpool_core::rack::{HostRack, Links, SlotTimer, Untimed};
 use synthpool_core::ring::DueCommand;
 
@@ -199,14 +199,14 @@ pub fn render_lane(lane: Lane<'_>, block: &mut StereoBlock, first: u32, generati
                     // A module moving to another worker: its state as it is before this
                     // block, for that worker to take in the same block; then it leaves
                     // (its cables out fade while the other worker's fade in).
-                    Some(command @ Command::Export { id, slot }) => {
+                    Some(WorkerCommand::Export { id, slot }) => {
                         outboxes.export(slot as usize, id, at, rack.module(id));
-                        rack.apply(&command);
+                        rack.leave(id);
                     }
                     // A module arriving from another worker (created by the commands
                     // before this one): it carries on from the state exported there,
                     // if that comes within IMPORT_WAIT_NS; else it starts afresh.
-                    Some(Command::Import { id, from, slot }) => {
+                    Some(WorkerCommand::Import { id, from, slot }) => {
                         let give_up = start_ns + IMPORT_WAIT_NS;
                         if let Some(module) = outboxes.import(from as usize, slot as usize, id, at, give_up) {
                             rack.adopt(id, &module);
@@ -214,7 +214,7 @@ pub fn render_lane(lane: Lane<'_>, block: &mut StereoBlock, first: u32, generati
                     }
                     // One end of a cable between workers: the send's channel names its
                     // sender, so a receiver stops waiting for it if it dies.
-                    Some(command @ Command::Link { channel, end, .. }) => {
+                    Some(WorkerCommand::Rack(command @ Command::Link { channel, end, .. })) => {
                         if end == LinkEnd::Send
                             && let Some(link) = control.links.get(channel as usize)
                         {
@@ -223,7 +223,7 @@ pub fn render_lane(lane: Lane<'_>, block: &mut StereoBlock, first: u32, generati
                         rack.apply(&command);
                     }
                     // Untimed, or timed to a sample of this block (a timetagged bundle's).
-                    Some(command) => match message.and_then(|m| m.frame) {
+                    Some(WorkerCommand::Rack(command)) => match message.and_then(|m| m.frame) {
                         None => rack.apply(&command),
                         Some(frame) => rack.apply_at(&command, frame as usize),
                     },

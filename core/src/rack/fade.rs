@@ -44,7 +44,7 @@ pub(super) enum Fade {
     Steady,
     /// Freed or unpatched: fades out during the next block, then goes.
     Out,
-    /// A module handed over to another rack ([`Command::Export`](crate::command::Command::Export): a move between workers):
+    /// A module handed over to another rack ([`Rack::leave`](super::Rack::leave): a move between workers):
     /// it renders unfaded for one more block while its cables to modules that stay fade out
     /// (the other rack fades them in), then goes.
     Leave,
