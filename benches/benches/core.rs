@@ -2,7 +2,7 @@
 //! and the fx patch (ns per sample). `cargo xtask bench` writes them into BENCHMARKS.md.
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use synthpool_benches::{fx_script, rack_playing, render, voice_script};
+use synthpool_benches::{fx_script, rack_playing, render, stereo_fx_script, voice_script};
 use synthpool_core::BLOCK;
 use synthpool_core::measure::rms;
 
@@ -28,20 +28,24 @@ fn voices(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fx patch, mono, and its stereo version (a ping-pong delay into the stereo reverb,
+/// both sides to the output): ns per sample (a stereo sample is a frame of both sides).
 fn fx(c: &mut Criterion) {
-    let mut rack = rack_playing(&fx_script());
-    let out = render(&mut rack, 1.0);
-    assert!(out.iter().all(|s| s.is_finite()), "non-finite output");
-    assert!(rms(&out[out.len() / 2..]) > 0.002, "fx patch silent");
     let mut group = c.benchmark_group("fx");
     group.throughput(Throughput::Elements(BLOCK as u64));
-    group.bench_function("voice-delay-reverb", |b| {
-        let mut block = synthpool_core::block::STEREO_SILENCE;
-        b.iter(|| {
-            rack.process(black_box(&mut block));
-            black_box(&block);
-        })
-    });
+    for (name, script) in [("voice-delay-reverb", fx_script()), ("stereo-voice-pingpong-reverb", stereo_fx_script())] {
+        let mut rack = rack_playing(&script);
+        let out = render(&mut rack, 1.0);
+        assert!(out.iter().all(|s| s.is_finite()), "{name}: non-finite output");
+        assert!(rms(&out[out.len() / 2..]) > 0.002, "{name}: silent");
+        group.bench_function(name, |b| {
+            let mut block = synthpool_core::block::STEREO_SILENCE;
+            b.iter(|| {
+                rack.process(black_box(&mut block));
+                black_box(&block);
+            })
+        });
+    }
     group.finish();
 }
 

@@ -27,6 +27,14 @@ pub fn fx_script() -> String {
         + &voice_script(1).replace("/patch 3 out 0 in", "/patch 3 out 100 in")
 }
 
+/// The stereo fx patch: the fx patch with its delay in ping-pong (its echoes alternating
+/// sides) into the reverb's two sides, and the reverb's `left` and `right` to the output's.
+pub fn stereo_fx_script() -> String {
+    fx_script()
+        .replace("/patch 100 out 101 in\n", "/module/set 100 mode pingpong\n/patch 100 left 101 left\n/patch 100 right 101 right\n")
+        .replace("/patch 101 out 0 in\n", "/patch 101 left 0 left\n/patch 101 right 0 right\n")
+}
+
 /// A prepared rack playing `script` (every line applied before the first block).
 ///
 /// # Panics

@@ -34,7 +34,7 @@ pub fn render_script(
     sample_rate_hz: u32,
     input: &[StereoBlock],
 ) -> (Vec<f32>, Vec<ScriptProblem>) {
-    // The host rack is 24.9 MB of fixed arrays: build it on a thread whose stack holds it
+    // The host rack is 31.9 MB of fixed arrays: build it on a thread whose stack holds it
     // rather than risk the main thread's.
     let (script, input) = (script.to_owned(), input.to_vec());
     let worker = std::thread::Builder::new()

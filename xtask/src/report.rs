@@ -109,14 +109,19 @@ pub fn core_tables(results: &BTreeMap<String, Estimate>, header: &str) -> Vec<(&
     }
     let mut fx =
         format!("{header}\n\n| patch | ns per sample, median (95% CI) | share of the block |\n|---|---:|---:|\n");
-    if let Some(e) = results.get("fx/voice-delay-reverb") {
-        fx += &format!(
-            "| voice -> delay -> reverb | **{:.2}** ({:.2}-{:.2}) | {:.2}% |\n",
-            e.median_ns / 64.0,
-            e.low_ns / 64.0,
-            e.high_ns / 64.0,
-            100.0 * e.median_ns / BUDGET_NS
-        );
+    for (id, patch) in [
+        ("fx/voice-delay-reverb", "voice -> delay -> reverb"),
+        ("fx/stereo-voice-pingpong-reverb", "stereo: voice -> ping-pong delay -> stereo reverb, both sides"),
+    ] {
+        if let Some(e) = results.get(id) {
+            fx += &format!(
+                "| {patch} | **{:.2}** ({:.2}-{:.2}) | {:.2}% |\n",
+                e.median_ns / 64.0,
+                e.low_ns / 64.0,
+                e.high_ns / 64.0,
+                100.0 * e.median_ns / BUDGET_NS
+            );
+        }
     }
     let mut units = format!("{header}\n\n| unit | ns per sample, median (95% CI) |\n|---|---:|\n");
     for (id, e) in results.iter().filter(|(id, _)| id.starts_with("unit/")) {
