@@ -300,6 +300,36 @@ impl Client {
     }
 }
 
+/// JACK's dummy driver, running (`jackd --no-realtime -d dummy -r 48000 -p 64`): a device
+/// paced like a sound card, for a real cpal stream out and in; stopped when dropped.
+pub struct Jack(Child);
+
+impl Jack {
+    /// Starts jackd and gives it a second to come up; None, said on stderr, when jackd is
+    /// not installed (Debian package jackd2; `cargo xtask test` installs it).
+    pub fn start() -> Option<Jack> {
+        if Command::new("jackd").arg("--version").output().is_err() {
+            eprintln!("jackd is not installed (Debian package jackd2): skipping this JACK test");
+            return None;
+        }
+        let jackd = Command::new("jackd")
+            .args(["--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("jackd starts");
+        std::thread::sleep(Duration::from_secs(1));
+        Some(Jack(jackd))
+    }
+}
+
+impl Drop for Jack {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Sends one message with liblo's `oscsend` (a third-party client; it does not listen for
 /// the reply): `types` is its type string (`si`), `args` the arguments as text.
 pub fn oscsend(port: u16, address: &str, types: &str, args: &[&str]) {

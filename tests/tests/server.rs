@@ -499,25 +499,14 @@ fn timed_frequencies(attempt: usize) -> Result<(), String> {
 #[test]
 fn through_jack_s_dummy_driver_a_440_hz_vco_is_heard() {
     let _machine = exclusive();
-    if Command::new("jackd").arg("--version").output().is_err() {
-        eprintln!("jackd is not installed (Debian package jackd2): skipping the JACK test");
-        return;
-    }
-    let mut jackd = Command::new("jackd")
-        .args(["--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("jackd starts");
-    pause(1.0);
+    let Some(jack) = Jack::start() else { return };
     let (server, wav) = Server::recording("jack", &["--workers", "2", "--audio", "jack"]);
     assert!(server.startup.iter().any(|l| l.contains("audio: jack:")), "{:?}", server.startup);
     let client = Client::new(server.port);
     sine_to_out(&client, 1, 440.0, 1.0);
     pause(0.8);
     let (out, _) = stop_and_read(server, &wav);
-    let _ = jackd.kill();
-    let _ = jackd.wait();
+    drop(jack);
     let last = longest_clean(&out, out.len() - FS as usize / 2, out.len());
     assert!(last.len() > FS as usize / 10, "at least 0.1 s without a dropout");
     let hz = freq_by_zero_crossings(last, FS as f32);
