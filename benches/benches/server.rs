@@ -187,15 +187,8 @@ fn smaps_kib(pid: u32, field: &str) -> u64 {
 /// hypervisor), from /proc/stat's first line ((0, 0) where there is none).
 fn cpu_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|n| n.parse().ok())
-        .collect();
+    let fields: Vec<u64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).take(8).filter_map(|n| n.parse().ok()).collect();
     (fields.iter().sum(), fields.get(7).copied().unwrap_or(0))
 }
 
@@ -286,9 +279,7 @@ fn speedups(exe: &Path, full: bool, json: &mut Vec<String>) {
             inline / alone,
             processes / alone
         );
-        json.push(format!(
-            "\"light_{name}_ns\": [{alone:.2}, {inline:.2}, {processes:.2}]"
-        ));
+        json.push(format!("\"light_{name}_ns\": [{alone:.2}, {inline:.2}, {processes:.2}]"));
     }
     let bus_sizes: &[usize] = if full { &[400, 800] } else { &[30] };
     for &n in bus_sizes {
@@ -306,7 +297,6 @@ fn speedups(exe: &Path, full: bool, json: &mut Vec<String>) {
             ratio.0, ratio.1, ratio.2
         ));
     }
-
 }
 
 fn main() {

@@ -80,7 +80,11 @@ fn units(c: &mut Criterion) {
     mixer.prepare(FS);
     group.bench_function("mixer/4in/block64", |b| {
         b.iter(|| {
-            mixer.process([Some(black_box(&input)), Some(&input), Some(&input), Some(&input)], black_box(&mut out), None)
+            mixer.process(
+                [Some(black_box(&input)), Some(&input), Some(&input), Some(&input)],
+                black_box(&mut out),
+                None,
+            )
         })
     });
     group.finish();

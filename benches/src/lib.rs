@@ -31,7 +31,10 @@ pub fn fx_script() -> String {
 /// sides) into the reverb's two sides, and the reverb's `left` and `right` to the output's.
 pub fn stereo_fx_script() -> String {
     fx_script()
-        .replace("/patch 100 out 101 in\n", "/module/set 100 mode pingpong\n/patch 100 left 101 left\n/patch 100 right 101 right\n")
+        .replace(
+            "/patch 100 out 101 in\n",
+            "/module/set 100 mode pingpong\n/patch 100 left 101 left\n/patch 100 right 101 right\n",
+        )
         .replace("/patch 101 out 0 in\n", "/patch 101 left 0 left\n/patch 101 right 0 right\n")
 }
 

@@ -400,9 +400,7 @@ impl WorkerCommand {
         let id = u16::try_from(a).ok();
         Some(match tag {
             EXPORT_TAG => WorkerCommand::Export { id: id?, slot: u16::try_from(b).ok()? },
-            IMPORT_TAG => {
-                WorkerCommand::Import { id: id?, from: u8::try_from(b).ok()?, slot: u16::try_from(c).ok()? }
-            }
+            IMPORT_TAG => WorkerCommand::Import { id: id?, from: u8::try_from(b).ok()?, slot: u16::try_from(c).ok()? },
             _ => WorkerCommand::Rack(Command::from_words(words)?),
         })
     }

@@ -49,11 +49,7 @@ pub const OUT: [Port; 1] = [Port::audio("out")];
 /// two channels, bit for bit, so an existing patch sounds as it did), then `left` and
 /// `right`. `out` is always port 0: a cable written `/patch 1 out ...` means the same on
 /// every kind.
-pub const STEREO_OUTS: [Port; 3] = [
-    Port::audio("out"),
-    Port::audio("left"),
-    Port::audio("right"),
-];
+pub const STEREO_OUTS: [Port; 3] = [Port::audio("out"), Port::audio("left"), Port::audio("right")];
 
 /// A parameter as the protocol sees it: value range, default, and names for enumerations.
 #[derive(Clone, Copy, Debug, PartialEq)]

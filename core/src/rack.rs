@@ -11,10 +11,10 @@ use crate::block::{BLOCK, Block, STEREO_SILENCE, StereoBlock};
 use crate::command::{Command, Error, LinkEnd, ModuleId, OUTPUT_ID, Request};
 use crate::dsp::flush;
 use crate::module::{Kind, LANES, MAX_INPUTS, MAX_PARAMS, Module, Pools};
-use crate::units::input;
 use crate::script::Player;
 use crate::topology::{FEEDBACK, MAX_ID, Topology};
 use crate::units::delay::Delay;
+use crate::units::input;
 use crate::units::output::Output;
 use crate::units::reverb::Reverb;
 use heapless::Vec;
@@ -1169,7 +1169,10 @@ mod tests {
         let (left, right) = b.render_stereo(SECOND_BLOCKS / 2);
         // The left channel of 0.5 s as the parent commit (57d1285) rendered it.
         assert_eq!(crate::checksum::fnv1a_f32(crate::checksum::FNV1A_OFFSET, &left), 7379259272636121722);
-        assert_eq!(left.iter().map(|x| x.to_bits()).collect::<std::vec::Vec<_>>(), right.iter().map(|x| x.to_bits()).collect::<std::vec::Vec<_>>());
+        assert_eq!(
+            left.iter().map(|x| x.to_bits()).collect::<std::vec::Vec<_>>(),
+            right.iter().map(|x| x.to_bits()).collect::<std::vec::Vec<_>>()
+        );
     }
 
     #[test]
@@ -1295,7 +1298,8 @@ mod tests {
     #[test]
     fn the_input_module_passes_the_capture_through_and_a_filter_after_it_filters_it() {
         let mut b = Bench::with(&["/module/new input 1", "/patch 1 left 0 left", "/patch 1 right 0 right"]);
-        let (tone, mut at) = (|n: usize, hz: f32| crate::dsp::math::sin(core::f32::consts::TAU * hz * n as f32 / FS), 0);
+        let (tone, mut at) =
+            (|n: usize, hz: f32| crate::dsp::math::sin(core::f32::consts::TAU * hz * n as f32 / FS), 0);
         let capture = |rack: &mut TestRack, at: &mut usize| {
             let capture = rack.capture_mut();
             let [left, right] = capture;

@@ -404,7 +404,12 @@ mod tests {
         let closing = Request::Patch { src: 4, out_port: "out", dst: 1, in_port: "cv", feedback: false };
         assert_eq!(t.submit(&closing), Ok(Command::Patch { src: 4, out: 0, dst: 1, port: 1 | FEEDBACK }));
         assert_eq!(t.submit(&closing), Err(Error::AlreadyPatched));
-        assert!(t.cables().iter().filter(|c| c.is_feedback()).eq([&Cable { src: 4, out: 0, dst: 1, port: 1 | FEEDBACK }]));
+        assert!(t.cables().iter().filter(|c| c.is_feedback()).eq([&Cable {
+            src: 4,
+            out: 0,
+            dst: 1,
+            port: 1 | FEEDBACK
+        }]));
         // The feedback cable does not count as a path: 4 -> 2 closes no cycle of plain cables.
         assert_eq!(
             t.submit(&Request::Patch { src: 1, out_port: "out", dst: 3, in_port: "in", feedback: false }),

@@ -324,7 +324,10 @@ impl Output {
                                 eprintln!("synthpool: audio input did not start: {e}");
                             }
                             let description = format!("{description}; {heard}");
-                            return Ok((Output::Device { stream, input, description: description.clone() }, description));
+                            return Ok((
+                                Output::Device { stream, input, description: description.clone() },
+                                description,
+                            ));
                         }
                         Err(e) => {
                             failures.push(format!("{name}: {e}"));

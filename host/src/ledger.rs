@@ -35,8 +35,8 @@ pub type Commands = Vec<(usize, WorkerCommand)>;
 /// Commands for workers' racks alone (no module moves between workers among them).
 type RackCommands = Vec<(usize, Command)>;
 
-/// `commands` as [`Commands`].
-fn for_workers(commands: RackCommands) -> impl Iterator<Item = (usize, WorkerCommand)> {
+/// Rack commands as [`Commands`]' items.
+fn for_workers(commands: impl IntoIterator<Item = (usize, Command)>) -> impl Iterator<Item = (usize, WorkerCommand)> {
     commands.into_iter().map(|(worker, command)| (worker, command.into()))
 }
 
@@ -576,7 +576,7 @@ impl Ledger {
                 Command::Patch { src, out, .. } => cables.iter().any(|k| k.src == *src && k.out == *out),
                 _ => true,
             });
-            commands.extend(for_workers(sends.collect()));
+            commands.extend(for_workers(sends));
         }
         // Cables that ran through a kept link and no longer do (unpatched, or now within
         // one worker): out of its send. A freed source module takes its cables with it.
@@ -803,12 +803,22 @@ impl Ledger {
                 if let Some(m) = moved {
                     self.placement.apply_move(m, self.topology.modules(), self.topology.cables());
                 }
-                self.topology.apply(&Command::Patch { src: cable.src, out: cable.out, dst: cable.dst, port: cable.port });
+                self.topology.apply(&Command::Patch {
+                    src: cable.src,
+                    out: cable.out,
+                    dst: cable.dst,
+                    port: cable.port,
+                });
                 self.placement.add_cable(&cable);
             }
             Change::Unpatch { cable } => {
                 self.placement.remove_cable(&cable);
-                self.topology.apply(&Command::Unpatch { src: cable.src, out: cable.out, dst: cable.dst, port: cable.port });
+                self.topology.apply(&Command::Unpatch {
+                    src: cable.src,
+                    out: cable.out,
+                    dst: cable.dst,
+                    port: cable.port,
+                });
             }
             Change::Clear => {
                 self.topology.apply(&Command::Clear);
@@ -859,9 +869,8 @@ impl Ledger {
         // Each handed module's state is copied out before it is freed there, and in after it
         // is made here.
         let export = |&(id, from, slot): &(ModuleId, usize, u16)| (from, WorkerCommand::Export { id, slot });
-        let import = |&(id, from, slot): &(ModuleId, usize, u16)| {
-            (m.to, WorkerCommand::Import { id, from: from as u8, slot })
-        };
+        let import =
+            |&(id, from, slot): &(ModuleId, usize, u16)| (m.to, WorkerCommand::Import { id, from: from as u8, slot });
         handed.iter().map(export).chain(for_workers(rack)).chain(handed.iter().map(import)).collect()
     }
 
@@ -987,7 +996,8 @@ mod tests {
         assert!(!ledger.links().is_empty(), "the bus is shared across workers");
         for (key, link) in ledger.links() {
             let sends = ledger.worker_commands(key.from);
-            let fed = sends.iter().filter(|c| matches!(c, Command::Patch { out: 2, dst, .. } if *dst == link.send_id()));
+            let fed =
+                sends.iter().filter(|c| matches!(c, Command::Patch { out: 2, dst, .. } if *dst == link.send_id()));
             assert!(fed.count() >= 1, "{sends:?}");
         }
         // The dump replays to the same patch.

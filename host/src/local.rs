@@ -9,10 +9,10 @@ use crate::engine::{Busy, Engine, WorkerStatus};
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
+use synthpool_core::Block;
+use synthpool_core::block::{STEREO_SILENCE, StereoBlock};
 use synthpool_core::command::WorkerCommand;
 use synthpool_core::rack::{HostRack, Links, Untimed};
-use synthpool_core::block::{STEREO_SILENCE, StereoBlock};
-use synthpool_core::Block;
 
 /// Stack of the thread that builds the racks, bytes: `HostRack::new` makes its 31.9 MB value
 /// before it is boxed, which a test thread's 2 MiB stack cannot hold.

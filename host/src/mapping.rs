@@ -477,7 +477,8 @@ mod tests {
         let across = [Value::Int(1), Value::Str("freq"), Value::Int(0), Value::Int(2), Value::Str("exp")];
         assert_eq!(ok(&across), Err(MapError::ExpAcrossZero));
         // Found by osc_props: a negative zero bound (its dump line would replay as +0).
-        let negative_zero = [Value::Int(1), Value::Str("freq"), Value::Float(-1e-20), Value::Float(-0.0), Value::Str("exp")];
+        let negative_zero =
+            [Value::Int(1), Value::Str("freq"), Value::Float(-1e-20), Value::Float(-0.0), Value::Str("exp")];
         assert_eq!(ok(&negative_zero), Err(MapError::ExpAcrossZero));
         let odd = [Value::Int(1), Value::Str("freq"), Value::Int(0)];
         assert_eq!(ok(&odd), Err(MapError::Refused(Error::WrongArgs)));

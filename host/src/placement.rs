@@ -613,7 +613,11 @@ mod tests {
         let commands = patch(&mut ledger, 5, 2, "fm").unwrap();
         let feedback = ledger.topology().cables().iter().filter(|c| c.is_feedback()).copied().collect::<Vec<_>>();
         assert_eq!(feedback.len(), 1);
-        assert!(commands.iter().any(|(_, c)| *c == Command::Patch { src: 5, out: 0, dst: 2, port: feedback[0].port }.into()));
+        assert!(
+            commands
+                .iter()
+                .any(|(_, c)| *c == Command::Patch { src: 5, out: 0, dst: 2, port: feedback[0].port }.into())
+        );
         assert_eq!(ledger.owner(2), ledger.owner(5));
         assert!(!ledger.placement().crosses(&feedback[0]));
         assert_components_together(&ledger);
@@ -677,8 +681,14 @@ mod tests {
         new(&mut ledger, "noise", 2);
         new(&mut ledger, "vca", 3);
         assert_eq!((ledger.owner(1), ledger.owner(2), ledger.owner(3)), (Some(0), Some(1), Some(0)));
-        assert_eq!(patch(&mut ledger, 1, 0, "in").unwrap(), vec![(0, Command::Patch { src: 1, out: 0, dst: 0, port: 0 }.into())]);
-        assert_eq!(patch(&mut ledger, 2, 0, "in").unwrap(), vec![(1, Command::Patch { src: 2, out: 0, dst: 0, port: 0 }.into())]);
+        assert_eq!(
+            patch(&mut ledger, 1, 0, "in").unwrap(),
+            vec![(0, Command::Patch { src: 1, out: 0, dst: 0, port: 0 }.into())]
+        );
+        assert_eq!(
+            patch(&mut ledger, 2, 0, "in").unwrap(),
+            vec![(1, Command::Patch { src: 2, out: 0, dst: 0, port: 0 }.into())]
+        );
         assert_ne!(ledger.owner(1), ledger.owner(2));
         // The output's out feeds module 3: everything heard must reach 3, so all gather on worker 0.
         let sent = patch(&mut ledger, 0, 3, "in").unwrap();
@@ -727,7 +737,10 @@ mod tests {
             Request::Patch { src: 9, out_port: "out", dst: 0, in_port: "in", feedback: false },
         ];
         let staged = ledger.check_bundle(&bundle).unwrap();
-        assert!(staged.commands().iter().all(|(_, c)| !matches!(c, WorkerCommand::Rack(Command::Free { .. }))), "nothing moved");
+        assert!(
+            staged.commands().iter().all(|(_, c)| !matches!(c, WorkerCommand::Rack(Command::Free { .. }))),
+            "nothing moved"
+        );
         let voice: Vec<usize> = staged.commands()[..6].iter().map(|&(w, _)| w).collect();
         assert_eq!(voice, vec![1; 6]);
         ledger.commit(staged).unwrap();
@@ -743,7 +756,10 @@ mod tests {
         patch(&mut ledger, 1, 2, "in").unwrap();
         let home = ledger.owner(1).unwrap();
         let unpatch = Request::Unpatch { src: 1, out_port: "out", dst: 2, in_port: "in" };
-        assert_eq!(ledger.submit(&unpatch).unwrap(), vec![(home, Command::Unpatch { src: 1, out: 0, dst: 2, port: 0 }.into())]);
+        assert_eq!(
+            ledger.submit(&unpatch).unwrap(),
+            vec![(home, Command::Unpatch { src: 1, out: 0, dst: 2, port: 0 }.into())]
+        );
         assert_eq!((ledger.owner(1), ledger.owner(2)), (Some(home), Some(home)));
         assert_eq!(ledger.submit(&Request::Free { id: 2 }).unwrap(), vec![(home, Command::Free { id: 2 }.into())]);
         assert_eq!(ledger.owner(2), None);

@@ -137,7 +137,8 @@ impl<
                 self.plans[slot] = plan(kind, list, &self.wires);
                 self.stereo[slot] = slot == super::OUTPUT_SLOT;
                 let first = kind.inputs().len();
-                self.modulated[slot] = list.iter().any(|&w| self.wires.get(w as usize).is_some_and(|w| w.port as usize >= first));
+                self.modulated[slot] =
+                    list.iter().any(|&w| self.wires.get(w as usize).is_some_and(|w| w.port as usize >= first));
             }
         }
         for wire in self.wires.iter().filter(|w| w.out != 0) {
@@ -207,8 +208,12 @@ impl<
             let sum = &mut self.presum_blocks[i];
             *sum = [0.0; BLOCK];
             let early = list.iter().filter_map(|&w| self.wires.get(w as usize));
-            let blocks =
-                Blocks { outs: &self.outs, sides: &self.sides, previous: &self.previous, previous_sides: &self.previous_sides };
+            let blocks = Blocks {
+                outs: &self.outs,
+                sides: &self.sides,
+                previous: &self.previous,
+                previous_sides: &self.previous_sides,
+            };
             for wire in early.filter(|w| w.port == port && !self.late[w.src as usize]) {
                 if let Some(src) = blocks.of(wire) {
                     add_faded(sum, src, wire.fade);
@@ -263,8 +268,7 @@ impl<'a> Blocks<'a> {
     /// the one before.
     #[inline(always)]
     pub(super) fn of(&self, wire: &Wire) -> Option<&'a Block> {
-        let (outs, sides) =
-            if wire.feedback { (self.previous, self.previous_sides) } else { (self.outs, self.sides) };
+        let (outs, sides) = if wire.feedback { (self.previous, self.previous_sides) } else { (self.outs, self.sides) };
         output_block(outs, sides, wire.src, wire.out)
     }
 }
@@ -363,12 +367,7 @@ pub(super) fn resolve<'a>(
 /// For a slot of kind `kind` with inbound wires `list`: the block mean of the cables into
 /// each parameter's own port (by parameter index; each cable through its fade, a feedback
 /// cable from its source's block before), and a mask of the parameters with any cable.
-pub(super) fn param_means(
-    kind: Kind,
-    list: &[u16],
-    wires: &[Wire],
-    blocks: &Blocks<'_>,
-) -> ([f32; MAX_PARAMS], u32) {
+pub(super) fn param_means(kind: Kind, list: &[u16], wires: &[Wire], blocks: &Blocks<'_>) -> ([f32; MAX_PARAMS], u32) {
     let first = kind.inputs().len();
     let mut sums = [0.0f32; MAX_PARAMS];
     let mut patched = 0u32;

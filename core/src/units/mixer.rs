@@ -180,7 +180,12 @@ impl Mixer {
 }
 
 /// `out = sum(ramp_i * in_i)`, each `applied[i]` gliding to `targets[i]` over the block.
-fn mix(inputs: &[Option<&Block>; MIXER_INPUTS], applied: &mut [Glide; MIXER_INPUTS], targets: [f32; MIXER_INPUTS], out: &mut Block) {
+fn mix(
+    inputs: &[Option<&Block>; MIXER_INPUTS],
+    applied: &mut [Glide; MIXER_INPUTS],
+    targets: [f32; MIXER_INPUTS],
+    out: &mut Block,
+) {
     let mut written = false;
     for ((input, applied), target) in inputs.iter().zip(applied).zip(targets) {
         // One ramp of the product level * gain; unpatched inputs glide unheard.

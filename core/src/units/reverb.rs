@@ -639,7 +639,9 @@ mod tests {
         eprintln!("reverb room 0.5: tail exactly 0.0 after {:.1} s", last_nonzero as f32 / FS);
         // Comb feedback 0.84 over ~31 ms loops: 1e-30 (-600 dB) is reached in ~12 s.
         assert!(last_nonzero < (20.0 * FS) as usize);
-        assert!(r.channels[0].frames.iter().flatten().chain(r.channels[0].allpasses.iter().flatten()).all(|&v| v == 0.0));
+        assert!(
+            r.channels[0].frames.iter().flatten().chain(r.channels[0].allpasses.iter().flatten()).all(|&v| v == 0.0)
+        );
         assert_eq!(r.channels[0].comb_state, [0.0; COMBS]);
     }
 
