@@ -121,15 +121,20 @@ impl ParamSpec {
 
     /// Where a cable carrying `v` puts the parameter whose knob is at `knob`: for an
     /// exponential parameter `v` is octaves (the knob times 2^v), for a linear one a share of
-    /// the range (the knob plus `v` times max - min); clamped to the range. Non-finite when
-    /// `v` is, which every `set_*` ignores.
+    /// the range (the knob plus `v` times max - min); clamped to the range, however far past
+    /// it `v` goes. Non-finite only when `v` is, which every `set_*` ignores.
     #[inline]
     pub fn modulated(&self, knob: f32, v: f32) -> f32 {
+        if !v.is_finite() {
+            return f32::NAN;
+        }
         let value = match self.curve {
             Curve::Exponential => knob * crate::dsp::math::exp2(v),
             Curve::Linear => knob + v * (self.max - self.min),
         };
-        if value.is_finite() { self.clamp(value) } else { f32::NAN }
+        // Past f32's range the product is infinite (clamped like any value) or, for a knob
+        // of 0 times infinity, NaN: the knob then stays where it is.
+        if value.is_nan() { self.clamp(knob) } else { self.clamp(value) }
     }
 
     /// True when `name` is this parameter's name or one of its aliases.

@@ -817,6 +817,9 @@ impl<
             if self.wires[w].feedback != feedback {
                 self.wires[w].feedback = feedback;
                 self.structure_changed = true;
+                if feedback {
+                    self.seed_previous(src, out);
+                }
             }
             return;
         }
@@ -836,6 +839,27 @@ impl<
         }
         let _ = self.wires.push(wire);
         self.structure_changed = true;
+        if wire.feedback {
+            self.seed_previous(src, out);
+        }
+    }
+
+    /// A feedback wire from `src`'s output `out` reads its block before, which the rack keeps
+    /// only for the sources of feedback wires: from now on that is the block just rendered
+    /// (between blocks its output holds it; silence for a module not heard yet), so a new
+    /// feedback wire's first block reads no stale block from the source's last loop.
+    fn seed_previous(&mut self, src: u16, out: u8) {
+        let src = src as usize;
+        let heard = self.fades[src] != Fade::In;
+        match out {
+            0 => self.previous[src] = if heard { self.outs[src].map(flush) } else { [0.0; BLOCK] },
+            side => {
+                let now = self.sides[src].get(side as usize - 1).filter(|_| heard && self.stereo[src]);
+                if let Some(before) = self.previous_sides[src].get_mut(side as usize - 1) {
+                    *before = now.map_or([0.0; BLOCK], |block| block.map(flush));
+                }
+            }
+        }
     }
 
     /// Empties `slot` now: its module, its pool entry and every wire touching it.
@@ -1580,6 +1604,45 @@ mod tests {
             "/patch 1 out 0 in",
         ]);
         assert!(diff_peak_db(&out, &clean.render(4.0)) > -20.0);
+    }
+
+    #[test]
+    fn a_new_feedback_cable_starts_from_its_source_s_last_block() {
+        // A sine plays; then a feedback cable from it into a vca: in that cable's first
+        // block the vca plays the sine's block before, faded in, not a block left from
+        // before or silence.
+        let mut b = Bench::with(&[
+            "/module/new vco 1",
+            "/module/set 1 wave sine",
+            "/module/set 1 freq 440",
+            "/patch 1 out 0 in",
+            "/module/new vca 2",
+            "/patch 2 out 0 in",
+        ]);
+        b.render(0.1);
+        let last = *b.rack.output_of(1).unwrap();
+        b.run("/patch 1 out 2 in feedback");
+        b.render(BLOCK as f32 / FS);
+        let heard = b.rack.output_of(2).unwrap();
+        let ramp = |i: usize| (i + 1) as f32 / BLOCK as f32;
+        assert!(heard.iter().enumerate().all(|(i, &x)| (x - last[i] * ramp(i)).abs() < 1e-6), "{heard:?}");
+        assert!(heard[BLOCK - 1].abs() > 0.01);
+    }
+
+    #[test]
+    fn a_parameter_cable_far_past_the_range_stops_at_its_end() {
+        for kind in Kind::ALL {
+            for spec in kind.params().iter().filter(|p| p.patchable) {
+                // An exponential parameter's knob at 0 stays there (0 times any octaves).
+                let knobs = [spec.min, spec.default, spec.max];
+                for knob in knobs.into_iter().filter(|&k| k != 0.0 || spec.curve == crate::describe::Curve::Linear) {
+                    assert_eq!(spec.modulated(knob, 1e30), spec.max, "{}.{}", kind.name(), spec.name);
+                    assert_eq!(spec.modulated(knob, 1e4), spec.max, "{}.{}", kind.name(), spec.name);
+                    assert_eq!(spec.modulated(knob, -1e30), spec.min, "{}.{}", kind.name(), spec.name);
+                    assert!(spec.modulated(knob, f32::NAN).is_nan() && spec.modulated(knob, f32::INFINITY).is_nan());
+                }
+            }
+        }
     }
 
     #[test]

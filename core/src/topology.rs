@@ -148,9 +148,12 @@ impl<const MODULES: usize, const CABLES: usize> Topology<MODULES, CABLES> {
                 // though the cycle a cable closed may since have been broken).
                 if feedback || cable.src == cable.dst || self.reaches(cable.dst, cable.src) {
                     // The output's block on each worker is that worker's share of the sum:
-                    // fed back, it would not be what is heard. (A feedback cable asked for
-                    // out of the output is refused so too.)
-                    if cable.src == OUTPUT_ID {
+                    // fed back, it would not be what is heard. So no cycle runs through the
+                    // output (whichever cable closes it), and a feedback cable asked for out
+                    // of the output is refused so too.
+                    if cable.src == OUTPUT_ID
+                        || (self.reaches(cable.dst, OUTPUT_ID) && self.reaches(OUTPUT_ID, cable.src))
+                    {
                         return Err(Error::WouldCycle);
                     }
                     cable.port |= FEEDBACK;
@@ -428,5 +431,23 @@ mod tests {
         // Asked for, a cable is feedback though it closes no cycle (a saved patch's mark).
         let asked = Request::Patch { src: 3, out_port: "out", dst: 0, in_port: "in", feedback: true };
         assert_eq!(t.submit(&asked), Ok(Command::Patch { src: 3, out: 0, dst: 0, port: FEEDBACK }));
+    }
+
+    #[test]
+    fn no_cycle_runs_through_the_output_whichever_cable_closes_it() {
+        let mut t = T::new(0, 0);
+        for id in [1, 2] {
+            new(&mut t, "vca", id).unwrap();
+        }
+        // The output's `out` into 1 first (no cycle), then 1 -> 2 -> the output closes one.
+        assert_eq!(patch(&mut t, 0, 1, "in").map(|_| ()), Ok(()));
+        assert_eq!(patch(&mut t, 1, 2, "in").map(|_| ()), Ok(()));
+        let before = t.cables().len();
+        assert_eq!(patch(&mut t, 2, 0, "in"), Err(Error::WouldCycle));
+        assert_eq!(t.cables().len(), before, "refused: nothing changed");
+        // A cycle beside the output is a feedback cable as ever.
+        assert!(
+            patch(&mut t, 2, 1, "cv").is_ok_and(|c| matches!(c, Command::Patch { port, .. } if port & FEEDBACK != 0))
+        );
     }
 }
