@@ -556,8 +556,9 @@ impl<
 
     /// Replaces module `id`'s state with `state`, a module of the same kind handed over from
     /// another rack ([`Rack::module`], then [`Rack::leave`] there): it carries on from
-    /// there, unfaded in this block, its cables to modules that arrived with it steady and
-    /// those to the rest fading in. Delays and reverbs are not taken (their lines
+    /// there, unfaded in this block, its cables to modules that arrived with it steady (but
+    /// feedback cables, whose block before is not handed over) and those to the rest fading
+    /// in. Delays and reverbs are not taken (their lines
     /// live in the rack's pools, not in the module). Returns whether the state was taken.
     pub fn adopt(&mut self, id: ModuleId, state: &Module) -> bool {
         let Some(slot) = self.slot_of(id) else { return false };
@@ -572,7 +573,7 @@ impl<
         self.fades[slot] = Fade::Arrive;
         let here = slot as u16;
         for w in 0..self.wires.len() {
-            let Wire { src, dst, fade, .. } = self.wires[w];
+            let Wire { src, dst, fade, feedback, .. } = self.wires[w];
             let other = if src == here {
                 dst
             } else if dst == here {
@@ -580,7 +581,9 @@ impl<
             } else {
                 continue;
             };
-            if fade == Fade::In && self.fades[other as usize] == Fade::Arrive {
+            // Not a feedback wire: the block before it would read is not handed over (it is
+            // silence here), so it fades in rather than step from silence to the loop.
+            if fade == Fade::In && !feedback && self.fades[other as usize] == Fade::Arrive {
                 self.wires[w].fade = Fade::Steady;
             }
         }
