@@ -647,15 +647,18 @@ impl<
         *out = [self.outs[OUTPUT_SLOT], self.sides[OUTPUT_SLOT][1]];
         // What feedback cables carry next block: this block, flushed so that a loop with gain
         // cannot grow past 1e30 into infinity or NaN, nor circulate denormals.
-        let Self { wires, outs, sides, previous, previous_sides, feeds_back, .. } = self;
-        for wire in wires.iter().filter(|w| *feeds_back && w.feedback) {
-            let src = wire.src as usize;
-            match wire.out {
-                0 => previous[src] = outs[src].map(flush),
-                side => {
-                    let side = side as usize - 1;
-                    if let (Some(to), Some(from)) = (previous_sides[src].get_mut(side), sides[src].get(side)) {
-                        *to = from.map(flush);
+        // Only a rack with a feedback wire walks its wires for them.
+        if self.feeds_back {
+            let Self { wires, outs, sides, previous, previous_sides, .. } = self;
+            for wire in wires.iter().filter(|w| w.feedback) {
+                let src = wire.src as usize;
+                match wire.out {
+                    0 => previous[src] = outs[src].map(flush),
+                    side => {
+                        let side = side as usize - 1;
+                        if let (Some(to), Some(from)) = (previous_sides[src].get_mut(side), sides[src].get(side)) {
+                            *to = from.map(flush);
+                        }
                     }
                 }
             }
